@@ -1,0 +1,7 @@
+//! Everything between "here is a history and a tool list" and "here are the items
+//! the model produced": the streaming provider clients, the tool framework and the
+//! agent loop. This crate knows nothing of sockets, sessions or scopes; the pod
+//! wires it to those.
+
+pub mod llm_client;
+pub mod tool;

@@ -1,0 +1,4 @@
+//! The pod's footprint on the machine: the directories it uses and the
+//! machine-wide records kept in them.
+
+pub mod dir;

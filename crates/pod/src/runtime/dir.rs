@@ -1,0 +1,302 @@
+//! Where pods keep things: the runtime dir (sockets, locks, status, the scope
+//! registry), the state dir (session logs), the config dir (user manifest) and
+//! the local model cache, resolved from the environment as ARCHITECTURE.md
+//! "Names, places and files" fixes them.
+//!
+//! Resolution takes an explicit environment so that tests never touch the
+//! process-global one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The environment variables that decide where pods keep their files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirEnv {
+    vars: HashMap<String, String>,
+    uid: u32,
+}
+
+/// Variables consulted by [`Places::resolve`], so callers can capture just these.
+pub const DIR_VARS: [&str; 9] = [
+    "POD_RUNTIME_DIR",
+    "XDG_RUNTIME_DIR",
+    "POD_HOME",
+    "XDG_DATA_HOME",
+    "POD_CONFIG_DIR",
+    "XDG_CONFIG_HOME",
+    "POD_MODEL_DIR",
+    "XDG_CACHE_HOME",
+    "HOME",
+];
+
+impl DirEnv {
+    /// The current process's values of [`DIR_VARS`] and its real uid.
+    pub fn from_process() -> Self {
+        let vars = DIR_VARS
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        DirEnv {
+            vars,
+            uid: current_uid(),
+        }
+    }
+
+    /// An environment built from explicit pairs (for tests and child processes).
+    pub fn from_pairs<'a>(uid: u32, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        DirEnv {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            uid,
+        }
+    }
+
+    /// A variable's value, treating empty as unset (as the XDG spec does).
+    fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The real uid of this process.
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Why the directories could not be resolved or prepared.
+#[derive(Debug)]
+pub enum DirError {
+    /// Neither the variable nor `HOME` is set, so there is nowhere to put it.
+    NoHome(&'static str),
+    /// A directory could not be created or inspected.
+    Io(PathBuf, io::Error),
+    /// The runtime dir is unsafe to use (symlink, other owner, loose mode).
+    Unsafe(PathBuf, String),
+}
+
+impl fmt::Display for DirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirError::NoHome(what) => write!(
+                f,
+                "cannot locate the pods {what} directory: HOME is not set; set HOME or the POD_* variable for it"
+            ),
+            DirError::Io(path, e) => write!(f, "{}: {e}", path.display()),
+            DirError::Unsafe(path, why) => write!(
+                f,
+                "refusing to use runtime dir {}: {why}; remove it or set POD_RUNTIME_DIR to a private directory",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DirError {}
+
+/// The four places pods keep files, resolved but not yet created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Places {
+    /// Sockets, locks, status files, the scope registry (`$POD_RUNTIME_DIR`).
+    pub runtime: PathBuf,
+    /// Session logs and per-pod metadata (`$POD_HOME`).
+    pub state: PathBuf,
+    /// The user manifest (`$POD_CONFIG_DIR`).
+    pub config: PathBuf,
+    /// The local model cache (`$POD_MODEL_DIR`).
+    pub models: PathBuf,
+}
+
+impl Places {
+    /// Resolves every place from `env`, following the documented fallbacks.
+    pub fn resolve(env: &DirEnv) -> Result<Places, DirError> {
+        let home = env.get("HOME").map(PathBuf::from);
+        let under_home = |rel: &str, what: &'static str| {
+            home.as_ref()
+                .map(|h| h.join(rel))
+                .ok_or(DirError::NoHome(what))
+        };
+        let runtime = match (env.get("POD_RUNTIME_DIR"), env.get("XDG_RUNTIME_DIR")) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(xdg)) => Path::new(xdg).join("pods"),
+            (None, None) => PathBuf::from(format!("/tmp/pods-{}", env.uid)),
+        };
+        let state = match (env.get("POD_HOME"), env.get("XDG_DATA_HOME")) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(xdg)) => Path::new(xdg).join("pods"),
+            (None, None) => under_home(".local/share/pods", "state")?,
+        };
+        let config = match (env.get("POD_CONFIG_DIR"), env.get("XDG_CONFIG_HOME")) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(xdg)) => Path::new(xdg).join("pods"),
+            (None, None) => under_home(".config/pods", "config")?,
+        };
+        let models = match (env.get("POD_MODEL_DIR"), env.get("XDG_CACHE_HOME")) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(xdg)) => Path::new(xdg).join("pods/models"),
+            (None, None) => under_home(".cache/pods/models", "model cache")?,
+        };
+        Ok(Places {
+            runtime,
+            state,
+            config,
+            models,
+        })
+    }
+
+    /// The session directory of a pod, by full name.
+    pub fn session_dir(&self, full_name: &str) -> PathBuf {
+        self.state.join("sessions").join(full_name)
+    }
+
+    /// A pod's own runtime directory (socket, lock, status), by full name.
+    pub fn pod_runtime_dir(&self, full_name: &str) -> PathBuf {
+        self.runtime.join(full_name)
+    }
+}
+
+/// Creates the runtime dir (mode 0700) if missing and checks that it is safe:
+/// a real directory (not a symlink), owned by `uid`, reachable by nobody else.
+///
+/// Rule 4 of the architecture: sockets in it are the pods' only door, so a
+/// directory another user controls or can enter is refused rather than fixed.
+pub fn ensure_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(DirError::Io(path.to_path_buf(), e)),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|e| DirError::Io(path.to_path_buf(), e))?;
+    if meta.file_type().is_symlink() {
+        return Err(DirError::Unsafe(path.into(), "it is a symlink".into()));
+    }
+    if !meta.is_dir() {
+        return Err(DirError::Unsafe(
+            path.into(),
+            "it is not a directory".into(),
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(DirError::Unsafe(
+            path.into(),
+            format!("it is owned by uid {}, not by us (uid {uid})", meta.uid()),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(DirError::Unsafe(
+            path.into(),
+            format!("its mode is {mode:o}; it must be 700 (chmod 700 it)"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_variables_win_over_xdg_and_home() {
+        let env = DirEnv::from_pairs(
+            1000,
+            [
+                ("POD_RUNTIME_DIR", "/r"),
+                ("XDG_RUNTIME_DIR", "/xr"),
+                ("POD_HOME", "/s"),
+                ("XDG_DATA_HOME", "/xs"),
+                ("POD_CONFIG_DIR", "/c"),
+                ("XDG_CONFIG_HOME", "/xc"),
+                ("POD_MODEL_DIR", "/m"),
+                ("XDG_CACHE_HOME", "/xm"),
+                ("HOME", "/h"),
+            ],
+        );
+        let p = Places::resolve(&env).unwrap();
+        assert_eq!(
+            p,
+            Places {
+                runtime: "/r".into(),
+                state: "/s".into(),
+                config: "/c".into(),
+                models: "/m".into()
+            }
+        );
+    }
+
+    #[test]
+    fn xdg_then_home_then_tmp() {
+        let env = DirEnv::from_pairs(
+            1000,
+            [
+                ("XDG_RUNTIME_DIR", "/run/user/1000"),
+                ("XDG_DATA_HOME", "/xs"),
+                ("XDG_CONFIG_HOME", "/xc"),
+                ("XDG_CACHE_HOME", "/xm"),
+            ],
+        );
+        let p = Places::resolve(&env).unwrap();
+        assert_eq!(p.runtime, PathBuf::from("/run/user/1000/pods"));
+        assert_eq!(p.state, PathBuf::from("/xs/pods"));
+        assert_eq!(p.config, PathBuf::from("/xc/pods"));
+        assert_eq!(p.models, PathBuf::from("/xm/pods/models"));
+
+        let env = DirEnv::from_pairs(42, [("HOME", "/h"), ("XDG_DATA_HOME", "")]);
+        let p = Places::resolve(&env).unwrap();
+        assert_eq!(p.runtime, PathBuf::from("/tmp/pods-42"));
+        assert_eq!(p.state, PathBuf::from("/h/.local/share/pods"));
+        assert_eq!(p.config, PathBuf::from("/h/.config/pods"));
+        assert_eq!(p.models, PathBuf::from("/h/.cache/pods/models"));
+        assert_eq!(
+            p.session_dir("a.b"),
+            PathBuf::from("/h/.local/share/pods/sessions/a.b")
+        );
+        assert_eq!(p.pod_runtime_dir("a.b"), PathBuf::from("/tmp/pods-42/a.b"));
+    }
+
+    #[test]
+    fn no_home_is_a_clear_error() {
+        let err = Places::resolve(&DirEnv::from_pairs(1, [])).unwrap_err();
+        assert!(err.to_string().contains("HOME is not set"), "{err}");
+    }
+
+    #[test]
+    fn private_dir_is_created_0700_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uid = current_uid();
+        let dir = tmp.path().join("a/runtime");
+        ensure_private_dir(&dir, uid).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Idempotent.
+        ensure_private_dir(&dir, uid).unwrap();
+
+        let err = ensure_private_dir(&dir, uid + 1).unwrap_err();
+        assert!(err.to_string().contains("owned by uid"), "{err}");
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = ensure_private_dir(&dir, uid).unwrap_err();
+        assert!(err.to_string().contains("mode is 755"), "{err}");
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = ensure_private_dir(&link, uid).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = ensure_private_dir(&file, uid).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
+}

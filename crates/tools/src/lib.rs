@@ -1,0 +1,1 @@
+//! tools (work in progress)
