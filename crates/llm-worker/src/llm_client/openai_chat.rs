@@ -1,0 +1,1 @@
+//! openai_chat: being written (issue 3).

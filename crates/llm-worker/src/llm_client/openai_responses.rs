@@ -1,0 +1,1 @@
+//! openai_responses: being written (issue 3).
