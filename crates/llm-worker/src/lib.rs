@@ -5,3 +5,4 @@
 
 pub mod llm_client;
 pub mod tool;
+pub mod tool_server;

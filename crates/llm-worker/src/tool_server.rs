@@ -1,0 +1,456 @@
+//! Runs the tool calls of one model response: concurrently, each result capped
+//! to what the model's context can take, and every failure — bad arguments, an
+//! unknown tool, an error, a panic, a policy refusal — turned into a result the
+//! model can read. The model always gets exactly one result per call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use llm_types::Item;
+
+use crate::llm_client::request::ToolSpec;
+use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
+
+/// What a pre-call interceptor decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Run the call as the model wrote it.
+    Allow,
+    /// Do not run it; the model reads this reason as the result.
+    Deny(String),
+    /// Run it with these arguments instead.
+    Rewrite(String),
+}
+
+/// A tool call about to run or just run, as interceptors see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Call id.
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments (JSON text).
+    pub arguments: String,
+}
+
+/// A hook around every tool call, for permission policies and auditing.
+pub trait ToolInterceptor: Send + Sync {
+    /// Decides whether (and with which arguments) the call runs.
+    fn before(&self, call: &CallInfo) -> Decision {
+        let _ = call;
+        Decision::Allow
+    }
+
+    /// Sees (and may change) the result before the model does.
+    fn after(&self, call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
+        let _ = (call, result);
+    }
+}
+
+/// Why a tool server could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolServerError {
+    /// Two tools share a name: the model could not tell them apart.
+    #[error("two tools are named `{0}`; tool names must be unique")]
+    DuplicateName(String),
+}
+
+/// The tools of one worker and the limits on their output.
+pub struct ToolServer {
+    tools: HashMap<String, (ToolMeta, Arc<dyn Tool>)>,
+    order: Vec<String>,
+    output_limit: usize,
+    interceptors: Vec<Arc<dyn ToolInterceptor>>,
+}
+
+impl std::fmt::Debug for ToolServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolServer")
+            .field("tools", &self.order)
+            .field("output_limit", &self.output_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The byte cap on one tool result: the manifest's `tool_output_limit`, but never
+/// more than a quarter of the context window (at a conservative 4 bytes per
+/// token, a quarter of the window in tokens is `context_window` bytes).
+pub fn output_limit(tool_output_limit: u64, context_window: u64) -> usize {
+    let cap = tool_output_limit.min(context_window.max(1024));
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+impl ToolServer {
+    /// Instantiates every definition; `output_limit` is the byte cap per result
+    /// (see [`output_limit`]).
+    pub fn new(
+        definitions: &[ToolDefinition],
+        output_limit: usize,
+    ) -> Result<Self, ToolServerError> {
+        let mut tools = HashMap::new();
+        let mut order = Vec::new();
+        for def in definitions {
+            let (meta, tool) = def();
+            if tools.contains_key(&meta.name) {
+                return Err(ToolServerError::DuplicateName(meta.name));
+            }
+            order.push(meta.name.clone());
+            tools.insert(meta.name.clone(), (meta, tool));
+        }
+        Ok(ToolServer {
+            tools,
+            order,
+            output_limit,
+            interceptors: Vec::new(),
+        })
+    }
+
+    /// Adds an interceptor; they run in the order added.
+    pub fn intercept(&mut self, interceptor: Arc<dyn ToolInterceptor>) {
+        self.interceptors.push(interceptor);
+    }
+
+    /// The tools as offered to the model, in definition order.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.order
+            .iter()
+            .filter_map(|n| self.tools.get(n))
+            .map(|(meta, _)| ToolSpec {
+                name: meta.name.clone(),
+                description: meta.description.clone(),
+                input_schema: meta.input_schema.clone(),
+            })
+            .collect()
+    }
+
+    /// Tool names, in definition order.
+    pub fn names(&self) -> &[String] {
+        &self.order
+    }
+
+    /// Runs every call concurrently and returns one `Item::ToolResult` per call,
+    /// in the calls' order.
+    pub async fn run_all(&self, calls: &[CallInfo]) -> Vec<Item> {
+        let mut results: Vec<Option<Item>> = vec![None; calls.len()];
+        // The calls as they will run (interceptors may rewrite arguments).
+        let mut effective: Vec<CallInfo> = Vec::with_capacity(calls.len());
+        let mut set = tokio::task::JoinSet::new();
+        let mut task_index = HashMap::new();
+        for (index, call) in calls.iter().enumerate() {
+            let mut call = call.clone();
+            let mut denied = None;
+            for interceptor in &self.interceptors {
+                match interceptor.before(&call) {
+                    Decision::Allow => {}
+                    Decision::Deny(reason) => {
+                        denied = Some(reason);
+                        break;
+                    }
+                    Decision::Rewrite(args) => call.arguments = args,
+                }
+            }
+            if let Some(reason) = denied {
+                let err = ToolError::ExecutionFailed(format!("refused by policy: {reason}"));
+                results[index] = Some(self.finish(&call, Err(err)));
+            } else if let Some((_, tool)) = self.tools.get(&call.name) {
+                let tool = Arc::clone(tool);
+                let arguments = call.arguments.clone();
+                // A task per call: calls overlap, and a panic stays inside its task.
+                let handle = set.spawn(async move { tool.execute(&arguments).await });
+                task_index.insert(handle.id(), index);
+            } else {
+                let err = ToolError::InvalidArgument(format!(
+                    "there is no tool named `{}`; available tools: {}",
+                    call.name,
+                    self.order.join(", ")
+                ));
+                results[index] = Some(self.finish(&call, Err(err)));
+            }
+            effective.push(call);
+        }
+        while let Some(joined) = set.join_next_with_id().await {
+            let (id, out) = match joined {
+                Ok((id, out)) => (id, out),
+                Err(e) => {
+                    let id = e.id();
+                    (
+                        id,
+                        Err(ToolError::ExecutionFailed(format!(
+                            "the tool crashed: {}",
+                            panic_message(e)
+                        ))),
+                    )
+                }
+            };
+            if let Some(&index) = task_index.get(&id) {
+                results[index] = Some(self.finish(&effective[index], out));
+            }
+        }
+        results
+            .into_iter()
+            .zip(&effective)
+            .map(|(r, call)| {
+                r.unwrap_or_else(|| {
+                    let err = ToolError::ExecutionFailed("the tool produced no result".into());
+                    self.finish(call, Err(err))
+                })
+            })
+            .collect()
+    }
+
+    /// Applies `after` interceptors and the output cap, and builds the item.
+    fn finish(&self, call: &CallInfo, mut out: Result<ToolOutput, ToolError>) -> Item {
+        for interceptor in &self.interceptors {
+            interceptor.after(call, &mut out);
+        }
+        match out {
+            Ok(ToolOutput { summary, content }) => Item::ToolResult {
+                call_id: call.id.clone(),
+                summary: cap(&summary, self.output_limit.min(2048)),
+                content: content.map(|c| cap(&c, self.output_limit)),
+                is_error: false,
+            },
+            Err(e) => Item::ToolResult {
+                call_id: call.id.clone(),
+                summary: cap(&e.to_string(), self.output_limit),
+                content: None,
+                is_error: true,
+            },
+        }
+    }
+}
+
+/// The panic payload of a crashed tool task, as text.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if e.is_cancelled() {
+        return "it was cancelled".into();
+    }
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".into()
+    }
+}
+
+/// Cuts `text` to at most `limit` bytes (on character boundaries), keeping the
+/// head and the tail — errors and summaries tend to sit at either end — with a
+/// note in the middle saying how much was cut.
+pub fn cap(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let note_room = 64;
+    let keep = limit.saturating_sub(note_room);
+    let mut head_end = keep * 2 / 3;
+    while !text.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    let mut tail_start = text.len() - (keep - keep * 2 / 3);
+    while !text.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    let cut = tail_start - head_end;
+    format!(
+        "{}\n[... {cut} of {} bytes cut to fit the model's context ...]\n{}",
+        &text[..head_end],
+        text.len(),
+        &text[tail_start..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::time::Duration;
+
+    struct Sleepy(Duration, &'static str);
+
+    #[async_trait]
+    impl Tool for Sleepy {
+        async fn execute(&self, input: &str) -> Result<ToolOutput, ToolError> {
+            tokio::time::sleep(self.0).await;
+            match self.1 {
+                "panic" => panic!("boom"),
+                "fail" => Err(ToolError::ExecutionFailed("disk full".into())),
+                "big" => Ok(ToolOutput {
+                    summary: "big".into(),
+                    content: Some("é".repeat(10_000)),
+                }),
+                _ => Ok(ToolOutput {
+                    summary: format!("{} got {input}", self.1),
+                    content: None,
+                }),
+            }
+        }
+    }
+
+    fn def(name: &'static str, delay_ms: u64, mode: &'static str) -> ToolDefinition {
+        Arc::new(move || {
+            let tool: Arc<dyn Tool> = Arc::new(Sleepy(Duration::from_millis(delay_ms), mode));
+            (ToolMeta::new(name).description(mode), tool)
+        })
+    }
+
+    fn call(id: &str, name: &str, args: &str) -> CallInfo {
+        CallInfo {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    fn summary(item: &Item) -> (&str, bool) {
+        match item {
+            Item::ToolResult {
+                summary, is_error, ..
+            } => (summary.as_str(), *is_error),
+            other => panic!("not a result: {other:?}"),
+        }
+    }
+
+    /// Each call waits until all three are running: only concurrent execution
+    /// can finish (the timeout turns a sequential run into a failure, not a hang).
+    struct Meet(Arc<tokio::sync::Barrier>);
+
+    #[async_trait]
+    impl Tool for Meet {
+        async fn execute(&self, input: &str) -> Result<ToolOutput, ToolError> {
+            self.0.wait().await;
+            Ok(ToolOutput {
+                summary: format!("met {input}"),
+                content: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_run_concurrently_and_results_keep_call_order() {
+        let barrier = Arc::new(tokio::sync::Barrier::new(3));
+        let meet: ToolDefinition = Arc::new(move || {
+            let tool: Arc<dyn Tool> = Arc::new(Meet(Arc::clone(&barrier)));
+            (ToolMeta::new("Meet"), tool)
+        });
+        let server = ToolServer::new(&[meet, def("Fast", 0, "fast")], 1000).unwrap();
+        let calls = [
+            call("a", "Meet", "1"),
+            call("b", "Fast", "2"),
+            call("c", "Meet", "3"),
+            call("d", "Meet", "4"),
+        ];
+        let out = tokio::time::timeout(Duration::from_secs(20), server.run_all(&calls))
+            .await
+            .expect("calls did not run concurrently");
+        let summaries: Vec<_> = out.iter().map(|i| summary(i).0).collect();
+        assert_eq!(summaries, ["met 1", "fast got 2", "met 3", "met 4"]);
+        let ids: Vec<_> = out
+            .iter()
+            .map(|i| match i {
+                Item::ToolResult { call_id, .. } => call_id.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn errors_panics_and_unknown_tools_become_readable_results() {
+        let server =
+            ToolServer::new(&[def("Boom", 0, "panic"), def("Fail", 0, "fail")], 1000).unwrap();
+        let out = server
+            .run_all(&[
+                call("1", "Boom", "{}"),
+                call("2", "Fail", "{}"),
+                call("3", "Nope", "{}"),
+            ])
+            .await;
+        assert_eq!(out.len(), 3);
+        let (s, err) = summary(&out[0]);
+        assert!(err && s.contains("panicked: boom"), "{s}");
+        let (s, err) = summary(&out[1]);
+        assert!(err && s.contains("disk full"), "{s}");
+        let (s, err) = summary(&out[2]);
+        assert!(
+            err && s.contains("no tool named `Nope`") && s.contains("Boom, Fail"),
+            "{s}"
+        );
+    }
+
+    #[tokio::test]
+    async fn output_is_capped_on_char_boundaries_with_a_note() {
+        let server = ToolServer::new(&[def("Big", 0, "big")], 1000).unwrap();
+        let out = server.run_all(&[call("1", "Big", "{}")]).await;
+        let Item::ToolResult {
+            content: Some(c), ..
+        } = &out[0]
+        else {
+            panic!("{out:?}")
+        };
+        assert!(c.len() <= 1000, "{}", c.len());
+        assert!(c.contains("bytes cut to fit"), "{c}");
+        assert!(c.starts_with('é') && c.ends_with('é'));
+    }
+
+    #[test]
+    fn cap_leaves_short_text_alone_and_limit_follows_the_context() {
+        assert_eq!(cap("short", 100), "short");
+        assert_eq!(output_limit(1_000_000, 8192), 8192);
+        assert_eq!(output_limit(4096, 200_000), 4096);
+    }
+
+    struct Policy;
+    impl ToolInterceptor for Policy {
+        fn before(&self, call: &CallInfo) -> Decision {
+            match call.id.as_str() {
+                "deny" => Decision::Deny("writes to /etc are not allowed".into()),
+                "rewrite" => Decision::Rewrite("rewritten".into()),
+                _ => Decision::Allow,
+            }
+        }
+        fn after(&self, _call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
+            if let Ok(out) = result {
+                out.summary.push_str(" (audited)");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn interceptors_allow_deny_and_rewrite() {
+        let mut server = ToolServer::new(&[def("T", 0, "t")], 1000).unwrap();
+        server.intercept(Arc::new(Policy));
+        let out = server
+            .run_all(&[
+                call("ok", "T", "orig"),
+                call("deny", "T", "x"),
+                call("rewrite", "T", "orig"),
+            ])
+            .await;
+        assert_eq!(summary(&out[0]), ("t got orig (audited)", false));
+        let (s, err) = summary(&out[1]);
+        assert!(
+            err && s.contains("refused by policy: writes to /etc"),
+            "{s}"
+        );
+        assert_eq!(summary(&out[2]), ("t got rewritten (audited)", false));
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let err = ToolServer::new(&[def("T", 0, "a"), def("T", 0, "b")], 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "two tools are named `T`; tool names must be unique"
+        );
+    }
+
+    #[test]
+    fn specs_follow_definition_order() {
+        let server = ToolServer::new(&[def("B", 0, "b"), def("A", 0, "a")], 10).unwrap();
+        let names: Vec<_> = server.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["B", "A"]);
+        assert_eq!(server.names(), ["B", "A"]);
+    }
+}
