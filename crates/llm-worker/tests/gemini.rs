@@ -627,3 +627,23 @@ fn decoded_history_round_trips_into_a_request() {
     );
     assert_eq!(parts[3]["functionCall"]["args"]["id"], "C");
 }
+
+#[test]
+fn recursive_refs_are_cut() {
+    use llm_worker::llm_client::gemini::normalize_schema;
+    use serde_json::json;
+    let schema = json!({
+        "$ref": "#/$defs/Node",
+        "$defs": {"Node": {"type": "object", "properties": {
+            "name": {"type": "string"},
+            "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+        }}}
+    });
+    assert_eq!(
+        normalize_schema(&schema),
+        json!({"type": "object", "properties": {
+            "name": {"type": "string"},
+            "children": {"type": "array", "items": {"type": "object"}},
+        }})
+    );
+}

@@ -272,8 +272,9 @@ const KEEP: &[&str] = &[
     "propertyOrdering",
 ];
 
-/// Nesting depth beyond which a recursive `$ref` is cut to a bare object.
-const MAX_REF_DEPTH: usize = 16;
+/// Nesting depth of `$ref` expansions beyond which a reference is cut to a
+/// bare object (a safety net; recursion itself is cut at its first repeat).
+const MAX_REF_DEPTH: usize = 32;
 
 /// Rewrites a schemars JSON Schema into the OpenAPI subset Gemini accepts:
 /// `$ref`s inlined from `$defs`/`definitions`, `$schema`/`title`/
@@ -287,7 +288,7 @@ pub fn normalize_schema(schema: &Value) -> Value {
         .and_then(Value::as_object)
         .or_else(|| schema.get("definitions").and_then(Value::as_object))
         .unwrap_or(&empty);
-    let mut out = norm(schema, defs, 0);
+    let mut out = norm(schema, defs, &mut Vec::new());
     if out.get("type").is_none()
         && out.get("anyOf").is_none()
         && let Some(o) = out.as_object_mut()
@@ -308,37 +309,44 @@ fn is_null_schema(v: &Value) -> bool {
     v.get("type").and_then(Value::as_str) == Some("null")
 }
 
-fn norm(schema: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
+fn norm(schema: &Value, defs: &Map<String, Value>, stack: &mut Vec<String>) -> Value {
     let Some(obj) = schema.as_object() else {
         // `true` / `{}`: anything; Gemini needs some type.
         return json!({});
     };
     if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
+        // A recursive reference (already being expanded) is cut to a bare
+        // object: Gemini schemas cannot refer to themselves.
         let mut base = match resolve(r, defs) {
-            Some(target) if depth < MAX_REF_DEPTH => norm(target, defs, depth + 1),
+            Some(target) if !stack.iter().any(|s| s == r) && stack.len() < MAX_REF_DEPTH => {
+                stack.push(r.to_string());
+                let v = norm(target, defs, stack);
+                stack.pop();
+                v
+            }
             _ => json!({"type": "object"}),
         };
         // Siblings of `$ref` (e.g. a description) override the target's.
         let mut rest = obj.clone();
         rest.remove("$ref");
-        if let (Some(b), Value::Object(r)) = (base.as_object_mut(), norm_obj(&rest, defs, depth)) {
+        if let (Some(b), Value::Object(r)) = (base.as_object_mut(), norm_obj(&rest, defs, stack)) {
             for (k, v) in r {
                 b.insert(k, v);
             }
         }
         return base;
     }
-    norm_obj(obj, defs, depth)
+    norm_obj(obj, defs, stack)
 }
 
-fn norm_obj(obj: &Map<String, Value>, defs: &Map<String, Value>, depth: usize) -> Value {
+fn norm_obj(obj: &Map<String, Value>, defs: &Map<String, Value>, stack: &mut Vec<String>) -> Value {
     let mut out = Map::new();
     let mut nullable = false;
 
     // Merge a single-element allOf (schemars wraps described `$ref`s in one).
     if let Some(Value::Array(all)) = obj.get("allOf") {
         for sub in all {
-            if let Value::Object(m) = norm(sub, defs, depth) {
+            if let Value::Object(m) = norm(sub, defs, stack) {
                 out.extend(m);
             }
         }
@@ -379,13 +387,13 @@ fn norm_obj(obj: &Map<String, Value>, defs: &Map<String, Value>, depth: usize) -
                 if let Value::Object(props) = v {
                     let props: Map<String, Value> = props
                         .iter()
-                        .map(|(name, s)| (name.clone(), norm(s, defs, depth)))
+                        .map(|(name, s)| (name.clone(), norm(s, defs, stack)))
                         .collect();
                     out.insert("properties".into(), Value::Object(props));
                 }
             }
             "items" => {
-                out.insert("items".into(), norm(v, defs, depth));
+                out.insert("items".into(), norm(v, defs, stack));
             }
             "required" => {
                 out.insert("required".into(), v.clone());
@@ -397,7 +405,7 @@ fn norm_obj(obj: &Map<String, Value>, defs: &Map<String, Value>, depth: usize) -
                         if is_null_schema(var) {
                             nullable = true;
                         } else {
-                            kept.push(norm(var, defs, depth));
+                            kept.push(norm(var, defs, stack));
                         }
                     }
                     if kept.len() == 1 {
@@ -915,11 +923,10 @@ impl StreamDecoder for GeminiDecoder {
         Ok(Flow::Continue)
     }
 
-    fn finish(&mut self, asm: &mut Assembler) -> Result<(), ClientError> {
+    fn finish(&mut self, _asm: &mut Assembler) -> Result<(), ClientError> {
         if self.finished {
             return Ok(());
         }
-        let _ = asm;
         Err(ClientError::StreamBroken(
             "Gemini stream ended before a finishReason".to_string(),
         ))
