@@ -784,3 +784,41 @@ fn decoded_items_round_trip_into_the_next_request() {
         "fc_0fabc13af1ee0049006a691dff0c1481a1b4a0eec7e3c753bb"
     );
 }
+
+#[test]
+fn interleaved_parallel_calls_never_mix() {
+    let ev = |s: &str| format!("data: {s}\n\n");
+    let mut body = String::new();
+    for (i, id) in [(0, "call_a"), (1, "call_b")] {
+        body += &ev(&format!(
+            r#"{{"type":"response.output_item.added","output_index":{i},"item":{{"type":"function_call","id":"fc_{i}","call_id":"{id}","name":"Read","arguments":""}}}}"#
+        ));
+    }
+    for (i, frag) in [
+        (1, r#"{\"path\":"#),
+        (0, r#"{\"path\":"#),
+        (0, r#"\"a\"}"#),
+        (1, r#"\"b\"}"#),
+    ] {
+        body += &ev(&format!(
+            r#"{{"type":"response.function_call_arguments.delta","output_index":{i},"item_id":"fc_{i}","delta":"{frag}"}}"#
+        ));
+    }
+    for i in [1, 0] {
+        body += &ev(&format!(
+            r#"{{"type":"response.output_item.done","output_index":{i},"item":{{"type":"function_call","id":"fc_{i}","call_id":"{}","name":"Read"}}}}"#,
+            if i == 0 { "call_a" } else { "call_b" }
+        ));
+    }
+    // No `event:` line and no `type` would be an error; here the name comes from `event:`.
+    body += "event: response.completed\ndata: {\"response\":{\"status\":\"completed\"}}\n\n";
+    let c = decode(body.as_bytes(), 5).unwrap();
+    assert_eq!(
+        c.items,
+        vec![
+            call("call_a", "Read", r#"{"path":"a"}"#, "fc_0"),
+            call("call_b", "Read", r#"{"path":"b"}"#, "fc_1"),
+        ]
+    );
+    assert_eq!(c.stop, StopReason::ToolUse);
+}

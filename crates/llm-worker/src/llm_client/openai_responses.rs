@@ -343,8 +343,8 @@ struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 /// One event payload: only the fields this decoder reads.
 #[derive(Deserialize)]
 struct Event<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Str<'a>,
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<Str<'a>>,
     #[serde(default)]
     output_index: Option<u64>,
     #[serde(default, borrow)]
@@ -637,7 +637,12 @@ impl StreamDecoder for ResponsesDecoder {
             let name = event.event.as_deref().unwrap_or("(unnamed)");
             ClientError::Decode(format!("Responses event {name}: invalid JSON payload: {e}"))
         })?;
-        match ev.kind.0.as_ref() {
+        // The payload's `type` names the event; the SSE `event:` line repeats it.
+        let kind = match &ev.kind {
+            Some(k) => k.0.as_ref(),
+            None => event.event.as_deref().unwrap_or(""),
+        };
+        match kind {
             "response.output_text.delta" => {
                 let key = Self::key(&ev);
                 if let Some(d) = &ev.delta {
