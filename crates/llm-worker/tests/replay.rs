@@ -62,7 +62,7 @@ async fn every_fixture_replays_over_tcp_like_in_process() {
     for (family, scheme, path) in schemes() {
         let client = ProviderClient::new(
             Arc::clone(&scheme),
-            ClientConfig::for_base_url(&server.base_url(), None, Some(10)),
+            ClientConfig::for_base_url(server.base_url(), None, Some(10)),
         );
         for fixture in test_support::fixtures_of(family).unwrap() {
             let body = fixture.wire_body().unwrap();
