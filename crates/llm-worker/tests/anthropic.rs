@@ -731,6 +731,7 @@ fn foreign_reasoning_and_provider_items_are_skipped_own_are_echoed() {
 #[test]
 fn odd_histories_stay_valid() {
     let history = vec![
+        Item::text(Role::User, " \n"),
         Item::text(Role::User, "go"),
         Item::tool_call("t1", "Read", "{\"path\": \"a\""),
         Item::tool_call("t2", "Read", ""),

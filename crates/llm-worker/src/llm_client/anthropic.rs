@@ -157,7 +157,8 @@ impl History {
 fn text_blocks(content: &[ContentPart]) -> impl Iterator<Item = Value> + '_ {
     content.iter().filter_map(|p| {
         let ContentPart::Text { text } = p;
-        (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
+        // The API rejects empty and whitespace-only text blocks.
+        (!text.trim().is_empty()).then(|| json!({"type": "text", "text": text}))
     })
 }
 
@@ -505,6 +506,18 @@ pub struct AnthropicDecoder {
     started: bool,
 }
 
+/// The assembler key of a content block: its index as text (the common small
+/// indexes without allocating).
+fn key(index: u64) -> Cow<'static, str> {
+    const KEYS: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    match KEYS.get(index as usize) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(index.to_string()),
+    }
+}
+
 fn decode_err(what: &str, e: impl std::fmt::Display) -> ClientError {
     ClientError::Decode(format!("anthropic {what} event: {e}"))
 }
@@ -541,7 +554,7 @@ impl AnthropicDecoder {
     }
 
     fn block_start(&mut self, index: u64, block: Value, asm: &mut Assembler) {
-        let key = index.to_string();
+        let key = key(index);
         let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
         let s = |f: &str| block.get(f).and_then(Value::as_str).unwrap_or("");
         let open = match kind {
@@ -592,7 +605,7 @@ impl AnthropicDecoder {
         data: &str,
         asm: &mut Assembler,
     ) -> Result<(), ClientError> {
-        let key = index.to_string();
+        let key = key(index);
         let kind = delta.kind.as_deref().unwrap_or("");
         match kind {
             "text_delta" => asm.text_delta(&key, delta.text.as_deref().unwrap_or("")),
@@ -646,7 +659,7 @@ impl AnthropicDecoder {
     }
 
     fn block_stop(&mut self, index: u64, asm: &mut Assembler) {
-        let key = index.to_string();
+        let key = key(index);
         match self.open.remove(&index) {
             Some(Open::ToolUse {
                 initial: Some(initial),
