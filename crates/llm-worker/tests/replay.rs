@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use llm_worker::llm_client::anthropic::Anthropic;
 use llm_worker::llm_client::error::ClientError;
 use llm_worker::llm_client::gemini::Gemini;
 use llm_worker::llm_client::http::{ClientConfig, LlmClient, ProviderClient};
