@@ -487,6 +487,24 @@ fn stop_with_tool_calls_and_other_finish_reasons() {
 }
 
 #[test]
+fn a_reused_index_with_a_new_id_is_a_new_call() {
+    let body = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"Read\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"b\",\"function\":{\"name\":\"Grep\",\"arguments\":\"{\\\"p\\\":1}\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    );
+    let c = decode(body.as_bytes(), 0).unwrap();
+    assert_eq!(
+        c.items,
+        vec![
+            Item::tool_call("a", "Read", "{}"),
+            Item::tool_call("b", "Grep", r#"{"p":1}"#),
+        ]
+    );
+    assert_eq!(c.stop, StopReason::ToolUse);
+}
+
+#[test]
 fn endpoint_and_headers() {
     assert_eq!(
         OpenaiChat.endpoint("http://127.0.0.1:11434/v1", "llama3"),

@@ -608,10 +608,14 @@ impl OpenaiChatDecoder {
     fn call_key(&mut self, pos: usize, tc: &ToolCallDelta<'_>) -> (String, bool) {
         let id = tc.id.as_ref().map(|t| t.0.as_ref()).unwrap_or("");
         if let Some(ix) = tc.index {
-            if let Some((_, _, key)) = self.calls.iter().find(|(i, _, _)| *i == Some(ix)) {
+            // The latest call at this index, unless a different id shows that a
+            // server reuses the index for every call.
+            if let Some((_, known, key)) = self.calls.iter().rev().find(|(i, _, _)| *i == Some(ix))
+                && (id.is_empty() || known.is_empty() || known == id)
+            {
                 return (key.clone(), false);
             }
-            let key = format!("call{ix}");
+            let key = format!("call{ix}_{}", self.calls.len());
             self.calls.push((Some(ix), id.to_string(), key.clone()));
             return (key, true);
         }
