@@ -13,6 +13,7 @@ use llm_worker::llm_client::anthropic::Anthropic;
 use llm_worker::llm_client::error::ClientError;
 use llm_worker::llm_client::gemini::Gemini;
 use llm_worker::llm_client::http::{ClientConfig, LlmClient, ProviderClient};
+use llm_worker::llm_client::openai_chat::OpenaiChat;
 use llm_worker::llm_client::openai_responses::OpenaiResponses;
 use llm_worker::llm_client::request::LlmRequest;
 use llm_worker::llm_client::scheme::WireScheme;
@@ -25,6 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 fn schemes() -> Vec<(Family, Arc<dyn WireScheme>, &'static str)> {
     vec![
+        (Family::Anthropic, Arc::new(Anthropic), "/v1/messages"),
+        (
+            Family::OpenaiChat,
+            Arc::new(OpenaiChat),
+            "/v1/chat/completions",
+        ),
         (
             Family::Gemini,
             Arc::new(Gemini),
@@ -91,5 +98,5 @@ async fn every_fixture_replays_over_tcp_like_in_process() {
             replayed += 1;
         }
     }
-    assert!(replayed >= 25, "only {replayed} fixtures replayed");
+    assert!(replayed >= 55, "only {replayed} fixtures replayed");
 }
