@@ -6,3 +6,4 @@
 pub mod llm_client;
 pub mod tool;
 pub mod tool_server;
+pub mod worker;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use llm_types::Item;
+use tokio_util::sync::CancellationToken;
 
 use crate::llm_client::request::ToolSpec;
 use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
@@ -131,6 +132,13 @@ impl ToolServer {
     /// Runs every call concurrently and returns one `Item::ToolResult` per call,
     /// in the calls' order.
     pub async fn run_all(&self, calls: &[CallInfo]) -> Vec<Item> {
+        self.run_all_until(calls, &CancellationToken::new()).await
+    }
+
+    /// Like [`ToolServer::run_all`], but when `cancel` fires the calls still
+    /// running are aborted (their tasks dropped) and answered with
+    /// [`INTERRUPTED`], so the model still gets one result per call.
+    pub async fn run_all_until(&self, calls: &[CallInfo], cancel: &CancellationToken) -> Vec<Item> {
         let mut results: Vec<Option<Item>> = vec![None; calls.len()];
         // The calls as they will run (interceptors may rewrite arguments).
         let mut effective: Vec<CallInfo> = Vec::with_capacity(calls.len());
@@ -168,7 +176,16 @@ impl ToolServer {
             }
             effective.push(call);
         }
-        while let Some(joined) = set.join_next_with_id().await {
+        loop {
+            let joined = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    set.abort_all();
+                    break;
+                }
+                joined = set.join_next_with_id() => joined,
+            };
+            let Some(joined) = joined else { break };
             let (id, out) = match joined {
                 Ok((id, out)) => (id, out),
                 Err(e) => {
@@ -189,11 +206,13 @@ impl ToolServer {
         results
             .into_iter()
             .zip(&effective)
-            .map(|(r, call)| {
-                r.unwrap_or_else(|| {
+            .map(|(r, call)| match r {
+                Some(item) => item,
+                None if cancel.is_cancelled() => interrupted_result(&call.id),
+                None => {
                     let err = ToolError::ExecutionFailed("the tool produced no result".into());
                     self.finish(call, Err(err))
-                })
+                }
             })
             .collect()
     }
@@ -217,6 +236,20 @@ impl ToolServer {
                 is_error: true,
             },
         }
+    }
+}
+
+/// The result text of a tool call cut short by cancellation (or never run
+/// because the stream broke inside it).
+pub const INTERRUPTED: &str = "[interrupted]";
+
+/// The result that answers a call that was cut short, keeping the history valid.
+pub fn interrupted_result(call_id: &str) -> Item {
+    Item::ToolResult {
+        call_id: call_id.to_string(),
+        summary: INTERRUPTED.to_string(),
+        content: None,
+        is_error: true,
     }
 }
 

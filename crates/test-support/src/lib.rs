@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod fake_provider;
+pub mod script;
 
 /// The wire protocol a recorded stream belongs to (one fixture directory each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

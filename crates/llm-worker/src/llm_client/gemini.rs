@@ -12,9 +12,11 @@
 //! - a tool call becomes `{"functionCall":{"name","args"}}` with its
 //!   `thoughtSignature` as a sibling of `functionCall` when the call came from
 //!   Gemini. Arguments that are not a JSON object are wrapped as `{"input": ...}`.
+//!   A call id Gemini itself sent (`functionCall.id`) is echoed as `id`, in the
+//!   call and in its response; ids we generated are not sent.
 //! - a tool result becomes `{"functionResponse":{"name","response"}}`, the name
 //!   looked up from the call id in the history (Gemini matches responses by
-//!   name). `response` is `{"output": text}`, or `{"error": text}` when the tool
+//!   name, or by id where it gave one). `response` is `{"output": text}`, or `{"error": text}` when the tool
 //!   failed; text is the summary, then a blank line and the full content.
 //! - a Gemini reasoning item is echoed only through its signature, as a part
 //!   `{"text":"","thoughtSignature":sig}` at its place in the turn (the form Gemini
@@ -160,11 +162,30 @@ impl Contents {
     }
 }
 
+/// The id Gemini itself gave a call (kept as the call's `item_id`), if any:
+/// only such ids are sent back; ids we generated are not Gemini's to see.
+fn gemini_call_id(provider: Option<ProviderFamily>, item_id: &Option<String>) -> Option<&str> {
+    match provider {
+        Some(ProviderFamily::Gemini) => item_id.as_deref(),
+        _ => None,
+    }
+}
+
 fn contents(history: &[Item]) -> Vec<Value> {
-    let names: HashMap<&str, &str> = history
+    // Each call's name, and the id Gemini gave it (echoed in the response part).
+    let names: HashMap<&str, (&str, Option<&str>)> = history
         .iter()
         .filter_map(|i| match i {
-            Item::ToolCall { id, name, .. } => Some((id.as_str(), name.as_str())),
+            Item::ToolCall {
+                id,
+                name,
+                provider,
+                item_id,
+                ..
+            } => Some((
+                id.as_str(),
+                (name.as_str(), gemini_call_id(*provider, item_id)),
+            )),
             _ => None,
         })
         .collect();
@@ -193,6 +214,7 @@ fn contents(history: &[Item]) -> Vec<Value> {
                 kind,
                 signature,
                 provider,
+                item_id,
                 ..
             } => {
                 let args = match (kind, serde_json::from_str::<Value>(arguments)) {
@@ -201,7 +223,11 @@ fn contents(history: &[Item]) -> Vec<Value> {
                     _ => json!({ "input": arguments }),
                 };
                 let mut part = Map::new();
-                part.insert("functionCall".into(), json!({ "name": name, "args": args }));
+                let mut call = json!({ "name": name, "args": args });
+                if let Some(id) = gemini_call_id(*provider, item_id) {
+                    call["id"] = json!(id);
+                }
+                part.insert("functionCall".into(), call);
                 if *provider == Some(ProviderFamily::Gemini)
                     && let Some(sig) = signature
                 {
@@ -215,7 +241,10 @@ fn contents(history: &[Item]) -> Vec<Value> {
                 content,
                 is_error,
             } => {
-                let name = names.get(call_id.as_str()).copied().unwrap_or(call_id);
+                let (name, gemini_id) = names
+                    .get(call_id.as_str())
+                    .copied()
+                    .unwrap_or((call_id.as_str(), None));
                 let text = match content.as_deref() {
                     Some(body) if !body.is_empty() && !summary.is_empty() && body != summary => {
                         format!("{summary}\n\n{body}")
@@ -224,9 +253,13 @@ fn contents(history: &[Item]) -> Vec<Value> {
                     _ => summary.clone(),
                 };
                 let key = if *is_error { "error" } else { "output" };
+                let mut response = json!({"name": name, "response": { key: text }});
+                if let Some(id) = gemini_id {
+                    response["id"] = json!(id);
+                }
                 c.push(
                     Turn::FunctionResponses,
-                    json!({"functionResponse": {"name": name, "response": { key: text }}}),
+                    json!({ "functionResponse": response }),
                 );
             }
             Item::Reasoning {
@@ -693,8 +726,9 @@ impl GeminiDecoder {
                 &name,
                 ToolCallKind::Function,
             );
-            if sig.is_some() {
-                asm.tool_call_meta(&key, sig, None);
+            let gemini_id = fc.id.as_deref().filter(|id| !id.is_empty());
+            if sig.is_some() || gemini_id.is_some() {
+                asm.tool_call_meta(&key, sig, gemini_id);
             }
             self.current = Current::Call;
             self.made_calls = true;

@@ -1,0 +1,596 @@
+//! The agent loop of one pod: append the input, ask the model, run the tool calls
+//! it makes, append the results, and ask again — until the model stops, the call
+//! budget runs out, or the caller cancels or pauses.
+//!
+//! The worker owns the conversation history and nothing else: it does not write
+//! logs or talk to sockets. Every step is reported to a [`WorkerSink`] *before*
+//! the worker moves on, and every history append is reported as
+//! [`WorkerEvent::Appended`] right after it happens, so the pod can persist an
+//! entry and then broadcast it (ARCHITECTURE.md: persist before broadcast). A
+//! sink error stops the invocation: an entry that could not be persisted must
+//! not be followed by more.
+//!
+//! Whatever ends an invocation, the history stays valid for every provider:
+//! every tool call in it is answered, those cut short with
+//! [`INTERRUPTED`](crate::tool_server::INTERRUPTED).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use llm_types::{Item, ToolCallKind, Usage};
+use tokio_util::sync::CancellationToken;
+
+use crate::llm_client::error::ClientError;
+use crate::llm_client::http::{LlmClient, RetryNotice};
+use crate::llm_client::request::{LlmRequest, ToolChoice};
+use crate::llm_client::stream::{Completion, StopReason, StreamEvent};
+use crate::tool_server::{CallInfo, ToolServer, interrupted_result};
+
+/// The request settings that stay the same for every LLM call of a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// Model name as the provider knows it.
+    pub model: String,
+    /// System prompt.
+    pub system: String,
+    /// Output token limit per call.
+    pub max_tokens: u32,
+    /// Sampling temperature (`None`: the provider's default).
+    pub temperature: Option<f64>,
+    /// Sampling seed, where the provider supports one.
+    pub seed: Option<i64>,
+    /// Which tools the model may or must call.
+    pub tool_choice: ToolChoice,
+    /// Extra top-level request fields (the manifest's `extra` table).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Prompt-cache key (enables Anthropic `cache_control`, OpenAI `prompt_cache_key`).
+    pub cache_key: Option<String>,
+    /// Most LLM calls one invocation may make before it ends as `limit_reached`.
+    pub max_llm_calls: u32,
+}
+
+impl WorkerConfig {
+    /// Settings for `model` with the manifest's defaults (8192 output tokens,
+    /// 200 calls per invocation) and no system prompt.
+    pub fn new(model: impl Into<String>) -> Self {
+        WorkerConfig {
+            model: model.into(),
+            system: String::new(),
+            max_tokens: 8192,
+            temperature: None,
+            seed: None,
+            tool_choice: ToolChoice::Auto,
+            extra: serde_json::Map::new(),
+            cache_key: None,
+            max_llm_calls: 200,
+        }
+    }
+}
+
+/// Why an item joined the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendKind {
+    /// Input given to [`Worker::invoke`].
+    Input,
+    /// Produced by the model (message, reasoning, tool call, provider block).
+    Assistant,
+    /// The result of a tool call (including `[interrupted]` answers).
+    ToolResult,
+}
+
+/// One step of an invocation, reported as it happens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerEvent<'a> {
+    /// An LLM call is about to be sent.
+    LlmCallStart {
+        /// The call's number (counts across invocations, from 1).
+        llm_call: u64,
+    },
+    /// The call failed before any content and will be retried after a delay.
+    Retry {
+        /// The call's number.
+        llm_call: u64,
+        /// What failed and how long the client waits.
+        notice: &'a RetryNotice,
+    },
+    /// A live delta of the streaming response (not yet in the history).
+    Stream(&'a StreamEvent),
+    /// An item was appended to the history.
+    Appended {
+        /// Why it was appended.
+        kind: AppendKind,
+        /// The item.
+        item: &'a Item,
+    },
+    /// Final token usage of a call (also after a failed call, if it reported any).
+    Usage {
+        /// The call's number.
+        llm_call: u64,
+        /// Its usage.
+        usage: Usage,
+    },
+    /// The call ended (its items are appended).
+    LlmCallEnd {
+        /// The call's number.
+        llm_call: u64,
+        /// Why the model stopped (`None`: the call failed or was cancelled).
+        stop: Option<&'a StopReason>,
+    },
+}
+
+/// Why a sink refused an event (the pod could not persist an entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkError(pub String);
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+/// Where a worker reports its steps; the pod persists and broadcasts them.
+pub trait WorkerSink: Send {
+    /// Handles one event. An error ends the invocation as failed (after the
+    /// worker has answered any open tool calls in its own history).
+    fn on_event(&mut self, event: WorkerEvent<'_>) -> Result<(), SinkError>;
+
+    /// Items the caller has already committed (notifications, child-pod
+    /// events that arrived meanwhile) to join the history before the next LLM
+    /// call. They are not reported back as `Appended`.
+    fn pending_input(&mut self) -> Vec<Item> {
+        Vec::new()
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The model stopped on its own (finished, refused, hit `max_tokens`...).
+    Finished {
+        /// Why it stopped.
+        stop: StopReason,
+    },
+    /// Paused at a step boundary; [`Worker::invoke`] with no input resumes.
+    Paused,
+    /// Cancelled; cut tool calls are answered `[interrupted]`.
+    Cancelled,
+    /// `max_llm_calls` calls were made and the model still wanted tools.
+    LimitReached,
+    /// The invocation failed.
+    Failed(WorkerError),
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerError {
+    /// The LLM call failed (after the client's retries).
+    Llm(ClientError),
+    /// The sink could not take an event (persisting failed).
+    Sink(SinkError),
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerError::Llm(e) => e.fmt(f),
+            WorkerError::Sink(e) => write!(f, "cannot record the session: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+/// The caller's handles on a running invocation.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Cancels at once: the stream is aborted, running tools are dropped.
+    pub cancel: CancellationToken,
+    /// Pauses at the next step boundary: after the current LLM call and the
+    /// tool calls it made, before the next LLM call. Nothing is cut short.
+    pub pause: CancellationToken,
+}
+
+impl Control {
+    /// Fresh, untriggered handles.
+    pub fn new() -> Self {
+        Control::default()
+    }
+}
+
+/// The agent loop for one pod: a client, tools, settings and the history.
+pub struct Worker {
+    client: Arc<dyn LlmClient>,
+    tools: Arc<ToolServer>,
+    config: WorkerConfig,
+    history: Vec<Item>,
+    llm_calls: u64,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("family", &self.client.family())
+            .field("tools", &self.tools)
+            .field("config", &self.config)
+            .field("history_len", &self.history.len())
+            .field("llm_calls", &self.llm_calls)
+            .finish()
+    }
+}
+
+/// Ends the stream at once when the sink fails, remembering the first error.
+struct GuardedSink<'s> {
+    sink: &'s mut dyn WorkerSink,
+    failed: Option<SinkError>,
+    stop_stream: CancellationToken,
+}
+
+impl GuardedSink<'_> {
+    fn send(&mut self, event: WorkerEvent<'_>) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.sink.on_event(event) {
+            self.failed = Some(e);
+            self.stop_stream.cancel();
+        }
+    }
+}
+
+impl Worker {
+    /// A worker with an empty history.
+    pub fn new(client: Arc<dyn LlmClient>, tools: Arc<ToolServer>, config: WorkerConfig) -> Self {
+        Worker {
+            client,
+            tools,
+            config,
+            history: Vec::new(),
+            llm_calls: 0,
+        }
+    }
+
+    /// Restores a history (from a replayed session log) and the number of LLM
+    /// calls made so far, so call numbers continue where they stopped.
+    pub fn restore(&mut self, history: Vec<Item>, llm_calls: u64) {
+        self.history = history;
+        self.llm_calls = llm_calls;
+    }
+
+    /// Appends an item the caller has already committed (not reported).
+    pub fn push_committed(&mut self, item: Item) {
+        self.history.push(item);
+    }
+
+    /// The conversation so far.
+    pub fn history(&self) -> &[Item] {
+        &self.history
+    }
+
+    /// LLM calls made so far (the last call's number).
+    pub fn llm_calls(&self) -> u64 {
+        self.llm_calls
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Changes the settings (they apply from the next LLM call).
+    pub fn config_mut(&mut self) -> &mut WorkerConfig {
+        &mut self.config
+    }
+
+    /// The tools.
+    pub fn tools(&self) -> &Arc<ToolServer> {
+        &self.tools
+    }
+
+    /// The request the next LLM call would send.
+    pub fn request(&self) -> LlmRequest {
+        let c = &self.config;
+        LlmRequest {
+            model: c.model.clone(),
+            system: c.system.clone(),
+            history: self.history.clone(),
+            tools: self.tools.specs(),
+            tool_choice: c.tool_choice.clone(),
+            max_tokens: c.max_tokens,
+            temperature: c.temperature,
+            seed: c.seed,
+            extra: c.extra.clone(),
+            cache_key: c.cache_key.clone(),
+        }
+    }
+
+    fn append(
+        &mut self,
+        sink: &mut dyn WorkerSink,
+        kind: AppendKind,
+        item: Item,
+    ) -> Result<(), SinkError> {
+        self.history.push(item);
+        match self.history.last() {
+            Some(item) => sink.on_event(WorkerEvent::Appended { kind, item }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one invocation: appends `input` (empty to resume after a pause or
+    /// to answer notifications), then calls the model and runs its tools until
+    /// the model stops, the call budget is spent, or `control` ends it.
+    pub async fn invoke(
+        &mut self,
+        input: Vec<Item>,
+        sink: &mut dyn WorkerSink,
+        control: &Control,
+    ) -> Outcome {
+        for item in input {
+            if let Err(e) = self.append(sink, AppendKind::Input, item) {
+                return Outcome::Failed(WorkerError::Sink(e));
+            }
+        }
+        let mut calls_made: u32 = 0;
+        loop {
+            if control.cancel.is_cancelled() {
+                return Outcome::Cancelled;
+            }
+            if control.pause.is_cancelled() {
+                return Outcome::Paused;
+            }
+            self.history.extend(sink.pending_input());
+            if calls_made >= self.config.max_llm_calls {
+                return Outcome::LimitReached;
+            }
+            calls_made += 1;
+            match self.step(sink, control).await {
+                Step::Continue => {}
+                Step::End(outcome) => return outcome,
+            }
+        }
+    }
+
+    /// One LLM call and the tool calls it makes.
+    async fn step(&mut self, sink: &mut dyn WorkerSink, control: &Control) -> Step {
+        self.llm_calls += 1;
+        let llm_call = self.llm_calls;
+        if let Err(e) = sink.on_event(WorkerEvent::LlmCallStart { llm_call }) {
+            return Step::End(Outcome::Failed(WorkerError::Sink(e)));
+        }
+        let request = self.request();
+        let stream_cancel = control.cancel.child_token();
+        let guarded = Mutex::new(GuardedSink {
+            sink: &mut *sink,
+            failed: None,
+            stop_stream: stream_cancel.clone(),
+        });
+        let result = {
+            let lock = || guarded.lock().unwrap_or_else(PoisonError::into_inner);
+            self.client
+                .stream_observed(
+                    &request,
+                    &stream_cancel,
+                    &mut |event| lock().send(WorkerEvent::Stream(&event)),
+                    &mut |notice| {
+                        lock().send(WorkerEvent::Retry {
+                            llm_call,
+                            notice: &notice,
+                        })
+                    },
+                )
+                .await
+        };
+        let sink_failed = guarded
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed;
+        drop(request);
+        match result {
+            Ok(completion) => {
+                self.completed(sink, control, llm_call, completion, sink_failed)
+                    .await
+            }
+            Err(failure) => {
+                let error = match sink_failed {
+                    Some(e) => WorkerError::Sink(e),
+                    None if failure.error == ClientError::Cancelled => {
+                        return self.cut_short(sink, llm_call, failure.partial, Outcome::Cancelled);
+                    }
+                    None => WorkerError::Llm(failure.error),
+                };
+                self.cut_short(sink, llm_call, failure.partial, Outcome::Failed(error))
+            }
+        }
+    }
+
+    /// Appends a complete response, then runs its tool calls.
+    async fn completed(
+        &mut self,
+        sink: &mut dyn WorkerSink,
+        control: &Control,
+        llm_call: u64,
+        completion: Completion,
+        sink_failed: Option<SinkError>,
+    ) -> Step {
+        if let Some(e) = sink_failed {
+            return self.cut_short(
+                sink,
+                llm_call,
+                completion,
+                Outcome::Failed(WorkerError::Sink(e)),
+            );
+        }
+        let Completion { items, usage, stop } = completion;
+        let calls: Vec<CallInfo> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::ToolCall {
+                    id,
+                    name,
+                    arguments,
+                    ..
+                } => Some(CallInfo {
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut failure = None;
+        for item in items {
+            if let Err(e) = self.append(sink, AppendKind::Assistant, item) {
+                failure = Some(e);
+                break;
+            }
+        }
+        if failure.is_none() {
+            failure = sink
+                .on_event(WorkerEvent::Usage { llm_call, usage })
+                .and_then(|()| {
+                    sink.on_event(WorkerEvent::LlmCallEnd {
+                        llm_call,
+                        stop: Some(&stop),
+                    })
+                })
+                .err();
+        }
+        if let Some(e) = failure {
+            self.answer_open_calls();
+            return Step::End(Outcome::Failed(WorkerError::Sink(e)));
+        }
+        if calls.is_empty() {
+            return Step::End(Outcome::Finished { stop });
+        }
+        let results = self.tools.run_all_until(&calls, &control.cancel).await;
+        for item in results {
+            if let Err(e) = self.append(sink, AppendKind::ToolResult, item) {
+                self.answer_open_calls();
+                return Step::End(Outcome::Failed(WorkerError::Sink(e)));
+            }
+        }
+        if control.cancel.is_cancelled() {
+            return Step::End(Outcome::Cancelled);
+        }
+        Step::Continue
+    }
+
+    /// Keeps what a cut-short response produced and answers its tool calls as
+    /// interrupted, so the history stays valid; then ends with `outcome`.
+    fn cut_short(
+        &mut self,
+        sink: &mut dyn WorkerSink,
+        llm_call: u64,
+        partial: Completion,
+        outcome: Outcome,
+    ) -> Step {
+        // After a sink failure nothing more is reported (it could not be
+        // persisted), but the in-memory history is still completed.
+        let mut report = !matches!(outcome, Outcome::Failed(WorkerError::Sink(_)));
+        let answers: Vec<Item> = partial
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::ToolCall { id, .. } => Some(interrupted_result(id)),
+                _ => None,
+            })
+            .collect();
+        let items = partial
+            .items
+            .into_iter()
+            .map(repair_cut_call)
+            .map(|i| (AppendKind::Assistant, i))
+            .chain(answers.into_iter().map(|i| (AppendKind::ToolResult, i)));
+        let mut error = None;
+        for (kind, item) in items {
+            if !report {
+                self.history.push(item);
+            } else if let Err(e) = self.append(sink, kind, item) {
+                error = Some(e);
+                report = false;
+            }
+        }
+        if report {
+            let usage = partial.usage;
+            let ended = if usage == Usage::default() {
+                Ok(())
+            } else {
+                sink.on_event(WorkerEvent::Usage { llm_call, usage })
+            }
+            .and_then(|()| {
+                sink.on_event(WorkerEvent::LlmCallEnd {
+                    llm_call,
+                    stop: None,
+                })
+            });
+            error = ended.err();
+        }
+        match error {
+            Some(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
+            None => Step::End(outcome),
+        }
+    }
+
+    /// Answers, without reporting, every tool call at the end of the history
+    /// that has no result (used when the sink failed mid-step: nothing more can
+    /// be persisted, but the in-memory history must stay valid).
+    fn answer_open_calls(&mut self) {
+        let answered: std::collections::HashSet<&str> = self
+            .history
+            .iter()
+            .filter_map(|i| match i {
+                Item::ToolResult { call_id, .. } => Some(call_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let open: Vec<String> = self
+            .history
+            .iter()
+            .filter_map(|i| match i {
+                Item::ToolCall { id, .. } if !answered.contains(id.as_str()) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for id in open {
+            self.history.push(interrupted_result(&id));
+        }
+    }
+}
+
+/// A function call cut inside its arguments keeps `{}` as arguments: the
+/// fragment is not JSON, and providers reject a history whose call arguments
+/// do not parse. Its `[interrupted]` result tells the model what happened.
+fn repair_cut_call(item: Item) -> Item {
+    match item {
+        Item::ToolCall {
+            id,
+            name,
+            arguments,
+            kind: kind @ ToolCallKind::Function,
+            signature,
+            provider,
+            item_id,
+        } => {
+            let parses =
+                serde_json::from_str::<serde_json::Value>(&arguments).is_ok_and(|v| v.is_object());
+            Item::ToolCall {
+                id,
+                name,
+                arguments: if parses { arguments } else { "{}".to_string() },
+                kind,
+                signature,
+                provider,
+                item_id,
+            }
+        }
+        other => other,
+    }
+}
+
+/// What a step leads to.
+enum Step {
+    Continue,
+    End(Outcome),
+}
