@@ -3,6 +3,8 @@
 //! The Anthropic Messages scheme against every recorded Anthropic stream, plus
 //! the request body it writes.
 
+mod common;
+
 use llm_types::{Item, ProviderFamily, Role, ToolCallKind, Usage};
 use llm_worker::llm_client::anthropic::Anthropic;
 use llm_worker::llm_client::error::ClientError;
@@ -11,6 +13,7 @@ use llm_worker::llm_client::scheme::WireScheme;
 use llm_worker::llm_client::sse::SseParser;
 use llm_worker::llm_client::stream::{Assembler, Completion, Flow, StopReason, StreamEvent};
 use serde_json::json;
+use std::sync::Arc;
 use test_support::{Family, fixture, fixtures_of};
 
 /// Feeds the slices through the SSE parser, the decoder and an assembler; also
@@ -615,9 +618,11 @@ fn full_request() -> LlmRequest {
     req
 }
 
-#[test]
-fn request_body_shape() {
-    let body = Anthropic.body(&full_request());
+#[tokio::test]
+async fn request_body_shape() {
+    let body = common::recorded_request(Arc::new(Anthropic), &full_request())
+        .await
+        .body;
     let eph = json!({"type": "ephemeral"});
     assert_eq!(
         body,

@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! Gemini `streamGenerateContent` scheme: every recorded stream, chunk-boundary
 //! independence, and the request body.
+
+mod common;
 
 use llm_types::{Item, ProviderFamily, Role, ToolCallKind, Usage};
 use llm_worker::llm_client::error::ClientError;
@@ -8,6 +11,7 @@ use llm_worker::llm_client::gemini::Gemini;
 use llm_worker::llm_client::scheme::WireScheme;
 use llm_worker::llm_client::sse::SseParser;
 use llm_worker::llm_client::stream::{Assembler, Completion, Flow, StopReason, StreamEvent};
+use std::sync::Arc;
 use test_support::{Family, fixture, fixtures_of};
 
 /// Feeds `bytes` in slices of `slice` bytes (0 = whole) through the SSE parser,
@@ -429,8 +433,8 @@ fn gemini_call(id: &str, name: &str, args: &str, sig: Option<&str>) -> Item {
     }
 }
 
-#[test]
-fn request_body_shape() {
+#[tokio::test]
+async fn request_body_shape() {
     use llm_worker::llm_client::request::{LlmRequest, ToolChoice, ToolSpec};
     use serde_json::json;
     let history = vec![
@@ -483,7 +487,7 @@ fn request_body_shape() {
     req.extra.insert("safetySettings".into(), json!([]));
     req.extra
         .insert("generationConfig".into(), json!({"maxOutputTokens": 5}));
-    let body = Gemini.body(&req);
+    let body = common::recorded_request(Arc::new(Gemini), &req).await.body;
     assert_eq!(
         body,
         json!({

@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! OpenAI Chat Completions: every recorded stream decoded, chunk-boundary
 //! independence, and the exact request body.
+
+mod common;
 
 use llm_types::{Item, ProviderFamily, Role, Usage};
 use llm_worker::llm_client::error::ClientError;
@@ -10,6 +13,7 @@ use llm_worker::llm_client::scheme::WireScheme;
 use llm_worker::llm_client::sse::{SseEvent, SseParser};
 use llm_worker::llm_client::stream::{Assembler, Completion, Flow, StopReason, StreamEvent};
 use serde_json::json;
+use std::sync::Arc;
 use test_support::{Family, fixture, fixtures_of};
 
 #[path = "../benches/openai_chat_stream.rs"]
@@ -535,8 +539,8 @@ fn reasoning(provider: ProviderFamily, text: &str) -> Item {
     }
 }
 
-#[test]
-fn request_body_shape() {
+#[tokio::test]
+async fn request_body_shape() {
     let history = vec![
         Item::text(Role::User, "Read a and grep x."),
         reasoning(ProviderFamily::OpenaiChat, "I should read and grep."),
@@ -578,7 +582,9 @@ fn request_body_shape() {
     req.cache_key = Some("pod-1".into());
     req.extra.insert("temperature".into(), json!(0.2));
     req.extra.insert("top_p".into(), json!(0.9));
-    let body = OpenaiChat.body(&req);
+    let body = common::recorded_request(Arc::new(OpenaiChat), &req)
+        .await
+        .body;
     assert_eq!(
         body,
         json!({

@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! OpenAI Responses scheme: every recorded stream, chunk-boundary invariance,
 //! and the request body.
+
+mod common;
 
 use llm_types::{ContentPart, Item, ProviderFamily, Role, ToolCallKind, Usage};
 use llm_worker::llm_client::error::ClientError;
@@ -10,6 +13,7 @@ use llm_worker::llm_client::scheme::WireScheme;
 use llm_worker::llm_client::sse::{SseEvent, SseParser};
 use llm_worker::llm_client::stream::{Assembler, Completion, Flow, StopReason, StreamEvent};
 use serde_json::json;
+use std::sync::Arc;
 use test_support::{Family, fixture, fixtures_of};
 
 const FAM: ProviderFamily = ProviderFamily::OpenaiResponses;
@@ -580,8 +584,8 @@ fn schema_normalisation_inlines_refs_and_drops_keywords() {
     assert_eq!(out["properties"]["n"]["type"], "object");
 }
 
-#[test]
-fn request_body_shape() {
+#[tokio::test]
+async fn request_body_shape() {
     let history = vec![
         Item::text(Role::User, "Read two files"),
         Item::Reasoning {
@@ -614,7 +618,9 @@ fn request_body_shape() {
     req.extra.insert("store".into(), json!(true));
     req.extra
         .insert("reasoning".into(), json!({"effort": "high"}));
-    let body = OpenaiResponses.body(&req);
+    let body = common::recorded_request(Arc::new(OpenaiResponses), &req)
+        .await
+        .body;
     assert_eq!(
         body,
         json!({
