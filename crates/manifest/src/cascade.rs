@@ -157,6 +157,7 @@ pub struct LayerInput {
 pub struct ManifestLoader {
     cwd: PathBuf,
     env: Env,
+    file: Option<PathBuf>,
     overlay: Option<String>,
 }
 
@@ -166,8 +167,17 @@ impl ManifestLoader {
         ManifestLoader {
             cwd: cwd.into(),
             env,
+            file: None,
             overlay: None,
         }
+    }
+
+    /// Adds a layer read from `path` (e.g. `--manifest FILE`), above the project
+    /// manifest and below the overlay; its relative targets resolve against the
+    /// file's directory. Unlike the user and project manifests it must exist.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
     }
 
     /// Adds a top layer from TOML text (e.g. `--overlay`); its relative targets resolve
@@ -207,6 +217,26 @@ impl ManifestLoader {
                     base_dir: root.clone(),
                 });
             }
+        }
+
+        if let Some(path) = &self.file {
+            let path = if path.is_absolute() {
+                path.clone()
+            } else {
+                self.cwd.join(path)
+            };
+            let text = fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let base_dir = path
+                .parent()
+                .map_or_else(|| self.cwd.clone(), Path::to_path_buf);
+            layers.push(LayerInput {
+                layer: ManifestLayer::parse(&text, &path.display().to_string())?,
+                origin: Origin::File { path },
+                base_dir,
+            });
         }
 
         if let Some(text) = &self.overlay {
@@ -574,6 +604,43 @@ mod tests {
                 rule(fx.home.join(".npm"), Permission::Write),
             ]
         );
+    }
+
+    #[test]
+    fn a_named_file_sits_between_project_and_overlay() {
+        let fx = Fixture::new();
+        fx.write_project("[model]\nmodel = \"from-project\"\nmax_tokens = 10\n");
+        let file = fx.project.join("alt/pod.toml");
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(
+            &file,
+            "[model]\nmodel = \"from-file\"\ntimeout_s = 7\n[[scope.allow]]\ntarget = \"out\"\npermission = \"write\"\n",
+        )
+        .unwrap();
+        let m = ManifestLoader::new(fx.project.clone(), fx.env())
+            .file(&file)
+            .overlay("[model]\ntimeout_s = 9\n")
+            .load()
+            .unwrap();
+        assert_eq!(m.model.model, "from-file");
+        assert_eq!(m.model.max_tokens, 10);
+        assert_eq!(m.model.timeout_s, 9);
+        assert_eq!(
+            m.provenance["model.model"],
+            Origin::File { path: file.clone() }
+        );
+        // Relative targets resolve against the file's directory.
+        assert!(
+            m.scope
+                .allow_rules()
+                .any(|r| r.target == fx.project.join("alt/out"))
+        );
+
+        let missing = ManifestLoader::new(fx.project.clone(), fx.env())
+            .file(fx.project.join("nope.toml"))
+            .load()
+            .unwrap_err();
+        assert!(missing.to_string().contains("nope.toml"), "{missing}");
     }
 
     #[test]

@@ -169,6 +169,11 @@ pub enum Origin {
         /// The file the value was read from.
         path: PathBuf,
     },
+    /// A manifest file named explicitly (`--manifest FILE`).
+    File {
+        /// The file the value was read from.
+        path: PathBuf,
+    },
     /// The programmatic overlay (e.g. `--overlay`).
     Overlay,
 }
@@ -179,6 +184,7 @@ impl fmt::Display for Origin {
             Origin::BuiltIn => f.write_str("built-in default"),
             Origin::User { path } => write!(f, "user manifest {}", path.display()),
             Origin::Project { path } => write!(f, "project manifest {}", path.display()),
+            Origin::File { path } => write!(f, "manifest file {}", path.display()),
             Origin::Overlay => f.write_str("overlay"),
         }
     }

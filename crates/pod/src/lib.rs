@@ -1,6 +1,16 @@
-//! The pod process: where its files live, and (as the issues land) its
-//! controller, socket server, scope registry and child pods. The `pod` binary is a
-//! thin shell over this library.
+//! The pod process: where its files live, its controller and socket server,
+//! the session it keeps, and the `pod` commands. The `pod` binary is a thin
+//! shell over this library.
 
+pub mod cli;
+pub mod client;
+pub mod controller;
 pub mod doctor;
+pub mod ipc;
+pub mod launch;
+pub mod render;
 pub mod runtime;
+pub mod server;
+pub mod sink;
+pub mod state;
+pub mod transcript;

@@ -1,11 +1,15 @@
 //! The `pod` command: argument parsing and wiring only; every behaviour lives in
-//! the `pod` library.
+//! the `pod` library (`pod::cli` for the commands).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 
+use pod::cli;
 use pod::doctor;
+use pod::launch::LaunchOptions;
 use pod::runtime::dir::{DirEnv, current_uid};
 
 /// Exit code for a usage error (clap uses it too).
@@ -16,7 +20,10 @@ const EXIT_USAGE: u8 = 2;
     name = "pod",
     version,
     about = "Run teams of LLM coding agents, each in its own process and scope.",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage error."
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 the invocation failed or was cancelled.\n\n\
+                  Without a manifest, the provider comes from the environment: ANTHROPIC_API_KEY, \
+                  else OPENAI_API_KEY, else GEMINI_API_KEY, else POD_BASE_URL + POD_MODEL \
+                  (an OpenAI-compatible server such as llama.cpp)."
 )]
 struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -26,11 +33,122 @@ struct Cli {
     command: Command,
 }
 
+/// How to start a pod (shared by `start`, `run` and the internal restore mode).
+#[derive(Args, Clone)]
+struct Launch {
+    /// The pod's name ([a-z0-9][a-z0-9_-]{0,31}); default: the directory's name plus a suffix.
+    #[arg(long)]
+    name: Option<String>,
+    /// An extra manifest layer (TOML), above the user and project manifests.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// The agent's working directory (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Grant write access to PATH (repeatable); default: the working directory.
+    #[arg(long, value_name = "PATH")]
+    scope: Vec<PathBuf>,
+    /// A manifest layer given inline, above every other (e.g. '[model] max_tokens = 4096').
+    #[arg(long, value_name = "TOML")]
+    overlay: Option<String>,
+    /// Run commands without the sandbox (only the tools' own checks confine them).
+    #[arg(long)]
+    no_sandbox: bool,
+}
+
+impl Launch {
+    fn options(&self) -> anyhow::Result<LaunchOptions> {
+        let here = std::env::current_dir().context("cannot read the current directory")?;
+        let cwd = match &self.cwd {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => here.join(dir),
+            None => here,
+        };
+        Ok(LaunchOptions {
+            name: self.name.clone(),
+            manifest: self.manifest.clone(),
+            cwd,
+            scope: self.scope.clone(),
+            overlay: self.overlay.clone(),
+            no_sandbox: self.no_sandbox,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Start a pod in the background; prints NAME<TAB>SOCKET once it serves.
+    #[command(
+        after_help = "Examples:\n  pod start\n  pod start --name api --scope src/api\n  \
+                            pod start --foreground --name bench   # stay attached (supervisors, benchmarks)"
+    )]
+    Start {
+        #[command(flatten)]
+        launch: Launch,
+        /// Run in this process instead of detaching.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Start a pod, run TASK, stream it, then stop the pod (unless --keep).
+    #[command(
+        after_help = "Examples:\n  pod run \"fix the failing test in tests/parse.rs\"\n  \
+                            pod run --keep --scope src \"refactor the parser\"\n  \
+                            pod run --json \"list the TODOs\"   # raw event lines\n\n\
+                            Ctrl-C cancels the invocation cleanly. Exit code 3 if it failed or was cancelled."
+    )]
+    Run {
+        #[command(flatten)]
+        launch: Launch,
+        /// Keep the pod running afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// What to do.
+        task: String,
+    },
+    /// Send a message to a running pod (a run when idle, else a notification).
+    #[command(after_help = "Examples:\n  pod send api \"also update the docs\"\n  \
+                            pod send api --wait \"run the tests\"   # stream until idle")]
+    Send {
+        /// The pod's full name.
+        name: String,
+        /// The message.
+        message: String,
+        /// Stream the pod's events until it is idle again.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a running pod (it finishes writing its log; killed after 10 s).
+    #[command(after_help = "Example:\n  pod stop api")]
+    Stop {
+        /// The pod's full name.
+        name: String,
+    },
+    /// List pods: name, pid, status, model, uptime, tokens.
+    #[command(after_help = "Examples:\n  pod ls\n  pod ls --json")]
+    Ls,
+    /// Print a pod's session as a transcript (read-only; works while it runs).
+    #[command(
+        after_help = "Examples:\n  pod logs api\n  pod logs api --json   # the raw log lines"
+    )]
+    Logs {
+        /// The pod's full name.
+        name: String,
+    },
+    /// Restart a stopped pod from its session and continue where it stopped.
+    #[command(after_help = "Example:\n  pod restore api")]
+    Restore {
+        /// The pod's full name.
+        name: String,
+    },
     /// Check where pods keeps its files and which providers it can use.
     #[command(after_help = "Example:\n  pod doctor\n  pod doctor --json")]
     Doctor,
+    /// Internal: the foreground half of `pod restore`.
+    #[command(name = "__restore-foreground", hide = true)]
+    RestoreForeground {
+        #[command(flatten)]
+        launch: Launch,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,7 +164,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("pod: {e:#}");
             ExitCode::FAILURE
@@ -54,13 +172,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let json = cli.json;
     match cli.command {
+        Command::Start { launch, foreground } => {
+            let opts = launch.options()?;
+            if foreground {
+                cli::start_foreground(opts, json, false)
+            } else {
+                let ready = cli::start_detached(&opts, false)?;
+                cli::report_started(&ready, json)
+            }
+        }
+        Command::RestoreForeground { launch } => {
+            cli::start_foreground(launch.options()?, json, true)
+        }
+        Command::Run { launch, keep, task } => cli::run(&launch.options()?, &task, keep, json),
+        Command::Send {
+            name,
+            message,
+            wait,
+        } => cli::send(&name, &message, wait, json),
+        Command::Stop { name } => cli::stop(&name),
+        Command::Ls => cli::ls(json),
+        Command::Logs { name } => cli::logs(&name, json),
+        Command::Restore { name } => cli::restore(&name, json),
         Command::Doctor => {
             let report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
                 std::env::var_os(k).is_some_and(|v| !v.is_empty())
             });
-            if cli.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for c in &report.checks {
@@ -68,11 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{mark} {:<14} {}", c.name, c.detail);
                 }
             }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if report.ok() { 0 } else { 1 })
         }
     }
 }

@@ -1,0 +1,595 @@
+//! What each `pod` command does. `main.rs` parses arguments and calls these;
+//! they print results and return the process exit code.
+//!
+//! Exit codes: 0 ok, 1 error, 2 usage error (clap), 3 the invocation failed or
+//! was cancelled.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as ProcessCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use protocol::{Event, Method, PodStatus, Segment, TurnResult};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{PodClient, PodLocation};
+use crate::launch::{self, LaunchOptions, process_var};
+use crate::render::Renderer;
+use crate::runtime::dir::{DirEnv, Places, current_uid, ensure_private_dir};
+use crate::server::{self, PodSpec, Ready};
+use crate::state::StatusRecord;
+
+/// The invocation failed or was cancelled.
+pub const EXIT_INVOCATION: u8 = 3;
+
+/// How long `pod start` waits for a detached pod to serve.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long `pod stop` waits for a clean exit before signalling.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Launch options as stored beside a session, so `pod restore` starts the pod
+/// the way it was first started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredLaunch {
+    /// `--manifest`.
+    pub manifest: Option<PathBuf>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// `--scope`.
+    pub scope: Vec<PathBuf>,
+    /// `--overlay`.
+    pub overlay: Option<String>,
+    /// `--no-sandbox`.
+    pub no_sandbox: bool,
+}
+
+impl StoredLaunch {
+    fn of(opts: &LaunchOptions) -> Self {
+        StoredLaunch {
+            manifest: opts.manifest.clone(),
+            cwd: opts.cwd.clone(),
+            scope: opts.scope.clone(),
+            overlay: opts.overlay.clone(),
+            no_sandbox: opts.no_sandbox,
+        }
+    }
+
+    fn options(&self, name: &str) -> LaunchOptions {
+        LaunchOptions {
+            name: Some(name.to_string()),
+            manifest: self.manifest.clone(),
+            cwd: self.cwd.clone(),
+            scope: self.scope.clone(),
+            overlay: self.overlay.clone(),
+            no_sandbox: self.no_sandbox,
+        }
+    }
+}
+
+/// The places of this process's environment.
+pub fn places() -> anyhow::Result<Places> {
+    Ok(Places::resolve(&DirEnv::from_process())?)
+}
+
+fn launch_file(places: &Places, name: &str) -> PathBuf {
+    places.session_dir(name).join("launch.json")
+}
+
+/// Whether pod `name` has a session with at least one entry.
+fn session_exists(places: &Places, name: &str) -> bool {
+    std::fs::metadata(places.session_dir(name).join("000001.jsonl")).is_ok_and(|m| m.len() > 0)
+}
+
+/// `pod start --foreground`: runs the pod in this process until it shuts down.
+/// `restoring` allows (and requires) an existing session.
+pub fn start_foreground(opts: LaunchOptions, json: bool, restoring: bool) -> anyhow::Result<u8> {
+    let places = places()?;
+    let manifest = launch::load_manifest(&opts, manifest::Env::from_process(), &process_var)?;
+    let name = launch::pod_name(&opts, &manifest)?.to_string();
+    if !restoring && session_exists(&places, &name) && opts.name.is_some() {
+        // Only an explicit name can collide; a default name is fresh each time.
+        let loc = PodLocation::of(&places, &name);
+        if !loc.is_alive() {
+            bail!(
+                "pod `{name}` has a stopped session in {}; `pod restore {name}` continues it, or choose another --name",
+                places.session_dir(&name).display()
+            );
+        }
+    }
+    if restoring && !session_exists(&places, &name) {
+        bail!(
+            "pod `{name}` has no session to restore in {}",
+            places.session_dir(&name).display()
+        );
+    }
+    let client = launch::client_for(&manifest.model, &process_var)?;
+    std::fs::create_dir_all(places.session_dir(&name))
+        .with_context(|| format!("cannot create {}", places.session_dir(&name).display()))?;
+    let stored = serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?;
+    crate::state::write_atomically(&launch_file(&places, &name), &stored)
+        .context("cannot record the launch options")?;
+    let spec = PodSpec {
+        name,
+        places,
+        cwd: opts.cwd.clone(),
+        manifest,
+        client,
+        tools: Vec::new(),
+        parent: None,
+        sandbox_level: "none (the command sandbox is not built yet)".into(),
+        uid: current_uid(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::serve(spec, |ready| print_ready(ready, json)))?;
+    Ok(0)
+}
+
+fn print_ready(ready: &Ready, json: bool) {
+    let mut out = std::io::stdout();
+    let _ = if json {
+        serde_json::to_writer(&mut out, ready)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        writeln!(out, "{}\t{}", ready.name, ready.socket.display())
+    };
+    let _ = out.flush();
+}
+
+/// The arguments that start the same pod in the foreground.
+fn foreground_args(opts: &LaunchOptions, name: &str, restoring: bool) -> Vec<String> {
+    let mut args = vec![
+        if restoring {
+            "__restore-foreground"
+        } else {
+            "start"
+        }
+        .to_string(),
+        "--name".into(),
+        name.into(),
+        "--cwd".into(),
+        opts.cwd.display().to_string(),
+    ];
+    if !restoring {
+        args.push("--foreground".into());
+    }
+    if let Some(m) = &opts.manifest {
+        args.extend(["--manifest".into(), m.display().to_string()]);
+    }
+    for s in &opts.scope {
+        args.extend(["--scope".into(), s.display().to_string()]);
+    }
+    if let Some(o) = &opts.overlay {
+        args.extend(["--overlay".into(), o.clone()]);
+    }
+    if opts.no_sandbox {
+        args.push("--no-sandbox".into());
+    }
+    args
+}
+
+/// `pod start` (detached): starts the pod as its own session, logging to
+/// `pod.log`, and returns once its socket serves.
+pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<Ready> {
+    let places = places()?;
+    // Resolve the name (and fail on configuration errors) here, where the user sees them.
+    let manifest = launch::load_manifest(opts, manifest::Env::from_process(), &process_var)?;
+    launch::client_for(&manifest.model, &process_var)?;
+    let name = launch::pod_name(opts, &manifest)?.to_string();
+    let loc = PodLocation::of(&places, &name);
+    if loc.is_alive() {
+        bail!("pod `{name}` is already running; `pod attach {name}` or `pod stop {name}`");
+    }
+    ensure_private_dir(&places.runtime, current_uid())?;
+    ensure_private_dir(&loc.dir, current_uid())?;
+    let log_path = loc.dir.join("pod.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the pod binary")?;
+    let mut command = ProcessCommand::new(exe);
+    command
+        .args(foreground_args(opts, &name, restoring))
+        .current_dir(&opts.cwd)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and allocates nothing; this process
+    // is single-threaded here (no runtime has started), so the fork is plain.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("cannot start the pod process")?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the pod exited before serving ({status}); its log {} says:\n{}",
+                log_path.display(),
+                tail(&log_path, 20)
+            );
+        }
+        if serves(&loc.socket) {
+            let instance_id = read_status(&loc.dir)
+                .map(|s| s.instance_id)
+                .unwrap_or_default();
+            return Ok(Ready {
+                name,
+                socket: loc.socket,
+                pid: child.id(),
+                instance_id,
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "the pod did not serve within {} s; see {}",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a pod answers `hello` on `socket`.
+fn serves(socket: &Path) -> bool {
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("\"hello\"")
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn read_status(dir: &Path) -> Option<StatusRecord> {
+    let bytes = std::fs::read(dir.join("status.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Prints a started pod as `NAME<TAB>SOCKET` or JSON.
+pub fn report_started(ready: &Ready, json: bool) -> anyhow::Result<u8> {
+    print_ready(ready, json);
+    Ok(0)
+}
+
+/// `pod restore N`: starts a stopped pod from its session (resuming a cut
+/// invocation) and prints it like `pod start`.
+pub fn restore(name: &str, json: bool) -> anyhow::Result<u8> {
+    let places = places()?;
+    if !session_exists(&places, name) {
+        bail!(
+            "pod `{name}` has no session in {}",
+            places.session_dir(name).display()
+        );
+    }
+    let stored: StoredLaunch = std::fs::read(launch_file(&places, name))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| anyhow!("the launch options of `{name}` are missing; start it again with `pod start --name {name}` after moving its session away"))?;
+    let ready = start_detached(&stored.options(name), true)?;
+    // A pod whose last invocation was cut comes back paused: continue it.
+    let runtime = current_thread()?;
+    runtime.block_on(async {
+        let mut client = PodClient::connect(&ready.socket).await?;
+        if client.status == PodStatus::Paused {
+            client.command(&Method::Resume).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    report_started(&ready, json)
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Streams events of the invocation the sender's method started until it
+/// ends; returns its result (`None` if the pod closed first).
+async fn follow(
+    client: &mut PodClient,
+    first: Vec<Event>,
+    json: bool,
+    renderer: &mut Renderer,
+    cancel_on_ctrl_c: bool,
+) -> anyhow::Result<Option<TurnResult>> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let mut result = None;
+    let mut cancelled = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut first = first.into_iter();
+    loop {
+        let event = match first.next() {
+            Some(event) => Some(event),
+            None => tokio::select! {
+                event = client.next_event() => event?,
+                _ = &mut ctrl_c, if cancel_on_ctrl_c && !cancelled => {
+                    cancelled = true;
+                    client.send(&Method::Cancel).await?;
+                    continue;
+                }
+            },
+        };
+        let Some(event) = event else { break };
+        if json {
+            serde_json::to_writer(&mut out, &event)?;
+            writeln!(out)?;
+        } else {
+            renderer.event(&event, &mut out, &mut err)?;
+        }
+        match event {
+            Event::TurnEnd { result: r, .. } => result = Some(r),
+            Event::Status {
+                status: PodStatus::Idle | PodStatus::Paused,
+            } if result.is_some() => break,
+            Event::Shutdown => break,
+            _ => {}
+        }
+    }
+    Ok(result)
+}
+
+fn exit_for(result: Option<TurnResult>) -> u8 {
+    match result {
+        Some(TurnResult::Finished | TurnResult::Paused | TurnResult::LimitReached) => 0,
+        _ => EXIT_INVOCATION,
+    }
+}
+
+/// `pod run "task"`: starts a pod, runs the task, streams it, then stops the
+/// pod unless `keep`.
+pub fn run(opts: &LaunchOptions, task: &str, keep: bool, json: bool) -> anyhow::Result<u8> {
+    let ready = start_detached(opts, false)?;
+    let runtime = current_thread()?;
+    let outcome = runtime.block_on(async {
+        let mut client = PodClient::connect(&ready.socket).await?;
+        let input = vec![Segment::text(task)];
+        let mut renderer = Renderer::new();
+        let (_, first) = client.request(&Method::Run { input }).await?;
+        let result = follow(&mut client, first, json, &mut renderer, true).await?;
+        if !json {
+            renderer.finish(&mut std::io::stdout())?;
+        }
+        anyhow::Ok(result)
+    });
+    let stopped = if keep {
+        Ok(())
+    } else {
+        stop_pod(&ready.name).map(|_| ())
+    };
+    let result = outcome?;
+    stopped?;
+    if keep && !json {
+        eprintln!(
+            "pod `{}` keeps running: `pod attach {}`, `pod stop {}`",
+            ready.name, ready.name, ready.name
+        );
+    }
+    Ok(exit_for(result))
+}
+
+/// `pod send N "message"`: a `run` when the pod is idle, else a `notify`
+/// (delivered in its next LLM request); returns on `ack`, or with `wait`
+/// streams until the pod is idle.
+pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result<u8> {
+    let loc = PodLocation::of(&places()?, name);
+    let runtime = current_thread()?;
+    runtime.block_on(async {
+        let mut client = PodClient::connect_to(&loc).await?;
+        let run = Method::Run {
+            input: vec![Segment::text(message)],
+        };
+        let (seq, first) = match client.request(&run).await {
+            Ok(answer) => answer,
+            Err(crate::client::ClientError::Refused {
+                code: protocol::ErrorCode::AlreadyRunning,
+                ..
+            }) => {
+                let notify = Method::Notify {
+                    message: message.to_string(),
+                };
+                let answer = client.request(&notify).await?;
+                if !json {
+                    eprintln!("`{name}` is busy: the message joins its next LLM request");
+                }
+                answer
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if json && !wait {
+            println!("{}", serde_json::json!({"seq": seq}));
+        }
+        if !wait {
+            return Ok(0);
+        }
+        let mut renderer = Renderer::new();
+        let result = follow(&mut client, first, json, &mut renderer, false).await?;
+        if !json {
+            renderer.finish(&mut std::io::stdout())?;
+        }
+        Ok(exit_for(result))
+    })
+}
+
+/// Asks pod `name` to shut down and waits for it to exit (then signals it).
+fn stop_pod(name: &str) -> anyhow::Result<bool> {
+    let places = places()?;
+    let loc = PodLocation::of(&places, name);
+    if !loc.is_alive() {
+        return Ok(false);
+    }
+    let runtime = current_thread()?;
+    let asked = runtime.block_on(async {
+        let mut client = PodClient::connect_to(&loc).await?;
+        client.send(&Method::Shutdown).await?;
+        // Drain until the pod closes the connection.
+        let _ = tokio::time::timeout(STOP_TIMEOUT, async {
+            while let Ok(Some(_)) = client.next_event().await {}
+        })
+        .await;
+        anyhow::Ok(())
+    });
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while loc.is_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if loc.is_alive() {
+        let pid = read_status(&loc.dir).map(|s| s.pid);
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: plain kill(2) on the pid the pod recorded.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        bail!(
+            "pod `{name}` did not exit within {} s and was killed ({})",
+            STOP_TIMEOUT.as_secs(),
+            asked.err().map_or_else(String::new, |e| e.to_string())
+        );
+    }
+    Ok(true)
+}
+
+/// `pod stop N`.
+pub fn stop(name: &str) -> anyhow::Result<u8> {
+    if stop_pod(name)? {
+        Ok(0)
+    } else {
+        bail!("no pod named `{name}` is running; `pod ls` lists the pods")
+    }
+}
+
+/// One row of `pod ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodRow {
+    /// Full name.
+    pub name: String,
+    /// Whether it is alive.
+    pub alive: bool,
+    /// Its recorded status (`stopped` when not alive).
+    pub status: String,
+    /// Process id (of the last run).
+    pub pid: u32,
+    /// Model.
+    pub model: String,
+    /// Parent instance id.
+    pub parent: Option<String>,
+    /// Seconds since it started (0 when stopped).
+    pub uptime_s: u64,
+    /// Tokens used (input incl. cache, plus output).
+    pub tokens: u64,
+}
+
+/// The pods with a runtime dir, from their status files (no socket round trips).
+pub fn list_pods(places: &Places) -> Vec<PodRow> {
+    let Ok(dir) = std::fs::read_dir(&places.runtime) else {
+        return Vec::new();
+    };
+    let now = crate::state::now_ms();
+    let mut rows: Vec<PodRow> = dir
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let record = read_status(&path)?;
+            let alive = crate::ipc::listener::is_alive(&path);
+            let u = record.usage;
+            Some(PodRow {
+                name: record.name,
+                alive,
+                status: if alive {
+                    format!("{:?}", record.status).to_lowercase()
+                } else {
+                    "stopped".into()
+                },
+                pid: record.pid,
+                model: record.model,
+                parent: record.parent,
+                uptime_s: if alive {
+                    now.saturating_sub(record.started_ms) / 1000
+                } else {
+                    0
+                },
+                tokens: u.input_tokens
+                    + u.cache_read_tokens
+                    + u.cache_write_tokens
+                    + u.output_tokens,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// `pod ls`.
+pub fn ls(json: bool) -> anyhow::Result<u8> {
+    let rows = list_pods(&places()?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no pods; `pod start` starts one");
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:>8} {:<8} {:<24} {:>8} {:>10}",
+        "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS"
+    );
+    for r in rows {
+        let pid = if r.alive {
+            r.pid.to_string()
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<24} {:>8} {:<8} {:<24} {:>7}s {:>10}",
+            r.name, pid, r.status, r.model, r.uptime_s, r.tokens
+        );
+    }
+    Ok(0)
+}
+
+/// `pod logs N`: the session as a readable transcript (read-only; works while
+/// the pod runs).
+pub fn logs(name: &str, json: bool) -> anyhow::Result<u8> {
+    let places = places()?;
+    let dir = places.session_dir(name);
+    if !session_exists(&places, name) {
+        bail!("pod `{name}` has no session in {}", dir.display());
+    }
+    let log = session_store::SessionReader::new(&dir).read_all()?;
+    let mut out = std::io::stdout().lock();
+    for (line, entry) in log
+        .segments
+        .iter()
+        .flat_map(|s| s.lines.iter().zip(&s.entries))
+    {
+        if json {
+            writeln!(out, "{}", line.as_str())?;
+        } else {
+            crate::transcript::write_entry(&mut out, entry)?;
+        }
+    }
+    Ok(0)
+}

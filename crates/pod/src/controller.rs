@@ -1,0 +1,368 @@
+//! The one actor that owns a pod's state machine (idle / running / paused).
+//!
+//! Connections send it [`Command`]s; it answers each on a oneshot channel, so
+//! it never waits for a client (a reader that cannot deliver its answer blocks
+//! only itself). Accepted methods are committed to the session log before they
+//! are answered (ARCHITECTURE.md rule 1). An invocation runs in a task of its
+//! own that owns the [`Worker`] and hands it back when it ends; meanwhile the
+//! controller keeps taking methods (`cancel`, `pause`, `notify`, ...).
+
+use llm_types::{Item, Role};
+use llm_worker::worker::{Control, Outcome, Worker, WorkerError};
+use protocol::{
+    AlertLevel, AlertSource, ErrorCode, Event, InvokeKind, Method, PodEvent, PodStatus, Segment,
+    TurnResult,
+};
+use session_store::{EntryBody, LoggedItem};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sink::PodSink;
+use crate::state::{SharedState, StateError, lock};
+
+/// What a connection asks of the controller.
+#[derive(Debug)]
+pub struct Command {
+    /// The decoded method.
+    pub method: Method,
+    /// Where the answer for the sender goes (`ack` or `error`), if any.
+    pub reply: oneshot::Sender<Option<Event>>,
+}
+
+/// The running invocation.
+struct Running {
+    control: Control,
+    turn: u64,
+}
+
+/// The pod's state machine.
+pub struct Controller {
+    state: SharedState,
+    worker: Option<Worker>,
+    running: Option<Running>,
+    paused: bool,
+    turn: u64,
+    done_tx: mpsc::Sender<(Worker, Outcome)>,
+    done_rx: mpsc::Receiver<(Worker, Outcome)>,
+}
+
+/// How a method was answered.
+type Answer = Option<Event>;
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Answer {
+    Some(Event::Error {
+        code,
+        message: message.into(),
+    })
+}
+
+fn internal(e: &StateError) -> Answer {
+    error(ErrorCode::Internal, format!("cannot record it: {e}"))
+}
+
+/// The text a child pod's report becomes in the parent's conversation.
+fn pod_event_text(event: &PodEvent) -> String {
+    match event {
+        PodEvent::TurnEnded { pod_name } => {
+            format!("[pod event] child pod `{pod_name}` finished its turn")
+        }
+        PodEvent::Errored { pod_name, message } => {
+            format!("[pod event] child pod `{pod_name}` failed: {message}")
+        }
+        PodEvent::ShutDown { pod_name } => format!("[pod event] child pod `{pod_name}` shut down"),
+        PodEvent::ScopeSubDelegated {
+            parent_pod,
+            sub_pod,
+            scope,
+            ..
+        } => {
+            let paths: Vec<&str> = scope.iter().map(|g| g.target.as_str()).collect();
+            format!(
+                "[pod event] `{parent_pod}` delegated {} to its child `{sub_pod}`",
+                paths.join(", ")
+            )
+        }
+        PodEvent::Unknown => "[pod event] (a kind this pod does not know)".into(),
+    }
+}
+
+impl Controller {
+    /// A controller over `state`, with `worker` idle. `turns` is the number of
+    /// invocations the session already had (restored pods continue counting).
+    pub fn new(state: SharedState, worker: Worker, turns: u64) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(1);
+        Controller {
+            state,
+            worker: Some(worker),
+            running: None,
+            paused: false,
+            turn: turns,
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Marks the pod paused (a restored session whose last invocation was cut).
+    pub fn set_paused(&mut self) -> Result<(), StateError> {
+        self.paused = true;
+        lock(&self.state).set_status(PodStatus::Paused)
+    }
+
+    /// Runs until a `shutdown` method arrives or every command sender is gone;
+    /// a running invocation is cancelled and waited for, and the log synced.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            tokio::select! {
+                done = self.done_rx.recv() => {
+                    if let Some((worker, outcome)) = done {
+                        self.finished(worker, outcome);
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(Command { method, reply }) = command else { break };
+                    if matches!(method, Method::Shutdown) {
+                        let _ = reply.send(None);
+                        break;
+                    }
+                    let answer = self.handle(method);
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
+        if let Some(running) = &self.running {
+            running.control.cancel.cancel();
+            if let Some((worker, outcome)) = self.done_rx.recv().await {
+                self.finished(worker, outcome);
+            }
+        }
+        let mut state = lock(&self.state);
+        if let Err(e) = state.sync() {
+            let _ = state.alert(
+                AlertLevel::Error,
+                AlertSource::Pod,
+                format!("cannot flush the session log: {e}"),
+            );
+        }
+        let _ = state.broadcast(&Event::Shutdown);
+        state.close_clients();
+    }
+
+    fn handle(&mut self, method: Method) -> Answer {
+        match method {
+            Method::Run { input } => self.run_input(input),
+            Method::Notify { message } => {
+                let item = Item::text(Role::User, format!("[notification] {message}"));
+                self.notification("notify", item, InvokeKind::Notify)
+            }
+            Method::PodEvent(event) => {
+                let item = Item::text(Role::User, pod_event_text(&event));
+                self.notification("pod_event", item, InvokeKind::PodEvent)
+            }
+            Method::Resume => {
+                if self.running.is_some() || !self.paused {
+                    let message = if self.running.is_some() {
+                        "the pod is running, not paused"
+                    } else {
+                        "the pod is not paused; send `run` to start an invocation"
+                    };
+                    return error(ErrorCode::NotPaused, message);
+                }
+                match self.start(InvokeKind::Resume, None) {
+                    Ok(_) => None,
+                    Err(e) => internal(&e),
+                }
+            }
+            Method::Cancel | Method::Pause => {
+                let Some(running) = &self.running else {
+                    return error(
+                        ErrorCode::NotRunning,
+                        format!("nothing to {}: the pod is not running", method.name()),
+                    );
+                };
+                if matches!(method, Method::Cancel) {
+                    running.control.cancel.cancel();
+                } else {
+                    running.control.pause.cancel();
+                }
+                None
+            }
+            Method::Shutdown => None,
+            Method::Unknown { method } => error(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "unknown method `{method}`; known: run, notify, pod_event, resume, cancel, pause, shutdown"
+                ),
+            ),
+        }
+    }
+
+    fn run_input(&mut self, input: Vec<Segment>) -> Answer {
+        if let Some(running) = &self.running {
+            return error(
+                ErrorCode::AlreadyRunning,
+                format!(
+                    "already running turn {}; wait for turn_end, or send cancel",
+                    running.turn
+                ),
+            );
+        }
+        let text = Segment::flatten_to_text(&input);
+        if text.trim().is_empty() {
+            return error(ErrorCode::InvalidRequest, "`run` needs non-empty input");
+        }
+        let item = Item::text(Role::User, text);
+        match self.start(InvokeKind::UserSend, Some((input, item))) {
+            Ok(seq) => Some(Event::Ack { seq }),
+            Err(e) => internal(&e),
+        }
+    }
+
+    /// Commits a notification (answering `ack`), queues it for the next LLM
+    /// request, and starts an invocation for it if the pod is idle.
+    fn notification(&mut self, origin: &str, item: Item, kind: InvokeKind) -> Answer {
+        let seq = {
+            let mut state = lock(&self.state);
+            let seq = match state.commit(EntryBody::SystemItem {
+                origin: origin.into(),
+                item: LoggedItem(item.clone()),
+            }) {
+                Ok(seq) => seq,
+                Err(e) => return internal(&e),
+            };
+            state.push_pending(item);
+            seq
+        };
+        if self.running.is_none()
+            && !self.paused
+            && let Err(e) = self.start(kind, None)
+        {
+            self.alert_error(format!(
+                "cannot start an invocation for a notification: {e}"
+            ));
+        }
+        Some(Event::Ack { seq })
+    }
+
+    /// Commits the start of an invocation (and its user input), broadcasts
+    /// it and spawns the worker. Returns the sequence number of the input entry
+    /// (or of `invoke_start` when there is none).
+    fn start(
+        &mut self,
+        kind: InvokeKind,
+        input: Option<(Vec<Segment>, Item)>,
+    ) -> Result<u64, StateError> {
+        let Some(mut worker) = self.worker.take() else {
+            // Unreachable while `running` is None; refuse rather than panic.
+            return Err(StateError::Busy);
+        };
+        let turn = self.turn + 1;
+        let committed = (|| {
+            let mut state = lock(&self.state);
+            let mut seq = state.commit(EntryBody::InvokeStart {
+                invoke_kind: kind,
+                turn,
+            })?;
+            if let Some((segments, item)) = &input {
+                seq = state.commit(EntryBody::UserInput {
+                    segments: segments.clone(),
+                    item: LoggedItem(item.clone()),
+                })?;
+            }
+            state.broadcast(&Event::InvokeStart { kind })?;
+            if let Some((segments, _)) = &input {
+                state.broadcast(&Event::UserMessage {
+                    segments: segments.clone(),
+                })?;
+            }
+            state.broadcast(&Event::TurnStart { turn })?;
+            state.set_status(PodStatus::Running)?;
+            Ok(seq)
+        })();
+        let seq = match committed {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.worker = Some(worker);
+                return Err(e);
+            }
+        };
+        self.turn = turn;
+        self.paused = false;
+        if let Some((_, item)) = input {
+            worker.push_committed(item);
+        }
+        let control = Control::new();
+        self.running = Some(Running {
+            control: control.clone(),
+            turn,
+        });
+        let mut sink = PodSink::new(self.state.clone());
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let outcome = worker.invoke(Vec::new(), &mut sink, &control).await;
+            let _ = done.send((worker, outcome)).await;
+        });
+        Ok(seq)
+    }
+
+    /// Commits the end of the invocation and moves to idle or paused; starts
+    /// the next invocation if notifications arrived after its last LLM call.
+    fn finished(&mut self, worker: Worker, outcome: Outcome) {
+        self.worker = Some(worker);
+        let turn = self.running.take().map_or(self.turn, |r| r.turn);
+        let (result, failure) = match &outcome {
+            Outcome::Finished { .. } => (TurnResult::Finished, None),
+            Outcome::Paused => (TurnResult::Paused, None),
+            Outcome::Cancelled => (TurnResult::Cancelled, None),
+            Outcome::LimitReached => (TurnResult::LimitReached, None),
+            Outcome::Failed(e) => {
+                let code = match e {
+                    WorkerError::Llm(_) => ErrorCode::ProviderError,
+                    WorkerError::Sink(_) => ErrorCode::Internal,
+                };
+                (TurnResult::Failed, Some((code, e.to_string())))
+            }
+        };
+        self.paused = result == TurnResult::Paused;
+        let recorded = (|| {
+            let mut state = lock(&self.state);
+            if let Some((_, message)) = &failure {
+                state.commit(EntryBody::RunError {
+                    message: message.clone(),
+                })?;
+            }
+            state.commit(EntryBody::TurnEnd { turn, result })?;
+            state.sync()?;
+            state.broadcast(&Event::TurnEnd { turn, result })?;
+            match &failure {
+                Some((code, message)) => state.broadcast(&Event::Error {
+                    code: *code,
+                    message: message.clone(),
+                })?,
+                None => state.broadcast(&Event::RunEnd { result })?,
+            }
+            let status = if self.paused {
+                PodStatus::Paused
+            } else {
+                PodStatus::Idle
+            };
+            state.set_status(status)?;
+            Ok::<bool, StateError>(state.has_pending())
+        })();
+        match recorded {
+            Ok(true) if !self.paused => {
+                if let Err(e) = self.start(InvokeKind::Notify, None) {
+                    self.alert_error(format!("cannot start an invocation for notifications: {e}"));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => self.alert_error(format!("cannot record the end of turn {turn}: {e}")),
+        }
+    }
+
+    fn alert_error(&self, message: String) {
+        let _ = lock(&self.state).alert(AlertLevel::Error, AlertSource::Pod, message);
+    }
+}

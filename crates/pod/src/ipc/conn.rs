@@ -1,0 +1,256 @@
+//! One client connection: a reader that decodes methods and hands them to the
+//! controller, and an independent writer that sends the connection's queue
+//! (hello, alerts, snapshot, live events), the answers to its own methods, and
+//! — when the client fell behind — the replay of what it missed.
+//!
+//! The reader never depends on the writer (ARCHITECTURE.md rule 1): a method
+//! line fully written is processed even if the client is gone by then, and a
+//! huge snapshot being written does not delay reading methods.
+
+use std::time::Duration;
+
+use protocol::stream::{JsonLineReader, LineError};
+use protocol::{ErrorCode, Event, Method};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::controller::Command;
+use crate::ipc::hub::{Line, Subscription};
+use crate::state::{ReplayStep, SharedState, event_line, lock};
+
+/// The longest method line a pod reads (16 MiB); longer lines are discarded as
+/// they stream in and answered with `invalid_request`.
+pub const MAX_METHOD_LINE: usize = 16 * 1024 * 1024;
+
+/// Answers the writer holds before the reader waits (per connection).
+const REPLY_QUEUE: usize = 64;
+
+/// Bytes gathered from the queue into one write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// How long the writer may take to flush the final answers after the client
+/// stopped sending, before the connection is closed anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a method line was refused, as the `invalid_request` message says it.
+pub fn decode_method(line: &[u8]) -> Result<Method, String> {
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "the line is not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let name = value
+        .get("method")
+        .and_then(|m| m.as_str())
+        .map(str::to_owned);
+    serde_json::from_value::<Method>(value).map_err(|e| match name {
+        Some(name) => format!("wrong params for `{name}`: {e}"),
+        None => format!("not a method (expected {{\"method\":...,\"params\":...}}): {e}"),
+    })
+}
+
+fn invalid(message: String) -> Event {
+    Event::Error {
+        code: ErrorCode::InvalidRequest,
+        message,
+    }
+}
+
+/// Serves a connection until the client closes it (or the pod shuts down).
+pub async fn serve<R, W>(
+    read: R,
+    write: W,
+    state: SharedState,
+    commands: mpsc::Sender<Command>,
+    subscription: Subscription,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (reply_tx, reply_rx) = mpsc::channel::<Line>(REPLY_QUEUE);
+    let id = subscription.id;
+    let writer_state = state.clone();
+    let writer = tokio::spawn(async move {
+        write_loop(write, subscription, reply_rx, writer_state.clone()).await;
+        lock(&writer_state).writer_done();
+    });
+    read_loop(read, reply_tx, commands).await;
+    // The client sent its last method: give the writer a moment to deliver the
+    // answers, then close.
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    lock(&state).unsubscribe(id);
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    read: R,
+    replies: mpsc::Sender<Line>,
+    commands: mpsc::Sender<Command>,
+) {
+    let mut reader = JsonLineReader::with_max_line_len(read, MAX_METHOD_LINE);
+    loop {
+        let answer = match reader.next_line().await {
+            Ok(None) => break,
+            Ok(Some(line)) => match decode_method(line) {
+                Ok(method) => {
+                    let (tx, rx) = oneshot::channel();
+                    if commands.send(Command { method, reply: tx }).await.is_err() {
+                        // The controller is gone: the pod is shutting down.
+                        break;
+                    }
+                    rx.await.ok().flatten()
+                }
+                Err(message) => Some(invalid(message)),
+            },
+            Err(e) => match LineError::from_io(&e) {
+                Some(LineError::TooLong { limit }) => Some(invalid(format!(
+                    "line too long: methods are limited to {limit} bytes; the line was skipped"
+                ))),
+                Some(other) => Some(invalid(other.to_string())),
+                // The connection failed (reset): nothing more will arrive.
+                None => break,
+            },
+        };
+        if let Some(event) = answer
+            && let Ok(line) = event_line(&event)
+        {
+            // The writer may be gone (client stopped reading); the method was
+            // processed all the same.
+            let _ = replies.send(line).await;
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut sub: Subscription,
+    mut replies: mpsc::Receiver<Line>,
+    state: SharedState,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        tokio::select! {
+            biased;
+            reply = replies.recv() => match reply {
+                Some(line) => push(&mut buf, &line),
+                // The reader is done: deliver what remains and close.
+                None => break,
+            },
+            line = sub.queue.recv() => match line {
+                Some(line) => push(&mut buf, &line),
+                // The pod closed the client list (shutdown).
+                None => break,
+            },
+            () = sub.lag.marked() => {}
+        }
+        // Gather what is already queued into one write.
+        while buf.len() < WRITE_BATCH {
+            match sub.queue.try_recv() {
+                Ok(line) => push(&mut buf, &line),
+                Err(_) => break,
+            }
+        }
+        if !buf.is_empty() && write.write_all(&buf).await.is_err() {
+            return;
+        }
+        if sub.lag.from_seq().is_some()
+            && sub.queue.is_empty()
+            && catch_up(&mut write, &sub, &state).await.is_err()
+        {
+            return;
+        }
+    }
+    // Final answers (the client may still be reading them) and queued lines.
+    buf.clear();
+    while let Ok(line) = replies.try_recv() {
+        push(&mut buf, &line);
+    }
+    while let Ok(line) = sub.queue.try_recv() {
+        push(&mut buf, &line);
+    }
+    if !buf.is_empty() {
+        let _ = write.write_all(&buf).await;
+    }
+    let _ = write.shutdown().await;
+}
+
+fn push(buf: &mut Vec<u8>, line: &str) {
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+}
+
+/// Sends `lagged{from_seq}` and the committed entries the client missed, in
+/// batches, until it is in step again (one replay in flight per client).
+async fn catch_up<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    sub: &Subscription,
+    state: &SharedState,
+) -> std::io::Result<()> {
+    let Some(from_seq) = sub.lag.from_seq() else {
+        return Ok(());
+    };
+    let lagged = event_line(&Event::Lagged { from_seq }).map_err(std::io::Error::other)?;
+    let mut buf = Vec::new();
+    push(&mut buf, &lagged);
+    write.write_all(&buf).await?;
+    loop {
+        let step = lock(state)
+            .replay_step(&sub.lag)
+            .map_err(std::io::Error::other)?;
+        buf.clear();
+        match step {
+            ReplayStep::Lines(lines) => {
+                for line in &lines {
+                    push(&mut buf, line);
+                }
+                write.write_all(&buf).await?;
+            }
+            ReplayStep::CaughtUp(status) => {
+                push(&mut buf, &status);
+                return write.write_all(&buf).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        assert!(
+            decode_method(b"\xff\xfe")
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
+        assert!(
+            decode_method(b"{nope")
+                .unwrap_err()
+                .starts_with("invalid JSON")
+        );
+        assert!(
+            decode_method(br#"{"method":"run","params":{"input":"x"}}"#)
+                .unwrap_err()
+                .starts_with("wrong params for `run`")
+        );
+        assert!(
+            decode_method(br#"[1,2]"#)
+                .unwrap_err()
+                .starts_with("not a method")
+        );
+        assert_eq!(
+            decode_method(br#"{"method":"frobnicate"}"#).unwrap(),
+            Method::Unknown {
+                method: "frobnicate".into()
+            }
+        );
+        assert_eq!(
+            decode_method(br#"{"method":"cancel"}"#).unwrap(),
+            Method::Cancel
+        );
+    }
+}

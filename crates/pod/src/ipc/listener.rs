@@ -1,0 +1,264 @@
+//! The pod's socket: liveness lock, binding, who may connect, and the accept loop.
+//!
+//! A pod is alive exactly while it holds an flock on `<pod runtime dir>/lock`
+//! (ARCHITECTURE.md rule 6). Binding takes that lock first, so a socket file
+//! left by a dead pod is replaced, and a live pod's socket is never stolen.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+
+use crate::controller::Command;
+use crate::ipc::conn;
+use crate::state::{SharedState, lock};
+
+/// The longest socket path `sun_path` takes (108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Why the pod could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Another live process holds the pod's lock.
+    #[error("pod `{name}` is already running (pid {pid}); attach to it, or stop it first")]
+    AlreadyRunning {
+        /// The pod's full name.
+        name: String,
+        /// The holder's pid as it recorded it (`?` if unknown).
+        pid: String,
+    },
+    /// A file operation failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// To which path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ListenError + 'a {
+    move |source| ListenError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The liveness lock of one pod, held for the process's life (closed on exec,
+/// so commands the pod runs do not inherit it).
+#[derive(Debug)]
+pub struct PodLock {
+    _file: File,
+    dir: PathBuf,
+}
+
+impl PodLock {
+    /// Takes the lock in `dir` (the pod's runtime dir), writing our pid beside
+    /// it; fails at once if a live pod holds it.
+    pub fn take(dir: &Path, name: &str) -> Result<PodLock, ListenError> {
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_err("cannot open the lock file", &path))?;
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let pid = std::fs::read_to_string(dir.join("pid"))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                return Err(ListenError::AlreadyRunning {
+                    name: name.to_string(),
+                    pid,
+                });
+            }
+            return Err(io_err("cannot lock", &path)(err));
+        }
+        let pid_path = dir.join("pid");
+        std::fs::write(&pid_path, format!("{}\n", std::process::id()))
+            .map_err(io_err("cannot write", &pid_path))?;
+        Ok(PodLock {
+            _file: file,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The pod's runtime dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Whether a pod whose runtime dir is `dir` is alive (someone holds its lock).
+pub fn is_alive(dir: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(dir.join("lock"))
+    else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own.
+    let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if got {
+        // SAFETY: as above; we release what we just took.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    }
+    !got
+}
+
+/// Where the socket of a pod with runtime dir `pod_dir` lives: `<pod_dir>/sock`,
+/// or, when that is longer than `sun_path` allows, `<runtime>/s/<name hash>.sock`.
+pub fn socket_path(runtime: &Path, pod_dir: &Path, full_name: &str) -> PathBuf {
+    let direct = pod_dir.join("sock");
+    if direct.as_os_str().len() <= MAX_SOCKET_PATH {
+        return direct;
+    }
+    // FNV-1a: stable across builds, and short.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in full_name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    runtime.join("s").join(format!("{hash:016x}.sock"))
+}
+
+/// Binds the socket at `path` (replacing a leftover file: the caller holds the
+/// pod's lock, so no live pod serves it) with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot remove the old socket", path)(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err("cannot bind", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("cannot set the mode of", path))?;
+    Ok(listener)
+}
+
+/// Whether a peer with `peer_uid` may connect to a pod run by `our_uid`.
+pub fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), String> {
+    match peer_uid {
+        Some(uid) if uid == our_uid => Ok(()),
+        Some(uid) => Err(format!(
+            "connection refused: peer uid {uid} is not this pod's uid {our_uid}"
+        )),
+        None => Err("connection refused: the peer's credentials are unavailable".into()),
+    }
+}
+
+/// Accepts connections until the listener fails or the command channel closes.
+pub async fn accept_loop(
+    listener: UnixListener,
+    state: SharedState,
+    commands: mpsc::Sender<Command>,
+    our_uid: u32,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and the like: back off rather than spin.
+                let _ = lock(&state).alert(
+                    protocol::AlertLevel::Warn,
+                    protocol::AlertSource::Pod,
+                    format!("accept failed: {e}"),
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if commands.is_closed() {
+            return;
+        }
+        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        if let Err(message) = check_peer(peer, our_uid) {
+            tokio::spawn(refuse(stream, message));
+            continue;
+        }
+        let subscription = match lock(&state).subscribe() {
+            Ok(s) => s,
+            Err(e) => {
+                tokio::spawn(refuse(stream, format!("cannot serve: {e}")));
+                continue;
+            }
+        };
+        let state = state.clone();
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            let (read, write) = stream.into_split();
+            conn::serve(read, write, state, commands, subscription).await;
+        });
+    }
+}
+
+async fn refuse(mut stream: tokio::net::UnixStream, message: String) {
+    use tokio::io::AsyncWriteExt;
+    let event = protocol::Event::Error {
+        code: protocol::ErrorCode::InvalidRequest,
+        message,
+    };
+    if let Ok(mut line) = serde_json::to_vec(&event) {
+        line.push(b'\n');
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&line)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_uid_may_connect() {
+        assert!(check_peer(Some(1000), 1000).is_ok());
+        let err = check_peer(Some(0), 1000).unwrap_err();
+        assert!(err.contains("peer uid 0"), "{err}");
+        assert!(check_peer(None, 1000).is_err());
+    }
+
+    #[test]
+    fn long_socket_paths_move_to_a_short_alias() {
+        let runtime = Path::new("/run/user/1000/pods");
+        let short = socket_path(runtime, &runtime.join("main"), "main");
+        assert_eq!(short, runtime.join("main/sock"));
+        let name = "a".repeat(32) + "." + &"b".repeat(32) + "." + &"c".repeat(32);
+        let long = socket_path(runtime, &runtime.join(&name), &name);
+        assert!(long.starts_with(runtime.join("s")));
+        assert!(long.as_os_str().len() <= MAX_SOCKET_PATH);
+        assert_eq!(long, socket_path(runtime, &runtime.join(&name), &name));
+    }
+
+    #[test]
+    fn the_lock_says_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_alive(dir.path()));
+        let held = PodLock::take(dir.path(), "main").unwrap();
+        assert!(is_alive(dir.path()));
+        let err = PodLock::take(dir.path(), "main").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("already running"), "{text}");
+        assert!(text.contains(&std::process::id().to_string()), "{text}");
+        drop(held);
+        assert!(!is_alive(dir.path()));
+        assert!(PodLock::take(dir.path(), "main").is_ok());
+    }
+}

@@ -1,0 +1,423 @@
+//! From command-line options and the environment to what a pod runs: the
+//! resolved manifest (with the provider picked from the environment when no
+//! manifest names one, and the default scope of "write the working
+//! directory"), the pod's name, and its LLM client.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use llm_worker::llm_client::anthropic::Anthropic;
+use llm_worker::llm_client::gemini::Gemini;
+use llm_worker::llm_client::http::{ClientConfig, LlmClient, ProviderClient, is_loopback_url};
+use llm_worker::llm_client::openai_chat::OpenaiChat;
+use llm_worker::llm_client::openai_responses::OpenaiResponses;
+use llm_worker::llm_client::scheme::WireScheme;
+use manifest::{
+    Manifest, ManifestLoader, ModelConfig, Origin, Permission, PodName, SandboxMode, Scheme,
+    ScopeRule, SourcedRule,
+};
+
+/// Reads one environment variable (unset and empty are the same).
+pub type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment as [`Vars`].
+pub fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchOptions {
+    /// `--name`: the pod's short name.
+    pub name: Option<String>,
+    /// `--manifest FILE`: an extra manifest layer.
+    pub manifest: Option<PathBuf>,
+    /// `--cwd DIR` (absolute), else the current directory.
+    pub cwd: PathBuf,
+    /// `--scope PATH`: write scopes (absolute or relative to the cwd).
+    pub scope: Vec<PathBuf>,
+    /// `--overlay TOML`: the top manifest layer.
+    pub overlay: Option<String>,
+    /// `--no-sandbox`: run commands without the sandbox.
+    pub no_sandbox: bool,
+}
+
+/// Why a pod cannot be launched as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The manifest cascade failed.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    /// The working directory cannot be used.
+    #[error("working directory {}: {reason}", path.display())]
+    Cwd {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pod name is not valid.
+    #[error(transparent)]
+    Name(#[from] manifest::InvalidPodName),
+    /// No provider is configured and none can be found in the environment.
+    #[error(
+        "no model provider configured: set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY, \
+         or POD_BASE_URL and POD_MODEL for an OpenAI-compatible server (e.g. \
+         POD_BASE_URL=http://127.0.0.1:8080/v1 for llama.cpp), or name one in a manifest ([model] scheme)"
+    )]
+    NoProvider,
+    /// The provider needs a key that is not set.
+    #[error(
+        "the {scheme} provider at {base_url} needs an API key: set {var} (or change [model] api_key_env)"
+    )]
+    MissingKey {
+        /// The scheme.
+        scheme: Scheme,
+        /// The endpoint.
+        base_url: String,
+        /// The variable that should hold the key.
+        var: String,
+    },
+}
+
+/// Loads the manifest for `opts`, then fills in what the command line and the
+/// environment decide: the provider (when no layer names a scheme), the write
+/// scope (`--scope`, else the cwd when no layer grants a write), the sandbox mode.
+pub fn load_manifest(
+    opts: &LaunchOptions,
+    env: manifest::Env,
+    vars: Vars<'_>,
+) -> Result<Manifest, LaunchError> {
+    if !opts.cwd.is_absolute() || !opts.cwd.is_dir() {
+        return Err(LaunchError::Cwd {
+            path: opts.cwd.clone(),
+            reason: "not an existing absolute directory".into(),
+        });
+    }
+    let mut loader = ManifestLoader::new(opts.cwd.clone(), env);
+    if let Some(file) = &opts.manifest {
+        loader = loader.file(file);
+    }
+    if let Some(overlay) = &opts.overlay {
+        loader = loader.overlay(overlay.clone());
+    }
+    let mut m = loader.load()?;
+    choose_provider(&mut m, vars)?;
+    for path in &opts.scope {
+        let target = if path.is_absolute() {
+            path.clone()
+        } else {
+            opts.cwd.join(path)
+        };
+        m.scope.allow.push(SourcedRule {
+            rule: ScopeRule::recursive(target, Permission::Write),
+            origin: Origin::Overlay,
+        });
+    }
+    let grants_write = m
+        .scope
+        .allow_rules()
+        .any(|r| r.permission == Permission::Write);
+    if !grants_write {
+        m.scope.allow.push(SourcedRule {
+            rule: ScopeRule::recursive(opts.cwd.clone(), Permission::Write),
+            origin: Origin::BuiltIn,
+        });
+    }
+    if opts.no_sandbox {
+        m.sandbox.mode = SandboxMode::Off;
+        m.provenance.insert("sandbox.mode".into(), Origin::Overlay);
+    }
+    Ok(m)
+}
+
+/// Picks the provider from the environment when no manifest layer chose a
+/// scheme: `ANTHROPIC_API_KEY`, else `OPENAI_API_KEY` (Responses), else
+/// `GEMINI_API_KEY`, else `POD_BASE_URL` + `POD_MODEL` (OpenAI-compatible).
+pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchError> {
+    let chosen_by_layer = m
+        .provenance
+        .get("model.scheme")
+        .is_some_and(|o| *o != Origin::BuiltIn);
+    if chosen_by_layer {
+        return Ok(());
+    }
+    let (scheme, base_url, model) = if vars("ANTHROPIC_API_KEY").is_some() {
+        (Scheme::Anthropic, None, None)
+    } else if vars("OPENAI_API_KEY").is_some() {
+        (Scheme::OpenaiResponses, None, None)
+    } else if vars("GEMINI_API_KEY").is_some() {
+        (Scheme::Gemini, None, None)
+    } else if let (Some(url), Some(model)) = (vars("POD_BASE_URL"), vars("POD_MODEL")) {
+        (Scheme::OpenaiChat, Some(url), Some(model))
+    } else if is_loopback_url(&m.model.base_url)
+        && m.provenance.get("model.base_url") != Some(&Origin::BuiltIn)
+    {
+        // A layer pointed at a local server without naming the scheme.
+        return Ok(());
+    } else {
+        return Err(LaunchError::NoProvider);
+    };
+    let builtin = |key: &str| m.provenance.get(key).is_none_or(|o| *o == Origin::BuiltIn);
+    let (set_url, set_model, set_key) = (
+        builtin("model.base_url"),
+        builtin("model.model"),
+        builtin("model.api_key_env"),
+    );
+    let env_origin = Origin::Overlay;
+    m.model.scheme = scheme;
+    m.provenance
+        .insert("model.scheme".into(), env_origin.clone());
+    if set_url {
+        m.model.base_url = base_url.unwrap_or_else(|| scheme.default_base_url().to_string());
+    }
+    if set_model {
+        m.model.model = model.unwrap_or_else(|| scheme.default_model().to_string());
+    }
+    if set_key {
+        m.model.api_key_env = match scheme {
+            // An OpenAI-compatible server found through POD_BASE_URL takes an
+            // optional key of its own.
+            Scheme::OpenaiChat => "POD_API_KEY".to_string(),
+            _ => scheme.default_api_key_env().to_string(),
+        };
+    }
+    Ok(())
+}
+
+/// The wire scheme of a manifest scheme.
+pub fn wire_scheme(scheme: Scheme) -> Arc<dyn WireScheme> {
+    match scheme {
+        Scheme::Anthropic => Arc::new(Anthropic),
+        Scheme::OpenaiChat => Arc::new(OpenaiChat),
+        Scheme::OpenaiResponses => Arc::new(OpenaiResponses),
+        Scheme::Gemini => Arc::new(Gemini),
+    }
+}
+
+/// The LLM client for a model section; the key comes from `api_key_env`, and
+/// is optional only for servers on this machine.
+pub fn client_for(model: &ModelConfig, vars: Vars<'_>) -> Result<Arc<dyn LlmClient>, LaunchError> {
+    let key = vars(&model.api_key_env);
+    if key.is_none() && !is_loopback_url(&model.base_url) {
+        return Err(LaunchError::MissingKey {
+            scheme: model.scheme,
+            base_url: model.base_url.clone(),
+            var: model.api_key_env.clone(),
+        });
+    }
+    let config = ClientConfig::for_base_url(model.base_url.clone(), key, Some(model.timeout_s));
+    Ok(Arc::new(ProviderClient::new(
+        wire_scheme(model.scheme),
+        config,
+    )))
+}
+
+/// The default pod name for a working directory: its base name lower-cased,
+/// other characters mapped to `-`, cut to fit, plus `-` and `suffix`.
+pub fn default_name(cwd: &Path, suffix: &str) -> String {
+    let base = cwd
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name_room = 32usize.saturating_sub(suffix.len() + 1);
+    name.truncate(name_room);
+    let name = name.trim_start_matches(['-', '_']).to_string();
+    let name = if name.is_empty() {
+        "pod".to_string()
+    } else {
+        name
+    };
+    format!("{name}-{suffix}")
+}
+
+/// A short random suffix for default names (4 hex digits).
+pub fn name_suffix() -> String {
+    let mut bytes = [0u8; 2];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != 2 {
+        // Extremely unlikely; fall back on the pid, which is unique enough here.
+        let pid = std::process::id();
+        bytes = [(pid >> 8) as u8, pid as u8];
+    }
+    format!("{:02x}{:02x}", bytes[0], bytes[1])
+}
+
+/// The pod's short name: `--name`, else the manifest's `[pod] name`, else the
+/// default for the cwd.
+pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<PodName, LaunchError> {
+    if let Some(name) = &opts.name {
+        return Ok(PodName::new(name.clone())?);
+    }
+    if let Some(name) = &m.pod.name {
+        return Ok(name.clone());
+    }
+    Ok(PodName::new(default_name(&opts.cwd, &name_suffix()))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn opts(cwd: &Path) -> LaunchOptions {
+        LaunchOptions {
+            cwd: cwd.to_path_buf(),
+            ..LaunchOptions::default()
+        }
+    }
+
+    fn env(home: &Path) -> manifest::Env {
+        manifest::Env {
+            home: Some(home.to_path_buf()),
+            pod_config_dir: Some(home.join("config")),
+            xdg_config_home: None,
+        }
+    }
+
+    #[test]
+    fn the_provider_follows_the_keys_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        type Case<'a> = (&'a [(&'a str, &'a str)], Scheme, &'a str);
+        let cases: [Case<'_>; 4] = [
+            (
+                &[("ANTHROPIC_API_KEY", "k"), ("OPENAI_API_KEY", "k")],
+                Scheme::Anthropic,
+                "https://api.anthropic.com/v1",
+            ),
+            (
+                &[("OPENAI_API_KEY", "k"), ("GEMINI_API_KEY", "k")],
+                Scheme::OpenaiResponses,
+                "https://api.openai.com/v1",
+            ),
+            (
+                &[("GEMINI_API_KEY", "k")],
+                Scheme::Gemini,
+                "https://generativelanguage.googleapis.com/v1beta",
+            ),
+            (
+                &[
+                    ("POD_BASE_URL", "http://127.0.0.1:8080/v1"),
+                    ("POD_MODEL", "qwen"),
+                ],
+                Scheme::OpenaiChat,
+                "http://127.0.0.1:8080/v1",
+            ),
+        ];
+        for (pairs, scheme, url) in cases {
+            let v = vars(pairs);
+            let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+            assert_eq!(m.model.scheme, scheme, "{pairs:?}");
+            assert_eq!(m.model.base_url, url, "{pairs:?}");
+            assert!(client_for(&m.model, &v).is_ok(), "{pairs:?}");
+        }
+        let v = vars(&[
+            ("POD_BASE_URL", "http://127.0.0.1:8080/v1"),
+            ("POD_MODEL", "qwen"),
+        ]);
+        let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+        assert_eq!(m.model.model, "qwen");
+    }
+
+    #[test]
+    fn no_provider_says_what_to_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_manifest(&opts(dir.path()), env(dir.path()), &vars(&[])).unwrap_err();
+        let text = err.to_string();
+        for var in [
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "GEMINI_API_KEY",
+            "POD_BASE_URL",
+            "POD_MODEL",
+        ] {
+            assert!(text.contains(var), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_scheme_wins_and_a_remote_one_needs_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.overlay = Some("[model]\nscheme = \"gemini\"\n".into());
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let m = load_manifest(&o, env(dir.path()), &v).unwrap();
+        assert_eq!(m.model.scheme, Scheme::Gemini);
+        let err = client_for(&m.model, &v).err().unwrap().to_string();
+        assert!(err.contains("GEMINI_API_KEY"), "{err}");
+        // A loopback server needs no key.
+        o.overlay = Some(
+            "[model]\nscheme = \"openai_chat\"\nbase_url = \"http://127.0.0.1:9/v1\"\n".into(),
+        );
+        let m = load_manifest(&o, env(dir.path()), &vars(&[])).unwrap();
+        assert!(client_for(&m.model, &vars(&[])).is_ok());
+    }
+
+    #[test]
+    fn the_default_scope_writes_the_cwd_unless_scope_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+        assert!(
+            m.scope
+                .allow_rules()
+                .any(|r| r.target == dir.path() && r.permission == Permission::Write)
+        );
+        let mut o = opts(dir.path());
+        o.scope = vec![PathBuf::from("src")];
+        let m = load_manifest(&o, env(dir.path()), &v).unwrap();
+        let writes: Vec<_> = m
+            .scope
+            .allow_rules()
+            .filter(|r| r.permission == Permission::Write)
+            .collect();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].target, dir.path().join("src"));
+    }
+
+    #[test]
+    fn a_relative_or_missing_cwd_is_refused() {
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_manifest(&opts(Path::new("rel")), env(dir.path()), &v).unwrap_err();
+        assert!(err.to_string().contains("rel"));
+    }
+
+    #[test]
+    fn default_names_are_valid_pod_names() {
+        for (dir, want) in [
+            ("/home/u/My Project", "my-project-ab12"),
+            ("/", "pod-ab12"),
+            ("/x/--weird", "weird-ab12"),
+            ("/x/ÜberTool", "-bertool"),
+        ] {
+            let name = default_name(Path::new(dir), "ab12");
+            assert!(PodName::new(name.clone()).is_ok(), "{name}");
+            if !want.starts_with('-') {
+                assert_eq!(name, want);
+            }
+        }
+        let long = default_name(Path::new(&format!("/{}", "a".repeat(80))), "ab12");
+        assert!(long.len() <= 32 && PodName::new(long).is_ok());
+        assert_eq!(name_suffix().len(), 4);
+    }
+}

@@ -1,0 +1,167 @@
+//! How the agent loop's steps become log entries and events: each history
+//! append is committed to the session log and then broadcast (as its `entry`
+//! line and as the matching state event); deltas are broadcast live only.
+
+use llm_types::{ContentPart, Item, Role};
+use llm_worker::llm_client::stream::StreamEvent;
+use llm_worker::worker::{AppendKind, SinkError, WorkerEvent, WorkerSink};
+use protocol::{AlertLevel, AlertSource, Event};
+use session_store::{EntryBody, LoggedItem};
+
+use crate::state::{PodState, SharedState, StateError, lock};
+
+/// The [`WorkerSink`] of a pod: writes through the shared state.
+#[derive(Debug, Clone)]
+pub struct PodSink {
+    state: SharedState,
+}
+
+impl PodSink {
+    /// A sink writing to `state`.
+    pub fn new(state: SharedState) -> Self {
+        PodSink { state }
+    }
+}
+
+fn text_of(content: &[ContentPart]) -> String {
+    content
+        .iter()
+        .map(|ContentPart::Text { text }| text.as_str())
+        .collect()
+}
+
+/// The state event that accompanies a committed item, if any.
+fn item_event(kind: AppendKind, item: &Item) -> Option<Event> {
+    match (kind, item) {
+        (
+            AppendKind::Assistant,
+            Item::Message {
+                role: Role::Assistant,
+                content,
+                ..
+            },
+        ) => Some(Event::TextDone {
+            text: text_of(content),
+        }),
+        (AppendKind::Assistant, Item::Reasoning { text, .. }) => {
+            Some(Event::ThinkingDone { text: text.clone() })
+        }
+        (
+            AppendKind::ToolResult,
+            Item::ToolResult {
+                call_id,
+                summary,
+                content,
+                is_error,
+            },
+        ) => Some(Event::ToolResult {
+            id: call_id.clone(),
+            summary: summary.clone(),
+            content: content.clone(),
+            is_error: *is_error,
+        }),
+        _ => None,
+    }
+}
+
+fn stream_event(event: &StreamEvent) -> Option<Event> {
+    Some(match event {
+        StreamEvent::TextDelta { text } => Event::TextDelta { text: text.clone() },
+        StreamEvent::ThinkingStart => Event::ThinkingStart,
+        StreamEvent::ThinkingDelta { text } => Event::ThinkingDelta { text: text.clone() },
+        StreamEvent::ToolCallStart { id, name } => Event::ToolCallStart {
+            id: id.clone(),
+            name: name.clone(),
+        },
+        StreamEvent::ToolCallArgsDelta { id, json } => Event::ToolCallArgsDelta {
+            id: id.clone(),
+            json: json.clone(),
+        },
+        StreamEvent::ToolCallDone {
+            id,
+            name,
+            arguments,
+        } => Event::ToolCallDone {
+            id: id.clone(),
+            name: name.clone(),
+            arguments: arguments.clone(),
+        },
+        // The call's final usage is committed at its end.
+        StreamEvent::Usage(_) => return None,
+    })
+}
+
+fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError> {
+    match event {
+        WorkerEvent::LlmCallStart { llm_call } => {
+            state.broadcast(&Event::LlmCallStart { llm_call })?;
+        }
+        WorkerEvent::Retry { llm_call, notice } => {
+            let message = format!(
+                "LLM call {llm_call} failed ({}); retry {} in {:.1} s",
+                notice.error,
+                notice.retry,
+                notice.delay.as_secs_f64()
+            );
+            state.alert(AlertLevel::Warn, AlertSource::Worker, message)?;
+        }
+        WorkerEvent::Stream(delta) => {
+            if let StreamEvent::TextDelta { text } = delta {
+                state.stream_text(text);
+            }
+            if let Some(event) = stream_event(delta) {
+                state.broadcast(&event)?;
+            }
+        }
+        WorkerEvent::Appended { kind, item } => {
+            let logged = LoggedItem(item.clone());
+            let body = match kind {
+                AppendKind::Assistant => EntryBody::AssistantItem { item: logged },
+                AppendKind::ToolResult => EntryBody::ToolResult { item: logged },
+                // The pod commits inputs itself and passes none to the worker;
+                // anything else given as input is kept as a system item.
+                AppendKind::Input => EntryBody::SystemItem {
+                    origin: "input".into(),
+                    item: logged,
+                },
+            };
+            state.commit(body)?;
+            if matches!(item, Item::Message { .. }) {
+                state.end_stream_text();
+            }
+            if let Some(event) = item_event(kind, item) {
+                state.broadcast(&event)?;
+            }
+        }
+        WorkerEvent::Usage { llm_call, usage } => {
+            state.commit(EntryBody::Usage { llm_call, usage })?;
+            let context = usage.input_tokens
+                + usage.cache_read_tokens
+                + usage.cache_write_tokens
+                + usage.output_tokens;
+            state.add_usage(usage, context);
+            state.broadcast(&Event::Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cache_read_tokens: usage.cache_read_tokens,
+                cache_write_tokens: usage.cache_write_tokens,
+            })?;
+        }
+        WorkerEvent::LlmCallEnd { llm_call, .. } => {
+            state.end_stream_text();
+            state.broadcast(&Event::LlmCallEnd { llm_call })?;
+            state.refresh_status_file();
+        }
+    }
+    Ok(())
+}
+
+impl WorkerSink for PodSink {
+    fn on_event(&mut self, event: WorkerEvent<'_>) -> Result<(), SinkError> {
+        handle(&mut lock(&self.state), event).map_err(|e| SinkError(e.to_string()))
+    }
+
+    fn pending_input(&mut self) -> Vec<Item> {
+        lock(&self.state).take_pending()
+    }
+}

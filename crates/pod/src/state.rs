@@ -1,0 +1,376 @@
+//! The pod's committed state and its audience, behind one lock.
+//!
+//! [`PodState`] owns the session log writer and the client [`Hub`]. Every
+//! change goes through it under a `std::sync::Mutex` (held for one write(2)
+//! and a few `try_send`s, never across an await): append the entry to the log,
+//! *then* offer its line to the clients (persist before broadcast). Because a
+//! new client's snapshot is built and its subscription made under the same
+//! lock, it sees every committed entry exactly once: in the snapshot or as a
+//! live `entry` event.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use llm_types::{Item, Usage};
+use protocol::{Alert, AlertLevel, AlertSource, Event, Greeting, PROTOCOL_VERSION, PodStatus};
+use serde::Serialize;
+use session_store::{EntryBody, SessionWriter};
+
+use crate::ipc::hub::{Hub, Lag, Line, Subscription};
+
+/// Alerts kept for replay to new connections (the oldest go first).
+const ALERTS_KEPT: usize = 32;
+
+/// Entries a lagging client is sent per lock acquisition during replay.
+const REPLAY_BATCH: usize = 512;
+
+/// Why the state could not take a change.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The session log refused the entry (disk full, I/O error, poisoned writer).
+    #[error("session log: {0}")]
+    Log(#[from] session_store::Error),
+    /// An event could not be serialised (a bug).
+    #[error("cannot encode an event: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The worker is still in use by an invocation (a bug in the caller).
+    #[error("the worker is busy with another invocation")]
+    Busy,
+}
+
+/// The pod's state shared between the controller, the running invocation and
+/// the connections.
+pub type SharedState = Arc<Mutex<PodState>>;
+
+/// Locks the state; a panic elsewhere while holding the lock does not make the
+/// state unusable (every change is one log append plus queue offers).
+pub fn lock(state: &SharedState) -> MutexGuard<'_, PodState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the pod writes to `status.json` for `pod ls` and `pod doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatusRecord {
+    /// Full pod name.
+    pub name: String,
+    /// This process's instance id.
+    pub instance_id: String,
+    /// Process id.
+    pub pid: u32,
+    /// What the pod is doing.
+    pub status: PodStatus,
+    /// Provider scheme.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// Scope summary.
+    pub scope: String,
+    /// Instance id of the parent pod, if any.
+    pub parent: Option<String>,
+    /// Socket path.
+    pub socket: String,
+    /// When the pod started (Unix milliseconds).
+    pub started_ms: u64,
+    /// Token totals of this process's life.
+    pub usage: Usage,
+}
+
+/// One step of a lagging client's catch-up.
+#[derive(Debug)]
+pub enum ReplayStep {
+    /// Write these `entry` lines, then ask again.
+    Lines(Vec<Line>),
+    /// Nothing left: the client is in step again; write this `status` line.
+    CaughtUp(Line),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Serialises an event into a shareable line.
+pub fn event_line(event: &Event) -> Result<Line, serde_json::Error> {
+    serde_json::to_string(event).map(Line::from)
+}
+
+/// The committed state of one pod and the clients watching it.
+#[derive(Debug)]
+pub struct PodState {
+    log: SessionWriter,
+    hub: Hub,
+    status: PodStatus,
+    greeting: Greeting,
+    hello: Line,
+    alerts: VecDeque<Line>,
+    /// The snapshot line of the current committed state, built on demand.
+    snapshot: Option<Line>,
+    /// Assistant text streamed since the last completed text block, for
+    /// clients that attach mid-message.
+    partial: String,
+    /// Committed notifications not yet given to the model.
+    pending: Vec<Item>,
+    usage: Usage,
+    record: Option<(PathBuf, StatusRecord)>,
+    /// Connection writers still running (they outlive the client list at
+    /// shutdown, while they flush the final lines).
+    writers: usize,
+}
+
+impl PodState {
+    /// State over an opened session log.
+    pub fn new(log: SessionWriter, greeting: Greeting) -> Result<Self, StateError> {
+        let hello = event_line(&Event::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            pod_name: greeting.pod_name.clone(),
+        })?;
+        Ok(PodState {
+            log,
+            hub: Hub::new(),
+            status: PodStatus::Idle,
+            greeting,
+            hello,
+            alerts: VecDeque::new(),
+            snapshot: None,
+            partial: String::new(),
+            pending: Vec::new(),
+            usage: Usage::default(),
+            record: None,
+            writers: 0,
+        })
+    }
+
+    /// Keeps `status.json` at `path` current from now on (written now).
+    pub fn keep_status_file(&mut self, path: PathBuf, record: StatusRecord) {
+        self.record = Some((path, record));
+        self.write_status_file();
+    }
+
+    /// The session log writer (read access: history, lines).
+    pub fn log(&self) -> &SessionWriter {
+        &self.log
+    }
+
+    /// What the pod is doing.
+    pub fn status(&self) -> PodStatus {
+        self.status
+    }
+
+    /// The greeting sent in snapshots.
+    pub fn greeting(&self) -> &Greeting {
+        &self.greeting
+    }
+
+    /// Token totals of this process's life.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.hub.len()
+    }
+
+    /// Appends an entry to the log, then offers its `entry` line to the clients.
+    /// Returns the entry's sequence number.
+    pub fn commit(&mut self, body: EntryBody) -> Result<u64, StateError> {
+        let committed = self.log.append(body)?;
+        let line: Line = Line::from(protocol::raw::entry_line(&committed.line)?);
+        self.snapshot = None;
+        self.hub.entry(committed.seq, &line);
+        Ok(committed.seq)
+    }
+
+    /// Flushes the log to stable storage (invocation end, shutdown).
+    pub fn sync(&mut self) -> Result<(), StateError> {
+        self.log.sync()?;
+        Ok(())
+    }
+
+    /// Offers a live event to the clients.
+    pub fn broadcast(&mut self, event: &Event) -> Result<(), StateError> {
+        let line = event_line(event)?;
+        self.hub.live(&line, self.log.next_seq());
+        Ok(())
+    }
+
+    /// Changes the status: broadcast, and written to `status.json`.
+    pub fn set_status(&mut self, status: PodStatus) -> Result<(), StateError> {
+        if status == self.status {
+            return Ok(());
+        }
+        self.status = status;
+        self.snapshot = None;
+        self.broadcast(&Event::Status { status })?;
+        self.write_status_file();
+        Ok(())
+    }
+
+    /// Raises an alert: broadcast now and replayed to later connections.
+    pub fn alert(
+        &mut self,
+        level: AlertLevel,
+        source: AlertSource,
+        message: impl Into<String>,
+    ) -> Result<(), StateError> {
+        let line = event_line(&Event::Alert(Alert {
+            level,
+            source,
+            message: message.into(),
+            timestamp_ms: now_ms(),
+        }))?;
+        if self.alerts.len() == ALERTS_KEPT {
+            self.alerts.pop_front();
+        }
+        self.alerts.push_back(Line::clone(&line));
+        self.hub.live(&line, self.log.next_seq());
+        Ok(())
+    }
+
+    /// Records streamed assistant text (for clients attaching mid-message).
+    pub fn stream_text(&mut self, text: &str) {
+        self.partial.push_str(text);
+    }
+
+    /// The streamed text is complete (or abandoned).
+    pub fn end_stream_text(&mut self) {
+        self.partial.clear();
+    }
+
+    /// Adds token usage to the totals.
+    pub fn add_usage(&mut self, usage: Usage, context_tokens: u64) {
+        self.usage.input_tokens += usage.input_tokens;
+        self.usage.output_tokens += usage.output_tokens;
+        self.usage.cache_read_tokens += usage.cache_read_tokens;
+        self.usage.cache_write_tokens += usage.cache_write_tokens;
+        self.greeting.context_tokens = context_tokens;
+        self.snapshot = None;
+    }
+
+    /// Queues a committed notification for the next LLM request.
+    pub fn push_pending(&mut self, item: Item) {
+        self.pending.push(item);
+    }
+
+    /// Takes the queued notifications.
+    pub fn take_pending(&mut self) -> Vec<Item> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Whether notifications wait for the model.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn snapshot_line(&mut self) -> Result<Line, StateError> {
+        if let Some(line) = &self.snapshot {
+            return Ok(Line::clone(line));
+        }
+        let lines = self.log.current_lines();
+        let line = Line::from(protocol::raw::snapshot_line(
+            lines.iter().map(|l| l.as_str()),
+            &self.greeting,
+            self.status,
+        )?);
+        self.snapshot = Some(Line::clone(&line));
+        Ok(line)
+    }
+
+    /// Adds a client: its queue starts with `hello`, the kept alerts, the
+    /// snapshot and the partial message, and live lines follow.
+    pub fn subscribe(&mut self) -> Result<Subscription, StateError> {
+        let mut first = Vec::with_capacity(self.alerts.len() + 3);
+        first.push(Line::clone(&self.hello));
+        first.extend(self.alerts.iter().cloned());
+        first.push(self.snapshot_line()?);
+        if !self.partial.is_empty() {
+            first.push(event_line(&Event::TextDelta {
+                text: self.partial.clone(),
+            })?);
+        }
+        self.writers += 1;
+        Ok(self.hub.subscribe(first))
+    }
+
+    /// A connection's writer finished.
+    pub fn writer_done(&mut self) {
+        self.writers = self.writers.saturating_sub(1);
+    }
+
+    /// Connection writers still running.
+    pub fn writers(&self) -> usize {
+        self.writers
+    }
+
+    /// Removes a client.
+    pub fn unsubscribe(&mut self, id: u64) {
+        self.hub.unsubscribe(id);
+    }
+
+    /// Drops every client's queue: writers send what is queued, then close.
+    pub fn close_clients(&mut self) {
+        self.hub = Hub::new();
+    }
+
+    /// The next batch of a lagging client's catch-up; clears its lag mark when
+    /// nothing is left (under this lock, so no entry is missed in between).
+    pub fn replay_step(&mut self, lag: &Lag) -> Result<ReplayStep, StateError> {
+        let Some(from) = lag.from_seq() else {
+            return Ok(ReplayStep::CaughtUp(event_line(&Event::Status {
+                status: self.status,
+            })?));
+        };
+        let lines = self.log.lines_from(from);
+        if lines.is_empty() {
+            lag.clear();
+            return Ok(ReplayStep::CaughtUp(event_line(&Event::Status {
+                status: self.status,
+            })?));
+        }
+        let batch = &lines[..lines.len().min(REPLAY_BATCH)];
+        let out = batch
+            .iter()
+            .map(|l| protocol::raw::entry_line(l).map(Line::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        lag.advance(from + batch.len() as u64);
+        Ok(ReplayStep::Lines(out))
+    }
+
+    /// Writes `status.json` (temp file + rename); failures become an alert,
+    /// never an error: the file is advisory.
+    fn write_status_file(&mut self) {
+        let Some((path, record)) = &mut self.record else {
+            return;
+        };
+        record.status = self.status;
+        record.usage = self.usage;
+        let result = serde_json::to_vec_pretty(&*record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomically(path, &bytes));
+        if let Err(e) = result {
+            let message = format!("cannot write {}: {e}", path.display());
+            let _ = self.alert(AlertLevel::Warn, AlertSource::Pod, message);
+        }
+    }
+
+    /// Refreshes `status.json` (usage totals changed).
+    pub fn refresh_status_file(&mut self) {
+        self.write_status_file();
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename, so readers see
+/// the old or the new content, never a mix.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, path)
+}

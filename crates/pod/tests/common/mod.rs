@@ -1,0 +1,194 @@
+//! A pod process under test: the real binary, started in the foreground with
+//! its own runtime, state and config dirs, talking to the fake provider.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pod::client::PodClient;
+use protocol::{Event, Method, Segment};
+use tempfile::TempDir;
+use test_support::fake_provider::FakeProvider;
+
+/// Bounds every wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Directories of one test's pods.
+pub struct Home {
+    pub dir: TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["runtime", "state", "config", "home", "work"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let runtime = dir.path().join("runtime");
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        Home { dir }
+    }
+
+    pub fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    /// The `pod` command with this home's environment and a provider at `base_url`.
+    pub fn command(&self, base_url: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pod"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path("home"))
+            .env("POD_RUNTIME_DIR", self.path("runtime"))
+            .env("POD_HOME", self.path("state"))
+            .env("POD_CONFIG_DIR", self.path("config"))
+            .env("POD_MODEL_DIR", self.path("models"))
+            .env("POD_BASE_URL", base_url)
+            .env("POD_MODEL", "test-model")
+            .current_dir(self.path("work"));
+        c
+    }
+}
+
+/// A pod running in the foreground.
+pub struct TestPod {
+    pub child: Child,
+    pub name: String,
+    pub socket: PathBuf,
+}
+
+impl TestPod {
+    /// Starts `pod start --foreground --name NAME` and waits for its ready line.
+    pub fn start(home: &Home, server: &FakeProvider, name: &str, extra: &[&str]) -> TestPod {
+        let mut args = vec!["start", "--foreground", "--name", name];
+        args.extend(extra);
+        TestPod::spawn(home, server, name, &args)
+    }
+
+    /// Restarts a stopped pod from its session in the foreground (the mode
+    /// `pod restore` starts detached).
+    pub fn restore(home: &Home, server: &FakeProvider, name: &str) -> TestPod {
+        TestPod::spawn(
+            home,
+            server,
+            name,
+            &["__restore-foreground", "--name", name],
+        )
+    }
+
+    fn spawn(home: &Home, server: &FakeProvider, name: &str, args: &[&str]) -> TestPod {
+        let mut c = home.command(&server.base_url());
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("the pod must print its ready line");
+        let (got_name, socket) = line
+            .trim_end()
+            .split_once('\t')
+            .unwrap_or_else(|| panic!("ready line: {line:?}"));
+        assert_eq!(got_name, name);
+        TestPod {
+            child,
+            name: name.to_string(),
+            socket: PathBuf::from(socket),
+        }
+    }
+
+    pub async fn connect(&self) -> PodClient {
+        tokio::time::timeout(WAIT, PodClient::connect(&self.socket))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the pod did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestPod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `run` with text input.
+pub fn run(text: &str) -> Method {
+    Method::Run {
+        input: vec![Segment::text(text)],
+    }
+}
+
+/// Reads events until `stop` matches one (included); bounded by [`WAIT`].
+pub async fn events_until(client: &mut PodClient, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = client.next_event().await.unwrap() {
+            let done = stop(&event);
+            seen.push(event);
+            if done {
+                return;
+            }
+        }
+        panic!("the pod closed the connection; seen: {seen:#?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out"));
+    seen
+}
+
+/// The `kind`s of log entries (as JSON values).
+pub fn kinds(entries: &[serde_json::Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+/// Whether a path exists (for readable assertions).
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
+
+/// A child process killed and reaped when dropped (so a failing test leaves
+/// no pod behind holding the test's output pipes).
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,507 @@
+//! The real `pod` binary against the fake provider: the connect sequence, the
+//! state machine's answers, bad input, notifications, shutdown, and restore
+//! after a clean stop and after `kill -9`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::time::Duration;
+
+use common::{Home, TestPod, WAIT, events_until, kinds, run};
+use protocol::{ErrorCode, Event, InvokeKind, Method, PodStatus, TurnResult};
+use test_support::Family;
+use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::script::Turn;
+
+fn text_turn(text: &str) -> Scripted {
+    Scripted::sse(Turn::new().text(text).sse(Family::OpenaiChat))
+}
+
+fn is_run_end(e: &Event) -> bool {
+    matches!(e, Event::RunEnd { .. } | Event::Error { .. })
+}
+
+#[tokio::test]
+async fn connect_sequence_then_a_run_streams_and_commits() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(text_turn("Hello there."));
+    let pod = TestPod::start(&home, &server, "alpha", &[]);
+    let mut client = pod.connect().await;
+    assert_eq!(client.status, PodStatus::Idle);
+    assert_eq!(client.greeting.pod_name, "alpha");
+    assert_eq!(client.greeting.provider, "openai_chat");
+    assert_eq!(client.greeting.model, "test-model");
+    assert!(
+        client.greeting.scope_summary.contains("sandbox"),
+        "{}",
+        client.greeting.scope_summary
+    );
+    assert!(client.entries.is_empty(), "{:?}", client.entries);
+
+    let (seq, mut events) = client.request(&run("say hello")).await.unwrap();
+    events.extend(
+        events_until(&mut client, |e| {
+            matches!(
+                e,
+                Event::Status {
+                    status: PodStatus::Idle
+                }
+            )
+        })
+        .await,
+    );
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::InvokeStart {
+                kind: InvokeKind::UserSend,
+            } => Some("invoke_start"),
+            Event::UserMessage { .. } => Some("user_message"),
+            Event::TurnStart { turn: 1 } => Some("turn_start"),
+            Event::LlmCallStart { llm_call: 1 } => Some("llm_call_start"),
+            Event::TextDone { text } if text == "Hello there." => Some("text_done"),
+            Event::Usage { .. } => Some("usage"),
+            Event::LlmCallEnd { llm_call: 1 } => Some("llm_call_end"),
+            Event::TurnEnd {
+                turn: 1,
+                result: TurnResult::Finished,
+            } => Some("turn_end"),
+            Event::RunEnd {
+                result: TurnResult::Finished,
+            } => Some("run_end"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "invoke_start",
+            "user_message",
+            "turn_start",
+            "llm_call_start",
+            "text_done",
+            "usage",
+            "llm_call_end",
+            "turn_end",
+            "run_end"
+        ]
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::TextDelta { .. })));
+    // Every committed entry arrived once, as `entry`, in sequence.
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Entry(v) => v["seq"].as_u64(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, (1..1 + seqs.len() as u64).collect::<Vec<_>>());
+
+    // A later client gets it all in its snapshot.
+    let late = pod.connect().await;
+    assert_eq!(
+        kinds(&late.entries),
+        [
+            "invoke_start",
+            "user_input",
+            "assistant_item",
+            "usage",
+            "turn_end"
+        ]
+    );
+    assert_eq!(late.entries[1]["seq"].as_u64(), Some(seq));
+    // What the provider received: system prompt and the user's text.
+    let body = server.requests()[0].body.to_string();
+    assert!(
+        body.contains("say hello") && body.contains("alpha"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_state_machine_answers_only_the_asker() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let turn = Turn::new().text("Working on it, slowly");
+    server.push(Scripted::stall(turn.sse_cut_in_call(Family::OpenaiChat)));
+    let pod = TestPod::start(&home, &server, "beta", &[]);
+    let mut a = pod.connect().await;
+    let mut b = pod.connect().await;
+
+    // Not running yet: cancel and pause are refused, resume too.
+    for (method, code) in [
+        (Method::Cancel, ErrorCode::NotRunning),
+        (Method::Pause, ErrorCode::NotRunning),
+        (Method::Resume, ErrorCode::NotPaused),
+    ] {
+        match b.command(&method).await {
+            Err(pod::client::ClientError::Refused { code: got, .. }) => {
+                assert_eq!(got, code, "{method:?}")
+            }
+            other => panic!("{method:?}: {other:?}"),
+        }
+    }
+
+    let (_, first) = a.request(&run("go")).await.unwrap();
+    if !first.iter().any(|e| matches!(e, Event::TextDelta { .. })) {
+        events_until(&mut a, |e| matches!(e, Event::TextDelta { .. })).await;
+    }
+    match b.request(&run("me too")).await {
+        Err(pod::client::ClientError::Refused { code, message }) => {
+            assert_eq!(code, ErrorCode::AlreadyRunning);
+            assert!(message.contains("turn 1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The refused run was not logged.
+    let c = pod.connect().await;
+    assert!(!c.entries.iter().any(|e| e.to_string().contains("me too")));
+
+    b.command(&Method::Cancel).await.unwrap();
+    let seen = events_until(&mut a, is_run_end).await;
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Cancelled
+        }),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|e| matches!(
+            e,
+            Event::Error {
+                code: ErrorCode::AlreadyRunning,
+                ..
+            }
+        )),
+        "the other client's error went to it alone"
+    );
+    // The partial text is kept in the log.
+    let c = pod.connect().await;
+    assert_eq!(c.status, PodStatus::Idle);
+    assert!(
+        c.entries
+            .iter()
+            .any(|e| e.to_string().contains("Working on it"))
+    );
+}
+
+#[tokio::test]
+async fn pause_waits_for_the_step_and_resume_continues() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // A slow first response with a call (to a tool this pod lacks: its error is
+    // the result), then the answer.
+    server.push(Scripted::sse_chunked(
+        Turn::new()
+            .text("Checking.")
+            .call("c1", "Nope", "{}")
+            .sse(Family::OpenaiChat),
+        40,
+        Duration::from_millis(20),
+    ));
+    server.push(text_turn("Done after resume."));
+    let pod = TestPod::start(&home, &server, "gamma", &[]);
+    let mut a = pod.connect().await;
+    let (_, mut seen) = a.request(&run("go")).await.unwrap();
+    if !seen.iter().any(|e| matches!(e, Event::TextDelta { .. })) {
+        seen.extend(events_until(&mut a, |e| matches!(e, Event::TextDelta { .. })).await);
+    }
+    seen.extend(a.command(&Method::Pause).await.unwrap());
+    if !seen.contains(&Event::Status {
+        status: PodStatus::Paused,
+    }) {
+        seen.extend(
+            events_until(&mut a, |e| {
+                matches!(
+                    e,
+                    Event::Status {
+                        status: PodStatus::Paused
+                    }
+                )
+            })
+            .await,
+        );
+    }
+    assert!(seen.contains(&Event::RunEnd {
+        result: TurnResult::Paused
+    }));
+    // The step finished: the call was answered before pausing.
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::ToolResult { id, is_error: true, .. } if id == "c1"))
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    let mut seen = a.command(&Method::Resume).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut a, is_run_end).await);
+    }
+    assert!(seen.contains(&Event::InvokeStart {
+        kind: InvokeKind::Resume
+    }));
+    assert!(seen.contains(&Event::RunEnd {
+        result: TurnResult::Finished
+    }));
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn notify_is_acked_and_wakes_an_idle_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(text_turn("Noted."));
+    let pod = TestPod::start(&home, &server, "delta", &[]);
+    let mut a = pod.connect().await;
+    let (seq, mut seen) = a
+        .request(&Method::Notify {
+            message: "CI is green".into(),
+        })
+        .await
+        .unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut a, is_run_end).await);
+    }
+    assert!(
+        seen.contains(&Event::InvokeStart {
+            kind: InvokeKind::Notify
+        }),
+        "{seen:#?}"
+    );
+    let body = server.requests()[0].body.to_string();
+    assert!(body.contains("CI is green"), "{body}");
+    let c = pod.connect().await;
+    let notify = c
+        .entries
+        .iter()
+        .find(|e| e["kind"] == "system_item")
+        .unwrap();
+    assert_eq!(notify["seq"].as_u64(), Some(seq));
+    assert_eq!(notify["origin"], "notify");
+}
+
+/// Reads event lines from a raw socket until one is an `error`.
+fn next_error(reader: &mut BufReader<StdUnixStream>) -> serde_json::Value {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "connection closed before an error");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "error" {
+            return v["data"].clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_specific_error_and_the_connection_lives() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(text_turn("still fine"));
+    let pod = TestPod::start(&home, &server, "eps", &[]);
+    let socket = pod.socket.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let stream = StdUnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"{not json\n".to_vec(), "invalid JSON"),
+            (
+                b"{\"method\":\"frobnicate\"}\n".to_vec(),
+                "unknown method `frobnicate`",
+            ),
+            (
+                b"{\"method\":\"run\",\"params\":{\"input\":42}}\n".to_vec(),
+                "wrong params for `run`",
+            ),
+            (b"\xff\xfe\x00garbage\n".to_vec(), "not UTF-8"),
+            (
+                [vec![b'x'; 20 * 1024 * 1024], b"\n".to_vec()].concat(),
+                "line too long",
+            ),
+            (
+                b"{\"method\":\"run\",\"params\":{\"input\":[]}}\n".to_vec(),
+                "non-empty input",
+            ),
+        ];
+        for (bytes, want) in cases {
+            writer.write_all(&bytes).unwrap();
+            let err = next_error(&mut reader);
+            assert_eq!(err["code"], "invalid_request", "{want}: {err}");
+            assert!(
+                err["message"].as_str().unwrap().contains(want),
+                "{want}: {err}"
+            );
+        }
+        // Still serving this connection: a real run is acked.
+        writer
+            .write_all(b"{\"method\":\"run\",\"params\":{\"input\":[{\"kind\":\"text\",\"content\":\"hi\"}]}}\n")
+            .unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.contains("\"ack\"") {
+                break;
+            }
+        }
+        // Half a line, then close: nothing breaks.
+        let mut half =
+            StdUnixStream::connect(reader.get_ref().peer_addr().unwrap().as_pathname().unwrap())
+                .unwrap();
+        half.write_all(b"{\"method\":\"noti").unwrap();
+        drop(half);
+    });
+    tokio::time::timeout(WAIT, outcome).await.unwrap().unwrap();
+    let mut c = pod.connect().await;
+    let _ = c.status;
+    // Another client still gets served.
+    c.command(&Method::Pause).await.ok();
+    assert!(pod.connect().await.greeting.pod_name == "eps");
+}
+
+#[tokio::test]
+async fn a_final_line_without_newline_is_processed() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(text_turn("ok"));
+    let pod = TestPod::start(&home, &server, "zeta", &[]);
+    let socket = pod.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = StdUnixStream::connect(&socket).unwrap();
+        s.write_all(b"{\"method\":\"notify\",\"params\":{\"message\":\"no newline\"}}")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = String::new();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = s.read_to_string(&mut rest);
+        assert!(rest.contains("\"ack\""), "{rest}");
+    })
+    .await
+    .unwrap();
+    let c = pod.connect().await;
+    assert!(
+        c.entries
+            .iter()
+            .any(|e| e.to_string().contains("no newline"))
+    );
+}
+
+#[tokio::test]
+async fn shutdown_mid_invocation_then_restore_is_idle_with_a_valid_log() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let turn = Turn::new().text("partial").call("c1", "Nope", r#"{"a":1}"#);
+    server.push(Scripted::stall(turn.sse_cut_in_call(Family::OpenaiChat)));
+    let mut pod = TestPod::start(&home, &server, "eta", &[]);
+    let mut a = pod.connect().await;
+    let (_, mut seen) = a.request(&run("go")).await.unwrap();
+    if !seen
+        .iter()
+        .any(|e| matches!(e, Event::ToolCallStart { .. }))
+    {
+        seen.extend(events_until(&mut a, |e| matches!(e, Event::ToolCallStart { .. })).await);
+    }
+    a.send(&Method::Shutdown).await.unwrap();
+    seen.extend(events_until(&mut a, |e| matches!(e, Event::Shutdown)).await);
+    assert!(
+        seen.contains(&Event::TurnEnd {
+            turn: 1,
+            result: TurnResult::Cancelled
+        }),
+        "{seen:#?}"
+    );
+    assert!(pod.wait_exit().success());
+    drop(pod);
+
+    // `start` with the same name refuses and points to restore.
+    let out = home
+        .command(&server.base_url())
+        .args(["start", "--foreground", "--name", "eta"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pod restore eta"), "{err}");
+
+    let pod = TestPod::restore(&home, &server, "eta");
+    let c = pod.connect().await;
+    // A cleanly cancelled turn: the pod comes back idle, the cut call answered.
+    assert_eq!(c.status, PodStatus::Idle);
+    let text = serde_json::Value::Array(c.entries.clone()).to_string();
+    assert!(text.contains("[interrupted]"), "{text}");
+    assert_eq!(
+        kinds(&c.entries).last().map(String::as_str),
+        Some("turn_end")
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_invocation_then_restore_resumes_with_every_call_answered() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let turn = Turn::new()
+        .text("Reading.")
+        .call("c1", "Nope", r#"{"path":"a"}"#)
+        .call("c2", "Nope", r#"{"path":"b"}"#);
+    // The whole response, then a stall before the next one: the pod dies while
+    // the two calls are committed but (no tools) answered by errors... so cut
+    // the second response instead.
+    server.push(Scripted::sse(turn.sse(Family::OpenaiChat)));
+    server.push(Scripted::stall(
+        Turn::new()
+            .text("Now the sec")
+            .sse_cut_in_call(Family::OpenaiChat),
+    ));
+    let mut pod = TestPod::start(&home, &server, "theta", &[]);
+    let mut a = pod.connect().await;
+    let (_, seen) = a.request(&run("read both")).await.unwrap();
+    if !seen.contains(&Event::LlmCallStart { llm_call: 2 }) {
+        events_until(&mut a, |e| matches!(e, Event::LlmCallStart { llm_call: 2 })).await;
+    }
+    pod.kill9();
+    drop(a);
+
+    server.push(text_turn("Finished after the crash."));
+    let mut c = home.command(&server.base_url());
+    c.args(["__restore-foreground", "--name", "theta"])
+        .stdout(std::process::Stdio::piped());
+    let mut restored = common::Reaped(c.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(restored.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let socket = line.trim_end().split_once('\t').unwrap().1.to_string();
+    let mut client = pod::client::PodClient::connect(std::path::Path::new(&socket))
+        .await
+        .unwrap();
+    assert_eq!(client.status, PodStatus::Paused);
+    assert!(
+        client
+            .alerts
+            .iter()
+            .any(|a| a.message.contains("cut short")),
+        "{:?}",
+        client.alerts
+    );
+    let ks = kinds(&client.entries);
+    assert_eq!(ks.last().map(String::as_str), Some("turn_end"));
+    let mut seen = client.command(&Method::Resume).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut client, is_run_end).await);
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{seen:#?}"
+    );
+    // The request after the crash has both calls answered.
+    let last = server.requests().pop().unwrap().body.to_string();
+    assert!(last.contains("c1") && last.contains("c2"), "{last}");
+}
