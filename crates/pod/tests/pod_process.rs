@@ -464,6 +464,16 @@ async fn kill_9_mid_invocation_then_restore_resumes_with_every_call_answered() {
     if !seen.contains(&Event::LlmCallStart { llm_call: 2 }) {
         events_until(&mut a, |e| matches!(e, Event::LlmCallStart { llm_call: 2 })).await;
     }
+    // Kill only once the second request is in (else the restored pod would be
+    // the one to receive the stalled answer).
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.requests().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second request never came"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pod.kill9();
     drop(a);
 
