@@ -2,3 +2,4 @@
 //! machine-wide records kept in them.
 
 pub mod dir;
+pub mod pod_registry;
