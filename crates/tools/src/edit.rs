@@ -1,6 +1,7 @@
 //! The `Edit` tool: replaces an exact piece of text in a file this pod has read, and
 //! shows the change as a unified diff.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use llm_worker::tool::ToolOutput;
@@ -36,6 +37,25 @@ pub const DESCRIPTION: &str = "Replaces text in a file inside this pod's write s
 exactly once, unless `replace_all` is true. The file must have been Read by this pod first \
 and not changed since. Returns a unified diff of the change.";
 
+/// The strings to replace with, in the file's line endings: Read shows CRLF lines
+/// without their `\r`, so a multi-line `old_string` copied from it has bare `\n`. When
+/// that does not match as given but matches with CRLF endings, both strings are
+/// converted.
+fn line_endings_of<'a>(
+    file: &str,
+    old_string: &'a str,
+    new_string: &'a str,
+) -> (Cow<'a, str>, Cow<'a, str>) {
+    let bare_lf = old_string.contains('\n') && !old_string.contains("\r\n");
+    if bare_lf && file.contains("\r\n") && !file.contains(old_string) {
+        let crlf = old_string.replace('\n', "\r\n");
+        if file.contains(&crlf) {
+            return (crlf.into(), new_string.replace('\n', "\r\n").into());
+        }
+    }
+    (old_string.into(), new_string.into())
+}
+
 /// Runs `Edit`.
 pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileToolError> {
     if input.old_string.is_empty() {
@@ -58,7 +78,8 @@ pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileTool
         path: path.clone(),
         reason: format!("invalid byte at offset {}", e.utf8_error().valid_up_to()),
     })?;
-    let count = old.matches(input.old_string.as_str()).count();
+    let (old_string, new_string) = line_endings_of(&old, &input.old_string, &input.new_string);
+    let count = old.matches(old_string.as_ref()).count();
     let replace_all = input.replace_all.unwrap_or(false);
     match count {
         0 => return Err(FileToolError::NoMatch { path }),
@@ -67,9 +88,9 @@ pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileTool
         _ => return Err(FileToolError::NotUnique { path, count }),
     }
     let new = if replace_all {
-        old.replace(&input.old_string, &input.new_string)
+        old.replace(old_string.as_ref(), &new_string)
     } else {
-        old.replacen(&input.old_string, &input.new_string, 1)
+        old.replacen(old_string.as_ref(), &new_string, 1)
     };
     let written = checked.write_atomic(ctx, new.as_bytes())?;
     record_written(ctx, &path, new.as_bytes(), &written);

@@ -246,6 +246,21 @@ fn edit_refuses_a_non_unique_match_unless_replace_all() {
 }
 
 #[test]
+fn edit_matches_crlf_files_with_the_lf_text_read_shows() {
+    let fx = Fixture::new();
+    let path = fx.file("dos.txt", "one\r\ntwo\r\nthree\r\n");
+    let ctx = fx.ctx();
+    let out = ok(call(&ctx, "Read", json!({"path": "dos.txt"})));
+    assert_eq!(content(&out), "     1\tone\n     2\ttwo\n     3\tthree\n");
+    ok(call(
+        &ctx,
+        "Edit",
+        json!({"path": "dos.txt", "old_string": "one\ntwo", "new_string": "1\n2"}),
+    ));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "1\r\n2\r\nthree\r\n");
+}
+
+#[test]
 fn edit_with_no_match_says_so() {
     let fx = Fixture::new();
     fx.file("a.txt", "    indented\n");
