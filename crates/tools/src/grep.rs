@@ -145,17 +145,43 @@ impl Sink for Collect<'_> {
     }
 }
 
-/// The searcher for a mode: ripgrep's defaults (quit on NUL, no memory maps), line
-/// numbers only where they are shown.
-fn searcher(mode: OutputMode, context: usize) -> Searcher {
-    let mut builder = SearcherBuilder::new();
-    builder
-        .binary_detection(BinaryDetection::quit(b'\0'))
-        .line_number(mode == OutputMode::Content);
-    if mode == OutputMode::Content {
-        builder.before_context(context).after_context(context);
+/// What one search looks for and how much of it it keeps.
+struct Plan {
+    matcher: RegexMatcher,
+    mode: OutputMode,
+    /// Context lines around each match (content mode).
+    context: usize,
+    /// Byte cap on the collected output.
+    cap: usize,
+}
+
+impl Plan {
+    /// The searcher for the plan: ripgrep's defaults (quit on NUL, no memory maps), line
+    /// numbers only where they are shown.
+    fn searcher(&self) -> Searcher {
+        let mut builder = SearcherBuilder::new();
+        builder
+            .binary_detection(BinaryDetection::quit(b'\0'))
+            .line_number(self.mode == OutputMode::Content);
+        if self.mode == OutputMode::Content {
+            builder
+                .before_context(self.context)
+                .after_context(self.context);
+        }
+        builder.build()
     }
-    builder.build()
+
+    /// An empty collector for one file.
+    fn collector<'a>(&self, path: &'a str) -> Collect<'a> {
+        Collect {
+            mode: self.mode,
+            path,
+            count: 0,
+            lines: String::new(),
+            cap: self.cap,
+            cut: false,
+        }
+    }
 }
 
 /// The results gathered by a search, and whether it stopped early at the output cap.
@@ -165,26 +191,13 @@ struct Gathered {
 }
 
 /// Searches one file (the path named a file).
-fn search_one(
-    matcher: &RegexMatcher,
-    mode: OutputMode,
-    context: usize,
-    cap: usize,
-    checked: &scoped_fs::CheckedPath,
-) -> Result<Gathered, FileToolError> {
+fn search_one(plan: &Plan, checked: &scoped_fs::CheckedPath) -> Result<Gathered, FileToolError> {
     let file = checked.open_read()?;
     let path = checked.canonical().to_path_buf();
     let shown = path.display().to_string();
-    let mut sink = Collect {
-        mode,
-        path: &shown,
-        count: 0,
-        lines: String::new(),
-        cap,
-        cut: false,
-    };
-    searcher(mode, context)
-        .search_file(matcher, &file, &mut sink)
+    let mut sink = plan.collector(&shown);
+    plan.searcher()
+        .search_file(&plan.matcher, &file, &mut sink)
         .map_err(|source| FileToolError::Read {
             path: path.clone(),
             source,
@@ -199,17 +212,13 @@ fn search_one(
 }
 
 /// Searches a directory tree in parallel.
-#[allow(clippy::too_many_arguments)]
 fn search_tree(
     ctx: &ToolContext,
-    matcher: &RegexMatcher,
+    plan: &Plan,
     input: &GrepInput,
-    mode: OutputMode,
-    context: usize,
-    cap: usize,
-    root: &Path,
     dir: &DirHandle,
 ) -> Result<Gathered, FileToolError> {
+    let root = dir.path();
     let mut builder = WalkBuilder::new(root);
     builder
         .follow_links(false)
@@ -238,8 +247,8 @@ fn search_tree(
     let collected = AtomicUsize::new(0);
     let stopped = AtomicBool::new(false);
     builder.build_parallel().run(|| {
-        let mut searcher = searcher(mode, context);
-        let matcher = matcher.clone();
+        let mut searcher = plan.searcher();
+        let matcher = plan.matcher.clone();
         let (hits, collected, stopped) = (&hits, &collected, &stopped);
         Box::new(move |result| {
             let Ok(entry) = result else {
@@ -255,15 +264,13 @@ fn search_tree(
             let Ok(file) = dir.open_file_unverified(rel) else {
                 return WalkState::Continue;
             };
-            let shown = entry.path().display().to_string();
-            let mut sink = Collect {
-                mode,
-                path: &shown,
-                count: 0,
-                lines: String::new(),
-                cap,
-                cut: false,
+            // Only content lines carry the path; the listing modes format it at the end.
+            let shown = if plan.mode == OutputMode::Content {
+                entry.path().display().to_string()
+            } else {
+                String::new()
             };
+            let mut sink = plan.collector(&shown);
             if searcher.search_file(&matcher, &file, &mut sink).is_err() || sink.count == 0 {
                 return WalkState::Continue;
             }
@@ -277,8 +284,8 @@ fn search_tree(
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(hit);
             // Content beyond the cap cannot be shown: stop instead of reading on.
-            if mode == OutputMode::Content
-                && collected.fetch_add(size, Ordering::Relaxed) + size > cap
+            if plan.mode == OutputMode::Content
+                && collected.fetch_add(size, Ordering::Relaxed) + size > plan.cap
             {
                 stopped.store(true, Ordering::Relaxed);
                 return WalkState::Quit;
@@ -308,11 +315,16 @@ pub fn grep(ctx: &ToolContext, input: &GrepInput) -> Result<ToolOutput, FileTool
     let checked = scoped_fs::check_read(ctx, &base)?;
     let root = checked.canonical().to_path_buf();
     let is_dir = std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir());
+    let plan = Plan {
+        matcher,
+        mode,
+        context,
+        cap: budget,
+    };
     let Gathered { mut hits, stopped } = if is_dir {
-        let dir = checked.open_dir()?;
-        search_tree(ctx, &matcher, input, mode, context, budget, &root, &dir)?
+        search_tree(ctx, &plan, input, &checked.open_dir()?)?
     } else {
-        search_one(&matcher, mode, context, budget, &checked)?
+        search_one(&plan, &checked)?
     };
     hits.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(render(input, mode, context, budget, &root, hits, stopped))

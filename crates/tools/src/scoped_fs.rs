@@ -638,3 +638,35 @@ impl CheckedPath {
         .map_err(|e| open_error(e, parent, "open directory"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_errors_map_to_clear_refusals() {
+        let path = Path::new("/s/f");
+        let kind = |errno| open_error(io::Error::from_raw_os_error(errno), path, "open");
+        assert!(matches!(kind(libc::ENOSYS), AccessError::NoOpenat2 { .. }));
+        assert!(kind(libc::ENOSYS).to_string().contains("lacks openat2(2)"));
+        assert!(matches!(kind(libc::ELOOP), AccessError::Raced { .. }));
+        assert!(matches!(kind(libc::EXDEV), AccessError::Raced { .. }));
+        assert!(matches!(kind(libc::ENOENT), AccessError::NotFound { .. }));
+        assert!(matches!(
+            kind(libc::ENOTDIR),
+            AccessError::NotADirectory { .. }
+        ));
+        assert!(matches!(
+            kind(libc::EISDIR),
+            AccessError::IsDirectory { .. }
+        ));
+        let other = kind(libc::EACCES).to_string();
+        assert!(other.starts_with("cannot open /s/f: "), "{other}");
+    }
+
+    #[test]
+    fn paths_with_nul_bytes_are_refused() {
+        assert!(c_path(Path::new("a\0b")).is_err());
+        assert_eq!(c_path(Path::new("")).unwrap().as_bytes(), b".");
+    }
+}
