@@ -1,0 +1,52 @@
+//! The `Write` tool: creates a file, or replaces one this pod has read and that has not
+//! changed since, atomically (temporary file, fsync, rename) and within the scope.
+
+use std::path::Path;
+
+use llm_worker::tool::ToolOutput;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::context::ToolContext;
+use crate::error::FileToolError;
+use crate::read_before_write::{current_if_read, record_written};
+use crate::scoped_fs;
+
+/// Arguments of `Write`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct WriteInput {
+    /// The file to write: absolute, or relative to the pod's working directory.
+    pub path: String,
+    /// The complete new content of the file.
+    pub content: String,
+}
+
+/// What `Write` tells the model.
+pub const DESCRIPTION: &str = "Writes a file inside this pod's write scope, replacing it \
+whole. `path` is absolute or relative to the working directory; missing parent directories \
+are created. A new file can be written directly; an existing file must have been Read by \
+this pod first and not changed since (otherwise Read it again). The write is atomic and \
+keeps the file's permissions. Prefer Edit for changing part of a file.";
+
+/// Runs `Write`.
+pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileToolError> {
+    let checked = scoped_fs::check_write(ctx, Path::new(&input.path))?;
+    let before = current_if_read(ctx, &checked)?;
+    let bytes = input.content.as_bytes();
+    let written = checked.write_atomic(ctx, bytes)?;
+    record_written(ctx, checked.canonical(), bytes, &written);
+    let lines = input.content.lines().count();
+    let verb = if written.created || before.is_none() {
+        "Created"
+    } else {
+        "Overwrote"
+    };
+    Ok(ToolOutput {
+        summary: format!(
+            "{verb} {} ({} bytes, {lines} lines)",
+            checked.canonical().display(),
+            written.size
+        ),
+        content: None,
+    })
+}
