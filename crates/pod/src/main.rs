@@ -1,6 +1,7 @@
 //! The `pod` command: argument parsing and wiring only; every behaviour lives in
 //! the `pod` library.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,13 @@ enum Command {
     /// Check where pods keeps its files and which providers it can use.
     #[command(after_help = "Example:\n  pod doctor\n  pod doctor --json")]
     Doctor,
+    /// Internal: the command sandbox helper, started by the pod itself.
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec {
+        /// Unused: the request comes on stdin.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,10 +64,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::SandboxExec { args } => {
+            let code = tools::sandbox::helper_main(&args);
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+        }
         Command::Doctor => {
-            let report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
+            let mut report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
                 std::env::var_os(k).is_some_and(|v| !v.is_empty())
             });
+            report
+                .checks
+                .push(match tools::sandbox::HelperCommand::current_exe() {
+                    Ok(helper) => doctor::sandbox_check(&tools::sandbox::detect(&helper)),
+                    Err(e) => doctor::sandbox_unknown(&e.to_string()),
+                });
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
