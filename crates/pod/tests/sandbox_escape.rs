@@ -749,3 +749,83 @@ async fn the_bash_tool_runs_sandboxed_and_spills_large_output() {
     assert!(content.ends_with("Read-only file system\n"));
     fx.assert_outside_untouched();
 }
+
+// Level `landlock` (what hosts without user namespaces get), forced with `run_at`.
+
+async fn run_landlock(fx: &Fx, command: &str, timeout: Duration) -> CommandOutput {
+    let out = sandbox::run_at(
+        &helper(),
+        Level::Landlock,
+        &fx.policy(),
+        command,
+        &options(timeout),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.level, Some(Level::Landlock));
+    out
+}
+
+#[tokio::test]
+async fn landlock_level_refuses_writes_outside_and_uses_the_real_tmp_dir() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run_landlock(
+        &fx,
+        &format!(
+            "echo in > inside; echo c > {c}/c; echo t > \"$TMPDIR/t\"; echo \"$TMPDIR\"; echo x > {o}/f; python3 -c \"open('{o}/py','w')\"; cd / && touch {o}/t",
+            c = fx.cache.display(),
+            o = fx.o()
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        out.output
+            .text()
+            .starts_with(&format!("{}\n", fx.tmp.display())),
+        "{out:?}"
+    );
+    assert!(fx.scope.join("inside").exists());
+    assert!(fx.cache.join("c").exists());
+    assert!(fx.tmp.join("t").exists());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn landlock_level_kills_leftover_descendants_and_times_out() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run_landlock(
+        &fx,
+        "setsid sh -c 'sleep 1; echo late > late' & nohup sh -c 'sleep 1; echo late2 > late2' >/dev/null 2>&1 & echo started",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(out.output.text(), "started\n");
+    let token = format!("30.{}3", std::process::id());
+    let started = Instant::now();
+    let out = run_landlock(
+        &fx,
+        &format!("setsid sleep {token} & sleep {token}"),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(out.timed_out);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !process_with(&token),
+        "a process of the timed-out command survived"
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(!fx.scope.join("late").exists());
+    assert!(!fx.scope.join("late2").exists());
+}
