@@ -3,6 +3,7 @@
 //! reach. Each check reports a verdict instead of failing on the first problem.
 
 use serde::Serialize;
+use tools::sandbox::{Level, SandboxReport};
 
 use crate::runtime::dir::{DirEnv, Places, ensure_private_dir};
 
@@ -93,9 +94,76 @@ pub fn run(env: &DirEnv, uid: u32, key_present: &dyn Fn(&str) -> bool) -> Report
     Report { checks }
 }
 
+/// The `sandbox` line: the enforcement level commands get, what it leaves open, and how
+/// it was found. Fails only at level `none` (commands then need `[sandbox] mode = "off"`).
+pub fn sandbox_check(report: &SandboxReport) -> Check {
+    let mut detail = match report.level {
+        Level::None => format!(
+            "none: {}; commands refuse to run unless the manifest sets [sandbox] mode = \"off\" or the pod starts with --no-sandbox",
+            report.detail
+        ),
+        level => format!("{level} ({})", report.detail),
+    };
+    if !report.gaps.is_empty() {
+        detail.push_str("; gaps: ");
+        detail.push_str(&report.gaps.join("; "));
+    }
+    Check {
+        name: "sandbox".into(),
+        ok: report.level != Level::None,
+        detail,
+    }
+}
+
+/// The `sandbox` line when the level could not even be probed (no path to this binary).
+pub fn sandbox_unknown(reason: &str) -> Check {
+    Check {
+        name: "sandbox".into(),
+        ok: false,
+        detail: format!("unknown: {reason}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_line_names_level_gaps_and_the_way_out() {
+        let full = sandbox_check(&SandboxReport {
+            level: Level::Full,
+            landlock_abi: Some(7),
+            gaps: vec![],
+            detail: "namespaces work; Landlock ABI 7".into(),
+        });
+        assert!(full.ok);
+        assert_eq!(full.name, "sandbox");
+        assert_eq!(full.detail, "full (namespaces work; Landlock ABI 7)");
+
+        let ll = sandbox_check(&SandboxReport {
+            level: Level::Landlock,
+            landlock_abi: Some(3),
+            gaps: vec!["a".into(), "b".into()],
+            detail: "d".into(),
+        });
+        assert!(ll.ok);
+        assert_eq!(ll.detail, "landlock (d); gaps: a; b");
+
+        let none = sandbox_check(&SandboxReport {
+            level: Level::None,
+            landlock_abi: None,
+            gaps: vec![],
+            detail: "unshare: EPERM".into(),
+        });
+        assert!(!none.ok);
+        assert!(
+            none.detail.starts_with("none: unshare: EPERM;"),
+            "{}",
+            none.detail
+        );
+        assert!(none.detail.contains("mode = \"off\""), "{}", none.detail);
+        assert!(!sandbox_unknown("x").ok);
+    }
 
     #[test]
     fn reports_places_and_keys() {

@@ -1,6 +1,7 @@
 //! The `pod` command: argument parsing and wiring only; every behaviour lives in
 //! the `pod` library (`pod::cli` for the commands).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -149,6 +150,13 @@ enum Command {
         #[command(flatten)]
         launch: Launch,
     },
+    /// Internal: the command sandbox helper, started by the pod itself.
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec {
+        /// Unused: the request comes on stdin.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,6 +183,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = cli.json;
     match cli.command {
+        Command::SandboxExec { args } => {
+            let code = tools::sandbox::helper_main(&args);
+            Ok(u8::try_from(code).unwrap_or(u8::MAX))
+        }
         Command::Start { launch, foreground } => {
             let opts = launch.options()?;
             if foreground {
@@ -198,9 +210,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),
         Command::Doctor => {
-            let report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
+            let mut report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
                 std::env::var_os(k).is_some_and(|v| !v.is_empty())
             });
+            report
+                .checks
+                .push(match tools::sandbox::HelperCommand::current_exe() {
+                    Ok(helper) => doctor::sandbox_check(&tools::sandbox::detect(&helper)),
+                    Err(e) => doctor::sandbox_unknown(&e.to_string()),
+                });
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,0 +1,831 @@
+//! The command sandbox against escapes, with the real `pod` binary as its helper.
+//!
+//! Every case checks ON DISK (or at the socket) that nothing happened outside the scope,
+//! and most pair the escape with a write that must work, so a command that failed to run
+//! at all cannot pass. The tests fail when the host offers less than level `full`, unless
+//! `POD_ALLOW_NO_SANDBOX=1` is set (CI never sets it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use manifest::SandboxMode;
+use tools::bash::{Bash, BashConfig, PolicySource, SPILL_DIR_NAME};
+use tools::sandbox::{
+    self, CommandOutput, CommandStatus, HelperCommand, Level, RunOptions, SandboxError,
+    SandboxPolicy, WriteRoot,
+};
+
+fn helper() -> HelperCommand {
+    HelperCommand::new(env!("CARGO_BIN_EXE_pod"), [sandbox::HELPER_SUBCOMMAND])
+}
+
+/// Whether the sandboxed cases can run: panics below level `full` unless
+/// `POD_ALLOW_NO_SANDBOX=1`.
+fn sandbox_ready() -> bool {
+    let report = sandbox::detect(&helper());
+    if report.level == Level::Full {
+        return true;
+    }
+    if std::env::var("POD_ALLOW_NO_SANDBOX").as_deref() == Ok("1") {
+        eprintln!(
+            "skipping: sandbox level {} ({}); POD_ALLOW_NO_SANDBOX=1",
+            report.level, report.detail
+        );
+        return false;
+    }
+    panic!(
+        "the sandbox level here is {} ({}), these tests need full; set POD_ALLOW_NO_SANDBOX=1 to skip them on such a host",
+        report.level, report.detail
+    );
+}
+
+/// A canonical temp dir (not under /tmp, which the sandbox replaces) holding the scope,
+/// a sibling `outside/` with a file in it, a runtime dir with the pod's tmp dir, and a
+/// shared cache dir.
+struct Fx {
+    _dir: tempfile::TempDir,
+    scope: PathBuf,
+    outside: PathBuf,
+    runtime: PathBuf,
+    tmp: PathBuf,
+    cache: PathBuf,
+}
+
+impl Fx {
+    fn new() -> Self {
+        Fx::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
+    }
+
+    fn new_in(base: &Path) -> Self {
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let fx = Fx {
+            scope: root.join("scope"),
+            outside: root.join("outside"),
+            runtime: root.join("runtime"),
+            tmp: root.join("runtime/pod/tmp"),
+            cache: root.join("cache"),
+            _dir: dir,
+        };
+        for d in [&fx.scope, &fx.outside, &fx.tmp, &fx.cache] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(fx.outside.join("f0"), "orig").unwrap();
+        fx
+    }
+
+    fn policy(&self) -> SandboxPolicy {
+        SandboxPolicy {
+            cwd: self.scope.clone(),
+            write_roots: vec![WriteRoot {
+                path: self.scope.clone(),
+                recursive: true,
+            }],
+            shared: vec![self.cache.clone()],
+            hidden: vec![self.runtime.clone()],
+            tmp_dir: self.tmp.clone(),
+            ..SandboxPolicy::default()
+        }
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.outside.join(name)
+    }
+
+    fn o(&self) -> String {
+        self.outside.display().to_string()
+    }
+
+    /// Nothing but `f0` (unchanged) is in `outside/`.
+    fn assert_outside_untouched(&self) {
+        let names: Vec<String> = std::fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["f0"], "something was created outside the scope");
+        assert_eq!(std::fs::read_to_string(self.out("f0")).unwrap(), "orig");
+    }
+}
+
+fn options(timeout: Duration) -> RunOptions {
+    RunOptions {
+        timeout,
+        ..RunOptions::default()
+    }
+}
+
+async fn run_with(helper: &HelperCommand, policy: &SandboxPolicy, command: &str) -> CommandOutput {
+    sandbox::run(helper, policy, command, &options(Duration::from_secs(60)))
+        .await
+        .unwrap()
+}
+
+async fn run(fx: &Fx, command: &str) -> CommandOutput {
+    let out = run_with(&helper(), &fx.policy(), command).await;
+    assert_eq!(out.level, Some(Level::Full));
+    out
+}
+
+/// Whether any process has `token` in its command line.
+fn process_with(token: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(token))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn level_is_detected_as_full_with_landlock() {
+    if !sandbox_ready() {
+        return;
+    }
+    let report = sandbox::detect(&helper());
+    assert_eq!(report.level, Level::Full);
+    assert!(report.landlock_abi.unwrap() >= 1);
+    assert!(
+        report.detail.contains("namespaces work"),
+        "{}",
+        report.detail
+    );
+    // `pod doctor` shows the same level.
+    let fx = Fx::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pod"))
+        .args(["doctor", "--json"])
+        .env("POD_RUNTIME_DIR", fx.runtime.join("doctor"))
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sandbox")
+        .unwrap();
+    assert_eq!(check["ok"], true);
+    assert!(
+        check["detail"].as_str().unwrap().starts_with("full ("),
+        "{check}"
+    );
+}
+
+#[tokio::test]
+async fn redirects_out_of_the_scope_fail() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run(
+        &fx,
+        &format!(
+            "echo in > inside; echo x > {o}/f; echo x > ../outside/g; echo x >> {o}/f0",
+            o = fx.o()
+        ),
+    )
+    .await;
+    assert!(fx.scope.join("inside").exists(), "{out:?}");
+    assert!(
+        out.output.text().contains("Read-only file system"),
+        "{out:?}"
+    );
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn cd_to_root_then_touch_fails() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    // A name no earlier run can have left behind.
+    let unique = fx
+        .outside
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let at_root = PathBuf::from(format!("/pods-escape-{unique}"));
+    run(
+        &fx,
+        &format!(
+            "cd / && touch {o}/t; cd / && touch .{r}; echo ok > {s}/ok",
+            o = fx.o(),
+            r = at_root.display(),
+            s = fx.scope.display()
+        ),
+    )
+    .await;
+    let escaped = at_root.exists();
+    let _ = std::fs::remove_file(&at_root);
+    assert!(!escaped, "created {}", at_root.display());
+    assert!(fx.scope.join("ok").exists());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn mv_cp_and_links_out_of_the_scope_fail() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    std::fs::write(fx.scope.join("inside.txt"), "data").unwrap();
+    run(
+        &fx,
+        &format!(
+            "mv inside.txt {o}/moved; cp inside.txt {o}/copied; ln -s /etc/passwd {o}/sym; ln inside.txt {o}/hard; cp inside.txt copy-in",
+            o = fx.o()
+        ),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(fx.scope.join("inside.txt")).unwrap(),
+        "data"
+    );
+    assert!(fx.scope.join("copy-in").exists());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn writing_through_a_symlink_that_points_outside_fails() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    std::os::unix::fs::symlink(&fx.outside, fx.scope.join("to-dir")).unwrap();
+    std::os::unix::fs::symlink(fx.out("f0"), fx.scope.join("to-file")).unwrap();
+    std::os::unix::fs::symlink(fx.out("dangling"), fx.scope.join("to-new")).unwrap();
+    run(
+        &fx,
+        "echo x > to-dir/new; echo pwned > to-file; echo x > to-new; echo ok > ok",
+    )
+    .await;
+    assert!(fx.scope.join("ok").exists());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn python_cannot_write_outside() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run(
+        &fx,
+        &format!(
+            "python3 -c \"open('py_in','w').write('ok')\"; python3 -c \"open('{o}/py_out','w').write('x')\"",
+            o = fx.o()
+        ),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(fx.scope.join("py_in")).unwrap(),
+        "ok",
+        "{out:?}"
+    );
+    assert!(!out.status.success());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn chmod_and_touch_outside_change_nothing() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let target = fx.out("f0");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = std::fs::metadata(&target).unwrap();
+    std::fs::write(fx.scope.join("mine"), "").unwrap();
+    run(
+        &fx,
+        &format!(
+            "chmod 777 {t}; touch -d @978307200 {t}; chmod 600 mine; touch -d @978307200 mine",
+            t = target.display()
+        ),
+    )
+    .await;
+    let after = std::fs::metadata(&target).unwrap();
+    assert_eq!(after.mode(), before.mode());
+    assert_eq!(after.mtime(), before.mtime());
+    assert_eq!(after.mtime_nsec(), before.mtime_nsec());
+    // The same commands work inside the scope.
+    let mine = std::fs::metadata(fx.scope.join("mine")).unwrap();
+    assert_eq!(mine.mode() & 0o777, 0o600);
+    assert_eq!(mine.mtime(), 978_307_200);
+}
+
+#[tokio::test]
+async fn background_processes_die_when_the_command_returns() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run(
+        &fx,
+        "echo early > early; \
+         setsid sh -c 'sleep 1; echo late > late' & \
+         nohup sh -c 'sleep 1; echo late2 > late2' > /dev/null 2>&1 & \
+         (sleep 1; echo late3 > late3) & disown; \
+         echo started",
+    )
+    .await;
+    assert_eq!(out.output.text(), "started\n");
+    assert!(fx.scope.join("early").exists());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for late in ["late", "late2", "late3"] {
+        assert!(
+            !fx.scope.join(late).exists(),
+            "{late}: a background process outlived the command"
+        );
+    }
+}
+
+#[tokio::test]
+async fn delegated_subtrees_are_read_only_and_cannot_be_unmounted() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let child = fx.scope.join("child");
+    std::fs::create_dir(&child).unwrap();
+    std::fs::write(child.join("existing"), "orig").unwrap();
+    let fresh = fx.scope.join("not-yet");
+    let mut policy = fx.policy();
+    policy.delegated = vec![child.clone(), fresh.clone()];
+    let out = run_with(
+        &helper(),
+        &policy,
+        "echo x > child/f; echo x > child/existing; rm -f child/existing; \
+         mkdir -p not-yet/deep; echo x > not-yet/f; \
+         umount child; mount -o remount,rw child; echo y > child/f2; \
+         echo ok > other",
+    )
+    .await;
+    assert!(fx.scope.join("other").exists(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(child.join("existing")).unwrap(),
+        "orig"
+    );
+    assert!(!child.join("f").exists());
+    assert!(!child.join("f2").exists());
+    // The missing delegated dir was created empty so that it could be covered.
+    assert!(fresh.is_dir());
+    assert_eq!(std::fs::read_dir(&fresh).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn unix_sockets_in_the_runtime_dir_and_abstract_ones_are_unreachable() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let hidden_path = fx.runtime.join("pod/sock");
+    let hidden = UnixListener::bind(&hidden_path).unwrap();
+    hidden.set_nonblocking(true).unwrap();
+    let control_path = fx.scope.join("ctl.sock");
+    let control = UnixListener::bind(&control_path).unwrap();
+    control.set_nonblocking(true).unwrap();
+    let abstract_name = format!("pods-sandbox-test-{}", std::process::id());
+    let abstract_sock =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(&abstract_name).unwrap()).unwrap();
+    abstract_sock.set_nonblocking(true).unwrap();
+
+    let script = format!(
+        "import socket\n\
+         for name, addr in [('control', {control:?}), ('hidden', {hidden:?}), ('abstract', '\\0' + {abs:?})]:\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   try:\n\
+         \x20       s.connect(addr); print(name, 'connected')\n\
+         \x20   except OSError as e:\n\
+         \x20       print(name, 'refused')\n",
+        control = control_path.display().to_string(),
+        hidden = hidden_path.display().to_string(),
+        abs = abstract_name,
+    );
+    std::fs::write(fx.scope.join("connect.py"), script).unwrap();
+    let out = run(
+        &fx,
+        &format!("python3 connect.py; ls -A {}", fx.runtime.display()),
+    )
+    .await;
+    let text = out.output.text();
+    assert!(text.contains("control connected"), "{text}");
+    assert!(text.contains("hidden refused"), "{text}");
+    assert!(
+        control.accept().is_ok(),
+        "the control connection never arrived"
+    );
+    assert_eq!(
+        hidden.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a command reached a socket in the runtime dir"
+    );
+    if sandbox::detect(&helper()).landlock_abi.unwrap_or(0) >= 6 {
+        assert!(text.contains("abstract refused"), "{text}");
+        assert_eq!(
+            abstract_sock.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+    }
+    // The runtime dir looks empty inside: `ls -A` added no line.
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "runtime dir not empty inside: {text}"
+    );
+}
+
+#[tokio::test]
+async fn provider_keys_are_scrubbed_from_the_environment() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let helper = helper()
+        .env("OPENAI_API_KEY", "sk-openai")
+        .env("ANTHROPIC_API_KEY", "sk-ant")
+        .env("SOME_API_KEY", "sk-some")
+        .env("MY_SECRET", "s3cret")
+        .env("KEEP_ME", "kept");
+    let mut policy = fx.policy();
+    policy.env_remove = vec!["MY_SECRET".into()];
+    let out = run_with(
+        &helper,
+        &policy,
+        "echo \"[$OPENAI_API_KEY][$ANTHROPIC_API_KEY][$SOME_API_KEY][$MY_SECRET][$KEEP_ME]\"; env | grep -c -e sk- -e s3cret",
+    )
+    .await;
+    assert_eq!(out.output.text(), "[][][][][kept]\n0\n");
+}
+
+#[tokio::test]
+async fn writes_in_scope_tmp_and_shared_cache_work_and_are_owned_by_us() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run(
+        &fx,
+        &format!(
+            "echo a > in-scope; mkdir -p d/e && echo b > d/e/f; echo t > \"$TMPDIR/t\"; echo \"$TMPDIR\"; echo c > {}/c; id -u",
+            fx.cache.display()
+        ),
+    )
+    .await;
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(out.output.text(), format!("/tmp\n{uid}\n"));
+    assert!(out.status.success());
+    for file in [
+        fx.scope.join("in-scope"),
+        fx.scope.join("d/e/f"),
+        fx.tmp.join("t"),
+        fx.cache.join("c"),
+    ] {
+        let meta = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(meta.uid(), uid, "{}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn the_system_stays_readable() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run(&fx, "ls /usr/bin > /dev/null && cat /usr/bin/env > /dev/null && head -c 1 /etc/passwd > /dev/null && echo readable").await;
+    assert_eq!(out.output.text(), "readable\n");
+}
+
+#[tokio::test]
+async fn a_non_recursive_write_root_keeps_existing_subdirectories_read_only() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    std::fs::create_dir(fx.scope.join("sub")).unwrap();
+    let mut policy = fx.policy();
+    policy.write_roots[0].recursive = false;
+    run_with(&helper(), &policy, "echo x > top; echo x > sub/deep").await;
+    assert!(fx.scope.join("top").exists());
+    assert!(!fx.scope.join("sub/deep").exists());
+}
+
+#[tokio::test]
+async fn protected_dirs_stay_read_only_inside_the_scope() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let pods = fx.scope.join(".pods");
+    std::fs::create_dir(&pods).unwrap();
+    std::fs::write(pods.join("manifest.toml"), "orig").unwrap();
+    let state = fx.scope.join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut policy = fx.policy();
+    policy.protected = vec![pods.clone(), state.clone()];
+    run_with(
+        &helper(),
+        &policy,
+        "echo x >> .pods/manifest.toml; rm -f .pods/manifest.toml; echo x > .pods/new; echo x > state/s; echo ok > ok",
+    )
+    .await;
+    assert!(fx.scope.join("ok").exists());
+    assert_eq!(
+        std::fs::read_to_string(pods.join("manifest.toml")).unwrap(),
+        "orig"
+    );
+    assert!(!pods.join("new").exists());
+    assert!(!state.join("s").exists());
+}
+
+#[tokio::test]
+async fn signals_cannot_reach_processes_outside() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run(
+        &fx,
+        &format!(
+            "kill -0 {} 2>/dev/null && echo reached || echo refused; echo pid=$$",
+            std::process::id()
+        ),
+    )
+    .await;
+    assert_eq!(out.output.text(), "refused\npid=1\n");
+}
+
+#[tokio::test]
+async fn the_command_cannot_rearrange_mounts() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    std::fs::create_dir(fx.scope.join("in")).unwrap();
+    run(
+        &fx,
+        &format!(
+            "mount --bind {o} in; mount -o remount,rw /; umount -l {o}; echo x > in/via-bind; echo x > {o}/f; \
+             unshare -rm sh -c 'echo x > {o}/nested'; echo ok > ok",
+            o = fx.o()
+        ),
+    )
+    .await;
+    assert!(fx.scope.join("ok").exists());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_namespace_promptly() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let token = format!("30.{}2", std::process::id());
+    let started = Instant::now();
+    let out = sandbox::run(
+        &helper(),
+        &fx.policy(),
+        &format!("echo begun; (sleep 2; echo late > late) & setsid sleep {token} & sleep {token}"),
+        &options(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap();
+    assert!(out.timed_out);
+    assert_eq!(out.status, CommandStatus::Signaled(libc::SIGKILL));
+    assert_eq!(out.output.text(), "begun\n");
+    // Generous: the point is "not 30 s".
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !process_with(&token),
+        "a process of the timed-out command survived"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!fx.scope.join("late").exists());
+}
+
+#[tokio::test]
+async fn a_write_root_under_the_real_tmp_stays_reachable() {
+    if !sandbox_ready() {
+        return;
+    }
+    // The scope lives under /tmp, which the sandbox covers with the pod's tmp dir.
+    let fx_tmp = Fx::new_in(&std::env::temp_dir());
+    let fx = Fx::new();
+    let mut policy = fx_tmp.policy();
+    policy.tmp_dir = fx.tmp.clone();
+    policy.hidden = vec![fx.runtime.clone()];
+    let out = run_with(
+        &helper(),
+        &policy,
+        &format!("pwd; echo ok > f; echo x > {}/f", fx_tmp.o()),
+    )
+    .await;
+    assert_eq!(
+        out.output.text().lines().next(),
+        Some(fx_tmp.scope.display().to_string().as_str())
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx_tmp.scope.join("f")).unwrap(),
+        "ok\n"
+    );
+    fx_tmp.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn setup_failures_name_the_step_and_errno() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let mut policy = fx.policy();
+    policy.tmp_dir = fx.runtime.join("missing-tmp");
+    let err = sandbox::run(
+        &helper(),
+        &policy,
+        "echo ran > ran",
+        &options(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        SandboxError::Setup {
+            message: format!(
+                "sandbox: cannot copy the pod's tmp dir {} (open_tree): ENOENT (No such file or directory)",
+                policy.tmp_dir.display()
+            )
+        }
+    );
+    let mut policy = fx.policy();
+    policy.hidden = vec![PathBuf::from("relative/run")];
+    let err = sandbox::run(
+        &helper(),
+        &policy,
+        "echo ran > ran",
+        &options(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("relative/run is relative"),
+        "{err}"
+    );
+    let mut policy = fx.policy();
+    policy.cwd = fx.scope.join("gone");
+    let err = sandbox::run(
+        &helper(),
+        &policy,
+        "echo ran > ran",
+        &options(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "sandbox: cannot enter the working directory {} (chdir): ENOENT",
+            policy.cwd.display()
+        )),
+        "{err}"
+    );
+    assert!(!fx.scope.join("ran").exists());
+}
+
+#[tokio::test]
+async fn the_bash_tool_runs_sandboxed_and_spills_large_output() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let policy = fx.policy();
+    let source: Arc<dyn PolicySource> = Arc::new(move || policy.clone());
+    let output_dir = fx.runtime.join("pod");
+    let bash = Bash::new(BashConfig::new(
+        helper(),
+        source,
+        SandboxMode::Auto,
+        &output_dir,
+    ));
+    use llm_worker::tool::Tool;
+    let out = bash
+        .execute(
+            &serde_json::json!({"command": format!("seq 1 20000; echo x > {}/f", fx.o())})
+                .to_string(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        out.summary.starts_with("exit code 1; output saved to "),
+        "{}",
+        out.summary
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(output_dir.join(SPILL_DIR_NAME))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let whole = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(whole.starts_with("1\n2\n3\n"));
+    assert!(whole.contains("20000\n"));
+    assert!(
+        whole.ends_with("Read-only file system\n"),
+        "{}",
+        &whole[whole.len() - 100..]
+    );
+    let content = out.content.unwrap();
+    assert!(content.ends_with("Read-only file system\n"));
+    fx.assert_outside_untouched();
+}
+
+// Level `landlock` (what hosts without user namespaces get), forced with `run_at`.
+
+async fn run_landlock(fx: &Fx, command: &str, timeout: Duration) -> CommandOutput {
+    let out = sandbox::run_at(
+        &helper(),
+        Level::Landlock,
+        &fx.policy(),
+        command,
+        &options(timeout),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.level, Some(Level::Landlock));
+    out
+}
+
+#[tokio::test]
+async fn landlock_level_refuses_writes_outside_and_uses_the_real_tmp_dir() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run_landlock(
+        &fx,
+        &format!(
+            "echo in > inside; echo c > {c}/c; echo t > \"$TMPDIR/t\"; echo \"$TMPDIR\"; echo x > {o}/f; python3 -c \"open('{o}/py','w')\"; cd / && touch {o}/t",
+            c = fx.cache.display(),
+            o = fx.o()
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        out.output
+            .text()
+            .starts_with(&format!("{}\n", fx.tmp.display())),
+        "{out:?}"
+    );
+    assert!(fx.scope.join("inside").exists());
+    assert!(fx.cache.join("c").exists());
+    assert!(fx.tmp.join("t").exists());
+    fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn landlock_level_kills_leftover_descendants_and_times_out() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let out = run_landlock(
+        &fx,
+        "setsid sh -c 'sleep 1; echo late > late' & nohup sh -c 'sleep 1; echo late2 > late2' >/dev/null 2>&1 & echo started",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(out.output.text(), "started\n");
+    let token = format!("30.{}3", std::process::id());
+    let started = Instant::now();
+    let out = run_landlock(
+        &fx,
+        &format!("setsid sleep {token} & sleep {token}"),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(out.timed_out);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !process_with(&token),
+        "a process of the timed-out command survived"
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(!fx.scope.join("late").exists());
+    assert!(!fx.scope.join("late2").exists());
+}

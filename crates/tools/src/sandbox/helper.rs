@@ -1,0 +1,1036 @@
+//! The helper process (`pod __sandbox-exec`): sets up the sandbox for one command, runs
+//! it, relays its exit status.
+//!
+//! The pod starts it with posix_spawn and talks to it over its standard streams:
+//!
+//! - **stdin**: one JSON line, a [`HelperRequest`]; then the pod keeps the pipe open while
+//!   the command runs. End of file means "stop": the helper kills the command (and with
+//!   it the whole pid namespace). So a pod that dies, or gives up on a timeout, never
+//!   leaves a command behind.
+//! - **stdout**: one JSON line at the end, a [`HelperReport`].
+//! - **stderr**: the command's output. The command gets it as both stdout and stderr, so
+//!   the pod reads one interleaved stream, as a terminal would show it.
+//!
+//! The helper is single-threaded (it runs before anything could start a thread), so it
+//! may `unshare(CLONE_NEWUSER)` and fork freely.
+//!
+//! Setup at level `full`, in this order (each step's failure is reported with its errno):
+//! 1. `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID)`, `setgroups` denied, uid and
+//!    gid mapped to our own;
+//! 2. the mount tree made private (nothing propagates back to the host);
+//! 3. detached copies (`open_tree`) of every tree that must stay reachable at its real
+//!    path: the pod's tmp dir, the write roots, the shared paths, and the cwd when it lies
+//!    under `/tmp` — taken first, because `/tmp` is about to be covered;
+//! 4. `/` made read-only recursively (`mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`);
+//! 5. the pod's tmp dir attached on `/tmp`;
+//! 6. write roots, then shared paths, attached read-write (shortest path first, so nested
+//!    ones land on top; mountpoints missing under the new `/tmp` are created in it);
+//!    non-recursive roots get their existing subdirectories read-only;
+//! 7. delegated (created when missing), denied and protected paths that overlap a
+//!    writable tree: read-only copies attached on top;
+//! 8. each hidden dir covered by an empty read-only tmpfs (last, so no bind uncovers it);
+//! 9. a fresh tmpfs on `/dev/shm`;
+//! 10. a Landlock ruleset prepared: writes only beneath `/tmp`, the write roots, the shared
+//!     paths and `/dev/shm`, plus writing (not creating) a few device files (`/dev/null`,
+//!     ...); signals and abstract Unix sockets scoped (ABI ≥ 6);
+//! 11. fork once; the child is pid 1 of the new pid namespace: it dies with the helper
+//!     (`PR_SET_PDEATHSIG`), mounts a fresh read-only `/proc` (when the kernel lets it),
+//!     starts a new session (no controlling terminal), enters the cwd, sets `no_new_privs`, enforces Landlock, drops every capability
+//!     (uid 0 inside the namespace would otherwise keep them and could undo the mounts)
+//!     and execs `bash -c <command>` with stdin `/dev/null`, `TMPDIR=/tmp` and provider
+//!     keys removed from the environment.
+//!
+//! When pid 1 exits the kernel kills everything else in its namespace, so background
+//! processes (`nohup`, `setsid`, `&`) die when the command returns.
+//!
+//! At level `landlock` (no user namespaces) steps 1-9 are skipped; the helper becomes a
+//! child subreaper instead and, when bash exits, kills every descendant left over.
+
+use std::convert::Infallible;
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::detect::Level;
+use super::policy::SandboxPolicy;
+use super::sys::{self, SetupError, access};
+
+/// Largest request the helper reads (the command text dominates).
+const MAX_REQUEST: u64 = 64 * 1024 * 1024;
+
+/// Exit code of the helper when the sandbox could not be set up.
+const EXIT_SETUP_FAILED: i32 = 125;
+
+/// Exit code of the probe child when everything worked but `/proc` could not be mounted.
+const PROBE_NO_FRESH_PROC: i32 = 3;
+
+/// What the pod asks of the helper (one JSON line on its stdin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum HelperRequest {
+    /// Try the namespace and mount steps and report whether they work.
+    Probe,
+    /// Run `command` confined by `policy` at `level`.
+    Run {
+        /// The level to enforce (from detection); the helper never falls back silently.
+        level: Level,
+        /// What the command may touch.
+        policy: Box<SandboxPolicy>,
+        /// The `bash -c` script.
+        command: String,
+    },
+}
+
+impl HelperRequest {
+    /// A probe request.
+    pub fn probe() -> Self {
+        HelperRequest::Probe
+    }
+
+    /// The request as the JSON line the helper reads (fails for paths that are not UTF-8,
+    /// which JSON cannot carry).
+    pub fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut line = serde_json::to_vec(self)?;
+        line.push(b'\n');
+        Ok(line)
+    }
+}
+
+/// What the helper answers (one JSON line on its stdout, at the end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum HelperReport {
+    /// The command exited with this code.
+    Exited {
+        /// Its exit code.
+        code: i32,
+    },
+    /// The command was killed by this signal.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The pod closed the helper's stdin; the command was killed.
+    Cancelled,
+    /// The sandbox could not be set up; nothing ran.
+    SetupFailed {
+        /// What failed, e.g. `sandbox: cannot make / read-only (mount_setattr): EPERM (...)`.
+        message: String,
+    },
+    /// The probe worked.
+    Probe {
+        /// Whether a fresh `/proc` could be mounted in the pid namespace.
+        fresh_proc: bool,
+    },
+}
+
+impl HelperReport {
+    /// The last report line in `text`, if any parses.
+    pub fn parse_last(text: &str) -> Option<Self> {
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .and_then(|l| serde_json::from_str(l).ok())
+    }
+
+    /// The helper's own exit code for this report (the command's, 128 + signal for a
+    /// signal, as a shell does).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HelperReport::Exited { code } => *code,
+            HelperReport::Signaled { signal } => 128 + signal,
+            HelperReport::Cancelled => 128 + libc::SIGKILL,
+            HelperReport::SetupFailed { .. } => EXIT_SETUP_FAILED,
+            HelperReport::Probe { .. } => 0,
+        }
+    }
+}
+
+/// The helper's entry point (`pod __sandbox-exec`); returns the process exit code. Takes
+/// no arguments: the request comes on stdin (see the module docs).
+pub fn helper_main(args: &[OsString]) -> i32 {
+    if let Some(arg) = args.first() {
+        eprintln!(
+            "pod __sandbox-exec: unexpected argument {:?}; this mode is started by the pod itself and reads its request on stdin",
+            arg
+        );
+        return 2;
+    }
+    let report = match read_request() {
+        Err(message) => HelperReport::SetupFailed { message },
+        Ok(HelperRequest::Probe) => probe().unwrap_or_else(|e| HelperReport::SetupFailed {
+            message: e.to_string(),
+        }),
+        Ok(HelperRequest::Run {
+            level,
+            policy,
+            command,
+        }) => run(level, &policy, &command).unwrap_or_else(|e| HelperReport::SetupFailed {
+            message: e.to_string(),
+        }),
+    };
+    let mut out = io::stdout().lock();
+    if let Ok(line) = serde_json::to_string(&report) {
+        // The pod may be gone; the exit code still says what happened.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    report.exit_code()
+}
+
+/// Reads the request line from stdin.
+fn read_request() -> Result<HelperRequest, String> {
+    let mut line = Vec::new();
+    io::stdin()
+        .lock()
+        .take(MAX_REQUEST)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("sandbox: cannot read the request on stdin: {e}"))?;
+    if line.is_empty() {
+        return Err(
+            "sandbox: no request on stdin; this mode is started by the pod itself".to_owned(),
+        );
+    }
+    serde_json::from_slice(&line).map_err(|e| format!("sandbox: malformed request on stdin: {e}"))
+}
+
+/// Why a run did not get to report the command's status.
+#[derive(Debug)]
+enum HelperError {
+    /// A setup step failed.
+    Setup(SetupError),
+    /// Something else, already phrased.
+    Other(String),
+}
+
+impl std::fmt::Display for HelperError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HelperError::Setup(e) => e.fmt(f),
+            HelperError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<SetupError> for HelperError {
+    fn from(e: SetupError) -> Self {
+        HelperError::Setup(e)
+    }
+}
+
+/// Shorthand for a failed step.
+fn step(what: impl Into<String>, call: &'static str) -> impl FnOnce(io::Error) -> SetupError {
+    let what = what.into();
+    move |e| SetupError::new(what, call, e)
+}
+
+/// A path as a C string, or a setup error naming it.
+fn c(path: &Path) -> Result<CString, SetupError> {
+    sys::cpath(path).map_err(step(format!("use path {}", path.display()), "path"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs.
+
+/// Runs one command at `level`.
+fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperReport, HelperError> {
+    if let Some(rel) = policy.relative_path() {
+        return Err(HelperError::Other(format!(
+            "sandbox: policy path {} is relative; the pod must pass absolute paths",
+            rel.display()
+        )));
+    }
+    let tmp_in_sandbox = if level.uses_namespaces() {
+        PathBuf::from("/tmp")
+    } else {
+        policy.tmp_dir.clone()
+    };
+    let exec = Exec::prepare(policy, command, &tmp_in_sandbox)?;
+    let abi = sys::landlock_abi().ok().filter(|v| *v >= 1);
+    match level {
+        Level::None => {
+            return Err(HelperError::Other(
+                "sandbox: level none cannot confine a command".to_owned(),
+            ));
+        }
+        Level::Full | Level::Namespaces => {
+            enter_namespaces()?;
+            build_view(policy)?;
+        }
+        Level::Landlock => {
+            sys::set_child_subreaper().map_err(step(
+                "become the reaper of the command's descendants",
+                "prctl",
+            ))?;
+        }
+    }
+    let ruleset = match (level, abi) {
+        (Level::Full | Level::Landlock, Some(abi)) => Some(landlock_rules(
+            policy,
+            &tmp_in_sandbox,
+            abi,
+            level.uses_namespaces(),
+        )?),
+        (Level::Full | Level::Landlock, None) => {
+            return Err(HelperError::Other(format!(
+                "sandbox: level {level} needs Landlock, which this kernel does not offer now"
+            )));
+        }
+        _ => None,
+    };
+    let child = fork_child(&ChildTask::Exec(&exec), ruleset.as_ref(), level)?;
+    let report = wait_for(child, true)?;
+    if level == Level::Landlock {
+        reap_descendants();
+    }
+    Ok(report)
+}
+
+/// Tries the steps of a real run (without a command) and reports whether they work.
+fn probe() -> Result<HelperReport, HelperError> {
+    enter_namespaces()?;
+    let policy = SandboxPolicy {
+        cwd: PathBuf::from("/"),
+        tmp_dir: PathBuf::from("/tmp"),
+        ..SandboxPolicy::default()
+    };
+    build_view(&policy)?;
+    let ruleset = match sys::landlock_abi().ok().filter(|v| *v >= 1) {
+        Some(abi) => Some(landlock_rules(&policy, Path::new("/tmp"), abi, true)?),
+        None => None,
+    };
+    let child = fork_child(&ChildTask::Probe, ruleset.as_ref(), Level::Full)?;
+    // The prober closes our stdin right after the request: do not take that as "stop".
+    match wait_for(child, false)? {
+        HelperReport::Exited { code: 0 } => Ok(HelperReport::Probe { fresh_proc: true }),
+        HelperReport::Exited {
+            code: PROBE_NO_FRESH_PROC,
+        } => Ok(HelperReport::Probe { fresh_proc: false }),
+        other => Err(HelperError::Other(format!(
+            "sandbox: the probe child ended with {other:?}"
+        ))),
+    }
+}
+
+/// Everything `execve` needs, prepared before the namespaces change (the environment and
+/// `PATH` lookup read the real filesystem).
+struct Exec {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    devnull: OwnedFd,
+}
+
+impl Exec {
+    /// Resolves bash, builds argv and the scrubbed environment, opens `/dev/null`.
+    fn prepare(policy: &SandboxPolicy, command: &str, tmp: &Path) -> Result<Exec, HelperError> {
+        let bash = find_bash().ok_or_else(|| {
+            HelperError::Other(
+                "sandbox: cannot find bash in PATH or /bin/bash; install bash".to_owned(),
+            )
+        })?;
+        let command = CString::new(command).map_err(|_| {
+            HelperError::Other("sandbox: the command contains a NUL byte".to_owned())
+        })?;
+        let envp = child_env(std::env::vars_os(), policy, tmp);
+        let devnull = File::open("/dev/null")
+            .map_err(step("open /dev/null for the command's stdin", "open"))?;
+        Ok(Exec {
+            program: c(&bash)?,
+            argv: vec![c"bash".to_owned(), c"-c".to_owned(), command],
+            envp,
+            cwd: c(&policy.cwd)?,
+            devnull: devnull.into(),
+        })
+    }
+}
+
+/// The command's environment: ours without what the policy removes, with `TMPDIR`.
+fn child_env(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+    policy: &SandboxPolicy,
+    tmp: &Path,
+) -> Vec<CString> {
+    let mut env: Vec<CString> = vars
+        .filter(|(k, _)| k != "TMPDIR" && !policy.removes_env(k))
+        .filter_map(|(k, v)| {
+            let mut pair = k.into_vec();
+            pair.push(b'=');
+            pair.extend_from_slice(v.as_bytes());
+            CString::new(pair).ok()
+        })
+        .collect();
+    let mut tmpdir = b"TMPDIR=".to_vec();
+    tmpdir.extend_from_slice(tmp.as_os_str().as_bytes());
+    if let Ok(tmpdir) = CString::new(tmpdir) {
+        env.push(tmpdir);
+    }
+    env
+}
+
+/// bash from `PATH`, else `/bin/bash`.
+pub(crate) fn find_bash() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("bash"))
+        .chain(std::iter::once(PathBuf::from("/bin/bash")))
+        .find(|p| p.is_absolute() && is_executable(p))
+}
+
+/// Whether `path` is a file we may execute.
+fn is_executable(path: &Path) -> bool {
+    let Ok(cpath) = sys::cpath(path) else {
+        return false;
+    };
+    // SAFETY: a valid C string.
+    path.is_file() && unsafe { libc::access(cpath.as_ptr(), libc::X_OK) } == 0
+}
+
+// ---------------------------------------------------------------------------------------
+// Namespaces and mounts.
+
+/// Enters new user, mount and pid namespaces, mapping our uid and gid to themselves, and
+/// makes the mount tree private.
+fn enter_namespaces() -> Result<(), SetupError> {
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // SAFETY: unshare with flag constants; the helper is single-threaded.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID) } < 0 {
+        return Err(SetupError::new(
+            "enter new user, mount and pid namespaces",
+            "unshare",
+            io::Error::last_os_error(),
+        ));
+    }
+    std::fs::write("/proc/self/setgroups", "deny").map_err(step(
+        "deny setgroups in the user namespace",
+        "write /proc/self/setgroups",
+    ))?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).map_err(step(
+        format!("map uid {uid} in the user namespace"),
+        "write /proc/self/uid_map",
+    ))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")).map_err(step(
+        format!("map gid {gid} in the user namespace"),
+        "write /proc/self/gid_map",
+    ))?;
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(step("make the mount tree private", "mount MS_PRIVATE"))?;
+    Ok(())
+}
+
+/// Whether one of the two paths contains the other.
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// Creates `path` (and parents) when it is missing: a mountpoint that vanished under the
+/// new `/tmp`, or a delegated directory not created yet.
+fn ensure_dir(path: &Path, why: &str) -> Result<(), SetupError> {
+    if path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path)
+        .map_err(step(format!("create {} ({why})", path.display()), "mkdir"))
+}
+
+/// Puts a read-only copy of `path` on top of it.
+fn read_only_overlay(path: &Path) -> Result<(), SetupError> {
+    let cpath = c(path)?;
+    let what = || format!("make {} read-only", path.display());
+    let tree = sys::clone_tree(&cpath).map_err(step(what(), "open_tree"))?;
+    sys::set_tree_readonly(&tree).map_err(step(what(), "mount_setattr"))?;
+    sys::attach(&tree, &cpath).map_err(step(what(), "move_mount"))
+}
+
+/// Builds the command's view of the filesystem (steps 3-9 of the module docs).
+fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
+    let tmp = Path::new("/tmp");
+    let tmp_tree = sys::clone_tree(&c(&policy.tmp_dir)?).map_err(step(
+        format!("copy the pod's tmp dir {}", policy.tmp_dir.display()),
+        "open_tree",
+    ))?;
+
+    // Writable trees, copied before anything is covered; missing paths are skipped.
+    let mut writable: Vec<(PathBuf, bool, OwnedFd)> = Vec::new();
+    let roots = policy
+        .write_roots
+        .iter()
+        .map(|r| (&r.path, r.recursive))
+        .chain(policy.shared.iter().map(|p| (p, true)));
+    for (path, recursive) in roots {
+        if path.symlink_metadata().is_err() || writable.iter().any(|(p, _, _)| p == path) {
+            continue;
+        }
+        let tree = sys::clone_tree(&c(path)?).map_err(step(
+            format!("copy {} to bind it read-write", path.display()),
+            "open_tree",
+        ))?;
+        writable.push((path.clone(), recursive, tree));
+    }
+    writable.sort_by_key(|(p, _, _)| p.components().count());
+
+    // The cwd must stay reachable even when /tmp covers it and it is not writable.
+    let cwd_tree = if policy.cwd.starts_with(tmp)
+        && !writable.iter().any(|(p, _, _)| policy.cwd.starts_with(p))
+        && policy.cwd.is_dir()
+    {
+        Some(sys::clone_tree(&c(&policy.cwd)?).map_err(step(
+            format!("copy the working directory {}", policy.cwd.display()),
+            "open_tree",
+        ))?)
+    } else {
+        None
+    };
+
+    sys::set_readonly(c"/").map_err(step("make / read-only", "mount_setattr"))?;
+    sys::attach(&tmp_tree, c"/tmp").map_err(step(
+        format!(
+            "bind the pod's tmp dir {} as /tmp",
+            policy.tmp_dir.display()
+        ),
+        "move_mount",
+    ))?;
+
+    for (path, recursive, tree) in &writable {
+        if path.starts_with(tmp) {
+            ensure_dir(path, "a mountpoint under the private /tmp")?;
+        }
+        sys::attach(tree, &c(path)?).map_err(step(
+            format!("bind {} read-write", path.display()),
+            "move_mount",
+        ))?;
+        if !recursive && let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    read_only_overlay(&entry.path())?;
+                }
+            }
+        }
+    }
+    if let Some(tree) = cwd_tree {
+        ensure_dir(&policy.cwd, "the working directory under the private /tmp")?;
+        let what = || {
+            format!(
+                "bind the working directory {} read-only",
+                policy.cwd.display()
+            )
+        };
+        sys::set_tree_readonly(&tree).map_err(step(what(), "mount_setattr"))?;
+        sys::attach(&tree, &c(&policy.cwd)?).map_err(step(what(), "move_mount"))?;
+    }
+
+    // Read-only overlays matter only where something writable overlaps them.
+    let writable_paths: Vec<&Path> = std::iter::once(tmp)
+        .chain(writable.iter().map(|(p, _, _)| p.as_path()))
+        .collect();
+    let overlaps_writable = |p: &Path| writable_paths.iter().any(|w| overlaps(p, w));
+    for path in &policy.delegated {
+        if overlaps_writable(path) {
+            ensure_dir(path, "a delegated directory")?;
+            read_only_overlay(path)?;
+        }
+    }
+    for path in policy.denied.iter().chain(&policy.protected) {
+        if overlaps_writable(path) && path.symlink_metadata().is_ok() {
+            read_only_overlay(path)?;
+        }
+    }
+
+    for dir in &policy.hidden {
+        if dir.is_dir() {
+            sys::mount(
+                Some(c"tmpfs"),
+                &c(dir)?,
+                Some(c"tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some(c"size=4k,mode=0755"),
+            )
+            .map_err(step(
+                format!("hide {} under an empty tmpfs", dir.display()),
+                "mount tmpfs",
+            ))?;
+        }
+    }
+    if Path::new("/dev/shm").is_dir() {
+        sys::mount(
+            Some(c"tmpfs"),
+            c"/dev/shm",
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(c"mode=1777"),
+        )
+        .map_err(step("mount a private tmpfs on /dev/shm", "mount tmpfs"))?;
+    }
+    Ok(())
+}
+
+/// Device files a command may write (not create): the usual sinks and terminals.
+const WRITABLE_DEVICES: [&str; 8] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+];
+
+/// The Landlock ruleset: writes beneath the writable paths only.
+fn landlock_rules(
+    policy: &SandboxPolicy,
+    tmp: &Path,
+    abi: u32,
+    private_shm: bool,
+) -> Result<sys::Ruleset, SetupError> {
+    let mut ruleset = sys::Ruleset::new(abi)
+        .map_err(step("create a Landlock ruleset", "landlock_create_ruleset"))?;
+    let all = access::writes(abi);
+    let mut dirs: Vec<&Path> = vec![tmp];
+    dirs.extend(policy.write_roots.iter().map(|r| r.path.as_path()));
+    dirs.extend(policy.shared.iter().map(PathBuf::as_path));
+    if private_shm {
+        dirs.push(Path::new("/dev/shm"));
+    }
+    let rules = dirs.into_iter().map(|p| (p, all)).chain(
+        WRITABLE_DEVICES
+            .iter()
+            .map(|d| (Path::new(*d), access::FILE_RIGHTS)),
+    );
+    for (path, rights) in rules {
+        match ruleset.allow(&c(path)?, rights) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                return Err(SetupError::new(
+                    format!("allow writes beneath {} in Landlock", path.display()),
+                    "landlock_add_rule",
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(ruleset)
+}
+
+// ---------------------------------------------------------------------------------------
+// The child.
+
+/// What the forked child does once confined.
+enum ChildTask<'a> {
+    /// Exec the command.
+    Exec(&'a Exec),
+    /// Exit 0 (or [`PROBE_NO_FRESH_PROC`]): the probe.
+    Probe,
+}
+
+/// A forked child, seen from the helper.
+struct Child {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+/// Forks the child, lets it go, and waits until it has exec'd (or reports why not).
+fn fork_child(
+    task: &ChildTask<'_>,
+    ruleset: Option<&sys::Ruleset>,
+    level: Level,
+) -> Result<Child, HelperError> {
+    let (go_r, go_w) = sys::pipe().map_err(step("create a pipe", "pipe2"))?;
+    let (err_r, err_w) = sys::pipe().map_err(step("create a pipe", "pipe2"))?;
+    // SAFETY: the helper is single-threaded, so the child may run ordinary code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(
+            SetupError::new("start the command", "fork", io::Error::last_os_error()).into(),
+        );
+    }
+    if pid == 0 {
+        drop(go_w);
+        drop(err_r);
+        let code = match child_main(task, ruleset, level, go_r) {
+            Ok(code) => code,
+            Err(e) => {
+                let mut err = File::from(err_w);
+                let _ = err.write_all(e.to_string().as_bytes());
+                127
+            }
+        };
+        // SAFETY: _exit ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(go_r);
+    drop(err_w);
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // SAFETY: pid is our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = wait_pid(pid);
+            return Err(SetupError::new("watch the command", "pidfd_open", e).into());
+        }
+    };
+    let mut go = File::from(go_w);
+    // The child exits by itself if this fails (it reads end of file).
+    let _ = go.write_all(&[1]);
+    drop(go);
+    let mut message = Vec::new();
+    let _ = File::from(err_r).read_to_end(&mut message);
+    if !message.is_empty() {
+        let _ = wait_pid(pid);
+        return Err(HelperError::Other(
+            String::from_utf8_lossy(&message).into_owned(),
+        ));
+    }
+    Ok(Child { pid, pidfd })
+}
+
+/// The child's side: confine, then exec (never returns `Ok` for [`ChildTask::Exec`]).
+fn child_main(
+    task: &ChildTask<'_>,
+    ruleset: Option<&sys::Ruleset>,
+    level: Level,
+    go: OwnedFd,
+) -> Result<i32, SetupError> {
+    sys::set_parent_death_signal(libc::SIGKILL).map_err(step(
+        "tie the command to the helper",
+        "prctl PR_SET_PDEATHSIG",
+    ))?;
+    // The helper may have died before the line above; then the go pipe reads empty.
+    let mut byte = [0u8; 1];
+    if File::from(go).read(&mut byte).unwrap_or(0) == 0 {
+        // SAFETY: ends the orphaned child at once.
+        unsafe { libc::_exit(1) };
+    }
+    let mut fresh_proc = false;
+    if level.uses_namespaces() {
+        fresh_proc = sys::mount(
+            Some(c"proc"),
+            c"/proc",
+            Some(c"proc"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        )
+        .is_ok();
+    }
+    // A new session: no controlling terminal to inject keystrokes into (TIOCSTI).
+    // SAFETY: setsid has no preconditions; the child is not a group leader.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(SetupError::new(
+            "start a new session",
+            "setsid",
+            io::Error::last_os_error(),
+        ));
+    }
+    let cwd = match task {
+        ChildTask::Exec(exec) => exec.cwd.clone(),
+        ChildTask::Probe => c"/".to_owned(),
+    };
+    // SAFETY: a valid C string.
+    if unsafe { libc::chdir(cwd.as_ptr()) } < 0 {
+        return Err(SetupError::new(
+            format!("enter the working directory {}", cwd.to_string_lossy()),
+            "chdir",
+            io::Error::last_os_error(),
+        ));
+    }
+    sys::set_no_new_privs().map_err(step("set no_new_privs", "prctl PR_SET_NO_NEW_PRIVS"))?;
+    if let Some(ruleset) = ruleset {
+        ruleset.restrict_self().map_err(step(
+            "enforce the Landlock ruleset",
+            "landlock_restrict_self",
+        ))?;
+    }
+    sys::drop_all_capabilities().map_err(step("drop capabilities", "capset"))?;
+    let exec = match task {
+        ChildTask::Probe => return Ok(if fresh_proc { 0 } else { PROBE_NO_FRESH_PROC }),
+        ChildTask::Exec(exec) => exec,
+    };
+    exec_command(exec)?;
+    Ok(127)
+}
+
+/// Points stdin at /dev/null and stdout at the output pipe (our stderr), restores default
+/// signal handling, and execs bash. Returns only on failure.
+fn exec_command(exec: &Exec) -> Result<Infallible, SetupError> {
+    // SAFETY: dup2 on fds we hold; signal/sigprocmask with valid arguments; execve with
+    // NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe {
+        if libc::dup2(exec.devnull.as_raw_fd(), 0) < 0 || libc::dup2(2, 1) < 0 {
+            return Err(SetupError::new(
+                "connect the command's stdin and stdout",
+                "dup2",
+                io::Error::last_os_error(),
+            ));
+        }
+        // Whatever the pod leaked without close-on-exec stays out of the command.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) < 0
+        {
+            return Err(SetupError::new(
+                "close inherited file descriptors",
+                "close_range",
+                io::Error::last_os_error(),
+            ));
+        }
+        // Rust ignores SIGPIPE in its own processes; the command must not inherit that.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let argv: Vec<*const libc::c_char> = exec
+            .argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp: Vec<*const libc::c_char> = exec
+            .envp
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        libc::execve(exec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    Err(SetupError::new(
+        format!("run {}", exec.program.to_string_lossy()),
+        "execve",
+        io::Error::last_os_error(),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting.
+
+/// Waits for the child to exit, killing it when stdin reaches end of file (when
+/// `watch_stdin`).
+fn wait_for(child: Child, watch_stdin: bool) -> Result<HelperReport, HelperError> {
+    let mut fds = [
+        libc::pollfd {
+            fd: if watch_stdin { 0 } else { -1 },
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: child.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let mut cancelled = false;
+    loop {
+        // SAFETY: fds is a valid array of two pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // SAFETY: pid is our unreaped child.
+            unsafe { libc::kill(child.pid, libc::SIGKILL) };
+            let _ = wait_pid(child.pid);
+            return Err(SetupError::new("wait for the command", "poll", err).into());
+        }
+        if fds[1].revents != 0 {
+            break;
+        }
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; 512];
+            // SAFETY: buf is valid for its length.
+            let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if got <= 0 {
+                // The pod closed our stdin (timeout, cancellation, or it died).
+                // SAFETY: pid is our unreaped child, so it cannot have been reused.
+                unsafe { libc::kill(child.pid, libc::SIGKILL) };
+                cancelled = true;
+                fds[0].fd = -1;
+            }
+        }
+    }
+    let status = wait_pid(child.pid).map_err(|e| {
+        HelperError::Setup(SetupError::new(
+            "collect the command's status",
+            "waitpid",
+            e,
+        ))
+    })?;
+    Ok(if cancelled {
+        HelperReport::Cancelled
+    } else if libc::WIFSIGNALED(status) {
+        HelperReport::Signaled {
+            signal: libc::WTERMSIG(status),
+        }
+    } else {
+        HelperReport::Exited {
+            code: libc::WEXITSTATUS(status),
+        }
+    })
+}
+
+/// `waitpid(pid)`, retried on EINTR.
+fn wait_pid(pid: libc::pid_t) -> io::Result<libc::c_int> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } >= 0 {
+            return Ok(status);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Kills and reaps every descendant left over (level `landlock`: they were reparented to
+/// us as the child subreaper).
+fn reap_descendants() {
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    // Each round kills every current child; their orphans become our children next round.
+    for _ in 0..10_000 {
+        let kids = children_of(me);
+        for kid in &kids {
+            // SAFETY: each is our unreaped child (a zombie at worst), so not reused.
+            unsafe { libc::kill(*kid, libc::SIGKILL) };
+        }
+        let mut status = 0;
+        let flags = if kids.is_empty() { libc::WNOHANG } else { 0 };
+        // SAFETY: status is a valid out pointer.
+        let ret = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if ret < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return; // ECHILD: nothing left.
+        }
+        if ret == 0 {
+            // Children exist that the listing missed (just forked): look again.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// The pids whose parent is `pid`.
+fn children_of(pid: libc::pid_t) -> Vec<libc::pid_t> {
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/self/task/{pid}/children")) {
+        return text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|p| parent_of(*p) == Some(pid))
+        .collect()
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat` (field 4, after the command name).
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_reports_round_trip() {
+        let request = HelperRequest::Run {
+            level: Level::Full,
+            policy: Box::new(SandboxPolicy {
+                cwd: "/w".into(),
+                tmp_dir: "/t".into(),
+                ..SandboxPolicy::default()
+            }),
+            command: "echo hi".into(),
+        };
+        let line = request.to_line().unwrap();
+        assert_eq!(line.last(), Some(&b'\n'));
+        let back: HelperRequest = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back, request);
+        assert_eq!(
+            String::from_utf8(HelperRequest::probe().to_line().unwrap()).unwrap(),
+            "{\"mode\":\"probe\"}\n"
+        );
+
+        let text = "noise\n{\"report\":\"exited\",\"code\":3}\n\n";
+        assert_eq!(
+            HelperReport::parse_last(text),
+            Some(HelperReport::Exited { code: 3 })
+        );
+        assert_eq!(HelperReport::parse_last(""), None);
+        assert_eq!(HelperReport::Signaled { signal: 9 }.exit_code(), 137);
+        assert_eq!(HelperReport::Cancelled.exit_code(), 137);
+        assert_eq!(
+            HelperReport::SetupFailed {
+                message: String::new()
+            }
+            .exit_code(),
+            EXIT_SETUP_FAILED
+        );
+    }
+
+    #[test]
+    fn child_env_scrubs_keys_and_sets_tmpdir() {
+        let policy = SandboxPolicy {
+            env_remove: vec!["SECRET".into()],
+            ..SandboxPolicy::default()
+        };
+        let vars = [
+            ("PATH", "/usr/bin"),
+            ("OPENAI_API_KEY", "sk"),
+            ("X_API_KEY", "x"),
+            ("SECRET", "s"),
+            ("TMPDIR", "/elsewhere"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env: Vec<String> = child_env(vars, &policy, Path::new("/tmp"))
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect();
+        assert_eq!(env, vec!["PATH=/usr/bin", "TMPDIR=/tmp"]);
+    }
+
+    #[test]
+    fn overlap_is_containment_either_way() {
+        assert!(overlaps(Path::new("/a/b"), Path::new("/a")));
+        assert!(overlaps(Path::new("/a"), Path::new("/a/b")));
+        assert!(!overlaps(Path::new("/a/bc"), Path::new("/a/b")));
+    }
+
+    #[test]
+    fn parent_of_reads_proc() {
+        // SAFETY: getpid/getppid cannot fail.
+        let (me, parent) = unsafe { (libc::getpid(), libc::getppid()) };
+        assert_eq!(parent_of(me), Some(parent));
+    }
+
+    #[test]
+    fn bash_is_found() {
+        let bash = find_bash().unwrap();
+        assert!(
+            bash.is_absolute() && bash.ends_with("bash"),
+            "{}",
+            bash.display()
+        );
+    }
+}

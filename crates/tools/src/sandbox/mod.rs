@@ -1,0 +1,188 @@
+//! The command sandbox (architecture rule 5): every `Bash` command runs confined to the
+//! pod's scope.
+//!
+//! - [`detect`] finds the strongest [`Level`] this host supports, by trying.
+//! - [`run`] starts the helper (`pod __sandbox-exec`, [`helper_main`]) with posix_spawn,
+//!   hands it a [`SandboxPolicy`] and the command, and collects the output; the helper
+//!   builds the namespaces, mounts and Landlock ruleset and relays the exit status (its
+//!   protocol and the mount order are documented in the `helper` module source).
+//!   [`run_unconfined`] is the path for `[sandbox] mode = "off"`.
+//! - [`CommandGate`] keeps commands and delegations apart (a Landlock domain cannot be
+//!   revoked).
+//!
+//! Setuid programs (`sudo`, `ping` on some systems) cannot work inside: `no_new_privs` is
+//! set and every capability is dropped.
+
+mod detect;
+mod gate;
+mod helper;
+mod output;
+mod policy;
+mod run;
+mod sys;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+pub use detect::{Level, SandboxReport, detect, probe};
+pub use gate::{CommandGate, CommandPermit, DelegationPermit};
+pub use helper::{HelperReport, HelperRequest, helper_main};
+pub use output::CapturedOutput;
+pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, WriteRoot, find_pods_dirs};
+pub use run::{
+    CommandOutput, CommandStatus, RunOptions, detect_async, run, run_at, run_unconfined,
+};
+
+/// The hidden `pod` subcommand that runs [`helper_main`].
+pub const HELPER_SUBCOMMAND: &str = "__sandbox-exec";
+
+/// Why a command could not be run (its own failure is a normal [`CommandOutput`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    /// No sandbox works on this host and the pod's config does not turn it off.
+    #[error(
+        "commands cannot run: no sandbox works on this host ({detail}); set `[sandbox] mode = \"off\"` in the manifest or start the pod with --no-sandbox to run them unconfined"
+    )]
+    Unavailable {
+        /// What the detection found.
+        detail: String,
+    },
+    /// The helper could not be started.
+    #[error(
+        "cannot start the sandbox helper {}: {reason}; check that the pod binary is installed and executable",
+        program.display()
+    )]
+    SpawnHelper {
+        /// The helper program.
+        program: PathBuf,
+        /// The spawn error.
+        reason: String,
+    },
+    /// bash could not be started (no sandbox).
+    #[error("cannot start bash: {reason}")]
+    SpawnBash {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The helper could not set the sandbox up; nothing ran.
+    #[error("{message}")]
+    Setup {
+        /// The helper's message, e.g. `sandbox: cannot make / read-only (mount_setattr): EPERM (...)`.
+        message: String,
+    },
+    /// The helper ended without saying how the command ended.
+    #[error(
+        "the sandbox helper {} ended without a report ({status}); the command may not have run",
+        program.display()
+    )]
+    HelperDied {
+        /// The helper program.
+        program: PathBuf,
+        /// Its exit status.
+        status: String,
+    },
+    /// A local operation failed (pipes, waiting).
+    #[error("cannot {what}: {reason}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// How to start the helper: a program and its leading arguments (normally the pod
+/// binary and [`HELPER_SUBCOMMAND`]), plus environment variables to set on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HelperCommand {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl HelperCommand {
+    /// A helper started as `program args...`; `program` should be absolute (posix_spawn
+    /// is used only then).
+    pub fn new(
+        program: impl Into<PathBuf>,
+        args: impl IntoIterator<Item = impl Into<OsString>>,
+    ) -> Self {
+        HelperCommand {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    /// This very binary with [`HELPER_SUBCOMMAND`]: what the pod uses.
+    pub fn current_exe() -> Result<Self, SandboxError> {
+        let exe = std::env::current_exe().map_err(|e| SandboxError::Io {
+            what: "find the pod binary to use as the sandbox helper".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(HelperCommand::new(exe, [HELPER_SUBCOMMAND]))
+    }
+
+    /// Sets a variable in the helper's environment (which the command inherits unless
+    /// the policy removes it).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The helper program.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Its leading arguments.
+    pub fn args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// A std command for it (no stdio set).
+    fn std_command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// A tokio command for it (no stdio set).
+    fn tokio_command(&self) -> tokio::process::Command {
+        tokio::process::Command::from(self.std_command())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_says_why_and_how_to_run_without_the_sandbox() {
+        let msg = SandboxError::Unavailable {
+            detail: "namespaces unavailable: EPERM; Landlock unavailable: ENOSYS".into(),
+        }
+        .to_string();
+        assert!(
+            msg.starts_with(
+                "commands cannot run: no sandbox works on this host (namespaces unavailable: EPERM"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("[sandbox] mode = \"off\""), "{msg}");
+        assert!(msg.contains("--no-sandbox"), "{msg}");
+    }
+
+    #[test]
+    fn the_helper_command_is_this_binary_with_the_subcommand() {
+        let helper = HelperCommand::current_exe().unwrap().env("K", "V");
+        assert!(helper.program().is_absolute());
+        assert_eq!(helper.args(), [OsString::from(HELPER_SUBCOMMAND)]);
+        let cmd = helper.std_command();
+        assert_eq!(
+            cmd.get_envs().collect::<Vec<_>>(),
+            vec![(std::ffi::OsStr::new("K"), Some(std::ffi::OsStr::new("V")))]
+        );
+    }
+}

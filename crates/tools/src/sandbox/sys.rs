@@ -1,0 +1,573 @@
+//! Thin wrappers over the Linux system calls the sandbox needs and `libc` does not wrap:
+//! the new mount API (`open_tree`, `move_mount`, `mount_setattr`), Landlock, capability
+//! sets and `pidfd_open`. Each returns `io::Error` from `errno`; callers add what they
+//! were doing when it failed ([`SetupError`]).
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// A failed sandbox step: what was being done, with which system call, and the errno.
+#[derive(Debug)]
+pub(crate) struct SetupError {
+    /// What the helper was doing, e.g. `make / read-only`.
+    pub what: String,
+    /// The system call (or operation) that failed, e.g. `mount_setattr`.
+    pub call: &'static str,
+    /// The error it returned.
+    pub source: io::Error,
+}
+
+impl SetupError {
+    /// A failed step with its call and error.
+    pub(crate) fn new(what: impl Into<String>, call: &'static str, source: io::Error) -> Self {
+        SetupError {
+            what: what.into(),
+            call,
+            source,
+        }
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sandbox: cannot {} ({}): {}",
+            self.what,
+            self.call,
+            errno_text(&self.source)
+        )
+    }
+}
+
+/// `EPERM (Operation not permitted)` for an OS error, the plain message otherwise, so
+/// errors name the errno a person would search for.
+pub(crate) fn errno_text(err: &io::Error) -> String {
+    let Some(code) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    let name = match code {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::E2BIG => "E2BIG",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EUSERS => "EUSERS",
+        _ => return err.to_string(),
+    };
+    let plain = io::Error::from_raw_os_error(code).to_string();
+    // std formats it as "Operation not permitted (os error 1)"; keep the words only.
+    let words = plain.split(" (os error").next().unwrap_or(&plain);
+    format!("{name} ({words})")
+}
+
+/// The last OS error.
+fn last() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// `Ok(())` when a C-style call returned 0 or more, the errno otherwise.
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 { Err(last()) } else { Ok(ret) }
+}
+
+/// A path as a C string (paths with NUL bytes cannot name a file).
+pub(crate) fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} contains a NUL byte", path.display()),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The new mount API.
+
+/// `AT_RECURSIVE` (linux/fcntl.h): apply to the whole mount tree.
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+/// `OPEN_TREE_CLONE`: detach a copy of the mount tree instead of opening it.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH`: the source is the fd itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+/// `MOUNT_ATTR_RDONLY`.
+const MOUNT_ATTR_RDONLY: u64 = 1;
+
+/// `struct mount_attr` (version 0, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached recursive copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE |
+/// AT_RECURSIVE)`), to attach elsewhere or later with [`attach`].
+pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: path is a valid NUL-terminated string; the kernel returns a new fd or -1.
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
+    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// Attaches a detached mount tree (from [`clone_tree`]) on `target`.
+pub(crate) fn attach(tree: &OwnedFd, target: &CStr) -> io::Result<()> {
+    // SAFETY: both paths are valid C strings; the fd is a detached mount we own.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes every mount of a tree read-only: the tree at `path`, or (with `path` empty) the
+/// detached tree `fd` refers to.
+fn set_readonly_at(dirfd: libc::c_int, path: &CStr, extra_flags: libc::c_uint) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: path is a valid C string and attr a properly sized mount_attr.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            AT_RECURSIVE | extra_flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes the mount tree at `path` read-only, recursively.
+pub(crate) fn set_readonly(path: &CStr) -> io::Result<()> {
+    set_readonly_at(libc::AT_FDCWD, path, 0)
+}
+
+/// Makes a detached mount tree read-only, recursively.
+pub(crate) fn set_tree_readonly(tree: &OwnedFd) -> io::Result<()> {
+    set_readonly_at(tree.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint)
+}
+
+/// `mount(2)` with optional source, type and data.
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> io::Result<()> {
+    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is NULL or a valid C string that outlives the call.
+    let ret = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    check(ret.into())?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Landlock.
+
+/// `LANDLOCK_CREATE_RULESET_VERSION`.
+const CREATE_RULESET_VERSION: libc::c_uint = 1;
+/// `LANDLOCK_RULE_PATH_BENEATH`.
+const RULE_PATH_BENEATH: libc::c_int = 1;
+
+/// Landlock filesystem access rights (linux/landlock.h).
+pub(crate) mod access {
+    /// Open a file for writing.
+    pub const WRITE_FILE: u64 = 1 << 1;
+    /// Remove an empty directory or rename one.
+    pub const REMOVE_DIR: u64 = 1 << 4;
+    /// Unlink or rename a file.
+    pub const REMOVE_FILE: u64 = 1 << 5;
+    /// Create a character device.
+    pub const MAKE_CHAR: u64 = 1 << 6;
+    /// Create a directory.
+    pub const MAKE_DIR: u64 = 1 << 7;
+    /// Create a regular file.
+    pub const MAKE_REG: u64 = 1 << 8;
+    /// Create a Unix socket.
+    pub const MAKE_SOCK: u64 = 1 << 9;
+    /// Create a FIFO.
+    pub const MAKE_FIFO: u64 = 1 << 10;
+    /// Create a block device.
+    pub const MAKE_BLOCK: u64 = 1 << 11;
+    /// Create a symlink.
+    pub const MAKE_SYM: u64 = 1 << 12;
+    /// Link or rename a file into another directory (ABI 2).
+    pub const REFER: u64 = 1 << 13;
+    /// Truncate a file (ABI 3).
+    pub const TRUNCATE: u64 = 1 << 14;
+
+    /// Every right that changes the filesystem, for the given ABI.
+    pub fn writes(abi: u32) -> u64 {
+        let mut all = WRITE_FILE
+            | REMOVE_DIR
+            | REMOVE_FILE
+            | MAKE_CHAR
+            | MAKE_DIR
+            | MAKE_REG
+            | MAKE_SOCK
+            | MAKE_FIFO
+            | MAKE_BLOCK
+            | MAKE_SYM;
+        if abi >= 2 {
+            all |= REFER;
+        }
+        if abi >= 3 {
+            all |= TRUNCATE;
+        }
+        all
+    }
+
+    /// The rights that make sense on a file (not a directory) rule.
+    pub const FILE_RIGHTS: u64 = WRITE_FILE | TRUNCATE;
+}
+
+/// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET` (ABI 6).
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+/// `LANDLOCK_SCOPE_SIGNAL` (ABI 6).
+const SCOPE_SIGNAL: u64 = 1 << 1;
+
+/// `struct landlock_ruleset_attr` with every field up to ABI 6; the kernel accepts the
+/// larger struct from older ABIs as long as the fields it does not know are zero.
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+/// `struct landlock_path_beneath_attr` (packed in the UAPI header).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// The Landlock ABI version the kernel supports (an error when Landlock is unavailable).
+pub(crate) fn landlock_abi() -> io::Result<u32> {
+    // SAFETY: a NULL attr with size 0 and the VERSION flag only queries the version.
+    let ret = check(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
+    })?;
+    Ok(ret as u32)
+}
+
+/// A Landlock ruleset being built: handles every write right (reads stay free), and
+/// scopes signals and abstract Unix sockets where the ABI allows.
+pub(crate) struct Ruleset {
+    fd: OwnedFd,
+    handled: u64,
+}
+
+impl Ruleset {
+    /// A ruleset for `abi` (from [`landlock_abi`]).
+    pub(crate) fn new(abi: u32) -> io::Result<Self> {
+        let handled = access::writes(abi);
+        let attr = RulesetAttr {
+            handled_access_fs: handled,
+            handled_access_net: 0,
+            scoped: if abi >= 6 {
+                SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
+            } else {
+                0
+            },
+        };
+        // SAFETY: attr is a valid ruleset attr of the size passed.
+        let fd = check(unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                std::mem::size_of::<RulesetAttr>(),
+                0u32,
+            )
+        })?;
+        // SAFETY: a fresh fd from the kernel, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+        Ok(Ruleset { fd, handled })
+    }
+
+    /// Allows `rights` (masked to what the ruleset handles, and to file rights when the
+    /// path is not a directory) beneath `path`.
+    pub(crate) fn allow(&mut self, path: &CStr, rights: u64) -> io::Result<()> {
+        // SAFETY: path is a valid C string; O_PATH opens without access checks.
+        let raw = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(last());
+        }
+        // SAFETY: a fresh fd we own.
+        let target = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut st: libc::stat = unsafe_zeroed_stat();
+        // SAFETY: st is a valid stat buffer; target a valid fd.
+        if unsafe { libc::fstat(target.as_raw_fd(), &mut st) } < 0 {
+            return Err(last());
+        }
+        let mut allowed = rights & self.handled;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            allowed &= access::FILE_RIGHTS;
+        }
+        if allowed == 0 {
+            return Ok(());
+        }
+        let attr = PathBeneathAttr {
+            allowed_access: allowed,
+            parent_fd: target.as_raw_fd(),
+        };
+        // SAFETY: attr is a valid path-beneath attr; the fds are open.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                self.fd.as_raw_fd(),
+                RULE_PATH_BENEATH,
+                &attr as *const PathBeneathAttr,
+                0u32,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Enforces the ruleset on the calling thread (and so on what it execs). Needs
+    /// `no_new_privs` (see [`set_no_new_privs`]).
+    pub(crate) fn restrict_self(&self) -> io::Result<()> {
+        // SAFETY: the ruleset fd is open.
+        check(unsafe {
+            libc::syscall(libc::SYS_landlock_restrict_self, self.fd.as_raw_fd(), 0u32)
+        })?;
+        Ok(())
+    }
+}
+
+/// A zeroed `stat` buffer.
+fn unsafe_zeroed_stat() -> libc::stat {
+    // SAFETY: stat is plain old data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Privileges and processes.
+
+/// Sets `no_new_privs`: setuid bits and file capabilities stop working from here on.
+pub(crate) fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())?;
+    Ok(())
+}
+
+/// Asks for `signal` when the parent dies.
+pub(crate) fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) }.into())?;
+    Ok(())
+}
+
+/// Makes this process the reaper of its orphaned descendants.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }.into())?;
+    Ok(())
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit data words.
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Whether this process holds any permitted capability.
+fn has_capabilities() -> io::Result<bool> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array, as version 3 requires.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    })?;
+    Ok(data.iter().any(|d| d.permitted != 0))
+}
+
+/// Drops every capability for good: securebits so that uid 0 gains none on exec, an
+/// empty bounding set, no ambient set, and empty effective/permitted/inheritable sets.
+///
+/// Inside the user namespace the helper holds all capabilities, and a command running
+/// as uid 0 would keep them across exec; with them it could undo the read-only mounts.
+pub(crate) fn drop_all_capabilities() -> io::Result<()> {
+    if has_capabilities()? {
+        let bits = libc::SECBIT_NOROOT
+            | libc::SECBIT_NOROOT_LOCKED
+            | libc::SECBIT_NO_SETUID_FIXUP
+            | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+            | libc::SECBIT_KEEP_CAPS_LOCKED;
+        // SAFETY: prctl with integer arguments.
+        check(
+            unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) }.into(),
+        )?;
+        for cap in 0..64 {
+            // SAFETY: prctl with integer arguments.
+            let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if ret < 0 {
+                let err = last();
+                // EINVAL: past the last capability this kernel knows.
+                if err.raw_os_error() == Some(libc::EINVAL) {
+                    break;
+                }
+                return Err(err);
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    check(
+        unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        }
+        .into(),
+    )?;
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array, as version 3 requires.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    })?;
+    Ok(())
+}
+
+/// A pollable fd that becomes readable when process `pid` exits.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments; the kernel returns a new fd or -1.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_text_names_the_errno_and_its_words() {
+        let err = io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(errno_text(&err), "EPERM (Operation not permitted)");
+        let other = io::Error::other("custom");
+        assert_eq!(errno_text(&other), "custom");
+    }
+
+    #[test]
+    fn setup_error_says_what_which_call_and_errno() {
+        let err = SetupError::new(
+            "make / read-only",
+            "mount_setattr",
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert_eq!(
+            err.to_string(),
+            "sandbox: cannot make / read-only (mount_setattr): EPERM (Operation not permitted)"
+        );
+    }
+
+    #[test]
+    fn write_rights_grow_with_the_abi() {
+        assert_eq!(access::writes(1) & access::REFER, 0);
+        assert_ne!(access::writes(2) & access::REFER, 0);
+        assert_eq!(access::writes(2) & access::TRUNCATE, 0);
+        assert_ne!(access::writes(3) & access::TRUNCATE, 0);
+    }
+
+    #[test]
+    fn paths_with_nul_bytes_are_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = Path::new(std::ffi::OsStr::from_bytes(b"/a\0b"));
+        assert!(cpath(bad).is_err());
+        assert_eq!(cpath(Path::new("/a")).unwrap().as_bytes(), b"/a");
+    }
+}
