@@ -111,15 +111,18 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, restoring: bool) -> any
     let stored = serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?;
     crate::state::write_atomically(&launch_file(&places, &name), &stored)
         .context("cannot record the launch options")?;
+    let scope = manifest::Scope::from_config(&manifest.scope)?;
+    let toolset =
+        crate::toolset::builtin(&places, &name, &opts.cwd, scope, &manifest, current_uid())?;
     let spec = PodSpec {
         name,
         places,
         cwd: opts.cwd.clone(),
         manifest,
         client,
-        tools: Vec::new(),
+        tools: toolset.tools,
         parent: None,
-        sandbox_level: "none (the command sandbox is not built yet)".into(),
+        sandbox_level: toolset.level,
         uid: current_uid(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

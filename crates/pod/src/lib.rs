@@ -13,4 +13,5 @@ pub mod runtime;
 pub mod server;
 pub mod sink;
 pub mod state;
+pub mod toolset;
 pub mod transcript;

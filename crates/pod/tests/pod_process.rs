@@ -515,3 +515,67 @@ async fn kill_9_mid_invocation_then_restore_resumes_with_every_call_answered() {
     let last = server.requests().pop().unwrap().body.to_string();
     assert!(last.contains("c1") && last.contains("c2"), "{last}");
 }
+
+#[tokio::test]
+async fn the_builtin_tools_work_inside_the_scope() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let work = home.path("work");
+    server.push(Scripted::sse(
+        Turn::new()
+            .call(
+                "w1",
+                "Write",
+                r#"{"path":"hello.txt","content":"hi from the pod\n"}"#,
+            )
+            .sse(Family::OpenaiChat),
+    ));
+    server.push(Scripted::sse(
+        Turn::new()
+            .call(
+                "b1",
+                "Bash",
+                r#"{"command":"cat hello.txt; echo out > ../outside.txt"}"#,
+            )
+            .sse(Family::OpenaiChat),
+    ));
+    server.push(text_turn("Wrote it."));
+    let pod = TestPod::start(&home, &server, "tooly", &[]);
+    let mut a = pod.connect().await;
+    assert_eq!(
+        a.greeting.tools,
+        ["Read", "Write", "Edit", "Glob", "Grep", "Bash"]
+    );
+    let (_, mut seen) = a.request(&run("write a file")).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut a, is_run_end).await);
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("hello.txt")).unwrap(),
+        "hi from the pod\n"
+    );
+    let bash = seen
+        .iter()
+        .find_map(|e| match e {
+            Event::ToolResult {
+                id,
+                summary,
+                content,
+                ..
+            } if id == "b1" => Some(format!(
+                "{summary}\n{}",
+                content.clone().unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .unwrap();
+    assert!(bash.contains("hi from the pod"), "{bash}");
+    // The command could not write outside the scope (the cwd).
+    assert!(!home.dir.path().join("outside.txt").exists(), "{bash}");
+}

@@ -1,0 +1,113 @@
+//! The six built-in tools of a pod, wired to its live scope: the file tools
+//! (checked by path, opened beneath directory handles) and `Bash` (run in the
+//! command sandbox, whose policy is rebuilt from the live scope per command).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use llm_worker::tool::ToolDefinition;
+use llm_worker::tool_server::output_limit;
+use manifest::{Manifest, SandboxMode, Scope};
+use tools::bash::{BashConfig, bash_tool};
+use tools::sandbox::{CommandGate, HelperCommand, SandboxPolicy, detect};
+use tools::{ToolContext, file_tools};
+
+use crate::runtime::dir::{Places, ensure_private_dir};
+
+/// A pod's tools and what confines them.
+pub struct Toolset {
+    /// Read, Write, Edit, Glob, Grep, Bash.
+    pub tools: Vec<ToolDefinition>,
+    /// The sandbox level, as the greeting and `pod doctor` say it.
+    pub level: String,
+    /// The live scope the tools check (delegation changes it).
+    pub scope: Arc<RwLock<Scope>>,
+    /// Commands hold it while they run; delegation waits for it.
+    pub gate: CommandGate,
+}
+
+/// Why the tools could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolsetError {
+    /// The runtime dirs are unusable.
+    #[error(transparent)]
+    Dir(#[from] crate::runtime::dir::DirError),
+    /// The file tools' context was refused.
+    #[error("file tools: {0}")]
+    Context(String),
+    /// The sandbox helper cannot be found.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// The dirs no agent may write, whatever its scope: the pods state, config,
+/// model and runtime dirs.
+pub fn protected_dirs(places: &Places) -> Vec<PathBuf> {
+    vec![
+        places.runtime.clone(),
+        places.state.clone(),
+        places.config.clone(),
+        places.models.clone(),
+    ]
+}
+
+/// The sandbox policy for the current scope.
+fn policy(scope: &RwLock<Scope>, cwd: &Path, tmp: &Path, places: &Places) -> SandboxPolicy {
+    let scope = scope.read().unwrap_or_else(PoisonError::into_inner);
+    SandboxPolicy::from_scope(&scope, cwd, tmp)
+        .hide(places.runtime.clone())
+        .protect(places.state.clone())
+        .protect(places.config.clone())
+        .protect(places.models.clone())
+}
+
+/// Builds the tools of pod `name` over `scope`.
+pub fn builtin(
+    places: &Places,
+    name: &str,
+    cwd: &Path,
+    scope: Scope,
+    manifest: &Manifest,
+    uid: u32,
+) -> Result<Toolset, ToolsetError> {
+    ensure_private_dir(&places.runtime, uid)?;
+    let pod_dir = places.pod_runtime_dir(name);
+    ensure_private_dir(&pod_dir, uid)?;
+    let tmp = pod_dir.join("tmp");
+    ensure_private_dir(&tmp, uid)?;
+
+    let limit = output_limit(
+        manifest.worker.tool_output_limit,
+        manifest.model.context_window,
+    );
+    let scope = Arc::new(RwLock::new(scope));
+    let ctx = ToolContext::new(cwd, Arc::clone(&scope), protected_dirs(places), limit)
+        .map_err(|e| ToolsetError::Context(e.to_string()))?;
+    let mut tools = file_tools(ctx);
+
+    let helper = HelperCommand::current_exe().map_err(|e| ToolsetError::Sandbox(e.to_string()))?;
+    let mode = manifest.sandbox.mode;
+    let level = match mode {
+        SandboxMode::Off => "off (commands are not sandboxed)".to_string(),
+        _ => {
+            let report = detect(&helper);
+            match report.landlock_abi {
+                Some(abi) => format!("{} (Landlock ABI {abi})", report.level.as_str()),
+                None => report.level.as_str().to_string(),
+            }
+        }
+    };
+    let (policy_scope, policy_cwd, policy_places) =
+        (Arc::clone(&scope), cwd.to_path_buf(), places.clone());
+    let source = move || policy(&policy_scope, &policy_cwd, &tmp, &policy_places);
+    let mut config = BashConfig::new(helper, Arc::new(source), mode, pod_dir);
+    config.output_cap = config.output_cap.min(limit);
+    let gate = config.gate.clone();
+    tools.push(bash_tool(config));
+    Ok(Toolset {
+        tools,
+        level,
+        scope,
+        gate,
+    })
+}
