@@ -12,7 +12,7 @@ use llm_worker::llm_client::http::LlmClient;
 use llm_worker::tool::ToolDefinition;
 use llm_worker::tool_server::{ToolServer, interrupted_result, output_limit};
 use llm_worker::worker::{Worker, WorkerConfig};
-use manifest::{Manifest, Scope};
+use manifest::{Manifest, Permission, Scope};
 use protocol::{AlertLevel, AlertSource, Greeting, Method, PodStatus, TurnResult};
 use session_store::{EntryBody, LogEntry, LoggedItem, SessionWriter};
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::controller::{Command, Controller};
 use crate::ipc::listener::{self, PodLock};
 use crate::runtime::dir::{Places, ensure_private_dir};
+use crate::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity};
 use crate::state::{PodState, StatusRecord, lock, now_ms};
 
 /// Everything a pod process needs to run.
@@ -83,6 +84,10 @@ pub enum ServeError {
     /// Recording the restored state failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The scope registry refused the pod's claim (a scope conflict names the
+    /// holder) or could not be used.
+    #[error("{0} (start the pod with --scope on a part of the tree no other pod writes)")]
+    Registry(pod_registry::RegistryError),
     /// Another I/O step failed.
     #[error("{what}: {source}")]
     Io {
@@ -91,31 +96,6 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-/// A random version-4 UUID, for instance ids.
-pub fn new_instance_id() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom writes at most `b.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 16 {
-        // Without randomness, time and pid still make a unique-enough id.
-        let t = now_ms().to_le_bytes();
-        let p = std::process::id().to_le_bytes();
-        b[..8].copy_from_slice(&t);
-        b[8..12].copy_from_slice(&p);
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// What the log says about earlier runs of this session.
@@ -225,7 +205,6 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         &spec.tools,
         output_limit(m.worker.tool_output_limit, m.model.context_window),
     )?);
-    let instance_id = new_instance_id();
     let mut config = WorkerConfig::new(m.model.model.clone());
     config.system = system_prompt(&spec, &scope);
     config.max_tokens = m.model.max_tokens;
@@ -264,6 +243,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     worker.restore(history, restored.llm_calls);
 
     let socket = listener::socket_path(&spec.places.runtime, &pod_dir, &spec.name);
+    let instance_id = claim_scope(&spec, &socket).await?;
     let started_ms = now_ms();
     pod_state.keep_status_file(
         pod_dir.join("status.json"),
@@ -301,7 +281,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         name: spec.name.clone(),
         socket: socket.clone(),
         pid: std::process::id(),
-        instance_id,
+        instance_id: instance_id.clone(),
     });
 
     controller.run(commands_rx).await;
@@ -309,6 +289,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     accept.abort();
     signals.abort();
     let _ = std::fs::remove_file(&socket);
+    release_scope(&spec, &instance_id, &state).await;
     // Give writers a moment to deliver `shutdown` to the clients.
     for _ in 0..100 {
         if lock(&state).writers() == 0 {
@@ -318,6 +299,60 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     }
     drop(pod_lock);
     Ok(())
+}
+
+/// Claims the pod's write scope in the per-user registry (top-level pods;
+/// children get theirs by delegation). Returns the pod's instance id.
+async fn claim_scope(spec: &PodSpec, socket: &std::path::Path) -> Result<String, ServeError> {
+    let registry = pod_registry::registry_path_in(&spec.places.runtime);
+    let rules: Vec<manifest::ScopeRule> = spec
+        .manifest
+        .scope
+        .allow_rules()
+        .filter(|r| r.permission == Permission::Write)
+        .cloned()
+        .collect();
+    let entry = ProcessIdentity::current()
+        .and_then(|id| PodEntry::new(spec.name.clone(), socket, id))
+        .map_err(ServeError::Registry)?
+        .with_write_rules(rules);
+    let instance_id = entry.instance_id.clone();
+    if spec.parent.is_some() {
+        return Ok(instance_id);
+    }
+    // The registry lock is a blocking flock with backoff: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let mut guard = LockFileGuard::open(&registry)?;
+        guard.claim(entry)
+    })
+    .await
+    .map_err(|e| ServeError::Io {
+        what: "claiming the scope".into(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(ServeError::Registry)?;
+    Ok(instance_id)
+}
+
+/// Gives the pod's scope back at exit (a crash leaves it to `reclaim_stale`).
+async fn release_scope(spec: &PodSpec, instance_id: &str, state: &crate::state::SharedState) {
+    if spec.parent.is_some() {
+        return;
+    }
+    let registry = pod_registry::registry_path_in(&spec.places.runtime);
+    let id = instance_id.to_string();
+    let released = tokio::task::spawn_blocking(move || {
+        let mut guard = LockFileGuard::open(&registry)?;
+        guard.release(&id)
+    })
+    .await;
+    if let Ok(Err(e)) = released {
+        let _ = lock(state).alert(
+            AlertLevel::Warn,
+            AlertSource::Registry,
+            format!("cannot release the scope at exit: {e}; `pod ls` reclaims it later"),
+        );
+    }
 }
 
 /// Turns SIGTERM and SIGINT into a `shutdown` method.
@@ -340,19 +375,4 @@ async fn shutdown_on_signal(commands: mpsc::Sender<Command>) {
             reply,
         })
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instance_ids_are_uuid_v4() {
-        let a = new_instance_id();
-        let b = new_instance_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
-        assert!("89ab".contains(&a[19..20]));
-    }
 }

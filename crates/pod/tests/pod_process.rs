@@ -579,3 +579,33 @@ async fn the_builtin_tools_work_inside_the_scope() {
     // The command could not write outside the scope (the cwd).
     assert!(!home.dir.path().join("outside.txt").exists(), "{bash}");
 }
+
+#[tokio::test]
+async fn a_second_pod_on_the_same_tree_gets_a_scope_conflict_naming_the_holder() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let first = TestPod::start(&home, &server, "owner", &[]);
+    let out = home
+        .command(&server.base_url())
+        .args(["start", "--foreground", "--name", "intruder"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scope conflict") && err.contains("\"owner\"") && err.contains("--scope"),
+        "{err}"
+    );
+    // A disjoint scope is fine.
+    std::fs::create_dir_all(home.path("other")).unwrap();
+    let other = home.path("other").display().to_string();
+    let second = TestPod::start(&home, &server, "neighbour", &["--cwd", &other]);
+    drop(second);
+    // Once the holder stops, its scope is free again.
+    let mut first = first;
+    let mut c = first.connect().await;
+    c.send(&Method::Shutdown).await.unwrap();
+    assert!(first.wait_exit().success());
+    let again = TestPod::start(&home, &server, "intruder", &[]);
+    drop(again);
+}
