@@ -9,7 +9,7 @@ use llm_worker::tool::ToolDefinition;
 use llm_worker::tool_server::output_limit;
 use manifest::{Manifest, SandboxMode, Scope};
 use tools::bash::{BashConfig, bash_tool};
-use tools::sandbox::{CommandGate, HelperCommand, SandboxPolicy, detect};
+use tools::sandbox::{CommandGate, HelperCommand, SandboxPolicy, detect, find_pods_dirs};
 use tools::{ToolContext, file_tools};
 
 use crate::runtime::dir::{Places, ensure_private_dir};
@@ -51,14 +51,28 @@ pub fn protected_dirs(places: &Places) -> Vec<PathBuf> {
     ]
 }
 
-/// The sandbox policy for the current scope.
-fn policy(scope: &RwLock<Scope>, cwd: &Path, tmp: &Path, places: &Places) -> SandboxPolicy {
+/// Directories looked at per write root when searching for `.pods/` at start.
+const PODS_DIR_SEARCH: usize = 20_000;
+
+/// The sandbox policy for the current scope; `pods_dirs` are the `.pods/`
+/// directories found under the write roots when the pod started.
+fn policy(
+    scope: &RwLock<Scope>,
+    cwd: &Path,
+    tmp: &Path,
+    places: &Places,
+    pods_dirs: &[PathBuf],
+) -> SandboxPolicy {
     let scope = scope.read().unwrap_or_else(PoisonError::into_inner);
-    SandboxPolicy::from_scope(&scope, cwd, tmp)
+    let mut policy = SandboxPolicy::from_scope(&scope, cwd, tmp)
         .hide(places.runtime.clone())
         .protect(places.state.clone())
         .protect(places.config.clone())
-        .protect(places.models.clone())
+        .protect(places.models.clone());
+    for dir in pods_dirs {
+        policy = policy.protect(dir.clone());
+    }
+    policy
 }
 
 /// Builds the tools of pod `name` over `scope`.
@@ -97,9 +111,17 @@ pub fn builtin(
             }
         }
     };
+    // Project manifests deeper than a write root's top level are protected too;
+    // the search is bounded and done once (too slow per command on a big tree).
+    let pods_dirs: Vec<PathBuf> = {
+        let s = scope.read().unwrap_or_else(PoisonError::into_inner);
+        s.write_roots()
+            .flat_map(|r| find_pods_dirs(&r.target, PODS_DIR_SEARCH))
+            .collect()
+    };
     let (policy_scope, policy_cwd, policy_places) =
         (Arc::clone(&scope), cwd.to_path_buf(), places.clone());
-    let source = move || policy(&policy_scope, &policy_cwd, &tmp, &policy_places);
+    let source = move || policy(&policy_scope, &policy_cwd, &tmp, &policy_places, &pods_dirs);
     let mut config = BashConfig::new(helper, Arc::new(source), mode, pod_dir);
     config.output_cap = config.output_cap.min(limit);
     let gate = config.gate.clone();

@@ -609,3 +609,32 @@ async fn a_second_pod_on_the_same_tree_gets_a_scope_conflict_naming_the_holder()
     let again = TestPod::start(&home, &server, "intruder", &[]);
     drop(again);
 }
+
+#[tokio::test]
+async fn commands_cannot_write_a_nested_project_manifest() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let nested = home.path("work/sub/.pods");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("manifest.toml"), "[worker]\n").unwrap();
+    server.push(Scripted::sse(
+        Turn::new()
+            .call("b1", "Bash", r#"{"command":"echo '[model]' >> sub/.pods/manifest.toml; echo ok > sub/fine.txt"}"#)
+            .sse(Family::OpenaiChat),
+    ));
+    server.push(text_turn("Tried."));
+    let pod = TestPod::start(&home, &server, "nested", &[]);
+    let mut a = pod.connect().await;
+    let (_, mut seen) = a.request(&run("edit the manifest")).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut a, is_run_end).await);
+    }
+    assert_eq!(
+        std::fs::read_to_string(nested.join("manifest.toml")).unwrap(),
+        "[worker]\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.path("work/sub/fine.txt")).unwrap(),
+        "ok\n"
+    );
+}
