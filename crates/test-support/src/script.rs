@@ -34,6 +34,8 @@ pub struct Turn {
     thinking: Option<String>,
     text: Option<String>,
     calls: Vec<Call>,
+    /// Text deltas the text is streamed in (1 unless set).
+    pieces: usize,
     input_tokens: u64,
     output_tokens: u64,
 }
@@ -88,6 +90,7 @@ impl Turn {
     /// An empty turn (the model says nothing; add text or calls).
     pub fn new() -> Self {
         Turn {
+            pieces: 1,
             input_tokens: 100,
             output_tokens: 20,
             ..Turn::default()
@@ -104,6 +107,36 @@ impl Turn {
     pub fn text(mut self, text: impl Into<String>) -> Self {
         self.text = Some(text.into());
         self
+    }
+
+    /// Streams the text in `n` deltas (as equal as character boundaries allow),
+    /// for tests that need many deltas.
+    pub fn in_pieces(mut self, n: usize) -> Self {
+        self.pieces = n.max(1);
+        self
+    }
+
+    /// The text split into the configured number of deltas.
+    fn text_pieces(&self) -> Vec<&str> {
+        let Some(text) = self.text.as_deref() else {
+            return Vec::new();
+        };
+        let n = self.pieces.max(1);
+        let mut out = Vec::with_capacity(n);
+        let mut rest = text;
+        for i in 0..n {
+            let left = n - i;
+            let mut cut = rest.len().div_ceil(left);
+            while !rest.is_char_boundary(cut) {
+                cut += 1;
+            }
+            let (head, tail) = rest.split_at(cut);
+            if !head.is_empty() {
+                out.push(head);
+            }
+            rest = tail;
+        }
+        out
     }
 
     /// A tool call; several calls are made in parallel, in the order added.
@@ -198,17 +231,19 @@ impl Turn {
             ));
             index += 1;
         }
-        if let Some(text) = &self.text {
+        if self.text.is_some() {
             evs.push(WireEvent::named(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": index,
                        "content_block": {"type": "text", "text": ""}}),
             ));
-            evs.push(WireEvent::named(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": index,
-                       "delta": {"type": "text_delta", "text": text}}),
-            ));
+            for piece in self.text_pieces() {
+                evs.push(WireEvent::named(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "text_delta", "text": piece}}),
+                ));
+            }
             evs.push(WireEvent::named(
                 "content_block_stop",
                 json!({"type": "content_block_stop", "index": index}),
@@ -272,9 +307,9 @@ impl Turn {
                 Value::Null,
             )));
         }
-        if let Some(text) = &self.text {
+        for piece in self.text_pieces() {
             evs.push(WireEvent::data(chunk(
-                json!({"content": text}),
+                json!({"content": piece}),
                 Value::Null,
             )));
         }
@@ -357,11 +392,13 @@ impl Turn {
                        "item": {"type": "message", "id": "msg_scripted", "role": "assistant",
                                 "status": "in_progress", "content": []}}),
             ));
-            evs.push(ev(
-                "response.output_text.delta",
-                json!({"output_index": index, "item_id": "msg_scripted",
-                       "content_index": 0, "delta": text}),
-            ));
+            for piece in self.text_pieces() {
+                evs.push(ev(
+                    "response.output_text.delta",
+                    json!({"output_index": index, "item_id": "msg_scripted",
+                           "content_index": 0, "delta": piece}),
+                ));
+            }
             evs.push(ev(
                 "response.output_item.done",
                 json!({"output_index": index, "item": item}),
@@ -435,8 +472,8 @@ impl Turn {
                 false,
             ));
         }
-        if let Some(text) = &self.text {
-            evs.push(chunk(json!([{"text": text}]), None, false));
+        for piece in self.text_pieces() {
+            evs.push(chunk(json!([{"text": piece}]), None, false));
         }
         // Gemini sends each call whole; the cut for a disconnect falls after the
         // first call's chunk.
@@ -496,6 +533,23 @@ mod tests {
             let cut = String::from_utf8(cut).unwrap();
             assert!(cut.contains("c1"), "{family:?}: the first call has started");
             assert!(!cut.contains("\"c2\""), "{family:?}: the second has not");
+        }
+    }
+
+    #[test]
+    fn text_in_pieces_keeps_the_text() {
+        let turn = Turn::new().text("héllo wörld, long enough").in_pieces(7);
+        let pieces = turn.text_pieces();
+        assert_eq!(pieces.len(), 7);
+        assert_eq!(pieces.concat(), "héllo wörld, long enough");
+        for family in Family::ALL {
+            let body = String::from_utf8(turn.sse(family)).unwrap();
+            if family == Family::OpenaiResponses {
+                // The completed item repeats the whole text; count the deltas.
+                assert_eq!(body.matches("\"response.output_text.delta\"").count(), 7);
+            } else {
+                assert!(body.matches("wörld").count() <= 1, "{family:?}");
+            }
         }
     }
 

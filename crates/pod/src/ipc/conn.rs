@@ -25,7 +25,7 @@ pub const MAX_METHOD_LINE: usize = 16 * 1024 * 1024;
 /// Answers the writer holds before the reader waits (per connection).
 const REPLY_QUEUE: usize = 64;
 
-/// Bytes gathered from the queue into one write.
+/// Bytes gathered from the queue before they are written.
 const WRITE_BATCH: usize = 256 * 1024;
 
 /// How long the writer may take to flush the final answers after the client
@@ -124,68 +124,108 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
-    mut write: W,
+    write: W,
     mut sub: Subscription,
     mut replies: mpsc::Receiver<Line>,
     state: SharedState,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out = Outbox::new(write);
     loop {
-        buf.clear();
-        tokio::select! {
+        let first = tokio::select! {
             biased;
             reply = replies.recv() => match reply {
-                Some(line) => push(&mut buf, &line),
+                Some(line) => Some(line),
                 // The reader is done: deliver what remains and close.
                 None => break,
             },
             line = sub.queue.recv() => match line {
-                Some(line) => push(&mut buf, &line),
+                Some(line) => Some(line),
                 // The pod closed the client list (shutdown).
                 None => break,
             },
-            () = sub.lag.marked() => {}
-        }
-        // Gather what is already queued into one write.
-        while buf.len() < WRITE_BATCH {
+            () = sub.lag.marked() => None,
+        };
+        let mut sent = match first {
+            Some(line) => out.line(&line).await,
+            None => Ok(()),
+        };
+        // Gather what is already queued into as few writes as possible.
+        while sent.is_ok() {
             match sub.queue.try_recv() {
-                Ok(line) => push(&mut buf, &line),
+                Ok(line) => sent = out.line(&line).await,
                 Err(_) => break,
             }
         }
-        if !buf.is_empty() && write.write_all(&buf).await.is_err() {
+        if sent.is_err() || out.flush().await.is_err() {
             return;
         }
         if sub.lag.from_seq().is_some()
             && sub.queue.is_empty()
-            && catch_up(&mut write, &sub, &state).await.is_err()
+            && catch_up(&mut out, &sub, &state).await.is_err()
         {
             return;
         }
     }
     // Final answers (the client may still be reading them) and queued lines.
-    buf.clear();
-    while let Ok(line) = replies.try_recv() {
-        push(&mut buf, &line);
+    let mut sent = Ok(());
+    while let (Ok(()), Ok(line)) = (&sent, replies.try_recv()) {
+        sent = out.line(&line).await;
     }
-    while let Ok(line) = sub.queue.try_recv() {
-        push(&mut buf, &line);
+    while let (Ok(()), Ok(line)) = (&sent, sub.queue.try_recv()) {
+        sent = out.line(&line).await;
     }
-    if !buf.is_empty() {
-        let _ = write.write_all(&buf).await;
+    if sent.is_ok() {
+        let _ = out.flush().await;
     }
-    let _ = write.shutdown().await;
+    let _ = out.write.shutdown().await;
 }
 
-fn push(buf: &mut Vec<u8>, line: &str) {
-    buf.extend_from_slice(line.as_bytes());
-    buf.push(b'\n');
+/// Lines on their way to one client: small ones gathered into one buffer,
+/// large ones (a snapshot) written straight from the shared line, never copied
+/// per connection.
+struct Outbox<W> {
+    write: W,
+    buf: Vec<u8>,
+}
+
+/// Lines at least this long are written directly instead of buffered.
+const DIRECT_LINE: usize = 64 * 1024;
+
+impl<W: AsyncWrite + Unpin> Outbox<W> {
+    fn new(write: W) -> Self {
+        Outbox {
+            write,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    async fn line(&mut self, line: &str) -> std::io::Result<()> {
+        if line.len() >= DIRECT_LINE {
+            self.flush().await?;
+            self.write.write_all(line.as_bytes()).await?;
+            return self.write.write_all(b"\n").await;
+        }
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        if self.buf.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.write.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Sends `lagged{from_seq}` and the committed entries the client missed, in
 /// batches, until it is in step again (one replay in flight per client).
 async fn catch_up<W: AsyncWrite + Unpin>(
-    write: &mut W,
+    out: &mut Outbox<W>,
     sub: &Subscription,
     state: &SharedState,
 ) -> std::io::Result<()> {
@@ -193,24 +233,21 @@ async fn catch_up<W: AsyncWrite + Unpin>(
         return Ok(());
     };
     let lagged = event_line(&Event::Lagged { from_seq }).map_err(std::io::Error::other)?;
-    let mut buf = Vec::new();
-    push(&mut buf, &lagged);
-    write.write_all(&buf).await?;
+    out.line(&lagged).await?;
     loop {
         let step = lock(state)
             .replay_step(&sub.lag)
             .map_err(std::io::Error::other)?;
-        buf.clear();
         match step {
             ReplayStep::Lines(lines) => {
                 for line in &lines {
-                    push(&mut buf, line);
+                    out.line(line).await?;
                 }
-                write.write_all(&buf).await?;
+                out.flush().await?;
             }
             ReplayStep::CaughtUp(status) => {
-                push(&mut buf, &status);
-                return write.write_all(&buf).await;
+                out.line(&status).await?;
+                return out.flush().await;
             }
         }
     }

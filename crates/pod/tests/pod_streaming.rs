@@ -1,0 +1,343 @@
+//! Streaming under load against the real binary: clients attaching at random
+//! points of a long invocation, a thousand fire-and-forget notifications
+//! against a large snapshot, slow and stuck clients, and the peer-uid check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Home, TestPod, WAIT, run};
+use pod::client::PodClient;
+use protocol::{Event, Method, TurnResult};
+use test_support::Family;
+use test_support::fake_provider::{Chunking, FakeProvider, Scripted};
+use test_support::script::Turn;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+fn paced(body: Vec<u8>, slice: usize, pause_ms: u64) -> Scripted {
+    Scripted::Sse {
+        body,
+        chunking: Chunking::Fixed(slice),
+        pause: Duration::from_millis(pause_ms),
+    }
+}
+
+/// What one client saw of the committed log: sequence numbers in arrival
+/// order, and whether it lagged.
+#[derive(Debug, Default)]
+struct Seen {
+    seqs: Vec<u64>,
+    deltas: usize,
+    lagged: bool,
+    ended: bool,
+}
+
+/// Follows a client until the entry of the invocation's `turn_end` arrives.
+async fn follow(mut client: PodClient) -> Seen {
+    let mut seen = Seen::default();
+    for e in &client.entries {
+        seen.seqs.push(e["seq"].as_u64().unwrap());
+        if e["kind"] == "turn_end" {
+            seen.ended = true;
+        }
+    }
+    while !seen.ended {
+        let Some(event) = client.next_event().await.unwrap() else {
+            break;
+        };
+        match event {
+            Event::Entry(e) => {
+                seen.seqs.push(e["seq"].as_u64().unwrap());
+                seen.ended |= e["kind"] == "turn_end";
+            }
+            Event::TextDelta { .. } => seen.deltas += 1,
+            Event::Lagged { .. } => seen.lagged = true,
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Sequence numbers `1..=last`, each exactly once, in order.
+fn assert_exactly_once(seqs: &[u64], last: u64, who: &str) {
+    let want: Vec<u64> = (1..=last).collect();
+    assert_eq!(seqs, want.as_slice(), "{who}");
+}
+
+async fn final_log(pod: &TestPod) -> Vec<serde_json::Value> {
+    pod.connect().await.entries
+}
+
+#[tokio::test]
+async fn clients_attaching_mid_invocation_see_every_entry_exactly_once() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let family = Family::OpenaiChat;
+    // 20 steps of 500 deltas and a tool call each, then 500 more: 10,500 deltas
+    // with entries committed all along.
+    for step in 0..20 {
+        let turn = Turn::new().text("word ".repeat(500)).in_pieces(500).call(
+            format!("c{step}"),
+            "Read",
+            format!(r#"{{"path":"missing-{step}"}}"#),
+        );
+        server.push(paced(turn.sse(family), 8 * 1024, 2));
+    }
+    server.push(paced(
+        Turn::new()
+            .text("end ".repeat(500))
+            .in_pieces(500)
+            .sse(family),
+        8 * 1024,
+        2,
+    ));
+    let pod = TestPod::start(&home, &server, "many", &[]);
+    let mut starter = pod.connect().await;
+    starter.request(&run("go")).await.unwrap();
+    let started = Instant::now();
+
+    let mut clients = Vec::new();
+    for i in 0..12u64 {
+        // Spread over the invocation (pseudo-random, deterministic offsets).
+        let delay = Duration::from_millis((i * 7919) % 900);
+        let socket = pod.socket.clone();
+        clients.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let client = PodClient::connect(&socket).await.unwrap();
+            tokio::time::timeout(WAIT, follow(client)).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for c in clients {
+        seen.push(c.await.unwrap());
+    }
+    let log = final_log(&pod).await;
+    let last = log.last().unwrap()["seq"].as_u64().unwrap();
+    assert!(last > 60, "{last} entries");
+    for (i, s) in seen.iter().enumerate() {
+        assert!(s.ended, "client {i}");
+        assert_exactly_once(&s.seqs, last, &format!("client {i}"));
+    }
+    // Some attached early (deltas seen), some late: the test covered the range.
+    assert!(seen.iter().any(|s| s.deltas > 5_000), "an early client");
+    assert!(
+        started.elapsed() > Duration::from_millis(300),
+        "the invocation was long enough"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_notifications_sent_and_closed_at_once_are_all_logged() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let family = Family::OpenaiChat;
+    // An 8 MiB answer makes the snapshot every new connection gets 8 MiB.
+    server.push(Scripted::sse(
+        Turn::new().text("x".repeat(8 << 20)).sse(family),
+    ));
+    for _ in 0..200 {
+        server.push(Scripted::sse(Turn::new().text("noted").sse(family)));
+    }
+    let pod = TestPod::start(&home, &server, "busy", &[]);
+    let mut a = pod.connect().await;
+    let (_, mut first) = a.request(&run("write a lot")).await.unwrap();
+    while !first.iter().any(|e| matches!(e, Event::RunEnd { .. })) {
+        first.push(
+            tokio::time::timeout(WAIT, a.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    drop(a);
+
+    let mut senders = Vec::new();
+    for i in 0..1000 {
+        let socket = pod.socket.clone();
+        senders.push(tokio::spawn(async move {
+            let mut stream = loop {
+                match UnixStream::connect(&socket).await {
+                    Ok(s) => break s,
+                    // A full accept backlog: try again.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            };
+            let line =
+                format!("{{\"method\":\"notify\",\"params\":{{\"message\":\"note {i}\"}}}}\n");
+            stream.write_all(line.as_bytes()).await.unwrap();
+            // Close at once, without reading anything.
+        }));
+    }
+    for s in senders {
+        tokio::time::timeout(WAIT, s).await.unwrap().unwrap();
+    }
+    let session = home.path("state/sessions/busy");
+    let deadline = Instant::now() + WAIT;
+    let notes = loop {
+        let log = session_store::read_session(&session).unwrap();
+        let notes: BTreeSet<String> = log
+            .entries()
+            .filter_map(|e| match e {
+                session_store::LogEntry::SystemItem { item, .. } => {
+                    serde_json::to_value(&item.0).ok().map(|v| v.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        if notes.len() >= 1000 || Instant::now() > deadline {
+            break notes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(notes.len(), 1000);
+    for i in [0, 499, 999] {
+        assert!(
+            notes.iter().any(|n| n.contains(&format!("note {i}\""))),
+            "note {i}"
+        );
+    }
+    // Memory stayed bounded: the 8 MiB snapshot was shared, not copied per connection.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pod.child.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kib < 300 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+#[tokio::test]
+async fn slow_and_stuck_clients_never_stall_the_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let family = Family::OpenaiChat;
+    let turn = Turn::new().text("abcd ".repeat(100_000)).in_pieces(100_000);
+    server.push(paced(turn.sse(family), 64 * 1024, 3));
+    let pod = TestPod::start(&home, &server, "slow", &[]);
+
+    // Stuck: connects and never reads.
+    let _stuck = UnixStream::connect(&pod.socket).await.unwrap();
+    // Slow: reads a little, then naps.
+    let slow_socket = pod.socket.clone();
+    let slow = tokio::spawn(async move {
+        let stream = UnixStream::connect(&slow_socket).await.unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        let mut seen = Seen::default();
+        let mut n = 0u64;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            n += 1;
+            if n % 200 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let event: Event = serde_json::from_str(&line).unwrap();
+            match event {
+                Event::Snapshot { entries, .. } => {
+                    seen.seqs
+                        .extend(entries.iter().map(|e| e["seq"].as_u64().unwrap()));
+                }
+                Event::Entry(e) => {
+                    seen.seqs.push(e["seq"].as_u64().unwrap());
+                    if e["kind"] == "turn_end" {
+                        seen.ended = true;
+                        break;
+                    }
+                }
+                Event::Lagged { from_seq } => {
+                    seen.lagged = true;
+                    // The replay starts right after what was delivered.
+                    assert_eq!(seen.seqs.last().map_or(1, |s| s + 1), from_seq);
+                }
+                Event::TextDelta { .. } => seen.deltas += 1,
+                _ => {}
+            }
+        }
+        seen
+    });
+    let normal_client = pod.connect().await;
+    let normal = tokio::spawn(async move { follow(normal_client).await });
+
+    let mut a = pod.connect().await;
+    let started = Instant::now();
+    let (_, mut events) = a.request(&run("stream a lot")).await.unwrap();
+    while !events.iter().any(|e| matches!(e, Event::RunEnd { .. })) {
+        events.push(
+            tokio::time::timeout(WAIT, a.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(events.contains(&Event::RunEnd {
+        result: TurnResult::Finished
+    }));
+    let took = started.elapsed();
+
+    let normal = tokio::time::timeout(WAIT, normal).await.unwrap().unwrap();
+    assert!(!normal.lagged, "the normal client kept up");
+    assert_eq!(normal.deltas, 100_000, "the normal client got every delta");
+    let log = final_log(&pod).await;
+    let last = log.last().unwrap()["seq"].as_u64().unwrap();
+    assert_exactly_once(&normal.seqs, last, "normal");
+
+    let slow = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
+    assert!(
+        slow.lagged,
+        "the slow client fell behind ({} deltas seen)",
+        slow.deltas
+    );
+    assert!(slow.deltas < 100_000);
+    assert_exactly_once(&slow.seqs, last, "slow");
+    // The stuck client did not hold the invocation back.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // And the pod still answers.
+    let mut b = pod.connect().await;
+    b.command(&Method::Cancel).await.unwrap_err();
+}
+
+#[tokio::test]
+async fn another_uid_is_refused_even_when_the_socket_is_open_to_all() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        panic!("this test runs as root (as CI does): it connects as another uid");
+    }
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let pod = TestPod::start(&home, &server, "guarded", &[]);
+    // Loosen every permission on the way to the socket.
+    use std::os::unix::fs::PermissionsExt;
+    let mut dir = pod.socket.parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&pod.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    while dir.starts_with(home.dir.path()) {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir.pop();
+    }
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.settimeout(10)\nprint(s.recv(4096).decode())",
+        pod.socket.display().to_string()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("peer uid 65534") && !stdout.contains("\"hello\""),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The owner still gets in.
+    assert_eq!(pod.connect().await.greeting.pod_name, "guarded");
+}
