@@ -231,7 +231,7 @@ async fn slow_and_stuck_clients_never_stall_the_pod() {
         let mut n = 0u64;
         while let Some(line) = lines.next_line().await.unwrap() {
             n += 1;
-            if n % 200 == 0 {
+            if n.is_multiple_of(200) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let event: Event = serde_json::from_str(&line).unwrap();
