@@ -23,6 +23,9 @@ use crate::ipc::hub::{Hub, Lag, Line, Subscription};
 /// Alerts kept for replay to new connections (the oldest go first).
 const ALERTS_KEPT: usize = 32;
 
+/// How often usage updates may rewrite `status.json` during an invocation.
+const STATUS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Entries a lagging client is sent per lock acquisition during replay.
 const REPLAY_BATCH: usize = 512;
 
@@ -120,6 +123,8 @@ pub struct PodState {
     /// Connection writers still running (they outlive the client list at
     /// shutdown, while they flush the final lines).
     writers: usize,
+    /// When `status.json` was last written.
+    status_written: std::time::Instant,
 }
 
 impl PodState {
@@ -142,6 +147,7 @@ impl PodState {
             usage: Usage::default(),
             record: None,
             writers: 0,
+            status_written: std::time::Instant::now(),
         })
     }
 
@@ -347,6 +353,7 @@ impl PodState {
         let Some((path, record)) = &mut self.record else {
             return;
         };
+        self.status_written = std::time::Instant::now();
         record.status = self.status;
         record.usage = self.usage;
         let result = serde_json::to_vec_pretty(&*record)
@@ -358,19 +365,21 @@ impl PodState {
         }
     }
 
-    /// Refreshes `status.json` (usage totals changed).
+    /// Refreshes `status.json` after usage changed, at most once a second (a
+    /// status change always writes it).
     pub fn refresh_status_file(&mut self) {
-        self.write_status_file();
+        if self.status_written.elapsed() >= STATUS_REFRESH {
+            self.write_status_file();
+        }
     }
 }
 
 /// Writes `bytes` to `path` through a temp file and a rename, so readers see
-/// the old or the new content, never a mix.
+/// the old or the new content, never a mix. Not fsynced: it is for advisory
+/// files (status, launch options, caches) that the next run rewrites; what
+/// must survive power loss is in the session log and the registry.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
     let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

@@ -75,6 +75,68 @@ fn policy(
     policy
 }
 
+/// What the level cache in the runtime dir records: the level found by
+/// probing, valid for this boot and this exact binary.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct CachedLevel {
+    boot_id: String,
+    exe: String,
+    exe_len: u64,
+    exe_mtime_ns: i128,
+    level: String,
+}
+
+/// The key a cached level must match: boot id and the binary's identity.
+fn level_key(helper: &HelperCommand) -> Option<(String, String, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let exe = helper.program().to_path_buf();
+    let meta = std::fs::metadata(&exe).ok()?;
+    let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Some((
+        boot_id.trim().to_string(),
+        exe.display().to_string(),
+        meta.len(),
+        mtime,
+    ))
+}
+
+/// The sandbox level as shown to users. Probing spawns the helper (a few ms),
+/// so the result is cached in `<runtime>/sandbox-level.json` for this boot and
+/// binary: a kernel or binary change means a new boot or a new key.
+pub fn sandbox_level(runtime: &Path, helper: &HelperCommand) -> String {
+    let path = runtime.join("sandbox-level.json");
+    let key = level_key(helper);
+    if let (Some((boot_id, exe, exe_len, exe_mtime_ns)), Ok(bytes)) = (&key, std::fs::read(&path))
+        && let Ok(cached) = serde_json::from_slice::<CachedLevel>(&bytes)
+        && cached.boot_id == *boot_id
+        && cached.exe == *exe
+        && cached.exe_len == *exe_len
+        && cached.exe_mtime_ns == *exe_mtime_ns
+    {
+        return cached.level;
+    }
+    let report = detect(helper);
+    let level = match report.landlock_abi {
+        Some(abi) => format!("{} (Landlock ABI {abi})", report.level.as_str()),
+        None => report.level.as_str().to_string(),
+    };
+    if let Some((boot_id, exe, exe_len, exe_mtime_ns)) = key {
+        let cached = CachedLevel {
+            boot_id,
+            exe,
+            exe_len,
+            exe_mtime_ns,
+            level: level.clone(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&cached) {
+            // Best effort: without the cache the next pod probes again.
+            let _ = crate::state::write_atomically(&path, &bytes);
+        }
+    }
+    level
+}
+
 /// Builds the tools of pod `name` over `scope`.
 pub fn builtin(
     places: &Places,
@@ -103,13 +165,7 @@ pub fn builtin(
     let mode = manifest.sandbox.mode;
     let level = match mode {
         SandboxMode::Off => "off (commands are not sandboxed)".to_string(),
-        _ => {
-            let report = detect(&helper);
-            match report.landlock_abi {
-                Some(abi) => format!("{} (Landlock ABI {abi})", report.level.as_str()),
-                None => report.level.as_str().to_string(),
-            }
-        }
+        _ => sandbox_level(&places.runtime, &helper),
     };
     // Project manifests deeper than a write root's top level are protected too;
     // the search is bounded and done once (too slow per command on a big tree).
