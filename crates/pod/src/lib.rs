@@ -12,6 +12,7 @@ pub mod render;
 pub mod runtime;
 pub mod server;
 pub mod sink;
+pub mod spawn;
 pub mod state;
 pub mod toolset;
 pub mod transcript;

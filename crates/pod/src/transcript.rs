@@ -97,6 +97,11 @@ pub fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<()> {
             writeln!(out, "── turn {turn}: {result} ──")?;
         }
         LogEntry::RunError { message, .. } => writeln!(out, "error: {message}")?,
+        LogEntry::ChildSpawned { name, .. } => writeln!(out, "── spawned child pod `{name}` ──")?,
+        LogEntry::ChildRemoved { name, reason, .. } => {
+            writeln!(out, "── child pod `{name}` removed: {reason} ──")?;
+        }
+        LogEntry::ChildCursor { .. } => {}
         LogEntry::Unknown { kind, .. } => writeln!(
             out,
             "(an entry of kind `{kind}` this version does not know)"

@@ -354,6 +354,28 @@ log_entries! {
             /// What went wrong.
             message: String,
         }
+        /// This pod spawned a child pod (so a restored pod gets its children back).
+        ChildSpawned = "child_spawned" {
+            /// The child's short name.
+            name: String,
+            /// The spawner's record of the child (socket, scope, instance id, ...),
+            /// as the pod crate defines it.
+            record: Value,
+        }
+        /// A child pod was stopped or found gone; its scope is back.
+        ChildRemoved = "child_removed" {
+            /// The child's short name.
+            name: String,
+            /// Why (stopped by this pod, exited, unreachable at restore, ...).
+            reason: String,
+        }
+        /// How far this pod has read a child's output (`ReadPodOutput`).
+        ChildCursor = "child_cursor" {
+            /// The child's short name.
+            name: String,
+            /// Entries of the child's snapshot already read.
+            cursor: u64,
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub fn apply(history: &mut Vec<Item>, entry: LogEntry) {
         | LogEntry::Usage { .. }
         | LogEntry::TurnEnd { .. }
         | LogEntry::RunError { .. }
+        | LogEntry::ChildSpawned { .. }
+        | LogEntry::ChildRemoved { .. }
+        | LogEntry::ChildCursor { .. }
         | LogEntry::Unknown { .. } => {}
     }
 }

@@ -203,6 +203,29 @@ pub fn ensure_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
     Ok(())
 }
 
+/// What a pod knows of a child it spawned: how to reach it, what scope it
+/// was given, and enough to find and stop its process. Logged in the parent's
+/// session (`child_spawned`), so a restored parent gets its children back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpawnedPodRecord {
+    /// The child's short name (the key the spawner uses).
+    pub pod_name: String,
+    /// Its socket, connectable as recorded (at most 107 bytes).
+    pub socket_path: PathBuf,
+    /// The write scope moved to it (recursive rules).
+    pub scope_delegated: Vec<manifest::ScopeRule>,
+    /// Its full name (`<parent>.<name>`).
+    pub full_name: String,
+    /// Its instance id in the scope registry.
+    pub instance_id: String,
+    /// Its process id (the leader of its process group).
+    pub pid: u32,
+    /// The task it was started with.
+    pub task: String,
+    /// When it was spawned (Unix milliseconds).
+    pub created_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -401,6 +401,30 @@ impl LockFileGuard {
         Ok(outcome)
     }
 
+    /// Records that pod `instance` now runs as the process `identity` with its socket
+    /// at `socket`, and is live: for a child started after its grant was reserved,
+    /// and for a restored pod taking its suspended entry (and its children) back.
+    pub fn adopt(
+        &mut self,
+        instance: &str,
+        identity: ProcessIdentity,
+        socket: &Path,
+    ) -> Result<(), RegistryError> {
+        let mut registry = self.load()?;
+        let Some(entry) = registry.pods.iter_mut().find(|p| p.instance_id == instance) else {
+            return Err(RegistryError::UnknownPod {
+                instance_id: instance.to_owned(),
+            });
+        };
+        entry.pid = identity.pid;
+        entry.start_time = identity.start_time;
+        entry.host = identity.host;
+        entry.boot_id = identity.boot_id;
+        entry.socket_path = socket.to_path_buf();
+        entry.state = PodState::Live;
+        self.save(&registry)
+    }
+
     /// Replaces the registry — even a corrupt one, without reading it — with one rebuilt
     /// from the entries of the pods that run. See [`Registry::rebuild`].
     pub fn rebuild(&mut self, live: Vec<PodEntry>) -> Result<RebuildReport, RegistryError> {

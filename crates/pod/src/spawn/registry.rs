@@ -1,0 +1,488 @@
+//! The spawner's own list of its children: how to reach each, what scope it
+//! holds, how far its output has been read, and how many reports it owes.
+//!
+//! Every change is journaled in the spawner's session log (`child_spawned`,
+//! `child_removed`, `child_cursor`) before it takes effect in memory, so a
+//! restored spawner gets its children back. Removing a child stops it for
+//! real — shutdown, then a kill of its process group, checked through its
+//! liveness lock — before its scope moves back to the spawner: a scope must
+//! never be writable by two processes.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use manifest::Scope;
+use protocol::Method;
+use session_store::{EntryBody, LogEntry};
+
+use crate::ipc::listener::is_alive;
+use crate::runtime::dir::SpawnedPodRecord;
+use crate::runtime::pod_registry::{LockFileGuard, ReleaseOutcome};
+
+/// How long a child gets to exit after `shutdown` before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Records the registry's changes in the spawner's session log.
+pub trait ChildJournal: Send + Sync {
+    /// Commits one entry; an error means it is not in the log.
+    fn record(&self, body: EntryBody) -> Result<(), String>;
+}
+
+/// Where a child's scope goes back to: the spawner's live scope and the
+/// per-user registry file.
+#[derive(Debug, Clone)]
+pub struct ScopeHome {
+    /// The spawner's live scope (its tools and commands check it).
+    pub scope: Arc<RwLock<Scope>>,
+    /// `<runtime>/pods.json`.
+    pub registry_path: PathBuf,
+    /// The runtime dir (children's liveness locks are under it).
+    pub runtime: PathBuf,
+}
+
+/// Why a child could not be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveError(pub String);
+
+impl fmt::Display for RemoveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RemoveError {}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// In spawn order.
+    records: Vec<SpawnedPodRecord>,
+    cursors: HashMap<String, usize>,
+    /// Reports (`turn_ended`/`errored`) each child owes for invocations this
+    /// pod started in it.
+    owed: HashMap<String, u32>,
+    /// Children this pod is stopping itself (their `shut_down` wakes nobody).
+    stopping: HashSet<String>,
+}
+
+/// The spawner's children. `Send + Sync`; the async methods never hold a lock
+/// across an await.
+#[derive(Default)]
+pub struct SpawnedPodRegistry {
+    inner: Mutex<Inner>,
+    journal: Option<Arc<dyn ChildJournal>>,
+    home: Option<ScopeHome>,
+}
+
+impl fmt::Debug for SpawnedPodRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnedPodRegistry")
+            .field("children", &self.lock().records.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The child's runtime dir (its liveness lock is there).
+fn child_dir(runtime: &Path, record: &SpawnedPodRecord) -> PathBuf {
+    runtime.join(&record.full_name)
+}
+
+impl SpawnedPodRegistry {
+    /// An in-memory registry (nothing journaled, no scope to give back).
+    pub fn new() -> Self {
+        SpawnedPodRegistry::default()
+    }
+
+    /// A registry journaled in the spawner's log that gives scope back to `home`.
+    pub fn journaled(journal: Arc<dyn ChildJournal>, home: ScopeHome) -> Self {
+        SpawnedPodRegistry {
+            inner: Mutex::new(Inner::default()),
+            journal: Some(journal),
+            home: Some(home),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, body: EntryBody) -> Result<(), String> {
+        match &self.journal {
+            Some(j) => j.record(body),
+            None => Ok(()),
+        }
+    }
+
+    /// Rebuilds the list from the spawner's log entries (restore). Records
+    /// that do not decode are skipped and named in the returned messages.
+    pub fn replay<'a>(&self, entries: impl IntoIterator<Item = &'a LogEntry>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut inner = self.lock();
+        for entry in entries {
+            match entry {
+                LogEntry::ChildSpawned { name, record, .. } => {
+                    match serde_json::from_value::<SpawnedPodRecord>(record.clone()) {
+                        Ok(r) => {
+                            inner.records.retain(|x| x.pod_name != r.pod_name);
+                            inner.records.push(r);
+                        }
+                        Err(e) => problems.push(format!("child `{name}`: unreadable record: {e}")),
+                    }
+                }
+                LogEntry::ChildRemoved { name, .. } => {
+                    inner.records.retain(|x| &x.pod_name != name);
+                    inner.cursors.remove(name);
+                    inner.owed.remove(name);
+                }
+                LogEntry::ChildCursor { name, cursor, .. } => {
+                    let cursor = usize::try_from(*cursor).unwrap_or(usize::MAX);
+                    inner.cursors.insert(name.clone(), cursor);
+                }
+                _ => {}
+            }
+        }
+        problems
+    }
+
+    /// Adds a child (journaled first). It owes one report: its first task.
+    pub fn insert(&self, record: SpawnedPodRecord) -> Result<(), String> {
+        let value = serde_json::to_value(&record).map_err(|e| e.to_string())?;
+        self.record(EntryBody::ChildSpawned {
+            name: record.pod_name.clone(),
+            record: value,
+        })?;
+        let mut inner = self.lock();
+        *inner.owed.entry(record.pod_name.clone()).or_default() += 1;
+        inner.records.retain(|x| x.pod_name != record.pod_name);
+        inner.records.push(record);
+        Ok(())
+    }
+
+    /// The child named `name`.
+    pub async fn get(&self, name: &str) -> Option<SpawnedPodRecord> {
+        self.lock()
+            .records
+            .iter()
+            .find(|r| r.pod_name == name)
+            .cloned()
+    }
+
+    /// Every child, in spawn order.
+    pub async fn list(&self) -> Vec<SpawnedPodRecord> {
+        self.lock().records.clone()
+    }
+
+    /// How many snapshot entries of `name` were already read.
+    pub async fn cursor(&self, name: &str) -> usize {
+        self.lock().cursors.get(name).copied().unwrap_or(0)
+    }
+
+    /// Moves the read cursor of `name` (journaled when it changes).
+    pub async fn set_cursor(&self, name: &str, cursor: usize) {
+        if self.lock().cursors.get(name) == Some(&cursor) {
+            return;
+        }
+        let journaled = self.record(EntryBody::ChildCursor {
+            name: name.to_string(),
+            cursor: cursor as u64,
+        });
+        // A cursor that could not be journaled still moves: at worst a restored
+        // pod re-reads some output.
+        let _ = journaled;
+        self.lock().cursors.insert(name.to_string(), cursor);
+    }
+
+    /// This pod started an invocation in `name`: it owes one more report.
+    pub fn expect_report(&self, name: &str) {
+        *self.lock().owed.entry(name.to_string()).or_default() += 1;
+    }
+
+    /// A report from `name` arrived: true if one was owed (the first of it
+    /// counts, repeats are ignored).
+    pub fn take_report(&self, name: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.owed.get_mut(name) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The short name of the child whose process is `pid`.
+    pub fn name_of_pid(&self, pid: u32) -> Option<String> {
+        self.lock()
+            .records
+            .iter()
+            .find(|r| r.pid == pid)
+            .map(|r| r.pod_name.clone())
+    }
+
+    /// The short name of the child whose full name is `full_name`.
+    pub fn name_of(&self, full_name: &str) -> Option<String> {
+        self.lock()
+            .records
+            .iter()
+            .find(|r| r.full_name == full_name || r.pod_name == full_name)
+            .map(|r| r.pod_name.clone())
+    }
+
+    /// Whether this pod is stopping `name` itself.
+    pub fn is_stopping(&self, name: &str) -> bool {
+        self.lock().stopping.contains(name)
+    }
+
+    /// Children listed.
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.lock().records.is_empty()
+    }
+
+    /// Stops child `name` for real and gives its scope back to this pod.
+    /// Returns its record.
+    pub async fn remove(&self, name: &str) -> Result<SpawnedPodRecord, RemoveError> {
+        let record = self
+            .get(name)
+            .await
+            .ok_or_else(|| RemoveError(format!("no spawned pod named `{name}`")))?;
+        self.lock().stopping.insert(name.to_string());
+        let stopped = self.stop_process(&record).await;
+        if let Err(e) = stopped {
+            self.lock().stopping.remove(name);
+            return Err(e);
+        }
+        self.give_back(&record, "stopped by its spawner").await?;
+        Ok(record)
+    }
+
+    /// Forgets a child that exited (or was found gone) on its own and gives
+    /// its scope back; nothing to stop.
+    pub async fn forget(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<Option<SpawnedPodRecord>, RemoveError> {
+        let Some(record) = self.get(name).await else {
+            return Ok(None);
+        };
+        if let Some(home) = &self.home
+            && is_alive(&child_dir(&home.runtime, &record))
+        {
+            return Err(RemoveError(format!(
+                "pod `{name}` still runs; stop it to get its scope back"
+            )));
+        }
+        self.give_back(&record, reason).await?;
+        Ok(Some(record))
+    }
+
+    /// Shutdown, then kill the process group, until the liveness lock is free.
+    async fn stop_process(&self, record: &SpawnedPodRecord) -> Result<(), RemoveError> {
+        let Some(home) = &self.home else {
+            return Ok(());
+        };
+        let dir = child_dir(&home.runtime, record);
+        if !is_alive(&dir) {
+            return Ok(());
+        }
+        let _ = crate::spawn::comm_tools::connect_and_send(&record.socket_path, &Method::Shutdown)
+            .await;
+        if wait_dead(&dir, STOP_GRACE).await {
+            return Ok(());
+        }
+        if let Ok(pgid) = i32::try_from(record.pid) {
+            // SAFETY: kill(2) of the child's own process group (it leads it).
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        if wait_dead(&dir, STOP_GRACE).await {
+            return Ok(());
+        }
+        Err(RemoveError(format!(
+            "pod `{}` (pid {}) did not exit after shutdown and SIGKILL; its scope stays delegated",
+            record.pod_name, record.pid
+        )))
+    }
+
+    /// Releases the child's grant in the per-user registry, restores the
+    /// spawner's write access, journals the removal and drops the record.
+    async fn give_back(&self, record: &SpawnedPodRecord, reason: &str) -> Result<(), RemoveError> {
+        let mut returned = true;
+        if let Some(home) = &self.home {
+            let path = home.registry_path.clone();
+            let instance = record.instance_id.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let mut guard = LockFileGuard::open(&path)?;
+                guard.release(&instance)
+            })
+            .await
+            .map_err(|e| RemoveError(format!("scope registry task failed: {e}")))?;
+            match outcome {
+                Ok(ReleaseOutcome::Suspended { .. }) => returned = false,
+                Ok(ReleaseOutcome::Removed { .. }) => {}
+                // Already gone from the registry (reclaimed): the grant is free.
+                Err(crate::runtime::pod_registry::RegistryError::UnknownPod { .. }) => {}
+                Err(e) => return Err(RemoveError(format!("scope registry: {e}"))),
+            }
+            if returned {
+                let mut scope = home.scope.write().unwrap_or_else(PoisonError::into_inner);
+                for rule in &record.scope_delegated {
+                    let _ = scope.give_back(&rule.target);
+                }
+            }
+        }
+        let reason = if returned {
+            reason.to_string()
+        } else {
+            format!("{reason}; its grandchildren still run, so its scope stays with them")
+        };
+        self.record(EntryBody::ChildRemoved {
+            name: record.pod_name.clone(),
+            reason,
+        })
+        .map_err(|e| RemoveError(format!("cannot journal the removal: {e}")))?;
+        let mut inner = self.lock();
+        inner.records.retain(|r| r.pod_name != record.pod_name);
+        inner.cursors.remove(&record.pod_name);
+        inner.owed.remove(&record.pod_name);
+        inner.stopping.remove(&record.pod_name);
+        Ok(())
+    }
+}
+
+/// Polls the liveness lock until it is free or `within` passes.
+async fn wait_dead(dir: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if !is_alive(dir) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use manifest::{Permission, ScopeRule};
+
+    fn record(name: &str, pid: u32) -> SpawnedPodRecord {
+        SpawnedPodRecord {
+            pod_name: name.into(),
+            socket_path: PathBuf::from(format!("/nonexistent/{name}/sock")),
+            scope_delegated: vec![ScopeRule::recursive(
+                format!("/repo/{name}"),
+                Permission::Write,
+            )],
+            full_name: format!("main.{name}"),
+            instance_id: format!("id-{name}"),
+            pid,
+            task: "t".into(),
+            created_ms: 1,
+        }
+    }
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<EntryBody>>);
+
+    impl ChildJournal for Log {
+        fn record(&self, body: EntryBody) -> Result<(), String> {
+            self.0.lock().unwrap().push(body);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn records_cursors_and_reports() {
+        let reg = SpawnedPodRegistry::new();
+        reg.insert(record("a", 10)).unwrap();
+        reg.insert(record("b", 11)).unwrap();
+        assert_eq!(reg.list().await.len(), 2);
+        assert_eq!(reg.get("a").await.unwrap().pid, 10);
+        assert_eq!(reg.name_of_pid(11).as_deref(), Some("b"));
+        assert_eq!(reg.cursor("a").await, 0);
+        reg.set_cursor("a", 5).await;
+        assert_eq!(reg.cursor("a").await, 5);
+        // The first task's report is owed once; repeats are ignored.
+        assert!(reg.take_report("a"));
+        assert!(!reg.take_report("a"));
+        reg.expect_report("a");
+        assert!(reg.take_report("a"));
+        assert!(!reg.take_report("zzz"));
+    }
+
+    #[tokio::test]
+    async fn every_change_is_journaled_and_replays() {
+        let log = Arc::new(Log::default());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let home = ScopeHome {
+            scope: Arc::new(RwLock::new(Scope::default())),
+            registry_path: dir.path().join("pods.json"),
+            runtime: dir.path().to_path_buf(),
+        };
+        let reg = SpawnedPodRegistry::journaled(log.clone(), home);
+        reg.insert(record("a", 10)).unwrap();
+        reg.insert(record("b", 11)).unwrap();
+        reg.set_cursor("b", 3).await;
+        reg.set_cursor("b", 3).await;
+        // `a` is not running (no lock): forgetting it gives its scope back.
+        reg.forget("a", "exited").await.unwrap();
+        let bodies = log.0.lock().unwrap().clone();
+        let kinds: Vec<&str> = bodies
+            .iter()
+            .map(|b| match b {
+                EntryBody::ChildSpawned { .. } => "spawned",
+                EntryBody::ChildCursor { .. } => "cursor",
+                EntryBody::ChildRemoved { .. } => "removed",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["spawned", "spawned", "cursor", "removed"]);
+
+        // Replaying those entries (as a restored pod would) gives the same state.
+        let entries: Vec<LogEntry> = {
+            let sdir = tempfile::tempdir().unwrap();
+            let (mut w, _) = session_store::SessionWriter::open(sdir.path()).unwrap();
+            for b in bodies {
+                w.append(b).unwrap();
+            }
+            drop(w);
+            session_store::read_session(sdir.path())
+                .unwrap()
+                .entries()
+                .cloned()
+                .collect()
+        };
+        let restored = SpawnedPodRegistry::new();
+        assert!(restored.replay(&entries).is_empty());
+        let names: Vec<String> = restored
+            .list()
+            .await
+            .into_iter()
+            .map(|r| r.pod_name)
+            .collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(restored.cursor("b").await, 3);
+    }
+
+    #[tokio::test]
+    async fn removing_an_unknown_child_is_a_clear_error() {
+        let reg = SpawnedPodRegistry::new();
+        let err = reg.remove("ghost").await.unwrap_err();
+        assert_eq!(err.to_string(), "no spawned pod named `ghost`");
+    }
+}
