@@ -6,16 +6,16 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as ProcessCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use protocol::{Event, Method, PodStatus, Segment, TurnResult};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::client::{PodClient, PodLocation};
-use crate::launch::{self, LaunchOptions, process_var};
+use crate::launch::{self, LaunchOptions, StoredLaunch, launch_file, process_var};
 use crate::render::Renderer;
 use crate::runtime::dir::{DirEnv, Places, current_uid, ensure_private_dir};
 use crate::server::{self, PodSpec, Ready};
@@ -30,52 +30,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `pod stop` waits for a clean exit before signalling.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Launch options as stored beside a session, so `pod restore` starts the pod
-/// the way it was first started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredLaunch {
-    /// `--manifest`.
-    pub manifest: Option<PathBuf>,
-    /// The working directory.
-    pub cwd: PathBuf,
-    /// `--scope`.
-    pub scope: Vec<PathBuf>,
-    /// `--overlay`.
-    pub overlay: Option<String>,
-    /// `--no-sandbox`.
-    pub no_sandbox: bool,
-}
-
-impl StoredLaunch {
-    fn of(opts: &LaunchOptions) -> Self {
-        StoredLaunch {
-            manifest: opts.manifest.clone(),
-            cwd: opts.cwd.clone(),
-            scope: opts.scope.clone(),
-            overlay: opts.overlay.clone(),
-            no_sandbox: opts.no_sandbox,
-        }
-    }
-
-    fn options(&self, name: &str) -> LaunchOptions {
-        LaunchOptions {
-            name: Some(name.to_string()),
-            manifest: self.manifest.clone(),
-            cwd: self.cwd.clone(),
-            scope: self.scope.clone(),
-            overlay: self.overlay.clone(),
-            no_sandbox: self.no_sandbox,
-        }
-    }
-}
-
 /// The places of this process's environment.
 pub fn places() -> anyhow::Result<Places> {
     Ok(Places::resolve(&DirEnv::from_process())?)
-}
-
-fn launch_file(places: &Places, name: &str) -> PathBuf {
-    places.session_dir(name).join("launch.json")
 }
 
 /// Whether pod `name` has a session with at least one entry.
@@ -83,13 +40,46 @@ fn session_exists(places: &Places, name: &str) -> bool {
     std::fs::metadata(places.session_dir(name).join("000001.jsonl")).is_ok_and(|m| m.len() > 0)
 }
 
-/// `pod start --foreground`: runs the pod in this process until it shuts down.
-/// `restoring` allows (and requires) an existing session.
-pub fn start_foreground(opts: LaunchOptions, json: bool, restoring: bool) -> anyhow::Result<u8> {
+/// How a foreground pod process starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// `pod start --foreground`: a new session.
+    Fresh,
+    /// The foreground half of `pod restore`: an existing session.
+    Restore,
+    /// A child started by its parent, with its lock and socket handed over
+    /// and its first task in its log.
+    Child,
+}
+
+/// Runs a pod in this process until it shuts down.
+pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> anyhow::Result<u8> {
     let places = places()?;
-    let manifest = launch::load_manifest(&opts, manifest::Env::from_process(), &process_var)?;
+    // A restored or child pod starts the way it was first started.
+    let stored = match mode {
+        StartMode::Fresh => None,
+        StartMode::Restore | StartMode::Child => {
+            let name = opts.name.clone().unwrap_or_default();
+            StoredLaunch::read(&places, &name)
+        }
+    };
+    if mode == StartMode::Child && stored.as_ref().and_then(|s| s.child.as_ref()).is_none() {
+        bail!(
+            "no child launch options for `{}`",
+            opts.name.clone().unwrap_or_default()
+        );
+    }
+    let opts = match (&stored, &opts.name) {
+        (Some(stored), Some(name)) => stored.options(name),
+        _ => opts,
+    };
+    let child = stored.and_then(|s| s.child);
+    let mut manifest = launch::load_manifest(&opts, manifest::Env::from_process(), &process_var)?;
+    if let Some(child) = &child {
+        launch::apply_child_scope(&mut manifest, child);
+    }
     let name = launch::pod_name(&opts, &manifest)?.to_string();
-    if !restoring && session_exists(&places, &name) && opts.name.is_some() {
+    if mode == StartMode::Fresh && session_exists(&places, &name) && opts.name.is_some() {
         // Only an explicit name can collide; a default name is fresh each time.
         let loc = PodLocation::of(&places, &name);
         if !loc.is_alive() {
@@ -99,18 +89,20 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, restoring: bool) -> any
             );
         }
     }
-    if restoring && !session_exists(&places, &name) {
+    if mode == StartMode::Restore && !session_exists(&places, &name) {
         bail!(
             "pod `{name}` has no session to restore in {}",
             places.session_dir(&name).display()
         );
     }
     let client = launch::client_for(&manifest.model, &process_var)?;
-    std::fs::create_dir_all(places.session_dir(&name))
-        .with_context(|| format!("cannot create {}", places.session_dir(&name).display()))?;
-    let stored = serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?;
-    crate::state::write_atomically(&launch_file(&places, &name), &stored)
-        .context("cannot record the launch options")?;
+    if mode == StartMode::Fresh {
+        std::fs::create_dir_all(places.session_dir(&name))
+            .with_context(|| format!("cannot create {}", places.session_dir(&name).display()))?;
+        let stored = serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?;
+        crate::state::write_atomically(&launch_file(&places, &name), &stored)
+            .context("cannot record the launch options")?;
+    }
     let scope = manifest::Scope::from_config(&manifest.scope)?;
     let toolset =
         crate::toolset::builtin(&places, &name, &opts.cwd, scope, &manifest, current_uid())?;
@@ -121,7 +113,15 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, restoring: bool) -> any
         manifest,
         client,
         tools: toolset.tools,
-        parent: None,
+        live_scope: toolset.scope,
+        gate: toolset.gate,
+        child,
+        inherited: (mode == StartMode::Child).then_some(server::Inherited {
+            lock_fd: crate::spawn::process::CHILD_LOCK_FD,
+            listen_fd: crate::spawn::process::CHILD_LISTEN_FD,
+        }),
+        continue_pending: mode == StartMode::Child,
+        limits: crate::spawn::tool::SpawnLimits::default(),
         sandbox_level: toolset.level,
         uid: current_uid(),
     };

@@ -7,6 +7,8 @@
 //! own that owns the [`Worker`] and hands it back when it ends; meanwhile the
 //! controller keeps taking methods (`cancel`, `pause`, `notify`, ...).
 
+use std::sync::Arc;
+
 use llm_types::{Item, Role};
 use llm_worker::worker::{Control, Outcome, Worker, WorkerError};
 use protocol::{
@@ -17,13 +19,82 @@ use session_store::{EntryBody, LoggedItem};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sink::PodSink;
+use crate::spawn::registry::SpawnedPodRegistry;
 use crate::state::{SharedState, StateError, lock};
+
+/// Delivering a child's reports to its parent.
+mod report {
+    use std::time::Duration;
+
+    use protocol::stream::{JsonLineReader, JsonLineWriter};
+    use protocol::{Event, Method};
+    use tokio::net::UnixStream;
+
+    use super::ParentLink;
+    use crate::ipc::listener::is_alive;
+
+    const STEP: Duration = Duration::from_secs(5);
+
+    /// Sends `method` to the parent and waits for its `ack`; retries (up to
+    /// `attempts`, half a second apart) while the parent is alive and has not
+    /// acknowledged. An `error` answer is final.
+    pub async fn deliver(
+        parent: &ParentLink,
+        method: &Method,
+        attempts: u32,
+    ) -> Result<(), String> {
+        let mut last = String::from("not attempted");
+        for attempt in 0..attempts.max(1) {
+            if attempt > 0 {
+                if !is_alive(&parent.dir) {
+                    return Err(format!("the parent is gone ({last})"));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            match once(parent, method).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(refused)) => return Err(refused),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One attempt: `Err` to retry, `Ok(Err)` when the parent refused.
+    async fn once(parent: &ParentLink, method: &Method) -> Result<Result<(), String>, String> {
+        let stream = tokio::time::timeout(STEP, UnixStream::connect(&parent.socket))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let (r, w) = stream.into_split();
+        let mut reader = JsonLineReader::new(r);
+        let mut writer = JsonLineWriter::new(w);
+        tokio::time::timeout(STEP, writer.write(method))
+            .await
+            .map_err(|_| "write timed out".to_string())?
+            .map_err(|e| format!("write: {e}"))?;
+        loop {
+            let event = tokio::time::timeout(STEP, reader.next::<Event>())
+                .await
+                .map_err(|_| "no answer in time".to_string())?
+                .map_err(|e| format!("read: {e}"))?;
+            match event {
+                Some(Event::Ack { .. }) => return Ok(Ok(())),
+                Some(Event::Error { message, .. }) => return Ok(Err(message)),
+                Some(_) => {}
+                None => return Err("the parent closed the connection".into()),
+            }
+        }
+    }
+}
 
 /// What a connection asks of the controller.
 #[derive(Debug)]
 pub struct Command {
     /// The decoded method.
     pub method: Method,
+    /// The sender's process id (from the socket's credentials), if known.
+    pub peer_pid: Option<u32>,
     /// Where the answer for the sender goes (`ack` or `error`), if any.
     pub reply: oneshot::Sender<Option<Event>>,
 }
@@ -32,6 +103,22 @@ pub struct Command {
 struct Running {
     control: Control,
     turn: u64,
+    /// Started by this pod's parent (its `run`, or the task it was spawned
+    /// with): the parent is told when it ends.
+    from_parent: bool,
+}
+
+/// A child pod's way back to the pod that spawned it.
+#[derive(Debug, Clone)]
+pub struct ParentLink {
+    /// This pod's short name (as the parent knows it).
+    pub short_name: String,
+    /// The parent's process id (a `run` from it counts as the parent's).
+    pub pid: u32,
+    /// The parent's socket.
+    pub socket: std::path::PathBuf,
+    /// The parent's runtime dir (its liveness lock).
+    pub dir: std::path::PathBuf,
 }
 
 /// The pod's state machine.
@@ -43,6 +130,8 @@ pub struct Controller {
     turn: u64,
     done_tx: mpsc::Sender<(Worker, Outcome)>,
     done_rx: mpsc::Receiver<(Worker, Outcome)>,
+    children: Arc<SpawnedPodRegistry>,
+    parent: Option<ParentLink>,
 }
 
 /// How a method was answered.
@@ -98,7 +187,37 @@ impl Controller {
             turn: turns,
             done_tx,
             done_rx,
+            children: Arc::new(SpawnedPodRegistry::new()),
+            parent: None,
         }
+    }
+
+    /// The children this pod spawned (their `pod_event`s are accepted).
+    pub fn with_children(mut self, children: Arc<SpawnedPodRegistry>) -> Self {
+        self.children = children;
+        self
+    }
+
+    /// The parent of this pod, told when invocations it started end.
+    pub fn with_parent(mut self, parent: ParentLink) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Continues invocation `turn`, whose `invoke_start` and input are already
+    /// in the log (the task a parent wrote before starting this pod).
+    pub fn continue_pending(&mut self, turn: u64) -> Result<(), StateError> {
+        let Some(worker) = self.worker.take() else {
+            return Err(StateError::Busy);
+        };
+        {
+            let mut state = lock(&self.state);
+            state.broadcast(&Event::TurnStart { turn })?;
+            state.set_status(PodStatus::Running)?;
+        }
+        self.turn = self.turn.max(turn);
+        self.launch(worker, turn, true);
+        Ok(())
     }
 
     /// Marks the pod paused (a restored session whose last invocation was cut).
@@ -118,12 +237,12 @@ impl Controller {
                     }
                 }
                 command = commands.recv() => {
-                    let Some(Command { method, reply }) = command else { break };
+                    let Some(Command { method, peer_pid, reply }) = command else { break };
                     if matches!(method, Method::Shutdown) {
                         let _ = reply.send(None);
                         break;
                     }
-                    let answer = self.handle(method);
+                    let answer = self.handle(method, peer_pid);
                     let _ = reply.send(answer);
                 }
             }
@@ -138,29 +257,45 @@ impl Controller {
                 self.finished(worker, outcome);
             }
         }
-        let mut state = lock(&self.state);
-        if let Err(e) = state.sync() {
-            let _ = state.alert(
-                AlertLevel::Error,
-                AlertSource::Pod,
-                format!("cannot flush the session log: {e}"),
-            );
+        {
+            let mut state = lock(&self.state);
+            if let Err(e) = state.sync() {
+                let _ = state.alert(
+                    AlertLevel::Error,
+                    AlertSource::Pod,
+                    format!("cannot flush the session log: {e}"),
+                );
+            }
+            let _ = state.broadcast(&Event::Shutdown);
+            state.close_clients();
         }
-        let _ = state.broadcast(&Event::Shutdown);
-        state.close_clients();
+        if let Some(parent) = &self.parent {
+            // Best effort and bounded: the parent may be gone too.
+            let event = Method::PodEvent(PodEvent::ShutDown {
+                pod_name: parent.short_name.clone(),
+            });
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                report::deliver(parent, &event, 1),
+            )
+            .await;
+        }
     }
 
-    fn handle(&mut self, method: Method) -> Answer {
+    fn handle(&mut self, method: Method, peer_pid: Option<u32>) -> Answer {
         match method {
-            Method::Run { input } => self.run_input(input),
+            Method::Run { input } => {
+                let from_parent = self
+                    .parent
+                    .as_ref()
+                    .is_some_and(|p| peer_pid == Some(p.pid));
+                self.run_input(input, from_parent)
+            }
             Method::Notify { message } => {
                 let item = Item::text(Role::User, format!("[notification] {message}"));
                 self.notification("notify", item, InvokeKind::Notify)
             }
-            Method::PodEvent(event) => {
-                let item = Item::text(Role::User, pod_event_text(&event));
-                self.notification("pod_event", item, InvokeKind::PodEvent)
-            }
+            Method::PodEvent(event) => self.pod_event(event, peer_pid),
             Method::Resume => {
                 if self.running.is_some() || !self.paused {
                     let message = if self.running.is_some() {
@@ -170,7 +305,7 @@ impl Controller {
                     };
                     return error(ErrorCode::NotPaused, message);
                 }
-                match self.start(InvokeKind::Resume, None) {
+                match self.start(InvokeKind::Resume, None, false) {
                     Ok(_) => None,
                     Err(e) => internal(&e),
                 }
@@ -199,7 +334,7 @@ impl Controller {
         }
     }
 
-    fn run_input(&mut self, input: Vec<Segment>) -> Answer {
+    fn run_input(&mut self, input: Vec<Segment>, from_parent: bool) -> Answer {
         if let Some(running) = &self.running {
             return error(
                 ErrorCode::AlreadyRunning,
@@ -214,7 +349,7 @@ impl Controller {
             return error(ErrorCode::InvalidRequest, "`run` needs non-empty input");
         }
         let item = Item::text(Role::User, text);
-        match self.start(InvokeKind::UserSend, Some((input, item))) {
+        match self.start(InvokeKind::UserSend, Some((input, item)), from_parent) {
             Ok(seq) => Some(Event::Ack { seq }),
             Err(e) => internal(&e),
         }
@@ -237,7 +372,7 @@ impl Controller {
         };
         if self.running.is_none()
             && !self.paused
-            && let Err(e) = self.start(kind, None)
+            && let Err(e) = self.start(kind, None, false)
         {
             self.alert_error(format!(
                 "cannot start an invocation for a notification: {e}"
@@ -253,6 +388,7 @@ impl Controller {
         &mut self,
         kind: InvokeKind,
         input: Option<(Vec<Segment>, Item)>,
+        from_parent: bool,
     ) -> Result<u64, StateError> {
         let Some(mut worker) = self.worker.take() else {
             // Unreachable while `running` is None; refuse rather than panic.
@@ -289,14 +425,21 @@ impl Controller {
             }
         };
         self.turn = turn;
-        self.paused = false;
         if let Some((_, item)) = input {
             worker.push_committed(item);
         }
+        self.launch(worker, turn, from_parent);
+        Ok(seq)
+    }
+
+    /// Runs the worker for invocation `turn` in a task of its own.
+    fn launch(&mut self, mut worker: Worker, turn: u64, from_parent: bool) {
+        self.paused = false;
         let control = Control::new();
         self.running = Some(Running {
             control: control.clone(),
             turn,
+            from_parent,
         });
         let mut sink = PodSink::new(self.state.clone());
         let done = self.done_tx.clone();
@@ -304,14 +447,87 @@ impl Controller {
             let outcome = worker.invoke(Vec::new(), &mut sink, &control).await;
             let _ = done.send((worker, outcome)).await;
         });
-        Ok(seq)
+    }
+
+    /// A child's report: accepted only over a connection from one of this
+    /// pod's children; the first `turn_ended`/`errored` for an invocation this
+    /// pod started there wakes it, repeats are acknowledged and ignored;
+    /// `shut_down` wakes it only when it did not stop the child itself.
+    fn pod_event(&mut self, event: PodEvent, peer_pid: Option<u32>) -> Answer {
+        let Some(child) = peer_pid.and_then(|pid| self.children.name_of_pid(pid)) else {
+            return error(
+                ErrorCode::InvalidRequest,
+                "pod_event is accepted only from this pod's own children",
+            );
+        };
+        let wake = match &event {
+            PodEvent::TurnEnded { .. } | PodEvent::Errored { .. } => {
+                self.children.take_report(&child)
+            }
+            PodEvent::ShutDown { .. } => {
+                let stopping = self.children.is_stopping(&child);
+                if !stopping {
+                    // It left on its own: take its scope back (once its lock is free).
+                    let children = Arc::clone(&self.children);
+                    let state = self.state.clone();
+                    let name = child.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..200 {
+                            match children.forget(&name, "it shut down").await {
+                                Ok(_) => return,
+                                Err(_) => {
+                                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                                }
+                            }
+                        }
+                        let _ = lock(&state).alert(
+                            AlertLevel::Warn,
+                            AlertSource::Registry,
+                            format!("child pod `{name}` reported shutting down but still runs; its scope stays delegated"),
+                        );
+                    });
+                }
+                !stopping
+            }
+            PodEvent::ScopeSubDelegated { .. } | PodEvent::Unknown => false,
+        };
+        if !wake {
+            let seq = lock(&self.state).log().next_seq().saturating_sub(1);
+            return Some(Event::Ack { seq });
+        }
+        let item = Item::text(Role::User, pod_event_text(&event));
+        self.notification("pod_event", item, InvokeKind::PodEvent)
     }
 
     /// Commits the end of the invocation and moves to idle or paused; starts
     /// the next invocation if notifications arrived after its last LLM call.
     fn finished(&mut self, worker: Worker, outcome: Outcome) {
         self.worker = Some(worker);
-        let turn = self.running.take().map_or(self.turn, |r| r.turn);
+        let (turn, from_parent) = self
+            .running
+            .take()
+            .map_or((self.turn, false), |r| (r.turn, r.from_parent));
+        if from_parent && let Some(parent) = self.parent.clone() {
+            let event = match &outcome {
+                Outcome::Failed(e) => PodEvent::Errored {
+                    pod_name: parent.short_name.clone(),
+                    message: e.to_string(),
+                },
+                _ => PodEvent::TurnEnded {
+                    pod_name: parent.short_name.clone(),
+                },
+            };
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = report::deliver(&parent, &Method::PodEvent(event), 20).await {
+                    let _ = lock(&state).alert(
+                        AlertLevel::Warn,
+                        AlertSource::Pod,
+                        format!("cannot tell the parent pod that turn {turn} ended: {e}"),
+                    );
+                }
+            });
+        }
         let (result, failure) = match &outcome {
             Outcome::Finished { .. } => (TurnResult::Finished, None),
             Outcome::Paused => (TurnResult::Paused, None),
@@ -353,7 +569,7 @@ impl Controller {
         })();
         match recorded {
             Ok(true) if !self.paused => {
-                if let Err(e) = self.start(InvokeKind::Notify, None) {
+                if let Err(e) = self.start(InvokeKind::Notify, None, false) {
                     self.alert_error(format!("cannot start an invocation for notifications: {e}"));
                 }
             }

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use llm_worker::llm_client::anthropic::Anthropic;
 use llm_worker::llm_client::gemini::Gemini;
 use llm_worker::llm_client::http::{ClientConfig, LlmClient, ProviderClient, is_loopback_url};
@@ -264,6 +266,100 @@ pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<PodName, LaunchErr
         return Ok(name.clone());
     }
     Ok(PodName::new(default_name(&opts.cwd, &name_suffix()))?)
+}
+
+/// Launch options as stored beside a session (`sessions/<name>/launch.json`),
+/// so `pod restore` starts the pod the way it was first started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredLaunch {
+    /// `--manifest`.
+    pub manifest: Option<PathBuf>,
+    /// The working directory.
+    pub cwd: PathBuf,
+    /// `--scope`.
+    pub scope: Vec<PathBuf>,
+    /// `--overlay`.
+    pub overlay: Option<String>,
+    /// `--no-sandbox`.
+    pub no_sandbox: bool,
+    /// For a child pod: its parent and its exact scope.
+    #[serde(default)]
+    pub child: Option<ChildSpec>,
+}
+
+/// What makes a pod a child: who spawned it, its reserved registry entry,
+/// and its exact scope (never widened by any manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSpec {
+    /// The parent's full name.
+    pub parent_name: String,
+    /// The parent's instance id.
+    pub parent_instance: String,
+    /// The parent's process id when it spawned this pod.
+    pub parent_pid: u32,
+    /// The parent's socket.
+    pub parent_socket: PathBuf,
+    /// This pod's instance id, reserved in the registry by the parent.
+    pub instance_id: String,
+    /// Allow rules: the grant (recursive writes) plus the parent's reads.
+    pub allow: Vec<ScopeRule>,
+    /// The parent's deny rules.
+    pub deny: Vec<ScopeRule>,
+    /// The parent's shared cache paths.
+    pub shared: Vec<ScopeRule>,
+}
+
+impl StoredLaunch {
+    /// The options these were stored from.
+    pub fn of(opts: &LaunchOptions) -> Self {
+        StoredLaunch {
+            manifest: opts.manifest.clone(),
+            cwd: opts.cwd.clone(),
+            scope: opts.scope.clone(),
+            overlay: opts.overlay.clone(),
+            no_sandbox: opts.no_sandbox,
+            child: None,
+        }
+    }
+
+    /// The options to start pod `name` with.
+    pub fn options(&self, name: &str) -> LaunchOptions {
+        LaunchOptions {
+            name: Some(name.to_string()),
+            manifest: self.manifest.clone(),
+            cwd: self.cwd.clone(),
+            scope: self.scope.clone(),
+            overlay: self.overlay.clone(),
+            no_sandbox: self.no_sandbox,
+        }
+    }
+
+    /// Reads the stored options of pod `name`.
+    pub fn read(places: &crate::runtime::dir::Places, name: &str) -> Option<StoredLaunch> {
+        let bytes = std::fs::read(launch_file(places, name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Where the launch options of pod `name` are kept.
+pub fn launch_file(places: &crate::runtime::dir::Places, name: &str) -> PathBuf {
+    places.session_dir(name).join("launch.json")
+}
+
+/// Replaces the manifest's scope with a child's exact rules.
+pub fn apply_child_scope(m: &mut Manifest, child: &ChildSpec) {
+    let sourced = |rules: &[ScopeRule]| -> Vec<SourcedRule> {
+        rules
+            .iter()
+            .map(|rule| SourcedRule {
+                rule: rule.clone(),
+                origin: Origin::Overlay,
+            })
+            .collect()
+    };
+    m.scope.allow = sourced(&child.allow);
+    m.scope.deny = sourced(&child.deny);
+    m.scope.shared = sourced(&child.shared);
 }
 
 #[cfg(test)]

@@ -150,6 +150,13 @@ enum Command {
         #[command(flatten)]
         launch: Launch,
     },
+    /// Internal: a child pod, started by its parent with its lock and socket.
+    #[command(name = "__child", hide = true)]
+    Child {
+        /// The child's full name.
+        #[arg(long)]
+        name: String,
+    },
     /// Internal: the command sandbox helper, started by the pod itself.
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec {
@@ -190,14 +197,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Start { launch, foreground } => {
             let opts = launch.options()?;
             if foreground {
-                cli::start_foreground(opts, json, false)
+                cli::start_foreground(opts, json, cli::StartMode::Fresh)
             } else {
                 let ready = cli::start_detached(&opts, false)?;
                 cli::report_started(&ready, json)
             }
         }
         Command::RestoreForeground { launch } => {
-            cli::start_foreground(launch.options()?, json, true)
+            cli::start_foreground(launch.options()?, json, cli::StartMode::Restore)
+        }
+        Command::Child { name } => {
+            let here = std::env::current_dir().context("cannot read the current directory")?;
+            let opts = LaunchOptions {
+                name: Some(name),
+                cwd: here,
+                ..LaunchOptions::default()
+            };
+            cli::start_foreground(opts, json, cli::StartMode::Child)
         }
         Command::Run { launch, keep, task } => cli::run(&launch.options()?, &task, keep, json),
         Command::Send {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use llm_types::Item;
@@ -17,11 +17,19 @@ use protocol::{AlertLevel, AlertSource, Greeting, Method, PodStatus, TurnResult}
 use session_store::{EntryBody, LogEntry, LoggedItem, SessionWriter};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::controller::{Command, Controller};
+use tools::sandbox::CommandGate;
+
+use crate::controller::{Command, Controller, ParentLink};
 use crate::ipc::listener::{self, PodLock};
+use crate::launch::ChildSpec;
 use crate::runtime::dir::{Places, ensure_private_dir};
-use crate::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity};
-use crate::state::{PodState, StatusRecord, lock, now_ms};
+use crate::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity, RegistryError};
+use crate::spawn::comm_tools::{
+    list_pods_tool, read_pod_output_tool, send_to_pod_tool, stop_pod_tool,
+};
+use crate::spawn::registry::{ChildJournal, ScopeHome, SpawnedPodRegistry};
+use crate::spawn::tool::{SpawnLimits, SpawnSetup, spawn_pod_tool};
+use crate::state::{PodState, SharedState, StatusRecord, lock, now_ms};
 
 /// Everything a pod process needs to run.
 pub struct PodSpec {
@@ -35,14 +43,33 @@ pub struct PodSpec {
     pub manifest: Manifest,
     /// The model client.
     pub client: Arc<dyn LlmClient>,
-    /// The tools the model may call.
+    /// The built-in tools (file tools, Bash); the pod adds the spawn tools.
     pub tools: Vec<ToolDefinition>,
-    /// Instance id of the parent pod, for children.
-    pub parent: Option<String>,
+    /// The live scope the tools check (delegation changes it).
+    pub live_scope: Arc<RwLock<Scope>>,
+    /// Held by running commands; delegation waits for it.
+    pub gate: CommandGate,
+    /// For a child pod: its parent and reserved registry entry.
+    pub child: Option<ChildSpec>,
+    /// Lock and listening socket handed over by the parent (child pods).
+    pub inherited: Option<Inherited>,
+    /// Continue the invocation already in the log (a child's first task).
+    pub continue_pending: bool,
+    /// Limits on spawning.
+    pub limits: SpawnLimits,
     /// How commands are confined (shown in the greeting's scope summary).
     pub sandbox_level: String,
     /// Our uid (only it may connect).
     pub uid: u32,
+}
+
+/// Descriptors a child pod inherits from its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inherited {
+    /// Its liveness lock, already held.
+    pub lock_fd: std::os::fd::RawFd,
+    /// Its listening socket, already bound.
+    pub listen_fd: std::os::fd::RawFd,
 }
 
 /// What a started pod tells its launcher.
@@ -182,13 +209,102 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
     }
 }
 
+/// The spawner's journal, bound to the pod state once it exists.
+#[derive(Default)]
+struct LateJournal(OnceLock<SharedState>);
+
+impl ChildJournal for LateJournal {
+    fn record(&self, body: EntryBody) -> Result<(), String> {
+        match self.0.get() {
+            Some(state) => lock(state)
+                .commit(body)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Err("the session is not open yet".into()),
+        }
+    }
+}
+
+/// The previous instance id of a top-level pod, from its `status.json`.
+fn previous_instance(pod_dir: &std::path::Path, name: &str) -> Option<String> {
+    let bytes = std::fs::read(pod_dir.join("status.json")).ok()?;
+    let record: StatusRecord = serde_json::from_slice(&bytes).ok()?;
+    (record.name == name).then_some(record.instance_id)
+}
+
+/// Runs a registry operation off the async workers (the lock is a blocking
+/// flock with backoff).
+async fn blocking_registry(
+    f: impl FnOnce() -> Result<String, RegistryError> + Send + 'static,
+) -> Result<String, ServeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServeError::Io {
+            what: "registering the scope".into(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(ServeError::Registry)
+}
+
+/// Takes this pod's place in the per-user registry: a child adopts the
+/// entry its parent reserved; a top-level pod takes back its previous entry
+/// (kept, with its children, while it was down) or claims its scope anew.
+async fn register(
+    spec: &PodSpec,
+    pod_dir: &std::path::Path,
+    socket: &std::path::Path,
+) -> Result<String, ServeError> {
+    let registry = pod_registry::registry_path_in(&spec.places.runtime);
+    let socket = socket.to_path_buf();
+    if let Some(child) = &spec.child {
+        let instance = child.instance_id.clone();
+        return blocking_registry(move || {
+            let identity = ProcessIdentity::current()?;
+            LockFileGuard::open(&registry)?.adopt(&instance, identity, &socket)?;
+            Ok(instance)
+        })
+        .await;
+    }
+    let rules: Vec<manifest::ScopeRule> = spec
+        .manifest
+        .scope
+        .allow_rules()
+        .filter(|r| r.permission == Permission::Write)
+        .cloned()
+        .collect();
+    let name = spec.name.clone();
+    let previous = previous_instance(pod_dir, &name);
+    blocking_registry(move || {
+        let identity = ProcessIdentity::current()?;
+        let mut guard = LockFileGuard::open(&registry)?;
+        if let Some(prev) = previous
+            && guard
+                .load()?
+                .get(&prev)
+                .is_some_and(|e| e.full_name == name)
+        {
+            guard.adopt(&prev, identity, &socket)?;
+            return Ok(prev);
+        }
+        let entry = PodEntry::new(name, &socket, identity)?.with_write_rules(rules);
+        let id = entry.instance_id.clone();
+        guard.claim(entry)?;
+        Ok(id)
+    })
+    .await
+}
+
 /// Runs the pod: returns after `shutdown`, SIGTERM or SIGINT, with the log
 /// flushed. `on_ready` is called once the socket accepts connections.
 pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
     ensure_private_dir(&spec.places.runtime, spec.uid)?;
     let pod_dir = spec.places.pod_runtime_dir(&spec.name);
     ensure_private_dir(&pod_dir, spec.uid)?;
-    let pod_lock = PodLock::take(&pod_dir, &spec.name)?;
+    let pod_lock = match spec.inherited {
+        // SAFETY: the parent passed the lock at this descriptor for us alone.
+        Some(fds) => unsafe { PodLock::inherited(fds.lock_fd, &pod_dir)? },
+        None => PodLock::take(&pod_dir, &spec.name)?,
+    };
 
     let session_dir = spec.places.session_dir(&spec.name);
     let (log, report) =
@@ -198,11 +314,71 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         })?;
     let restored = scan(&log);
     let mut history = log.history().to_vec();
+    let entries: Vec<LogEntry> = log
+        .current_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
 
-    let scope = Scope::from_config(&spec.manifest.scope)?;
+    let socket = listener::socket_path(&spec.places.runtime, &pod_dir, &spec.name);
+    let instance_id = register(&spec, &pod_dir, &socket).await?;
+
+    // Children: replayed from the log; the live ones keep their subtrees.
+    let journal = Arc::new(LateJournal::default());
+    let registry_path = pod_registry::registry_path_in(&spec.places.runtime);
+    let children = Arc::new(SpawnedPodRegistry::journaled(
+        journal.clone(),
+        ScopeHome {
+            scope: Arc::clone(&spec.live_scope),
+            registry_path,
+            runtime: spec.places.runtime.clone(),
+        },
+    ));
+    let problems = children.replay(&entries);
+    let mut gone = Vec::new();
+    for record in children.list().await {
+        if listener::is_alive(&spec.places.pod_runtime_dir(&record.full_name)) {
+            let mut scope = spec
+                .live_scope
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for rule in &record.scope_delegated {
+                let _ = scope.delegate_rule(rule);
+            }
+        } else {
+            gone.push(record.pod_name.clone());
+        }
+    }
+
+    let scope = spec
+        .live_scope
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let m = &spec.manifest;
+    let mut tool_defs = spec.tools.clone();
+    tool_defs.push(spawn_pod_tool(SpawnSetup {
+        places: spec.places.clone(),
+        parent_name: spec.name.clone(),
+        parent_instance: instance_id.clone(),
+        parent_socket: socket.clone(),
+        scope: Arc::clone(&spec.live_scope),
+        gate: spec.gate.clone(),
+        manifest: spec.manifest.clone(),
+        children: Arc::clone(&children),
+        exe: std::env::current_exe().map_err(|source| ServeError::Io {
+            what: "finding the pod binary".into(),
+            source,
+        })?,
+        limits: spec.limits,
+        uid: spec.uid,
+    }));
+    tool_defs.push(send_to_pod_tool(Arc::clone(&children)));
+    tool_defs.push(read_pod_output_tool(Arc::clone(&children)));
+    tool_defs.push(stop_pod_tool(Arc::clone(&children)));
+    tool_defs.push(list_pods_tool(Arc::clone(&children)));
     let tools = Arc::new(ToolServer::new(
-        &spec.tools,
+        &tool_defs,
         output_limit(m.worker.tool_output_limit, m.model.context_window),
     )?);
     let mut config = WorkerConfig::new(m.model.model.clone());
@@ -236,16 +412,47 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             ),
         )?;
     }
-    if let Some(turn) = restored.cut_turn {
-        repair_cut_invocation(&mut pod_state, &mut history, turn)?;
+    for problem in problems {
+        pod_state.alert(AlertLevel::Warn, AlertSource::Pod, problem)?;
     }
+    // A child's first task, written by its parent, runs now; any other cut
+    // invocation is repaired and waits for `resume`.
+    let pending_turn = match restored.cut_turn {
+        Some(turn) if spec.continue_pending && restored.llm_calls == 0 => Some(turn),
+        Some(turn) => {
+            repair_cut_invocation(&mut pod_state, &mut history, turn)?;
+            None
+        }
+        None => None,
+    };
+    let state = Arc::new(Mutex::new(pod_state));
+    let _ = journal.0.set(state.clone());
+    for name in gone {
+        // Children that died while this pod was down: their subtrees come back.
+        let text = match children
+            .forget(&name, "gone when its parent restarted")
+            .await
+        {
+            Ok(_) => format!(
+                "[pod event] child pod `{name}` was gone when this pod restarted; its scope is back"
+            ),
+            Err(e) => {
+                format!("[pod event] child pod `{name}` was gone when this pod restarted: {e}")
+            }
+        };
+        let item = Item::text(llm_types::Role::User, text);
+        let mut st = lock(&state);
+        st.commit(EntryBody::SystemItem {
+            origin: "pod_event".into(),
+            item: LoggedItem(item.clone()),
+        })?;
+        st.push_pending(item);
+    }
+
     let mut worker = Worker::new(Arc::clone(&spec.client), tools, config);
     worker.restore(history, restored.llm_calls);
-
-    let socket = listener::socket_path(&spec.places.runtime, &pod_dir, &spec.name);
-    let instance_id = claim_scope(&spec, &socket).await?;
-    let started_ms = now_ms();
-    pod_state.keep_status_file(
+    let parent_instance = spec.child.as_ref().map(|c| c.parent_instance.clone());
+    lock(&state).keep_status_file(
         pod_dir.join("status.json"),
         StatusRecord {
             name: spec.name.clone(),
@@ -255,19 +462,39 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             provider: m.model.scheme.to_string(),
             model: m.model.model.clone(),
             scope: scope.to_string(),
-            parent: spec.parent.clone(),
+            parent: parent_instance,
             socket: socket.display().to_string(),
-            started_ms,
+            started_ms: now_ms(),
             usage: Default::default(),
         },
     );
-    let state = Arc::new(Mutex::new(pod_state));
-    let mut controller = Controller::new(state.clone(), worker, restored.turns);
-    if restored.cut_turn.is_some() {
-        controller.set_paused()?;
+    let mut controller =
+        Controller::new(state.clone(), worker, restored.turns).with_children(Arc::clone(&children));
+    if let Some(child) = &spec.child {
+        let short = spec
+            .name
+            .rsplit('.')
+            .next()
+            .unwrap_or(&spec.name)
+            .to_string();
+        controller = controller.with_parent(ParentLink {
+            short_name: short,
+            pid: child.parent_pid,
+            socket: child.parent_socket.clone(),
+            dir: spec.places.pod_runtime_dir(&child.parent_name),
+        });
+    }
+    match pending_turn {
+        Some(turn) => controller.continue_pending(turn)?,
+        None if restored.cut_turn.is_some() => controller.set_paused()?,
+        None => {}
     }
 
-    let listener = listener::bind(&socket)?;
+    let listener = match spec.inherited {
+        // SAFETY: the parent bound this socket for us alone.
+        Some(fds) => unsafe { listener::inherited_listener(fds.listen_fd)? },
+        None => listener::bind(&socket)?,
+    };
     let (commands_tx, commands_rx) = mpsc::channel::<Command>(256);
     let accept = tokio::spawn(listener::accept_loop(
         listener,
@@ -301,44 +528,8 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     Ok(())
 }
 
-/// Claims the pod's write scope in the per-user registry (top-level pods;
-/// children get theirs by delegation). Returns the pod's instance id.
-async fn claim_scope(spec: &PodSpec, socket: &std::path::Path) -> Result<String, ServeError> {
-    let registry = pod_registry::registry_path_in(&spec.places.runtime);
-    let rules: Vec<manifest::ScopeRule> = spec
-        .manifest
-        .scope
-        .allow_rules()
-        .filter(|r| r.permission == Permission::Write)
-        .cloned()
-        .collect();
-    let entry = ProcessIdentity::current()
-        .and_then(|id| PodEntry::new(spec.name.clone(), socket, id))
-        .map_err(ServeError::Registry)?
-        .with_write_rules(rules);
-    let instance_id = entry.instance_id.clone();
-    if spec.parent.is_some() {
-        return Ok(instance_id);
-    }
-    // The registry lock is a blocking flock with backoff: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let mut guard = LockFileGuard::open(&registry)?;
-        guard.claim(entry)
-    })
-    .await
-    .map_err(|e| ServeError::Io {
-        what: "claiming the scope".into(),
-        source: std::io::Error::other(e),
-    })?
-    .map_err(ServeError::Registry)?;
-    Ok(instance_id)
-}
-
 /// Gives the pod's scope back at exit (a crash leaves it to `reclaim_stale`).
 async fn release_scope(spec: &PodSpec, instance_id: &str, state: &crate::state::SharedState) {
-    if spec.parent.is_some() {
-        return;
-    }
     let registry = pod_registry::registry_path_in(&spec.places.runtime);
     let id = instance_id.to_string();
     let released = tokio::task::spawn_blocking(move || {
@@ -372,6 +563,7 @@ async fn shutdown_on_signal(commands: mpsc::Sender<Command>) {
     let _ = commands
         .send(Command {
             method: Method::Shutdown,
+            peer_pid: None,
             reply,
         })
         .await;

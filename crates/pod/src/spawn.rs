@@ -3,4 +3,6 @@
 //! part of the spawner's write scope to a new pod process (`process`).
 
 pub mod comm_tools;
+pub mod process;
 pub mod registry;
+pub mod tool;

@@ -544,7 +544,19 @@ async fn the_builtin_tools_work_inside_the_scope() {
     let mut a = pod.connect().await;
     assert_eq!(
         a.greeting.tools,
-        ["Read", "Write", "Edit", "Glob", "Grep", "Bash"]
+        [
+            "Read",
+            "Write",
+            "Edit",
+            "Glob",
+            "Grep",
+            "Bash",
+            "SpawnPod",
+            "SendToPod",
+            "ReadPodOutput",
+            "StopPod",
+            "ListPods"
+        ]
     );
     let (_, mut seen) = a.request(&run("write a file")).await.unwrap();
     if !seen.iter().any(is_run_end) {

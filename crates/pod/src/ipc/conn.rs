@@ -66,6 +66,7 @@ pub async fn serve<R, W>(
     state: SharedState,
     commands: mpsc::Sender<Command>,
     subscription: Subscription,
+    peer_pid: Option<u32>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -77,7 +78,7 @@ pub async fn serve<R, W>(
         write_loop(write, subscription, reply_rx, writer_state.clone()).await;
         lock(&writer_state).writer_done();
     });
-    read_loop(read, reply_tx, commands).await;
+    read_loop(read, reply_tx, commands, peer_pid).await;
     // The client sent its last method: give the writer a moment to deliver the
     // answers, then close.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
@@ -88,6 +89,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     read: R,
     replies: mpsc::Sender<Line>,
     commands: mpsc::Sender<Command>,
+    peer_pid: Option<u32>,
 ) {
     let mut reader = JsonLineReader::with_max_line_len(read, MAX_METHOD_LINE);
     loop {
@@ -96,7 +98,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Some(line)) => match decode_method(line) {
                 Ok(method) => {
                     let (tx, rx) = oneshot::channel();
-                    if commands.send(Command { method, reply: tx }).await.is_err() {
+                    let command = Command {
+                        method,
+                        peer_pid,
+                        reply: tx,
+                    };
+                    if commands.send(command).await.is_err() {
                         // The controller is gone: the pod is shutting down.
                         break;
                     }

@@ -101,6 +101,31 @@ impl PodLock {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// The locked file (to hand it to a child process).
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+
+    /// A lock inherited from the process that started us (at a known
+    /// descriptor), already held.
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor this process owns and nothing else uses.
+    pub unsafe fn inherited(fd: std::os::fd::RawFd, dir: &Path) -> Result<PodLock, ListenError> {
+        // SAFETY: the caller passes an fd it owns.
+        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // Close-on-exec from now on: our commands must not inherit it.
+        // SAFETY: fcntl on the descriptor we now own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        let pid_path = dir.join("pid");
+        std::fs::write(&pid_path, format!("{}\n", std::process::id()))
+            .map_err(io_err("cannot write", &pid_path))?;
+        Ok(PodLock {
+            _file: file,
+            dir: dir.to_path_buf(),
+        })
+    }
 }
 
 /// Whether a pod whose runtime dir is `dir` is alive (someone holds its lock).
@@ -135,6 +160,42 @@ pub fn socket_path(runtime: &Path, pod_dir: &Path, full_name: &str) -> PathBuf {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     runtime.join("s").join(format!("{hash:016x}.sock"))
+}
+
+/// [`bind`] as a std listener (to hand to a child process).
+pub fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot remove the old socket", path)(e)),
+    }
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(io_err("cannot bind", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("cannot set the mode of", path))?;
+    Ok(listener)
+}
+
+/// A listening socket inherited from the process that started us.
+///
+/// # Safety
+/// `fd` must be an open listening Unix socket this process owns.
+pub unsafe fn inherited_listener(fd: std::os::fd::RawFd) -> Result<UnixListener, ListenError> {
+    // SAFETY: the caller passes a listening socket it owns.
+    let std_listener =
+        unsafe { <std::os::unix::net::UnixListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: fcntl on the descriptor we now own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let wrap = |source| ListenError::Io {
+        what: "cannot use the inherited socket",
+        path: PathBuf::from(format!("fd {fd}")),
+        source,
+    };
+    std_listener.set_nonblocking(true).map_err(wrap)?;
+    UnixListener::from_std(std_listener).map_err(wrap)
 }
 
 /// Binds the socket at `path` (replacing a leftover file: the caller holds the
@@ -189,7 +250,11 @@ pub async fn accept_loop(
         if commands.is_closed() {
             return;
         }
-        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        let cred = stream.peer_cred().ok();
+        let peer = cred.map(|c| c.uid());
+        let peer_pid = cred
+            .and_then(|c| c.pid())
+            .and_then(|p| u32::try_from(p).ok());
         if let Err(message) = check_peer(peer, our_uid) {
             tokio::spawn(refuse(stream, message));
             continue;
@@ -205,7 +270,7 @@ pub async fn accept_loop(
         let commands = commands.clone();
         tokio::spawn(async move {
             let (read, write) = stream.into_split();
-            conn::serve(read, write, state, commands, subscription).await;
+            conn::serve(read, write, state, commands, subscription, peer_pid).await;
         });
     }
 }

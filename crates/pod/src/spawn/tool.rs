@@ -1,0 +1,552 @@
+//! `SpawnPod`: hand part of this pod's work, and exactly that part of its
+//! write scope, to a new pod in its own process.
+//!
+//! The order makes the move safe and the task impossible to lose:
+//! 1. check the request (name, limits, scope inside ours) and create missing dirs;
+//! 2. wait for this pod's running commands (a Landlock domain cannot be
+//!    revoked, so a command started before the move could still write there);
+//! 3. reserve the grant in the per-user registry and take it out of our live
+//!    scope (our tools refuse it, our next commands see it read-only);
+//! 4. prepare the child: its runtime dir, its liveness lock and its listening
+//!    socket (taken and bound here), its launch options, and its session log
+//!    with the task already committed as its first invocation;
+//! 5. start it with `posix_spawn`, handing it the lock and the socket, and
+//!    close our copies at once (a lock or socket shared with us would make a
+//!    dead child look alive). Connections queue on the socket until the child
+//!    accepts, so there is no readiness polling.
+//!
+//! Any failure rolls the reservation back and kills a half-started child.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use llm_types::{Item, Role};
+use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
+use manifest::{Manifest, Permission, PodName, Scope, ScopeRule};
+use protocol::{InvokeKind, Segment};
+use serde::Deserialize;
+use session_store::{EntryBody, LoggedItem, SessionWriter};
+use tools::sandbox::CommandGate;
+
+use crate::ipc::listener::{self, PodLock};
+use crate::launch::{ChildSpec, StoredLaunch, launch_file};
+use crate::runtime::dir::{Places, SpawnedPodRecord, ensure_private_dir};
+use crate::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity, RegistryError};
+use crate::spawn::process::{reap_later, spawn_child};
+use crate::spawn::registry::SpawnedPodRegistry;
+use crate::state::now_ms;
+
+/// How far pods may spawn pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnLimits {
+    /// Deepest full name (a top-level pod is depth 1).
+    pub depth: usize,
+    /// Live children per pod.
+    pub children: usize,
+    /// Live spawned pods per user (top-level pods not counted).
+    pub per_user: usize,
+}
+
+impl Default for SpawnLimits {
+    fn default() -> Self {
+        SpawnLimits {
+            depth: 3,
+            children: 8,
+            per_user: 64,
+        }
+    }
+}
+
+/// Everything `SpawnPod` needs from the pod that calls it.
+#[derive(Clone)]
+pub struct SpawnSetup {
+    /// Where pods keeps its files.
+    pub places: Places,
+    /// This pod's full name.
+    pub parent_name: String,
+    /// This pod's instance id.
+    pub parent_instance: String,
+    /// This pod's socket (children report to it).
+    pub parent_socket: PathBuf,
+    /// This pod's live scope.
+    pub scope: Arc<RwLock<Scope>>,
+    /// Held by this pod's running commands.
+    pub gate: CommandGate,
+    /// This pod's resolved manifest (children inherit its model settings).
+    pub manifest: Manifest,
+    /// This pod's children.
+    pub children: Arc<SpawnedPodRegistry>,
+    /// The `pod` binary.
+    pub exe: PathBuf,
+    /// Limits.
+    pub limits: SpawnLimits,
+    /// Our uid.
+    pub uid: u32,
+}
+
+/// One rule of a `SpawnPod` request.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct RuleInput {
+    /// Absolute path.
+    pub target: PathBuf,
+    /// `write` (moved to the child) or `read`.
+    pub permission: Permission,
+    /// The whole subtree (required for `write`).
+    #[serde(default = "yes")]
+    pub recursive: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `SpawnPod` input.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct SpawnPodInput {
+    /// The child's name: lowercase letters, digits, `-` and `_`, at most 32.
+    pub name: String,
+    /// What the child should do (its first user message).
+    pub task: String,
+    /// The scope to give it: write rules move from you to it.
+    pub scope: Vec<RuleInput>,
+    /// A model for the child (default: yours).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Extra instruction for the child's system prompt.
+    #[serde(default)]
+    pub instruction: Option<String>,
+}
+
+const DESCRIPTION: &str = "Start a child pod (an agent in its own process) for a sub-task, \
+and give it part of your write scope: the `write` paths move to it (created if missing) and \
+you cannot write them until you stop it. Its working directory is its first write path. It \
+starts on `task` at once; it tells you when it finishes. Use ReadPodOutput for its answer, \
+SendToPod for more work, StopPod to stop it and get the paths back.";
+
+fn failed(message: impl Into<String>) -> ToolError {
+    ToolError::ExecutionFailed(message.into())
+}
+
+/// The `[model]`/`[worker]`/`[sandbox]` overlay that gives a child the
+/// parent's settings (and the request's overrides).
+fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> String {
+    let mut model = toml::Table::new();
+    model.insert("scheme".into(), m.model.scheme.as_str().into());
+    model.insert(
+        "model".into(),
+        input
+            .model
+            .clone()
+            .unwrap_or_else(|| m.model.model.clone())
+            .into(),
+    );
+    model.insert("base_url".into(), m.model.base_url.clone().into());
+    model.insert("api_key_env".into(), m.model.api_key_env.clone().into());
+    model.insert(
+        "context_window".into(),
+        toml::Value::Integer(i64::try_from(m.model.context_window).unwrap_or(i64::MAX)),
+    );
+    model.insert(
+        "max_tokens".into(),
+        toml::Value::Integer(i64::from(m.model.max_tokens)),
+    );
+    model.insert(
+        "timeout_s".into(),
+        toml::Value::Integer(i64::try_from(m.model.timeout_s).unwrap_or(i64::MAX)),
+    );
+    if let Some(t) = m.model.temperature {
+        model.insert("temperature".into(), toml::Value::Float(t));
+    }
+    if let Some(seed) = m.model.seed {
+        model.insert("seed".into(), toml::Value::Integer(seed));
+    }
+    let mut worker = toml::Table::new();
+    worker.insert(
+        "max_llm_calls".into(),
+        toml::Value::Integer(i64::from(m.worker.max_llm_calls)),
+    );
+    worker.insert(
+        "tool_output_limit".into(),
+        toml::Value::Integer(i64::try_from(m.worker.tool_output_limit).unwrap_or(i64::MAX)),
+    );
+    if let Some(instruction) = &input.instruction {
+        worker.insert("instruction".into(), instruction.clone().into());
+    }
+    let mut sandbox = toml::Table::new();
+    let mode = serde_json::to_value(m.sandbox.mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "auto".into());
+    sandbox.insert("mode".into(), mode.into());
+    let mut top = toml::Table::new();
+    top.insert("model".into(), toml::Value::Table(model));
+    top.insert("worker".into(), toml::Value::Table(worker));
+    top.insert("sandbox".into(), toml::Value::Table(sandbox));
+    toml::to_string(&top).unwrap_or_default()
+}
+
+/// What is reserved, for rollback.
+struct Reserved {
+    instance: String,
+    delegated: Vec<PathBuf>,
+    pid: Option<u32>,
+}
+
+struct SpawnPod {
+    setup: SpawnSetup,
+}
+
+impl SpawnPod {
+    /// Validates the request; returns the child's full name and its grants.
+    fn check(
+        &self,
+        input: &SpawnPodInput,
+    ) -> Result<(String, Vec<ScopeRule>, Vec<ScopeRule>), ToolError> {
+        let name = PodName::new(input.name.clone())
+            .map_err(|e| ToolError::InvalidArgument(e.to_string()))?;
+        if input.task.trim().is_empty() {
+            return Err(ToolError::InvalidArgument(
+                "`task` must say what the child should do".into(),
+            ));
+        }
+        let s = &self.setup;
+        let depth = s.parent_name.split('.').count() + 1;
+        if depth > s.limits.depth {
+            return Err(failed(format!(
+                "limit_exceeded: pods may nest {} deep; `{}` is already at depth {}",
+                s.limits.depth,
+                s.parent_name,
+                depth - 1
+            )));
+        }
+        if s.children.len() >= s.limits.children {
+            return Err(failed(format!(
+                "limit_exceeded: at most {} live child pods per pod; stop one (StopPod) first",
+                s.limits.children
+            )));
+        }
+        let full = format!("{}.{}", s.parent_name, name);
+        if s.children.name_of(&input.name).is_some() {
+            return Err(ToolError::InvalidArgument(format!(
+                "you already have a child named `{}`; choose another name or stop it first",
+                input.name
+            )));
+        }
+        let scope = s.scope.read().unwrap_or_else(PoisonError::into_inner);
+        let mut grants = Vec::new();
+        let mut reads = Vec::new();
+        for rule in &input.scope {
+            if !rule.target.is_absolute() {
+                return Err(ToolError::InvalidArgument(format!(
+                    "scope target {} must be an absolute path",
+                    rule.target.display()
+                )));
+            }
+            match rule.permission {
+                Permission::Write if !rule.recursive => {
+                    return Err(ToolError::InvalidArgument(format!(
+                        "a delegated write scope must be recursive (the whole subtree of {})",
+                        rule.target.display()
+                    )));
+                }
+                Permission::Write => {
+                    let resolved = scope.check(&rule.target, Permission::Write).map_err(|e| {
+                        failed(format!("cannot give {}: {e}", rule.target.display()))
+                    })?;
+                    grants.push(ScopeRule::recursive(resolved, Permission::Write));
+                }
+                Permission::Read => {
+                    let resolved = scope.check(&rule.target, Permission::Read).map_err(|e| {
+                        failed(format!(
+                            "cannot give read access to {}: {e}",
+                            rule.target.display()
+                        ))
+                    })?;
+                    reads.push(ScopeRule {
+                        target: resolved,
+                        permission: Permission::Read,
+                        recursive: rule.recursive,
+                    });
+                }
+            }
+        }
+        if grants.is_empty() {
+            return Err(ToolError::InvalidArgument(
+                "`scope` needs at least one `write` rule: the part of your scope the child works in".into(),
+            ));
+        }
+        Ok((full, grants, reads))
+    }
+
+    async fn spawn(&self, input: SpawnPodInput) -> Result<ToolOutput, ToolError> {
+        let (full, grants, reads) = self.check(&input)?;
+        let s = &self.setup;
+        // Count spawned pods of this user against the limit.
+        let registry_path = pod_registry::registry_path_in(&s.places.runtime);
+        let per_user = s.limits.per_user;
+        let count_path = registry_path.clone();
+        let spawned = tokio::task::spawn_blocking(move || {
+            LockFileGuard::open(&count_path)
+                .and_then(|g| g.load())
+                .map(|r| {
+                    r.pods
+                        .iter()
+                        .filter(|p| p.parent_instance_id.is_some())
+                        .count()
+                })
+        })
+        .await
+        .map_err(|e| failed(format!("scope registry task failed: {e}")))?
+        .map_err(|e| failed(format!("scope registry: {e}")))?;
+        if spawned >= per_user {
+            return Err(failed(format!(
+                "limit_exceeded: {spawned} spawned pods already run for this user (limit {per_user}); stop some first"
+            )));
+        }
+        for g in &grants {
+            std::fs::create_dir_all(&g.target)
+                .map_err(|e| failed(format!("cannot create {}: {e}", g.target.display())))?;
+        }
+        // Nothing of ours may still be writing where the child will.
+        let _permit = s.gate.delegation().await;
+        let mut reserved = Reserved {
+            instance: String::new(),
+            delegated: Vec::new(),
+            pid: None,
+        };
+        match self
+            .start(
+                &input,
+                &full,
+                &grants,
+                &reads,
+                &registry_path,
+                &mut reserved,
+            )
+            .await
+        {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                self.roll_back(&reserved, &registry_path).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        input: &SpawnPodInput,
+        full: &str,
+        grants: &[ScopeRule],
+        reads: &[ScopeRule],
+        registry_path: &std::path::Path,
+        reserved: &mut Reserved,
+    ) -> Result<ToolOutput, ToolError> {
+        let s = &self.setup;
+        let places = &s.places;
+        let pod_dir = places.pod_runtime_dir(full);
+        ensure_private_dir(&pod_dir, s.uid).map_err(|e| failed(e.to_string()))?;
+        let socket = listener::socket_path(&places.runtime, &pod_dir, full);
+
+        // Reserve the grant (the registry refuses overlaps with anyone but us).
+        let entry = ProcessIdentity::current()
+            .and_then(|id| PodEntry::new(full.to_string(), &socket, id))
+            .map_err(|e| failed(format!("scope registry: {e}")))?
+            .with_write_rules(grants.to_vec());
+        reserved.instance = entry.instance_id.clone();
+        let parent_instance = s.parent_instance.clone();
+        let path = registry_path.to_path_buf();
+        let grant_list = grants.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = LockFileGuard::open(&path)?;
+            guard.delegate(&parent_instance, entry, &grant_list)
+        })
+        .await
+        .map_err(|e| failed(format!("scope registry task failed: {e}")))?
+        .map_err(|e| match e {
+            RegistryError::ScopeConflict { .. } => failed(format!("scope_conflict: {e}")),
+            other => failed(format!("scope registry: {other}")),
+        })?;
+        {
+            let mut scope = s.scope.write().unwrap_or_else(PoisonError::into_inner);
+            for g in grants {
+                let root = scope.delegate_rule(g).map_err(|e| {
+                    failed(format!(
+                        "cannot move {} to the child: {e}",
+                        g.target.display()
+                    ))
+                })?;
+                reserved.delegated.push(root);
+            }
+        }
+
+        // The child's scope: exactly the grant, our reads, our denies and shared paths.
+        let (allow, deny, shared) = {
+            let scope = s.scope.read().unwrap_or_else(PoisonError::into_inner);
+            let mut allow: Vec<ScopeRule> = grants.to_vec();
+            allow.extend(scope.read_roots().cloned());
+            allow.extend(reads.iter().cloned());
+            (allow, scope.denied().to_vec(), scope.shared().to_vec())
+        };
+        let cwd = grants[0].target.clone();
+        let stored = StoredLaunch {
+            manifest: None,
+            cwd: cwd.clone(),
+            scope: Vec::new(),
+            overlay: Some(child_overlay(&s.manifest, input)),
+            no_sandbox: false,
+            child: Some(ChildSpec {
+                parent_name: s.parent_name.clone(),
+                parent_instance: s.parent_instance.clone(),
+                parent_pid: std::process::id(),
+                parent_socket: s.parent_socket.clone(),
+                instance_id: reserved.instance.clone(),
+                allow,
+                deny,
+                shared,
+            }),
+        };
+        let session_dir = places.session_dir(full);
+        std::fs::create_dir_all(&session_dir)
+            .map_err(|e| failed(format!("cannot create {}: {e}", session_dir.display())))?;
+        let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| failed(e.to_string()))?;
+        crate::state::write_atomically(&launch_file(places, full), &bytes)
+            .map_err(|e| failed(format!("cannot write the child's launch options: {e}")))?;
+
+        // The task is the first invocation of the child's log before it runs.
+        {
+            let (mut log, report) = SessionWriter::open(&session_dir)
+                .map_err(|e| failed(format!("child session {}: {e}", session_dir.display())))?;
+            if report.entries > 0 {
+                return Err(failed(format!(
+                    "a session for `{full}` already exists in {}; choose another name",
+                    session_dir.display()
+                )));
+            }
+            let segments = vec![Segment::text(input.task.clone())];
+            log.append(EntryBody::InvokeStart {
+                invoke_kind: InvokeKind::UserSend,
+                turn: 1,
+            })
+            .and_then(|_| {
+                log.append(EntryBody::UserInput {
+                    segments,
+                    item: LoggedItem(Item::text(Role::User, input.task.clone())),
+                })
+            })
+            .and_then(|_| log.sync())
+            .map_err(|e| failed(format!("cannot write the child's task: {e}")))?;
+        }
+
+        // Its lock and socket, taken here and handed over.
+        let lock = PodLock::take(&pod_dir, full).map_err(|e| failed(e.to_string()))?;
+        let listener = listener::bind_std(&socket).map_err(|e| failed(e.to_string()))?;
+        let log_path = pod_dir.join("pod.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| failed(format!("cannot open {}: {e}", log_path.display())))?;
+        let _ = std::fs::set_permissions(&log_path, std::fs::Permissions::from_mode(0o600));
+        let args = vec!["__child".to_string(), "--name".into(), full.to_string()];
+        let pid = spawn_child(&s.exe, &args, lock.file(), &listener, &log_file)
+            .map_err(|e| failed(format!("cannot start the child: {e}")))?;
+        reserved.pid = Some(pid);
+        // Our copies go now: the child alone holds its lock and socket.
+        drop(lock);
+        drop(listener);
+        drop(log_file);
+        reap_later(pid);
+
+        // The registry names the child's own process from now on.
+        let instance = reserved.instance.clone();
+        let path = registry_path.to_path_buf();
+        let socket_for_registry = socket.clone();
+        // Best effort: the lock file tells liveness right even if this fails;
+        // only the recorded pid would be off.
+        let _ = tokio::task::spawn_blocking(move || {
+            let identity = ProcessIdentity::of(pid)?;
+            LockFileGuard::open(&path)?.adopt(&instance, identity, &socket_for_registry)
+        })
+        .await;
+
+        let record = SpawnedPodRecord {
+            pod_name: input.name.clone(),
+            socket_path: socket.clone(),
+            scope_delegated: grants.to_vec(),
+            full_name: full.to_string(),
+            instance_id: reserved.instance.clone(),
+            pid,
+            task: input.task.clone(),
+            created_ms: now_ms(),
+        };
+        s.children
+            .insert(record)
+            .map_err(|e| failed(format!("cannot record the child in the session: {e}")))?;
+        let scope_text = grants
+            .iter()
+            .map(|g| format!("write:{}", g.target.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(ToolOutput {
+            summary: format!("spawned pod `{}` ({full}); scope: {scope_text}", input.name),
+            content: Some(format!(
+                "name: {}\nsocket: {}\nscope: {scope_text}\ncwd: {}\nIt is working on its task now and will report when it finishes.",
+                input.name,
+                socket.display(),
+                cwd.display()
+            )),
+        })
+    }
+
+    /// Undoes a reservation: kills a started child, releases its registry
+    /// entry and gives the subtrees back.
+    async fn roll_back(&self, reserved: &Reserved, registry_path: &std::path::Path) {
+        if let Some(pid) = reserved.pid.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) of the process group we just created.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        if !reserved.instance.is_empty() {
+            let instance = reserved.instance.clone();
+            let path = registry_path.to_path_buf();
+            let _ = tokio::task::spawn_blocking(move || {
+                LockFileGuard::open(&path).and_then(|mut g| g.release(&instance))
+            })
+            .await;
+        }
+        let mut scope = self
+            .setup
+            .scope
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for root in &reserved.delegated {
+            let _ = scope.give_back(root);
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for SpawnPod {
+    async fn execute(&self, input_json: &str) -> Result<ToolOutput, ToolError> {
+        let input: SpawnPodInput = serde_json::from_str(input_json)
+            .map_err(|e| ToolError::InvalidArgument(format!("invalid SpawnPod input: {e}")))?;
+        self.spawn(input).await
+    }
+}
+
+/// The `SpawnPod` tool over `setup`.
+pub fn spawn_pod_tool(setup: SpawnSetup) -> ToolDefinition {
+    Arc::new(move || {
+        let schema = serde_json::to_value(schemars::schema_for!(SpawnPodInput))
+            .unwrap_or_else(|_| serde_json::json!({"type": "object"}));
+        let meta = ToolMeta::new("SpawnPod")
+            .description(DESCRIPTION)
+            .input_schema(schema);
+        let tool: Arc<dyn Tool> = Arc::new(SpawnPod {
+            setup: setup.clone(),
+        });
+        (meta, tool)
+    })
+}
