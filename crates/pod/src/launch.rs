@@ -256,16 +256,20 @@ pub fn name_suffix() -> String {
     format!("{:02x}{:02x}", bytes[0], bytes[1])
 }
 
-/// The pod's short name: `--name`, else the manifest's `[pod] name`, else the
-/// default for the cwd.
-pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<PodName, LaunchError> {
+/// The pod's name: `--name`, else the manifest's `[pod] name`, else the
+/// default for the cwd. A child's full name (`parent.child`) is valid when
+/// each of its parts is.
+pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<String, LaunchError> {
     if let Some(name) = &opts.name {
-        return Ok(PodName::new(name.clone())?);
-    }
-    if let Some(name) = &m.pod.name {
+        for part in name.split('.') {
+            PodName::new(part.to_string())?;
+        }
         return Ok(name.clone());
     }
-    Ok(PodName::new(default_name(&opts.cwd, &name_suffix()))?)
+    if let Some(name) = &m.pod.name {
+        return Ok(name.to_string());
+    }
+    Ok(PodName::new(default_name(&opts.cwd, &name_suffix()))?.to_string())
 }
 
 /// Launch options as stored beside a session (`sessions/<name>/launch.json`),

@@ -178,6 +178,26 @@ impl RecordedRequest {
 struct State {
     queue: VecDeque<Scripted>,
     requests: Vec<RecordedRequest>,
+    /// Queues for requests whose body contains the key, checked in order.
+    routes: Vec<(String, VecDeque<Scripted>)>,
+    /// How long a request waits for a response to be queued.
+    hold: Duration,
+}
+
+impl State {
+    /// The next response for `body`: from the first route whose key it
+    /// contains (even if that queue is empty: it waits for that route), else
+    /// from the FIFO queue. `None` when nothing is queued for it.
+    fn take_for(&mut self, body: &str) -> Option<Scripted> {
+        match self
+            .routes
+            .iter_mut()
+            .find(|(key, _)| body.contains(key.as_str()))
+        {
+            Some((_, queue)) => queue.pop_front(),
+            None => self.queue.pop_front(),
+        }
+    }
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -250,9 +270,29 @@ impl FakeProvider {
         lock(&self.state).queue.push_back(response);
     }
 
+    /// Queues a response for the requests whose body contains `key` (e.g. a
+    /// pod's name in its system prompt), so several clients can be scripted
+    /// independently; other requests use the FIFO queue.
+    pub fn push_for(&self, key: &str, response: Scripted) {
+        let mut st = lock(&self.state);
+        match st.routes.iter_mut().find(|(k, _)| k == key) {
+            Some((_, queue)) => queue.push_back(response),
+            None => st
+                .routes
+                .push((key.to_string(), VecDeque::from([response]))),
+        }
+    }
+
+    /// Lets a request with no response queued wait up to `hold` for one to
+    /// be pushed (default: answer 500 at once).
+    pub fn hold_requests(&self, hold: Duration) {
+        lock(&self.state).hold = hold;
+    }
+
     /// How many scripted responses are still queued.
     pub fn pending(&self) -> usize {
-        lock(&self.state).queue.len()
+        let st = lock(&self.state);
+        st.queue.len() + st.routes.iter().map(|(_, q)| q.len()).sum::<usize>()
     }
 
     /// Every request received so far, in order of arrival.
@@ -273,11 +313,17 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
-    let scripted = {
+    let body = request.body.to_string();
+    let (mut scripted, hold) = {
         let mut st = lock(&state);
         st.requests.push(request);
-        st.queue.pop_front()
+        (st.take_for(&body), st.hold)
     };
+    let deadline = tokio::time::Instant::now() + hold;
+    while scripted.is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        scripted = lock(&state).take_for(&body);
+    }
     let _ = answer(&mut stream, scripted).await;
 }
 

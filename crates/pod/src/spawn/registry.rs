@@ -230,6 +230,15 @@ impl SpawnedPodRegistry {
             .map(|r| r.pod_name.clone())
     }
 
+    /// The child holding the delegated subtree `root`.
+    pub fn holder_of(&self, root: &Path) -> Option<String> {
+        self.lock()
+            .records
+            .iter()
+            .find(|r| r.scope_delegated.iter().any(|g| g.target == root))
+            .map(|r| r.pod_name.clone())
+    }
+
     /// Whether this pod is stopping `name` itself.
     pub fn is_stopping(&self, name: &str) -> bool {
         self.lock().stopping.contains(name)

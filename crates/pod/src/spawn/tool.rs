@@ -24,7 +24,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use llm_types::{Item, Role};
 use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
-use manifest::{Manifest, Permission, PodName, Scope, ScopeRule};
+use manifest::{Manifest, Permission, PodName, Refusal, Scope, ScopeError, ScopeRule};
 use protocol::{InvokeKind, Segment};
 use serde::Deserialize;
 use session_store::{EntryBody, LoggedItem, SessionWriter};
@@ -253,7 +253,18 @@ impl SpawnPod {
                 }
                 Permission::Write => {
                     let resolved = scope.check(&rule.target, Permission::Write).map_err(|e| {
-                        failed(format!("cannot give {}: {e}", rule.target.display()))
+                        match &e {
+                            ScopeError::Refused {
+                                reason: Refusal::Delegated { root },
+                                ..
+                            } => failed(format!(
+                                "scope_conflict: {} overlaps {}, which your child pod `{}` holds; stop it first (StopPod) or choose another path",
+                                rule.target.display(),
+                                root.display(),
+                                s.children.holder_of(root).unwrap_or_else(|| "?".into())
+                            )),
+                            _ => failed(format!("cannot give {}: {e}", rule.target.display())),
+                        }
                     })?;
                     grants.push(ScopeRule::recursive(resolved, Permission::Write));
                 }

@@ -1,0 +1,320 @@
+//! Pods spawning pods, end to end: the real binary, every pod scripted
+//! through the fake provider by its own name. A parent gives two children
+//! disjoint subtrees; each writes its own and fails to write its sibling's or
+//! the parent's; the parent hears both finish, reads their output, lists
+//! them, stops one and writes there again; a spawn over a live child is a
+//! scope conflict. Then the tree survives `kill -9` of the parent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Home, TestPod, WAIT, run};
+use protocol::{Event, Method, TurnResult};
+use session_store::LogEntry;
+use test_support::Family;
+use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::script::Turn;
+
+const F: Family = Family::OpenaiChat;
+
+fn key(name: &str) -> String {
+    format!("You are `{name}`")
+}
+
+fn sse(turn: Turn) -> Scripted {
+    Scripted::sse(turn.sse(F))
+}
+
+fn json(v: serde_json::Value) -> String {
+    v.to_string()
+}
+
+/// Entries of a pod's session log (read-only, while it runs).
+fn log_of(home: &Home, name: &str) -> Vec<LogEntry> {
+    match session_store::read_session(home.path("state/sessions").join(name)) {
+        Ok(log) => log.entries().cloned().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls `done` (without blocking the test's runtime, which serves the fake
+/// provider) until it holds.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn turn_ends(entries: &[LogEntry]) -> usize {
+    entries
+        .iter()
+        .filter(|e| matches!(e, LogEntry::TurnEnd { .. }))
+        .count()
+}
+
+fn pod_event_items(entries: &[LogEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::SystemItem { origin, item, .. } if origin == "pod_event" => {
+                Some(serde_json::to_value(&item.0).unwrap().to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The tool result for call `id` in a log: (summary + content, is_error).
+fn result_of(entries: &[LogEntry], id: &str) -> (String, bool) {
+    entries
+        .iter()
+        .find_map(|e| match e {
+            LogEntry::ToolResult { item, .. } => match &item.0 {
+                llm_types::Item::ToolResult {
+                    call_id,
+                    summary,
+                    content,
+                    is_error,
+                } if call_id == id => Some((
+                    format!("{summary}\n{}", content.clone().unwrap_or_default()),
+                    *is_error,
+                )),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no result for {id}"))
+}
+
+fn alive(home: &Home, name: &str) -> bool {
+    pod::ipc::listener::is_alive(&home.path("runtime").join(name))
+}
+
+/// Scripts one child: it writes its file, tries the sibling and the parent
+/// (file tool and command), then reports.
+fn script_child(server: &FakeProvider, name: &str, sibling: &str) {
+    let k = key(&format!("main.{name}"));
+    server.push_for(
+        &k,
+        sse(Turn::new()
+            .call(format!("{name}-own"), "Write", json(serde_json::json!({"path": format!("{name}.txt"), "content": format!("from {name}\n")})))
+            .call(format!("{name}-sib"), "Write", json(serde_json::json!({"path": format!("../{sibling}/intruder-{name}.txt"), "content": "no"})))
+            .call(format!("{name}-par"), "Write", json(serde_json::json!({"path": format!("../parent-{name}.txt"), "content": "no"})))
+            .call(
+                format!("{name}-bash"),
+                "Bash",
+                json(serde_json::json!({"command": format!("echo x > ../{sibling}/bash-{name}.txt; echo y > ../bash-{name}.txt; echo ok > {name}-bash.txt")})),
+            )),
+    );
+    server.push_for(&k, sse(Turn::new().text(format!("{name} done"))));
+}
+
+fn stop_quietly(socket: &Path) {
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) {
+        use std::io::Write;
+        let _ = s.write_all(b"{\"method\":\"shutdown\"}\n");
+    }
+}
+
+#[tokio::test]
+async fn a_parent_delegates_to_two_children_and_gets_its_scope_back() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let work = home.path("work");
+    let (dir_a, dir_b) = (work.join("a"), work.join("b"));
+
+    script_child(&server, "a", "b");
+    script_child(&server, "b", "a");
+    let spawn = |name: &str, dir: &PathBuf| {
+        json(serde_json::json!({
+            "name": name,
+            "task": format!("write {name}.txt"),
+            "scope": [{"target": dir, "permission": "write", "recursive": true}],
+        }))
+    };
+    let parent = key("main");
+    server.push_for(
+        &parent,
+        sse(Turn::new()
+            .text("Delegating.")
+            .call("s-a", "SpawnPod", spawn("a", &dir_a))
+            .call("s-b", "SpawnPod", spawn("b", &dir_b))),
+    );
+    server.push_for(&parent, sse(Turn::new().text("Both started.")));
+
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+    let (_, mut seen) = client.request(&run("split the work")).await.unwrap();
+    while !seen
+        .iter()
+        .any(|e| matches!(e, Event::RunEnd { .. } | Event::Error { .. }))
+    {
+        seen.push(
+            tokio::time::timeout(WAIT, client.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{seen:#?}"
+    );
+    let main_log = log_of(&home, "main");
+    let (spawned_a, err) = result_of(&main_log, "s-a");
+    assert!(!err, "{spawned_a}");
+    assert!(spawned_a.contains("spawned pod `a`"), "{spawned_a}");
+
+    let logs = |home: &Home| {
+        ["main.a", "main.b"]
+            .iter()
+            .map(|n| {
+                let log = std::fs::read_to_string(home.path("runtime").join(n).join("pod.log"))
+                    .unwrap_or_default();
+                format!("{n} pod.log:\n{log}\nsession: {:?}", log_of(home, n).len())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // Both children finish (their logs say so; on a timeout, show what they logged).
+    let deadline = Instant::now() + WAIT;
+    while !(turn_ends(&log_of(&home, "main.a")) >= 1 && turn_ends(&log_of(&home, "main.b")) >= 1) {
+        assert!(
+            Instant::now() < deadline,
+            "the children did not finish:\n{}",
+            logs(&home)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for("both reports", || {
+        pod_event_items(&log_of(&home, "main")).len() >= 2
+    })
+    .await;
+    let reports = pod_event_items(&log_of(&home, "main"));
+    assert!(
+        reports.iter().any(|r| r.contains("`a` finished")),
+        "{reports:?}"
+    );
+    assert!(
+        reports.iter().any(|r| r.contains("`b` finished")),
+        "{reports:?}"
+    );
+
+    // Each wrote its own subtree, and nothing outside it.
+    for (name, sibling, dir) in [("a", "b", &dir_a), ("b", "a", &dir_b)] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("{name}.txt"))).unwrap(),
+            format!("from {name}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("{name}-bash.txt"))).unwrap(),
+            "ok\n"
+        );
+        assert!(
+            !work
+                .join(sibling)
+                .join(format!("intruder-{name}.txt"))
+                .exists()
+        );
+        assert!(!work.join(format!("parent-{name}.txt")).exists());
+        assert!(!work.join(sibling).join(format!("bash-{name}.txt")).exists());
+        assert!(!work.join(format!("bash-{name}.txt")).exists());
+        let child_log = log_of(&home, &format!("main.{name}"));
+        for call in [format!("{name}-sib"), format!("{name}-par")] {
+            let (text, is_error) = result_of(&child_log, &call);
+            assert!(is_error, "{call}: {text}");
+        }
+    }
+
+    // The parent, woken by the reports, reads, lists, stops `a`, writes in
+    // `a`'s subtree again, and cannot spawn over `b`.
+    server.push_for(
+        &parent,
+        sse(Turn::new()
+            .call(
+                "r-a",
+                "ReadPodOutput",
+                json(serde_json::json!({"name": "a"})),
+            )
+            .call(
+                "r-b",
+                "ReadPodOutput",
+                json(serde_json::json!({"name": "b"})),
+            )
+            .call("l", "ListPods", "{}")),
+    );
+    server.push_for(
+        &parent,
+        sse(Turn::new().call("stop-a", "StopPod", json(serde_json::json!({"name": "a"})))),
+    );
+    server.push_for(
+        &parent,
+        sse(Turn::new()
+            .call(
+                "w-a",
+                "Write",
+                json(
+                    serde_json::json!({"path": dir_a.join("after.txt"), "content": "mine again\n"}),
+                ),
+            )
+            .call("s-c", "SpawnPod", spawn("c", &dir_b.join("sub")))),
+    );
+    server.push_for(&parent, sse(Turn::new().text("All done.")));
+    wait_for("the parent's last answer", || {
+        log_of(&home, "main").iter().any(|e| {
+            matches!(e, LogEntry::AssistantItem { item, .. } if serde_json::to_string(&item.0).unwrap().contains("All done."))
+        })
+    }).await;
+    wait_for("the parent to be idle", || {
+        turn_ends(&log_of(&home, "main")) >= 2
+    })
+    .await;
+    let main_log = log_of(&home, "main");
+    let (read_a, _) = result_of(&main_log, "r-a");
+    assert!(read_a.contains("a done"), "{read_a}");
+    let (read_b, _) = result_of(&main_log, "r-b");
+    assert!(read_b.contains("b done"), "{read_b}");
+    let (list, _) = result_of(&main_log, "l");
+    assert!(
+        list.contains(&format!("a [alive] scope=write:{}", dir_a.display())),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("b [alive] scope=write:{}", dir_b.display())),
+        "{list}"
+    );
+    let (stopped, is_error) = result_of(&main_log, "stop-a");
+    assert!(
+        !is_error && stopped.contains("stopped pod `a`"),
+        "{stopped}"
+    );
+    assert!(!alive(&home, "main.a"), "a's process is gone");
+    let (wrote, is_error) = result_of(&main_log, "w-a");
+    assert!(!is_error, "{wrote}");
+    assert_eq!(
+        std::fs::read_to_string(dir_a.join("after.txt")).unwrap(),
+        "mine again\n"
+    );
+    let (conflict, is_error) = result_of(&main_log, "s-c");
+    assert!(
+        is_error && conflict.contains("scope_conflict"),
+        "{conflict}"
+    );
+    assert!(alive(&home, "main.b"));
+
+    // Cleanup: `b` outlives the test otherwise (orphans keep running).
+    let mut c = pod.connect().await;
+    c.send(&Method::Shutdown).await.unwrap();
+    stop_quietly(&home.path("runtime/main.b/sock"));
+    wait_for("b to stop", || !alive(&home, "main.b")).await;
+}
