@@ -318,3 +318,245 @@ async fn a_parent_delegates_to_two_children_and_gets_its_scope_back() {
     stop_quietly(&home.path("runtime/main.b/sock"));
     wait_for("b to stop", || !alive(&home, "main.b")).await;
 }
+
+fn registry_json(home: &Home) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(home.path("runtime/pods.json")).unwrap()).unwrap()
+}
+
+fn entry_of<'a>(registry: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    registry["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["full_name"] == name)
+        .unwrap_or_else(|| panic!("no registry entry for {name}: {registry:#}"))
+}
+
+#[tokio::test]
+async fn the_tree_survives_a_kill_9_of_the_parent() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(25));
+    let work = home.path("work");
+    let dir_k = work.join("k");
+    let parent = key("main");
+    let spawn_k = json(serde_json::json!({
+        "name": "k",
+        "task": "say hi",
+        "scope": [{"target": dir_k, "permission": "write"}],
+    }));
+    // The parent spawns `k`, then its next request waits: it dies there.
+    server.push_for(&parent, sse(Turn::new().call("s-k", "SpawnPod", spawn_k)));
+    let mut pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    wait_for("k to be spawned and asking its model", || {
+        server
+            .requests()
+            .iter()
+            .any(|r| r.body.to_string().contains(&key("main.k")))
+            && server
+                .requests()
+                .iter()
+                .filter(|r| r.body.to_string().contains(&parent))
+                .count()
+                >= 2
+    })
+    .await;
+    let before = registry_json(&home);
+    let main_id = entry_of(&before, "main")["instance_id"].clone();
+    pod.kill9();
+    drop(client);
+    assert!(alive(&home, "main.k"), "the child outlives its parent");
+
+    // Restored, the parent takes its entry back and re-adopts `k`.
+    let pod = TestPod::restore(&home, &server, "main");
+    let mut client = pod.connect().await;
+    assert_eq!(client.status, protocol::PodStatus::Paused);
+    let after = registry_json(&home);
+    assert_eq!(entry_of(&after, "main")["instance_id"], main_id);
+    assert_eq!(entry_of(&after, "main")["state"], "live");
+    assert_eq!(entry_of(&after, "main.k")["parent_instance_id"], main_id);
+    assert_eq!(
+        entry_of(&after, "main")["delegated"],
+        serde_json::json!([dir_k]),
+        "the scope is accounted exactly"
+    );
+
+    // `k` finishes now; its report reaches the restored parent.
+    server.push_for(&key("main.k"), sse(Turn::new().text("hi from k")));
+    wait_for("k's report", || {
+        pod_event_items(&log_of(&home, "main"))
+            .iter()
+            .any(|r| r.contains("`k` finished"))
+    })
+    .await;
+
+    // `k` dies; the parent's next ListPods takes its subtree back.
+    let k_pid = entry_of(&registry_json(&home), "main.k")["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    // SAFETY: kill(2) of the child pod process this test started (through its parent).
+    unsafe { libc::kill(k_pid, libc::SIGKILL) };
+    wait_for("k to die", || !alive(&home, "main.k")).await;
+    server.push_for(&parent, sse(Turn::new().call("l", "ListPods", "{}")));
+    server.push_for(
+        &parent,
+        sse(Turn::new().call(
+            "w",
+            "Write",
+            json(serde_json::json!({"path": dir_k.join("mine.txt"), "content": "back\n"})),
+        )),
+    );
+    server.push_for(&parent, sse(Turn::new().text("Recovered.")));
+    let mut seen = client.command(&Method::Resume).await.unwrap();
+    while !seen
+        .iter()
+        .any(|e| matches!(e, Event::RunEnd { .. } | Event::Error { .. }))
+    {
+        seen.push(
+            tokio::time::timeout(WAIT, client.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{seen:#?}"
+    );
+    let main_log = log_of(&home, "main");
+    let (list, _) = result_of(&main_log, "l");
+    assert!(
+        list.contains("k [stopped]") && list.contains("reclaimed"),
+        "{list}"
+    );
+    let (wrote, is_error) = result_of(&main_log, "w");
+    assert!(!is_error, "{wrote}");
+    assert_eq!(
+        std::fs::read_to_string(dir_k.join("mine.txt")).unwrap(),
+        "back\n"
+    );
+    let last = registry_json(&home);
+    assert!(
+        last["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["full_name"] != "main.k"),
+        "{last:#}"
+    );
+    assert_eq!(entry_of(&last, "main")["delegated"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn spawn_requests_outside_the_rules_are_refused() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let work = home.path("work");
+    let elsewhere = home.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let rule = |target: &Path, recursive: bool| serde_json::json!({"target": target, "permission": "write", "recursive": recursive});
+    let spawn = |name: &str, scope: serde_json::Value| {
+        json(serde_json::json!({"name": name, "task": "t", "scope": scope}))
+    };
+    let parent = key("main");
+    server.push_for(
+        &parent,
+        sse(Turn::new()
+            .call(
+                "outside",
+                "SpawnPod",
+                spawn("o", serde_json::json!([rule(&elsewhere, true)])),
+            )
+            .call(
+                "flat",
+                "SpawnPod",
+                spawn("f", serde_json::json!([rule(&work.join("f"), false)])),
+            )
+            .call(
+                "readonly",
+                "SpawnPod",
+                spawn(
+                    "r",
+                    serde_json::json!([{"target": work, "permission": "read"}]),
+                ),
+            )
+            .call(
+                "badname",
+                "SpawnPod",
+                spawn("Bad Name", serde_json::json!([rule(&work.join("n"), true)])),
+            )
+            .call(
+                "x",
+                "SpawnPod",
+                spawn("x", serde_json::json!([rule(&work.join("x"), true)])),
+            )),
+    );
+    server.push_for(
+        &parent,
+        sse(Turn::new().call(
+            "overlap",
+            "SpawnPod",
+            spawn("y", serde_json::json!([rule(&work.join("x/inner"), true)])),
+        )),
+    );
+    server.push_for(&parent, sse(Turn::new().text("Checked.")));
+    // x spawns a grandchild y, which may not spawn a fourth level.
+    server.push_for(
+        &key("main.x"),
+        sse(Turn::new().call(
+            "gy",
+            "SpawnPod",
+            spawn("y", serde_json::json!([rule(&work.join("x/y"), true)])),
+        )),
+    );
+    server.push_for(&key("main.x"), sse(Turn::new().text("x done")));
+    server.push_for(
+        &key("main.x.y"),
+        sse(Turn::new().call(
+            "gz",
+            "SpawnPod",
+            spawn("z", serde_json::json!([rule(&work.join("x/y/z"), true)])),
+        )),
+    );
+    server.push_for(&key("main.x.y"), sse(Turn::new().text("y done")));
+
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("try spawning")).await.unwrap();
+    wait_for("the grandchild to finish", || {
+        turn_ends(&log_of(&home, "main.x.y")) >= 1
+    })
+    .await;
+    wait_for("the parent to finish", || {
+        turn_ends(&log_of(&home, "main")) >= 1
+    })
+    .await;
+    let log = log_of(&home, "main");
+    for (call, want) in [
+        ("outside", "outside this pod's scope"),
+        ("flat", "must be recursive"),
+        ("readonly", "at least one `write` rule"),
+        ("badname", "invalid pod name"),
+        ("overlap", "scope_conflict"),
+    ] {
+        let (text, is_error) = result_of(&log, call);
+        assert!(is_error && text.contains(want), "{call}: {text}");
+    }
+    let (ok, is_error) = result_of(&log, "x");
+    assert!(!is_error, "{ok}");
+    let (depth, is_error) = result_of(&log_of(&home, "main.x.y"), "gz");
+    assert!(is_error && depth.contains("limit_exceeded"), "{depth}");
+    assert!(!elsewhere.join("o").exists() && !work.join("f").exists());
+
+    // Stop the tree: the children would outlive the test.
+    for name in ["main.x.y", "main.x", "main"] {
+        stop_quietly(&home.path("runtime").join(name).join("sock"));
+        wait_for("the pod to stop", || !alive(&home, name)).await;
+    }
+}

@@ -322,6 +322,10 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let deadline = tokio::time::Instant::now() + hold;
     while scripted.is_none() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
+        // A client that went away (a killed pod) must not take a response.
+        if let Ok(0) = stream.try_read(&mut [0u8; 1]) {
+            return;
+        }
         scripted = lock(&state).take_for(&body);
     }
     let _ = answer(&mut stream, scripted).await;
@@ -590,5 +594,45 @@ mod tests {
             .unwrap()
             .unwrap_or(0);
         assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn routed_responses_go_to_matching_requests_and_held_ones_wait() {
+        let server = FakeProvider::start().await;
+        server.hold_requests(Duration::from_secs(5));
+        server.push_for("alice", Scripted::status(201, "for alice"));
+        server.push(Scripted::status(202, "for anyone"));
+        let addr = server.addr();
+        let bob = post(addr, "/v1/x", r#"{"who":"bob"}"#).await;
+        assert!(String::from_utf8_lossy(&bob).contains("for anyone"));
+        let alice = post(addr, "/v1/x", r#"{"who":"alice"}"#).await;
+        assert!(String::from_utf8_lossy(&alice).contains("for alice"));
+        // Nothing queued for alice now: her request waits until one is pushed.
+        let waiting = tokio::spawn(async move { post(addr, "/v1/x", r#"{"who":"alice"}"#).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        server.push_for("alice", Scripted::status(203, "late"));
+        let late = waiting.await.unwrap();
+        assert!(String::from_utf8_lossy(&late).contains("late"));
+        assert_eq!(server.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_left_does_not_take_a_held_response() {
+        let server = FakeProvider::start().await;
+        server.hold_requests(Duration::from_secs(5));
+        let mut gone = TcpStream::connect(server.addr()).await.unwrap();
+        let body = r#"{"who":"carol"}"#;
+        let head = format!(
+            "POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        gone.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(gone);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.push(Scripted::status(200, "kept"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(server.pending(), 1, "the response is still there for the next client");
     }
 }

@@ -126,6 +126,9 @@ impl SpawnedPodRegistry {
                     match serde_json::from_value::<SpawnedPodRecord>(record.clone()) {
                         Ok(r) => {
                             inner.records.retain(|x| x.pod_name != r.pod_name);
+                            // Whether its report came before a crash is not
+                            // logged: accept one more from it, at most.
+                            inner.owed.insert(r.pod_name.clone(), 1);
                             inner.records.push(r);
                         }
                         Err(e) => problems.push(format!("child `{name}`: unreadable record: {e}")),
