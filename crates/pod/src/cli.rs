@@ -488,6 +488,8 @@ pub fn stop(name: &str) -> anyhow::Result<u8> {
 pub struct PodRow {
     /// Full name.
     pub name: String,
+    /// Depth in the tree (0 for a top-level pod).
+    pub depth: usize,
     /// Whether it is alive.
     pub alive: bool,
     /// Its recorded status (`stopped` when not alive).
@@ -498,18 +500,58 @@ pub struct PodRow {
     pub model: String,
     /// Parent instance id.
     pub parent: Option<String>,
+    /// Its write scope (and what it delegated away), from its status file.
+    pub scope: String,
     /// Seconds since it started (0 when stopped).
     pub uptime_s: u64,
     /// Tokens used (input incl. cache, plus output).
     pub tokens: u64,
+    /// Tokens of it and all its descendants.
+    pub subtree_tokens: u64,
 }
 
-/// The pods with a runtime dir, from their status files (no socket round trips).
+/// The write part of a scope summary (`write:` and `delegated:` rules).
+fn write_scope(summary: &str) -> String {
+    let parts: Vec<&str> = summary
+        .split(", ")
+        .filter(|p| p.starts_with("write:") || p.starts_with("delegated:"))
+        .collect();
+    if parts.is_empty() {
+        "(read-only)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The pods with a runtime dir, from their status files (no socket round
+/// trips), in tree order: each pod followed by its descendants.
 pub fn list_pods(places: &Places) -> Vec<PodRow> {
     let Ok(dir) = std::fs::read_dir(&places.runtime) else {
         return Vec::new();
     };
     let now = crate::state::now_ms();
+    // Write scopes as the registry has them now (delegations change them);
+    // the file is replaced atomically, so reading it without the lock is safe.
+    let registry_path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
+    let scopes: std::collections::HashMap<String, String> = std::fs::read(&registry_path)
+        .ok()
+        .and_then(|b| crate::runtime::pod_registry::Registry::from_json(&b, &registry_path).ok())
+        .map(|r| {
+            r.pods
+                .iter()
+                .map(|p| {
+                    let mut parts: Vec<String> =
+                        p.write_rules.iter().map(ToString::to_string).collect();
+                    parts.extend(
+                        p.delegated
+                            .iter()
+                            .map(|d| format!("delegated:{}", d.display())),
+                    );
+                    (p.full_name.clone(), parts.join(", "))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut rows: Vec<PodRow> = dir
         .flatten()
         .filter_map(|e| {
@@ -517,7 +559,15 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
             let record = read_status(&path)?;
             let alive = crate::ipc::listener::is_alive(&path);
             let u = record.usage;
+            let tokens =
+                u.input_tokens + u.cache_read_tokens + u.cache_write_tokens + u.output_tokens;
+            let scope = scopes
+                .get(&record.name)
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .unwrap_or_else(|| write_scope(&record.scope));
             Some(PodRow {
+                depth: record.name.matches('.').count(),
                 name: record.name,
                 alive,
                 status: if alive {
@@ -528,24 +578,36 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 pid: record.pid,
                 model: record.model,
                 parent: record.parent,
+                scope,
                 uptime_s: if alive {
                     now.saturating_sub(record.started_ms) / 1000
                 } else {
                     0
                 },
-                tokens: u.input_tokens
-                    + u.cache_read_tokens
-                    + u.cache_write_tokens
-                    + u.output_tokens,
+                tokens,
+                subtree_tokens: tokens,
             })
         })
         .collect();
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows.sort_by(|a, b| a.name.split('.').cmp(b.name.split('.')));
+    let totals: Vec<u64> = rows
+        .iter()
+        .map(|r| {
+            let prefix = format!("{}.", r.name);
+            rows.iter()
+                .filter(|o| o.name == r.name || o.name.starts_with(&prefix))
+                .map(|o| o.tokens)
+                .sum()
+        })
+        .collect();
+    for (row, total) in rows.iter_mut().zip(totals) {
+        row.subtree_tokens = total;
+    }
     rows
 }
 
-/// `pod ls`.
-pub fn ls(json: bool) -> anyhow::Result<u8> {
+/// `pod ls` (`tree`: with scopes and per-subtree token totals).
+pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
     let rows = list_pods(&places()?);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -555,22 +617,89 @@ pub fn ls(json: bool) -> anyhow::Result<u8> {
         println!("no pods; `pod start` starts one");
         return Ok(0);
     }
-    println!(
-        "{:<24} {:>8} {:<8} {:<24} {:>8} {:>10}",
-        "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS"
-    );
+    let mut out = std::io::stdout().lock();
+    if tree {
+        writeln!(
+            out,
+            "{:<32} {:>8} {:<8} {:>10} {:>10}  SCOPE",
+            "NAME", "PID", "STATUS", "TOKENS", "SUBTREE"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10}",
+            "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS"
+        )?;
+    }
     for r in rows {
         let pid = if r.alive {
             r.pid.to_string()
         } else {
             "-".into()
         };
-        println!(
-            "{:<24} {:>8} {:<8} {:<24} {:>7}s {:>10}",
-            r.name, pid, r.status, r.model, r.uptime_s, r.tokens
+        let short = r.name.rsplit('.').next().unwrap_or(&r.name);
+        let name = format!(
+            "{}{}",
+            "  ".repeat(r.depth),
+            if r.depth > 0 { short } else { &r.name }
         );
+        if tree {
+            writeln!(
+                out,
+                "{name:<32} {pid:>8} {:<8} {:>10} {:>10}  {}",
+                r.status, r.tokens, r.subtree_tokens, r.scope
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{name:<32} {pid:>8} {:<8} {:<24} {:>7}s {:>10}",
+                r.status, r.model, r.uptime_s, r.tokens
+            )?;
+        }
     }
     Ok(0)
+}
+
+/// `pod stop --tree N`: stops N and every descendant the registry links to
+/// it (grandchildren of a dead middle pod included), leaves first.
+pub fn stop_tree(name: &str) -> anyhow::Result<u8> {
+    let places = places()?;
+    let path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
+    let registry = crate::runtime::pod_registry::LockFileGuard::open(&path)
+        .and_then(|g| g.load())
+        .context("cannot read the scope registry")?;
+    let Some(root) = registry.pods.iter().find(|p| p.full_name == name) else {
+        return stop(name);
+    };
+    let mut tree = vec![root.clone()];
+    let mut i = 0;
+    while i < tree.len() {
+        let id = tree[i].instance_id.clone();
+        tree.extend(
+            registry
+                .pods
+                .iter()
+                .filter(|p| p.parent_instance_id.as_deref() == Some(id.as_str()))
+                .cloned(),
+        );
+        i += 1;
+    }
+    tree.sort_by_key(|p| std::cmp::Reverse(p.full_name.matches('.').count()));
+    let mut failures = Vec::new();
+    let mut stopped = 0;
+    for pod in &tree {
+        match stop_pod(&pod.full_name) {
+            Ok(true) => stopped += 1,
+            Ok(false) => {}
+            Err(e) => failures.push(format!("{}: {e:#}", pod.full_name)),
+        }
+    }
+    if failures.is_empty() {
+        eprintln!("stopped {stopped} pod(s)");
+        Ok(0)
+    } else {
+        bail!("some pods could not be stopped:\n{}", failures.join("\n"))
+    }
 }
 
 /// `pod logs N`: the session as a readable transcript (read-only; works while

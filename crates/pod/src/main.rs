@@ -119,14 +119,25 @@ enum Command {
         wait: bool,
     },
     /// Stop a running pod (it finishes writing its log; killed after 10 s).
-    #[command(after_help = "Example:\n  pod stop api")]
+    #[command(
+        after_help = "Examples:\n  pod stop api\n  pod stop --tree api   # and every pod it spawned, leaves first"
+    )]
     Stop {
         /// The pod's full name.
         name: String,
+        /// Also stop its descendants (following the scope registry's links).
+        #[arg(long)]
+        tree: bool,
     },
-    /// List pods: name, pid, status, model, uptime, tokens.
-    #[command(after_help = "Examples:\n  pod ls\n  pod ls --json")]
-    Ls,
+    /// List pods as a tree: name, pid, status, model, uptime, tokens.
+    #[command(
+        after_help = "Examples:\n  pod ls\n  pod ls --tree   # scopes and tokens per subtree\n  pod ls --json"
+    )]
+    Ls {
+        /// Show each pod's write scope and the tokens of each subtree.
+        #[arg(long)]
+        tree: bool,
+    },
     /// Print a pod's session as a transcript (read-only; works while it runs).
     #[command(
         after_help = "Examples:\n  pod logs api\n  pod logs api --json   # the raw log lines"
@@ -221,8 +232,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             message,
             wait,
         } => cli::send(&name, &message, wait, json),
-        Command::Stop { name } => cli::stop(&name),
-        Command::Ls => cli::ls(json),
+        Command::Stop { name, tree } => {
+            if tree {
+                cli::stop_tree(&name)
+            } else {
+                cli::stop(&name)
+            }
+        }
+        Command::Ls { tree } => cli::ls(json, tree),
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),
         Command::Doctor => {

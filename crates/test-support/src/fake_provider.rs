@@ -633,6 +633,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         server.push(Scripted::status(200, "kept"));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(server.pending(), 1, "the response is still there for the next client");
+        assert_eq!(
+            server.pending(),
+            1,
+            "the response is still there for the next client"
+        );
     }
 }

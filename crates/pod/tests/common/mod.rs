@@ -57,6 +57,29 @@ impl Home {
     }
 }
 
+impl Drop for Home {
+    /// Kills every pod still alive under this home (detached pods and child
+    /// pods outlive a failed test otherwise).
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.path("runtime")) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            let path = dir.path();
+            if !pod::ipc::listener::is_alive(&path) {
+                continue;
+            }
+            let pid = std::fs::read_to_string(path.join("pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                // SAFETY: kill(2) of a pod process this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// A pod running in the foreground.
 pub struct TestPod {
     pub child: Child,

@@ -1,0 +1,159 @@
+//! The `pod` commands as a user runs them: `start` (detached), `send`, `ls`
+//! (tree, scopes, tokens), `logs`, `stop --tree`, `restore` and `run`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{Home, WAIT};
+use test_support::Family;
+use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::script::Turn;
+
+fn sse(turn: Turn) -> Scripted {
+    Scripted::sse(turn.sse(Family::OpenaiChat))
+}
+
+/// Runs `pod ARGS` to completion (off the test's runtime, which serves the fake).
+async fn pod(home: &Home, server: &FakeProvider, args: &[&str]) -> Output {
+    let mut c = home.command(&server.base_url());
+    c.args(args);
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn turn_ends(home: &Home, name: &str) -> usize {
+    session_store::read_session(home.path("state/sessions").join(name))
+        .map(|log| {
+            log.entries()
+                .filter(|e| matches!(e, session_store::LogEntry::TurnEnd { .. }))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alive(home: &Home, name: &str) -> bool {
+    pod::ipc::listener::is_alive(&home.path("runtime").join(name))
+}
+
+#[tokio::test]
+async fn start_send_ls_logs_stop_tree_and_restore() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let kid_dir = home.path("work/kid");
+    server.push_for(
+        "You are `top`",
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": "kid", "task": "say ok", "scope": [{"target": kid_dir, "permission": "write"}]})
+                .to_string(),
+        )),
+    );
+    server.push_for("You are `top`", sse(Turn::new().text("Spawned.")));
+    server.push_for("You are `top.kid`", sse(Turn::new().text("kid ok")));
+
+    let out = pod(&home, &server, &["start", "--name", "top"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let (name, socket) = stdout.trim().split_once('\t').unwrap();
+    assert_eq!(name, "top");
+    assert!(std::path::Path::new(socket).exists());
+
+    let out = pod(&home, &server, &["send", "top", "spawn a kid"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("the kid to finish", || turn_ends(&home, "top.kid") >= 1).await;
+    wait_for("the parent's first turn", || turn_ends(&home, "top") >= 1).await;
+
+    let out = pod(&home, &server, &["ls", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["top", "top.kid"]);
+    assert_eq!(rows[1]["depth"], 1);
+    assert_eq!(rows[1]["scope"], format!("write:{}", kid_dir.display()));
+    assert!(
+        rows[0]["scope"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("delegated:{}", kid_dir.display()))
+    );
+    assert!(rows.iter().all(|r| r["alive"] == true));
+    assert!(rows[0]["subtree_tokens"].as_u64() >= rows[0]["tokens"].as_u64());
+
+    let out = pod(&home, &server, &["ls", "--tree"]).await;
+    let tree = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(tree.lines().any(|l| l.starts_with("  kid")), "{tree}");
+
+    let out = pod(&home, &server, &["logs", "top"]).await;
+    let log = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        log.contains("> spawn a kid") && log.contains("spawned child pod `kid`"),
+        "{log}"
+    );
+
+    let out = pod(&home, &server, &["stop", "--tree", "top"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!alive(&home, "top") && !alive(&home, "top.kid"));
+
+    // Stopped, the pod cannot be started again under its name, only restored.
+    let out = pod(&home, &server, &["start", "--name", "top"]).await;
+    assert!(!out.status.success());
+    let out = pod(&home, &server, &["restore", "top"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(alive(&home, "top"));
+    let out = pod(&home, &server, &["stop", "top"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["stop", "top"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pod named `top` is running"));
+}
+
+#[tokio::test]
+async fn run_streams_a_task_and_stops_the_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().text("Hello from the pod.").usage(120, 7)));
+    let out = pod(&home, &server, &["run", "--name", "once", "say hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("Hello from the pod."), "{stdout}");
+    assert!(stdout.contains("tokens: 120 in, 7 out"), "{stdout}");
+    assert!(!alive(&home, "once"), "stopped afterwards");
+
+    // A failed invocation exits 3.
+    server.push(Scripted::status(
+        400,
+        "{\"error\":{\"message\":\"bad request\"}}",
+    ));
+    let out = pod(&home, &server, &["run", "--name", "twice", "fail please"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad request"),
+        "{}",
+        text(&out)
+    );
+}
