@@ -162,6 +162,8 @@ pub struct RecordedRequest {
     /// The body as JSON (`Value::String` of the text when it is not JSON,
     /// `Null` when empty).
     pub body: serde_json::Value,
+    /// When the request was read completely (for latency measurements).
+    pub received: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -478,6 +480,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<RecordedRequest> {
         path,
         headers,
         body,
+        received: std::time::Instant::now(),
     })
 }
 
