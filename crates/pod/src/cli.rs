@@ -315,23 +315,39 @@ async fn follow(
     first: Vec<Event>,
     json: bool,
     renderer: &mut Renderer,
-    cancel_on_ctrl_c: bool,
+    tree: Option<&TreeWatch>,
 ) -> anyhow::Result<Option<TurnResult>> {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let mut result = None;
     let mut cancelled = false;
+    let mut own_idle = false;
+    let mut quiet_ticks = 0;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut first = first.into_iter();
     loop {
         let event = match first.next() {
             Some(event) => Some(event),
             None => tokio::select! {
                 event = client.next_event() => event?,
-                _ = &mut ctrl_c, if cancel_on_ctrl_c && !cancelled => {
+                _ = &mut ctrl_c, if tree.is_some() && !cancelled => {
                     cancelled = true;
                     client.send(&Method::Cancel).await?;
+                    if let Some(tree) = tree {
+                        tree.cancel_descendants().await;
+                    }
+                    continue;
+                }
+                _ = tick.tick(), if own_idle && tree.is_some() => {
+                    // Done when the whole tree has stayed idle for two ticks
+                    // (a child's report may wake the pod again meanwhile).
+                    let idle = tree.is_some_and(TreeWatch::idle);
+                    quiet_ticks = if idle { quiet_ticks + 1 } else { 0 };
+                    if quiet_ticks >= 2 {
+                        break;
+                    }
                     continue;
                 }
             },
@@ -347,12 +363,55 @@ async fn follow(
             Event::TurnEnd { result: r, .. } => result = Some(r),
             Event::Status {
                 status: PodStatus::Idle | PodStatus::Paused,
-            } if result.is_some() => break,
+            } if result.is_some() => {
+                if tree.is_none() || cancelled {
+                    break;
+                }
+                own_idle = true;
+            }
+            Event::Status {
+                status: PodStatus::Running,
+            } => own_idle = false,
             Event::Shutdown => break,
             _ => {}
         }
     }
     Ok(result)
+}
+
+/// A pod and its descendants, watched through their status files.
+pub struct TreeWatch {
+    places: Places,
+    name: String,
+}
+
+impl TreeWatch {
+    fn members(&self) -> Vec<PodRow> {
+        let prefix = format!("{}.", self.name);
+        list_pods(&self.places)
+            .into_iter()
+            .filter(|r| r.name == self.name || r.name.starts_with(&prefix))
+            .collect()
+    }
+
+    /// Whether every live member is idle or paused.
+    fn idle(&self) -> bool {
+        self.members()
+            .iter()
+            .all(|r| !r.alive || r.status == "idle" || r.status == "paused")
+    }
+
+    /// Cancels whatever the descendants are running (best effort).
+    async fn cancel_descendants(&self) {
+        for r in self
+            .members()
+            .into_iter()
+            .filter(|r| r.alive && r.name != self.name)
+        {
+            let loc = PodLocation::of(&self.places, &r.name);
+            let _ = crate::spawn::comm_tools::connect_and_send(&loc.socket, &Method::Cancel).await;
+        }
+    }
 }
 
 fn exit_for(result: Option<TurnResult>) -> u8 {
@@ -372,7 +431,11 @@ pub fn run(opts: &LaunchOptions, task: &str, keep: bool, json: bool) -> anyhow::
         let input = vec![Segment::text(task)];
         let mut renderer = Renderer::new();
         let (_, first) = client.request(&Method::Run { input }).await?;
-        let result = follow(&mut client, first, json, &mut renderer, true).await?;
+        let tree = TreeWatch {
+            places: places()?,
+            name: ready.name.clone(),
+        };
+        let result = follow(&mut client, first, json, &mut renderer, Some(&tree)).await?;
         if !json {
             renderer.finish(&mut std::io::stdout())?;
         }
@@ -381,7 +444,7 @@ pub fn run(opts: &LaunchOptions, task: &str, keep: bool, json: bool) -> anyhow::
     let stopped = if keep {
         Ok(())
     } else {
-        stop_pod(&ready.name).map(|_| ())
+        stop_tree_quietly(&ready.name)
     };
     let result = outcome?;
     stopped?;
@@ -429,7 +492,7 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
             return Ok(0);
         }
         let mut renderer = Renderer::new();
-        let result = follow(&mut client, first, json, &mut renderer, false).await?;
+        let result = follow(&mut client, first, json, &mut renderer, None).await?;
         if !json {
             renderer.finish(&mut std::io::stdout())?;
         }
@@ -660,16 +723,27 @@ pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Stops a pod's whole tree without printing.
+fn stop_tree_quietly(name: &str) -> anyhow::Result<()> {
+    stop_tree_inner(name).map(|_| ())
+}
+
 /// `pod stop --tree N`: stops N and every descendant the registry links to
 /// it (grandchildren of a dead middle pod included), leaves first.
 pub fn stop_tree(name: &str) -> anyhow::Result<u8> {
+    let stopped = stop_tree_inner(name)?;
+    eprintln!("stopped {stopped} pod(s)");
+    Ok(0)
+}
+
+fn stop_tree_inner(name: &str) -> anyhow::Result<usize> {
     let places = places()?;
     let path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
     let registry = crate::runtime::pod_registry::LockFileGuard::open(&path)
         .and_then(|g| g.load())
         .context("cannot read the scope registry")?;
     let Some(root) = registry.pods.iter().find(|p| p.full_name == name) else {
-        return stop(name);
+        return Ok(usize::from(stop_pod(name)?));
     };
     let mut tree = vec![root.clone()];
     let mut i = 0;
@@ -695,11 +769,93 @@ pub fn stop_tree(name: &str) -> anyhow::Result<u8> {
         }
     }
     if failures.is_empty() {
-        eprintln!("stopped {stopped} pod(s)");
-        Ok(0)
+        Ok(stopped)
     } else {
         bail!("some pods could not be stopped:\n{}", failures.join("\n"))
     }
+}
+
+/// `pod attach N`: the session so far, then live events; each line typed is a
+/// `run` (or a notification while the pod is busy). Ctrl-C or end of input
+/// detaches; the pod keeps running.
+pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
+    let loc = PodLocation::of(&places()?, name);
+    let runtime = current_thread()?;
+    runtime.block_on(async {
+        use tokio::io::AsyncBufReadExt;
+        let mut client = PodClient::connect_to(&loc).await?;
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        for value in &client.entries {
+            if json {
+                writeln!(out, "{value}")?;
+            } else if let Ok(entry) = serde_json::from_value::<session_store::LogEntry>(value.clone()) {
+                crate::transcript::write_entry(&mut out, &entry)?;
+            }
+        }
+        if !json {
+            writeln!(
+                err,
+                "attached to `{name}` ({:?}); type a message and Enter to send it, Ctrl-C to detach",
+                client.status
+            )?;
+        }
+        let mut renderer = Renderer::new();
+        let mut input = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let mut input_open = true;
+        let mut sent = 0usize;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => break,
+                line = input.next_line(), if input_open => match line? {
+                    Some(line) if line.trim().is_empty() => {}
+                    Some(line) => {
+                        let busy = matches!(client.status, PodStatus::Running);
+                        let method = if busy {
+                            Method::Notify { message: line }
+                        } else {
+                            Method::Run { input: vec![Segment::text(line)] }
+                        };
+                        client.send(&method).await?;
+                        sent += 1;
+                    }
+                    None => {
+                        input_open = false;
+                        if sent == 0 {
+                            break;
+                        }
+                    }
+                },
+                event = client.next_event() => {
+                    let Some(event) = event? else {
+                        writeln!(err, "the pod closed the connection")?;
+                        break;
+                    };
+                    if let Event::Status { status } = &event {
+                        client.status = *status;
+                    }
+                    if let Event::Error { code: protocol::ErrorCode::AlreadyRunning, .. } = &event {
+                        writeln!(err, "(busy: send again to add it to the running turn as a notification)")?;
+                    }
+                    if json {
+                        serde_json::to_writer(&mut out, &event)?;
+                        writeln!(out)?;
+                    } else {
+                        renderer.event(&event, &mut out, &mut err)?;
+                    }
+                    if !input_open && matches!(event, Event::Status { status: PodStatus::Idle }) {
+                        break;
+                    }
+                    if matches!(event, Event::Shutdown) {
+                        break;
+                    }
+                }
+            }
+        }
+        anyhow::Ok(0)
+    })
 }
 
 /// `pod logs N`: the session as a readable transcript (read-only; works while

@@ -118,6 +118,15 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Watch a running pod and talk to it: its session so far, then live events;
+    /// each line you type is sent as a run. Ctrl-C detaches (the pod keeps running).
+    #[command(
+        after_help = "Examples:\n  pod attach api\n  echo \"run the tests\" | pod attach api   # send, stream until idle, detach"
+    )]
+    Attach {
+        /// The pod's full name.
+        name: String,
+    },
     /// Stop a running pod (it finishes writing its log; killed after 10 s).
     #[command(
         after_help = "Examples:\n  pod stop api\n  pod stop --tree api   # and every pod it spawned, leaves first"
@@ -152,9 +161,16 @@ enum Command {
         /// The pod's full name.
         name: String,
     },
-    /// Check where pods keeps its files and which providers it can use.
-    #[command(after_help = "Example:\n  pod doctor\n  pod doctor --json")]
-    Doctor,
+    /// Check where pods keeps its files, the sandbox, the scope registry and the
+    /// providers it can use.
+    #[command(
+        after_help = "Examples:\n  pod doctor\n  pod doctor --json\n  pod doctor --repair   # rebuild a corrupt scope registry from the running pods"
+    )]
+    Doctor {
+        /// Rebuild the scope registry (`pods.json`) from the running pods' status files.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Internal: the foreground half of `pod restore`.
     #[command(name = "__restore-foreground", hide = true)]
     RestoreForeground {
@@ -240,9 +256,28 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Ls { tree } => cli::ls(json, tree),
+        Command::Attach { name } => cli::attach(&name, json),
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),
-        Command::Doctor => {
+        Command::Doctor { repair } => {
+            if repair {
+                let places = cli::places()?;
+                let (count, report) = pod::runtime::registry_health::repair(&places)?;
+                eprintln!(
+                    "rebuilt the scope registry from {count} running pod(s); {} duplicate(s), {} orphan(s), {} conflict(s)",
+                    report.duplicates.len(),
+                    report.orphans.len(),
+                    report.conflicts.len()
+                );
+                for line in report
+                    .conflicts
+                    .iter()
+                    .chain(&report.orphans)
+                    .chain(&report.duplicates)
+                {
+                    eprintln!("  {line}");
+                }
+            }
             let mut report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
                 std::env::var_os(k).is_some_and(|v| !v.is_empty())
             });
@@ -252,6 +287,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     Ok(helper) => doctor::sandbox_check(&tools::sandbox::detect(&helper)),
                     Err(e) => doctor::sandbox_unknown(&e.to_string()),
                 });
+            if let Ok(places) = cli::places() {
+                report
+                    .checks
+                    .push(pod::runtime::registry_health::check(&places));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

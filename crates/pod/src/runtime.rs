@@ -3,3 +3,4 @@
 
 pub mod dir;
 pub mod pod_registry;
+pub mod registry_health;

@@ -466,6 +466,12 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             socket: socket.display().to_string(),
             started_ms: now_ms(),
             usage: Default::default(),
+            write_rules: m
+                .scope
+                .allow_rules()
+                .filter(|r| r.permission == Permission::Write)
+                .cloned()
+                .collect(),
         },
     );
     let mut controller =

@@ -78,6 +78,9 @@ pub struct StatusRecord {
     pub started_ms: u64,
     /// Token totals of this process's life.
     pub usage: Usage,
+    /// Its write rules (for `pod doctor --repair`).
+    #[serde(default)]
+    pub write_rules: Vec<manifest::ScopeRule>,
 }
 
 /// One step of a lagging client's catch-up.

@@ -157,3 +157,149 @@ async fn run_streams_a_task_and_stops_the_pod() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn run_waits_for_the_whole_tree_then_stops_it() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let kid_dir = home.path("work/kid");
+    let boss = "You are `boss`";
+    server.push_for(
+        boss,
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": "kid", "task": "write it", "scope": [{"target": kid_dir, "permission": "write"}]})
+                .to_string(),
+        )),
+    );
+    server.push_for(boss, sse(Turn::new().text("Waiting for kid.")));
+    server.push_for(
+        "You are `boss.kid`",
+        sse(Turn::new().call(
+            "w",
+            "Write",
+            serde_json::json!({"path": "made.txt", "content": "by kid\n"}).to_string(),
+        )),
+    );
+    server.push_for("You are `boss.kid`", sse(Turn::new().text("kid wrote it")));
+    // Woken by the kid's report, the boss answers once more.
+    server.push_for(boss, sse(Turn::new().text("The kid is done.")));
+    let out = pod(
+        &home,
+        &server,
+        &["run", "--name", "boss", "delegate the file"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("The kid is done."), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(kid_dir.join("made.txt")).unwrap(),
+        "by kid\n"
+    );
+    assert!(
+        !alive(&home, "boss") && !alive(&home, "boss.kid"),
+        "the whole tree stopped"
+    );
+}
+
+#[tokio::test]
+async fn attach_shows_the_session_and_sends_typed_lines() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().text("First answer.")));
+    server.push(sse(Turn::new().text("Second answer.")));
+    let out = pod(&home, &server, &["start", "--name", "chat"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(
+        &home,
+        &server,
+        &["send", "--wait", "chat", "first question"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("First answer."));
+
+    let mut c = home.command(&server.base_url());
+    c.args(["attach", "chat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"second question\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("> first question") && stdout.contains("First answer."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Second answer."), "{stdout}");
+    assert!(alive(&home, "chat"), "detaching leaves the pod running");
+    let out = pod(&home, &server, &["stop", "chat"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn doctor_reports_a_corrupt_registry_and_repair_rebuilds_it() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let out = pod(&home, &server, &["start", "--name", "keeper"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let registry = home.path("runtime/pods.json");
+    std::fs::write(&registry, "{\"version\":1,\"pods\":[{\"trunc").unwrap();
+
+    let out = pod(&home, &server, &["doctor", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "registry")
+        .unwrap()
+        .clone();
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().contains("--repair"),
+        "{line}"
+    );
+    assert!(!out.status.success());
+
+    let out = pod(&home, &server, &["doctor", "--repair", "--json"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from 1 running pod"),
+        "{}",
+        text(&out)
+    );
+    let rebuilt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&registry).unwrap()).unwrap();
+    let pods = rebuilt["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0]["full_name"], "keeper");
+    assert_eq!(
+        pods[0]["write_rules"][0]["target"],
+        serde_json::json!(home.path("work"))
+    );
+    // The scope is claimed again: a second pod on the same tree conflicts.
+    let out = pod(&home, &server, &["start", "--name", "other"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"keeper\""),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["stop", "keeper"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
