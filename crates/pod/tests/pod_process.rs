@@ -650,3 +650,73 @@ async fn commands_cannot_write_a_nested_project_manifest() {
         "ok\n"
     );
 }
+
+#[tokio::test]
+async fn cancel_and_pause_while_a_command_runs() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let sleepy = || {
+        Scripted::sse(
+            Turn::new()
+                .call(
+                    "slow",
+                    "Bash",
+                    r#"{"command":"sleep 2; echo slept > slept.txt"}"#,
+                )
+                .sse(Family::OpenaiChat),
+        )
+    };
+    server.push(sleepy());
+    let pod = TestPod::start(&home, &server, "sleeper", &[]);
+    let mut a = pod.connect().await;
+
+    // Cancel mid-command: the invocation ends at once, the call answered.
+    let (_, mut seen) = a.request(&run("sleep")).await.unwrap();
+    if !seen.iter().any(|e| matches!(e, Event::ToolCallDone { .. })) {
+        seen.extend(events_until(&mut a, |e| matches!(e, Event::ToolCallDone { .. })).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    seen.extend(a.command(&Method::Cancel).await.unwrap());
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut a, is_run_end).await);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Cancelled
+        }),
+        "{seen:#?}"
+    );
+    assert!(seen.iter().any(|e| matches!(e, Event::ToolResult { id, summary, .. } if id == "slow" && summary == "[interrupted]")));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !home.path("work/slept.txt").exists(),
+        "the command was killed"
+    );
+
+    // Pause mid-command: the command finishes, then the pod pauses.
+    server.push(sleepy());
+    let (_, mut seen) = a.request(&run("sleep again")).await.unwrap();
+    if !seen.iter().any(|e| matches!(e, Event::ToolCallDone { .. })) {
+        seen.extend(events_until(&mut a, |e| matches!(e, Event::ToolCallDone { .. })).await);
+    }
+    seen.extend(a.command(&Method::Pause).await.unwrap());
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut a, is_run_end).await);
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Paused
+        }),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.path("work/slept.txt")).unwrap(),
+        "slept\n"
+    );
+}
