@@ -7,11 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod bench_support;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench_support::{Env, median, stop};
 use llm_worker::llm_client::http::{ClientConfig, LlmClient, ProviderClient};
 use llm_worker::llm_client::openai_chat::OpenaiChat;
 use llm_worker::llm_client::request::LlmRequest;
@@ -22,61 +24,6 @@ use test_support::script::Turn;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
-
-struct Env {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    base_url: String,
-}
-
-impl Env {
-    fn command(&self) -> Command {
-        let p = |s: &str| self.dir.path().join(s);
-        let mut c = Command::new(&self.bin);
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", p("home"))
-            .env("POD_RUNTIME_DIR", p("runtime"))
-            .env("POD_HOME", p("state"))
-            .env("POD_CONFIG_DIR", p("config"))
-            .env("POD_MODEL_DIR", p("models"))
-            .env("POD_BASE_URL", &self.base_url)
-            .env("POD_MODEL", "bench")
-            .current_dir(p("work"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    }
-
-    fn socket(&self, name: &str) -> PathBuf {
-        self.dir.path().join("runtime").join(name).join("sock")
-    }
-
-    /// Like [`Env::spawn`], with the ready line readable on the child's stdout.
-    fn spawn_piped(&self, name: &str, extra: &[&str]) -> Child {
-        let work = self.dir.path().join("work").join(name);
-        std::fs::create_dir_all(&work).unwrap();
-        let mut c = self.command();
-        c.args(["start", "--foreground", "--name", name, "--cwd"])
-            .arg(&work)
-            .args(extra)
-            .stdout(Stdio::piped());
-        c.spawn().unwrap()
-    }
-
-    /// Starts `pod start --foreground` for a fresh name in its own work dir
-    /// (each pod needs its own scope).
-    fn spawn(&self, name: &str, extra: &[&str]) -> Child {
-        let work = self.dir.path().join("work").join(name);
-        std::fs::create_dir_all(&work).unwrap();
-        let mut c = self.command();
-        c.args(["start", "--foreground", "--name", name, "--cwd"])
-            .arg(&work)
-            .args(extra);
-        c.spawn().unwrap()
-    }
-}
 
 /// Connects (retrying until the socket serves) and reads up to the snapshot.
 async fn connect_to_snapshot(socket: &Path) -> BufReader<UnixStream> {
@@ -123,17 +70,6 @@ async fn until(reader: &mut BufReader<UnixStream>, needle: &str) {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: plain kill(2) on our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
-}
-
 const RUN: &str = r#"{"method":"run","params":{"input":[{"kind":"text","content":"go"}]}}"#;
 
 fn smaps_rollup(pid: u32) -> (u64, u64, u64) {
@@ -152,25 +88,10 @@ fn smaps_rollup(pid: u32) -> (u64, u64, u64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = PathBuf::from(args.next().expect("usage: pod_bench <pod binary> [runs]"))
-        .canonicalize()
-        .expect("the pod binary must exist");
+    let bin = args.next().expect("usage: pod_bench <pod binary> [runs]");
     let runs: usize = args.next().map_or(20, |r| r.parse().unwrap());
     let server = FakeProvider::start().await;
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-        bin,
-        base_url: server.base_url(),
-    };
-    for sub in ["runtime", "state", "config", "home", "work"] {
-        std::fs::create_dir_all(env.dir.path().join(sub)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        env.dir.path().join("runtime"),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
+    let env = Env::new(&bin, server.base_url());
     let family = Family::OpenaiChat;
 
     // 1. Cold start: exec → snapshot received, fresh pod each time.
@@ -182,7 +103,7 @@ async fn main() {
         for i in 0..runs {
             let name = format!("cold{}{i}", extra.len());
             let t0 = Instant::now();
-            let mut child = env.spawn_piped(&name, extra);
+            let mut child = env.spawn(&name, extra);
             // The ready line says the socket serves: connect only then (polling
             // would compete with the starting pod for the two cores).
             let stdout = child.stdout.take().unwrap();

@@ -9,100 +9,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod bench_support;
+
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use bench_support::{Env, median, stop};
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
 use test_support::script::Turn;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-struct Env {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    base_url: String,
-}
-
-impl Env {
-    fn command(&self) -> Command {
-        let p = |s: &str| self.dir.path().join(s);
-        let mut c = Command::new(&self.bin);
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", p("home"))
-            .env("POD_RUNTIME_DIR", p("runtime"))
-            .env("POD_HOME", p("state"))
-            .env("POD_CONFIG_DIR", p("config"))
-            .env("POD_MODEL_DIR", p("models"))
-            .env("POD_BASE_URL", &self.base_url)
-            .env("POD_MODEL", "bench")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    }
-
-    /// `pod start --foreground` in a work dir of its own; waits for the ready line.
-    fn start(&self, name: &str) -> Child {
-        use std::io::BufRead;
-        let work = self.dir.path().join("work").join(name);
-        std::fs::create_dir_all(&work).unwrap();
-        let mut c = self.command();
-        c.args(["start", "--foreground", "--name", name, "--cwd"])
-            .arg(&work)
-            .stdout(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        child
-    }
-}
-
 fn sse(turn: Turn) -> Scripted {
     Scripted::sse(turn.sse(Family::OpenaiChat))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: kill(2) of our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let bin = PathBuf::from(
-        args.next()
-            .expect("usage: tree_bench <pod binary> [spawns] [idle pods]"),
-    )
-    .canonicalize()
-    .expect("the pod binary must exist");
+    let bin = args
+        .next()
+        .expect("usage: tree_bench <pod binary> [spawns] [idle pods]");
     let spawns: usize = args.next().map_or(20, |n| n.parse().unwrap());
     let idle: usize = args.next().map_or(500, |n| n.parse().unwrap());
     let server = FakeProvider::start().await;
     server.hold_requests(Duration::from_secs(30));
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-        bin,
-        base_url: server.base_url(),
-    };
-    for sub in ["runtime", "state", "config", "home", "work"] {
-        std::fs::create_dir_all(env.dir.path().join(sub)).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        env.dir.path().join("runtime"),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
+    let env = Env::new(&bin, server.base_url());
 
     // 1. SpawnPod → child at work, `spawns` times. The parent's next answer
     // (stop the child, spawn the next) is given only once the child has

@@ -162,7 +162,8 @@ pub fn socket_path(runtime: &Path, pod_dir: &Path, full_name: &str) -> PathBuf {
     runtime.join("s").join(format!("{hash:016x}.sock"))
 }
 
-/// [`bind`] as a std listener (to hand to a child process).
+/// Binds the socket at `path` as a std listener (to serve it, or to hand it to a
+/// child process), replacing a leftover file, with mode 0600.
 pub fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
@@ -201,18 +202,11 @@ pub unsafe fn inherited_listener(fd: std::os::fd::RawFd) -> Result<UnixListener,
 /// Binds the socket at `path` (replacing a leftover file: the caller holds the
 /// pod's lock, so no live pod serves it) with mode 0600.
 pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("cannot remove the old socket", path)(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(io_err("cannot bind", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("cannot set the mode of", path))?;
-    Ok(listener)
+    let listener = bind_std(path)?;
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(listener))
+        .map_err(io_err("cannot listen on", path))
 }
 
 /// Whether a peer with `peer_uid` may connect to a pod run by `our_uid`.
