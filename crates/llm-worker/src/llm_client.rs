@@ -22,6 +22,7 @@ pub mod http;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod request;
+pub mod schema;
 pub mod scheme;
 pub mod sse;
 pub mod stream;

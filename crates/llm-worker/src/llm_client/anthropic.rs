@@ -42,6 +42,7 @@ use serde_json::{Map, Value, json};
 
 use crate::llm_client::error::ClientError;
 use crate::llm_client::request::{self, LlmRequest, ToolChoice};
+use crate::llm_client::schema;
 use crate::llm_client::scheme::WireScheme;
 use crate::llm_client::sse::SseEvent;
 use crate::llm_client::stream::{Assembler, Flow, StopReason, StreamDecoder};
@@ -321,86 +322,10 @@ fn build_body(req: &LlmRequest) -> Value {
 }
 
 /// Normalises a schemars JSON Schema for Anthropic's `input_schema`: local
-/// `$ref`s (`#/$defs/X`, `#/definitions/X`) are inlined (siblings of the `$ref`
-/// win), `$defs`/`definitions`, `$schema` and `title` are dropped, and the top
-/// level is an object schema.
+/// `$ref`s inlined (siblings of the `$ref` win), `$defs`/`definitions`,
+/// `$schema` and `title` dropped, and the top level an object schema.
 pub fn normalize_schema(schema: &Value) -> Value {
-    let empty = Map::new();
-    let defs = schema
-        .get("$defs")
-        .or_else(|| schema.get("definitions"))
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let mut out = normalize_node(schema, defs, 0);
-    if let Value::Object(obj) = &mut out {
-        obj.entry("type").or_insert_with(|| json!("object"));
-        if obj.get("type") == Some(&json!("object")) {
-            obj.entry("properties").or_insert_with(|| json!({}));
-        }
-    } else {
-        out = json!({"type": "object", "properties": {}});
-    }
-    out
-}
-
-const MAX_REF_DEPTH: usize = 32;
-
-fn normalize_node(node: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
-    match node {
-        Value::Object(obj) => {
-            if let Some(Value::String(r)) = obj.get("$ref") {
-                let name = r
-                    .strip_prefix("#/$defs/")
-                    .or_else(|| r.strip_prefix("#/definitions/"));
-                if let Some(target) = name.and_then(|n| defs.get(n)) {
-                    // Recursive schemas cannot be inlined forever: past the depth
-                    // limit the node accepts anything.
-                    let mut inlined = if depth >= MAX_REF_DEPTH {
-                        Value::Object(Map::new())
-                    } else {
-                        normalize_node(target, defs, depth + 1)
-                    };
-                    if let Value::Object(target_obj) = &mut inlined {
-                        for (k, v) in obj {
-                            if k == "$ref" || k == "title" || k == "$schema" {
-                                continue;
-                            }
-                            target_obj.insert(k.clone(), normalize_node(v, defs, depth));
-                        }
-                    }
-                    return inlined;
-                }
-            }
-            let mut out = Map::with_capacity(obj.len());
-            for (k, v) in obj {
-                match k.as_str() {
-                    "$schema" | "title" | "$defs" | "definitions" => {}
-                    "properties" | "patternProperties" => {
-                        // Keys here are property names (a property may be called
-                        // "title"): keep them, normalise their schemas.
-                        let props = match v {
-                            Value::Object(p) => Value::Object(
-                                p.iter()
-                                    .map(|(pk, pv)| (pk.clone(), normalize_node(pv, defs, depth)))
-                                    .collect(),
-                            ),
-                            other => other.clone(),
-                        };
-                        out.insert(k.clone(), props);
-                    }
-                    "default" | "const" | "enum" | "examples" => {
-                        out.insert(k.clone(), v.clone());
-                    }
-                    _ => {
-                        out.insert(k.clone(), normalize_node(v, defs, depth));
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.iter().map(|v| normalize_node(v, defs, depth)).collect()),
-        other => other.clone(),
-    }
+    schema::object_root(schema::inline_refs(schema), false)
 }
 
 // ---------------------------------------------------------------------------

@@ -50,6 +50,7 @@ use serde_json::{Map, Value, json};
 
 use crate::llm_client::error::ClientError;
 use crate::llm_client::request::{self, LlmRequest, ToolChoice};
+use crate::llm_client::schema;
 use crate::llm_client::scheme::WireScheme;
 use crate::llm_client::sse::SseEvent;
 use crate::llm_client::stream::{Assembler, Flow, StopReason, StreamDecoder};
@@ -313,67 +314,7 @@ fn messages(request: &LlmRequest) -> Vec<Value> {
 /// `$ref`s into `$defs`/`definitions`, drops `$schema`, `title`, `$defs` and
 /// `definitions`, and makes sure the root object has `properties`.
 pub fn normalize_schema(schema: &Value) -> Value {
-    let defs = schema
-        .get("$defs")
-        .or_else(|| schema.get("definitions"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    let mut out = inline(schema, &defs, 0);
-    if let Value::Object(obj) = &mut out {
-        if !obj.contains_key("type") && !obj.contains_key("anyOf") && !obj.contains_key("oneOf") {
-            obj.insert("type".into(), json!("object"));
-        }
-        if obj.get("type") == Some(&json!("object")) && !obj.contains_key("properties") {
-            obj.insert("properties".into(), json!({}));
-        }
-    }
-    out
-}
-
-fn inline(v: &Value, defs: &Value, depth: usize) -> Value {
-    match v {
-        Value::Object(obj) => {
-            let mut out = Map::new();
-            if let Some(Value::String(r)) = obj.get("$ref") {
-                let name = r
-                    .strip_prefix("#/$defs/")
-                    .or_else(|| r.strip_prefix("#/definitions/"));
-                match name.and_then(|n| defs.get(n)) {
-                    Some(target) if depth < 16 => {
-                        if let Value::Object(t) = inline(target, defs, depth + 1) {
-                            out = t;
-                        }
-                    }
-                    // Unknown or too deeply recursive: accept anything.
-                    _ => {}
-                }
-            }
-            for (k, val) in obj {
-                match k.as_str() {
-                    "$ref" | "$schema" | "$defs" | "definitions" => {}
-                    "title" if !matches!(val, Value::Object(_)) => {}
-                    // `properties` maps names to schemas: keep every name.
-                    "properties" => {
-                        let props = match val {
-                            Value::Object(p) => Value::Object(
-                                p.iter()
-                                    .map(|(n, s)| (n.clone(), inline(s, defs, depth)))
-                                    .collect(),
-                            ),
-                            other => other.clone(),
-                        };
-                        out.insert(k.clone(), props);
-                    }
-                    _ => {
-                        out.insert(k.clone(), inline(val, defs, depth));
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.iter().map(|x| inline(x, defs, depth)).collect()),
-        other => other.clone(),
-    }
+    schema::object_root(schema::inline_refs(schema), true)
 }
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::llm_client::error::ClientError;
 use crate::llm_client::request::{self, LlmRequest, ToolChoice};
+use crate::llm_client::schema;
 use crate::llm_client::scheme::WireScheme;
 use crate::llm_client::sse::SseEvent;
 use crate::llm_client::stream::{Assembler, Flow, StopReason, StreamDecoder};
@@ -252,85 +253,7 @@ fn input_items(history: &[Item]) -> Vec<Value> {
 /// `definitions` are inlined, and `$schema`, `$defs`, `definitions` and
 /// `title` are dropped; the top level is always an object schema.
 pub fn normalize_schema(schema: &Value) -> Value {
-    let empty = Map::new();
-    let root = schema.as_object().unwrap_or(&empty);
-    let mut defs = Map::new();
-    for key in ["definitions", "$defs"] {
-        if let Some(Value::Object(d)) = root.get(key) {
-            for (k, v) in d {
-                defs.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    let mut out = normalize_node(schema, &defs, 0);
-    match out.as_object_mut() {
-        Some(obj) => {
-            if !obj.contains_key("type") && !obj.contains_key("anyOf") {
-                obj.insert("type".into(), json!("object"));
-            }
-            if obj.get("type") == Some(&json!("object")) && !obj.contains_key("properties") {
-                obj.insert("properties".into(), json!({}));
-            }
-        }
-        None => out = json!({"type": "object", "properties": {}}),
-    }
-    out
-}
-
-const MAX_REF_DEPTH: usize = 16;
-
-fn normalize_node(node: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
-    match node {
-        Value::Object(obj) => {
-            if let Some(Value::String(r)) = obj.get("$ref") {
-                let name = r
-                    .strip_prefix("#/$defs/")
-                    .or_else(|| r.strip_prefix("#/definitions/"));
-                if let Some(def) = name.and_then(|n| defs.get(n)) {
-                    if depth >= MAX_REF_DEPTH {
-                        // A recursive type: stop inlining, accept anything.
-                        return json!({});
-                    }
-                    let mut merged = match normalize_node(def, defs, depth + 1) {
-                        Value::Object(m) => m,
-                        other => return other,
-                    };
-                    for (k, v) in obj {
-                        if !matches!(k.as_str(), "$ref" | "$schema" | "title" | "$defs")
-                            && k != "definitions"
-                        {
-                            merged.insert(k.clone(), normalize_node(v, defs, depth));
-                        }
-                    }
-                    return Value::Object(merged);
-                }
-            }
-            let mut out = Map::new();
-            for (k, v) in obj {
-                match k.as_str() {
-                    "$schema" | "$defs" | "definitions" | "title" => {}
-                    "properties" | "patternProperties" => {
-                        // Keys here are property names, not keywords.
-                        let props = match v {
-                            Value::Object(p) => Value::Object(
-                                p.iter()
-                                    .map(|(pk, pv)| (pk.clone(), normalize_node(pv, defs, depth)))
-                                    .collect(),
-                            ),
-                            other => other.clone(),
-                        };
-                        out.insert(k.clone(), props);
-                    }
-                    _ => {
-                        out.insert(k.clone(), normalize_node(v, defs, depth));
-                    }
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.iter().map(|v| normalize_node(v, defs, depth)).collect()),
-        other => other.clone(),
-    }
+    schema::object_root(schema::inline_refs(schema), true)
 }
 
 // ---------------------------------------------------------------------------
