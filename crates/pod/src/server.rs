@@ -523,6 +523,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     signals.abort();
     let _ = std::fs::remove_file(&socket);
     release_scope(&spec, &instance_id, &state).await;
+    lock(&state).finish_status_file();
     // Give writers a moment to deliver `shutdown` to the clients.
     for _ in 0..100 {
         if lock(&state).writers() == 0 {

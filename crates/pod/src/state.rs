@@ -123,6 +123,7 @@ pub struct PodState {
     pending: Vec<Item>,
     usage: Usage,
     record: Option<(PathBuf, StatusRecord)>,
+    status_writer: Option<StatusWriter>,
     /// Connection writers still running (they outlive the client list at
     /// shutdown, while they flush the final lines).
     writers: usize,
@@ -149,6 +150,7 @@ impl PodState {
             pending: Vec::new(),
             usage: Usage::default(),
             record: None,
+            status_writer: None,
             writers: 0,
             status_written: std::time::Instant::now(),
         })
@@ -156,8 +158,17 @@ impl PodState {
 
     /// Keeps `status.json` at `path` current from now on (written now).
     pub fn keep_status_file(&mut self, path: PathBuf, record: StatusRecord) {
+        self.status_writer = StatusWriter::start(path.clone());
         self.record = Some((path, record));
         self.write_status_file();
+    }
+
+    /// Writes the last `status.json` and stops its writer (at exit).
+    pub fn finish_status_file(&mut self) {
+        self.write_status_file();
+        if let Some(writer) = self.status_writer.take() {
+            writer.finish();
+        }
     }
 
     /// The session log writer (read access: history, lines).
@@ -350,8 +361,9 @@ impl PodState {
         Ok(ReplayStep::Lines(out))
     }
 
-    /// Writes `status.json` (temp file + rename); failures become an alert,
-    /// never an error: the file is advisory.
+    /// Hands the current `status.json` to its writer thread (temp file +
+    /// rename, off the invocation's path); failures go to the pod's log: the
+    /// file is advisory.
     fn write_status_file(&mut self) {
         let Some((path, record)) = &mut self.record else {
             return;
@@ -359,12 +371,16 @@ impl PodState {
         self.status_written = std::time::Instant::now();
         record.status = self.status;
         record.usage = self.usage;
-        let result = serde_json::to_vec_pretty(&*record)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| write_atomically(path, &bytes));
-        if let Err(e) = result {
-            let message = format!("cannot write {}: {e}", path.display());
-            let _ = self.alert(AlertLevel::Warn, AlertSource::Pod, message);
+        let Ok(bytes) = serde_json::to_vec_pretty(&*record) else {
+            return;
+        };
+        match &self.status_writer {
+            Some(writer) => writer.send(bytes),
+            None => {
+                if let Err(e) = write_atomically(path, &bytes) {
+                    eprintln!("pod: cannot write {}: {e}", path.display());
+                }
+            }
         }
     }
 
@@ -374,6 +390,44 @@ impl PodState {
         if self.status_written.elapsed() >= STATUS_REFRESH {
             self.write_status_file();
         }
+    }
+}
+
+/// A thread that writes the latest `status.json` it was given (older versions
+/// still queued are skipped), so status changes cost the invocation nothing.
+#[derive(Debug)]
+struct StatusWriter {
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StatusWriter {
+    fn start(path: PathBuf) -> Option<StatusWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let thread = std::thread::Builder::new()
+            .name("status.json".into())
+            .spawn(move || {
+                while let Ok(mut latest) = rx.recv() {
+                    while let Ok(newer) = rx.try_recv() {
+                        latest = newer;
+                    }
+                    if let Err(e) = write_atomically(&path, &latest) {
+                        eprintln!("pod: cannot write {}: {e}", path.display());
+                    }
+                }
+            })
+            .ok()?;
+        Some(StatusWriter { tx, thread })
+    }
+
+    fn send(&self, bytes: Vec<u8>) {
+        let _ = self.tx.send(bytes);
+    }
+
+    /// Writes what is queued, then stops.
+    fn finish(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
     }
 }
 
