@@ -119,6 +119,28 @@ pub struct ParentLink {
     pub socket: std::path::PathBuf,
     /// The parent's runtime dir (its liveness lock).
     pub dir: std::path::PathBuf,
+    /// The parent's instance id: a restored parent runs as another process,
+    /// found through the registry.
+    pub instance: String,
+    /// The per-user registry file.
+    pub registry: std::path::PathBuf,
+}
+
+impl ParentLink {
+    /// Whether process `pid` is the parent (as spawned, or restored since).
+    fn is_parent(&self, pid: u32) -> bool {
+        if pid == self.pid {
+            return true;
+        }
+        // Reading the file without the lock is safe: it is replaced atomically.
+        std::fs::read(&self.registry)
+            .ok()
+            .and_then(|b| {
+                crate::runtime::pod_registry::Registry::from_json(&b, &self.registry).ok()
+            })
+            .and_then(|r| r.get(&self.instance).map(|e| e.pid == pid))
+            .unwrap_or(false)
+    }
 }
 
 /// The pod's state machine.
@@ -285,10 +307,10 @@ impl Controller {
     fn handle(&mut self, method: Method, peer_pid: Option<u32>) -> Answer {
         match method {
             Method::Run { input } => {
-                let from_parent = self
-                    .parent
-                    .as_ref()
-                    .is_some_and(|p| peer_pid == Some(p.pid));
+                let from_parent = match (&self.parent, peer_pid) {
+                    (Some(parent), Some(pid)) => parent.is_parent(pid),
+                    _ => false,
+                };
                 self.run_input(input, from_parent)
             }
             Method::Notify { message } => {

@@ -488,6 +488,8 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             pid: child.parent_pid,
             socket: child.parent_socket.clone(),
             dir: spec.places.pod_runtime_dir(&child.parent_name),
+            instance: child.parent_instance.clone(),
+            registry: pod_registry::registry_path_in(&spec.places.runtime),
         });
     }
     match pending_turn {

@@ -392,7 +392,42 @@ async fn the_tree_survives_a_kill_9_of_the_parent() {
     })
     .await;
 
-    // `k` dies; the parent's next ListPods takes its subtree back.
+    // The restored parent (another process now) sends `k` more work; `k`
+    // knows it for its parent through the registry and reports back.
+    server.push_for(
+        &parent,
+        sse(Turn::new().call(
+            "again",
+            "SendToPod",
+            json(serde_json::json!({"name": "k", "message": "once more"})),
+        )),
+    );
+    server.push_for(&parent, sse(Turn::new().text("Sent.")));
+    server.push_for(&key("main.k"), sse(Turn::new().text("again from k")));
+    let mut seen = client.command(&Method::Resume).await.unwrap();
+    while !seen
+        .iter()
+        .any(|e| matches!(e, Event::RunEnd { .. } | Event::Error { .. }))
+    {
+        seen.push(
+            tokio::time::timeout(WAIT, client.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    wait_for("k's second report", || {
+        pod_event_items(&log_of(&home, "main"))
+            .iter()
+            .filter(|r| r.contains("`k` finished"))
+            .count()
+            >= 2
+    })
+    .await;
+
+    // `k` dies; the parent (woken by the report) lists its pods next, which
+    // takes k's subtree back, and writes there.
     let k_pid = entry_of(&registry_json(&home), "main.k")["pid"]
         .as_i64()
         .unwrap() as i32;
@@ -409,7 +444,7 @@ async fn the_tree_survives_a_kill_9_of_the_parent() {
         )),
     );
     server.push_for(&parent, sse(Turn::new().text("Recovered.")));
-    let mut seen = client.command(&Method::Resume).await.unwrap();
+    let mut seen: Vec<Event> = Vec::new();
     while !seen
         .iter()
         .any(|e| matches!(e, Event::RunEnd { .. } | Event::Error { .. }))
