@@ -24,6 +24,7 @@
 //! server.json                   the running server: URL, pid, start time
 //! server.ready.json             written by the server once it listens
 //! server.log                    the server's output
+//! slots/                        llama.cpp's slot save dir (unused; enables slot erase)
 //! ```
 
 pub mod command;
@@ -68,6 +69,10 @@ pub const MODEL_ALIAS: &str = "qwen";
 pub const LOCAL_CONTEXT_WINDOW: u64 = 8192;
 /// `[model] max_tokens` for the local model: enough for a file, small next to the window.
 pub const LOCAL_MAX_TOKENS: u32 = 2048;
+/// `[model] temperature` for the local model: greedy decoding; at the server's
+/// default (0.8) the 1.5B model often wraps its tool calls in prose, which
+/// llama.cpp cannot parse.
+pub const LOCAL_TEMPERATURE: f64 = 0.0;
 /// `[model] timeout_s` for the local model: a full 8k prompt takes ~100 s on 2 cores.
 pub const LOCAL_TIMEOUT_S: u64 = 600;
 /// Tokens the local model may not produce (`logit_bias`): the Markdown fences it
@@ -377,6 +382,10 @@ impl ModelDir {
     /// The server's log.
     pub fn log(&self) -> PathBuf {
         self.root.join("server.log")
+    }
+    /// Where the server may save slots (it saves none; erasing needs the setting).
+    pub fn slots(&self) -> PathBuf {
+        self.root.join("slots")
     }
     /// The lock serialising `up` and `down`.
     pub fn lock(&self) -> PathBuf {
@@ -834,6 +843,7 @@ pub fn up(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn
     let gguf = prepare(spec, dir, opts, progress)?;
     let template = write_template(spec, dir)?;
     write_atomically(&dir.script(), opts.server_script.as_bytes())?;
+    std::fs::create_dir_all(dir.slots()).map_err(|e| ModelError::io("cannot create", &dir.slots(), e))?;
     progress.step(&format!("starting the server ({} threads, context {})", opts.threads, opts.ctx));
     let started = Instant::now();
     let cmd = serve::ServerCommand {
@@ -854,6 +864,8 @@ pub fn up(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn
             opts.threads.to_string().into(),
             "--cache-ram-mib".into(),
             opts.cache_ram_mib.to_string().into(),
+            "--slots".into(),
+            dir.slots().into_os_string(),
         ],
         log: dir.log(),
         ready: dir.ready(),
@@ -1001,7 +1013,7 @@ pub fn fence_logit_bias() -> serde_json::Value {
 }
 
 /// Sets the small-model values on `m` where no manifest layer chose them:
-/// context window, max tokens, timeout and the fence ban.
+/// context window, max tokens, temperature, timeout and the fence ban.
 pub fn apply_local_defaults(m: &mut manifest::Manifest) {
     let builtin = |m: &manifest::Manifest, key: &str| {
         m.provenance
@@ -1016,6 +1028,10 @@ pub fn apply_local_defaults(m: &mut manifest::Manifest) {
     if builtin(m, "model.max_tokens") {
         m.model.max_tokens = LOCAL_MAX_TOKENS;
         m.provenance.insert("model.max_tokens".into(), origin.clone());
+    }
+    if builtin(m, "model.temperature") {
+        m.model.temperature = Some(LOCAL_TEMPERATURE);
+        m.provenance.insert("model.temperature".into(), origin.clone());
     }
     if builtin(m, "model.timeout_s") {
         m.model.timeout_s = LOCAL_TIMEOUT_S;
@@ -1035,10 +1051,16 @@ pub fn local_overlay(model_lines: &str) -> String {
         .iter()
         .map(|t| format!("[{}, false]", serde_json::Value::from(*t)))
         .collect();
+    // The caller's lines come first so that they may set the temperature.
+    let model_lines = model_lines.trim();
+    let temperature = if model_lines.contains("temperature") {
+        String::new()
+    } else {
+        format!("temperature = {LOCAL_TEMPERATURE:?}\n")
+    };
     format!(
-        "[model]\ncontext_window = {LOCAL_CONTEXT_WINDOW}\nmax_tokens = {LOCAL_MAX_TOKENS}\n\
-         timeout_s = {LOCAL_TIMEOUT_S}\n{}\n[model.extra]\nlogit_bias = [{}]\n",
-        model_lines.trim(),
+        "[model]\n{model_lines}\ncontext_window = {LOCAL_CONTEXT_WINDOW}\nmax_tokens = {LOCAL_MAX_TOKENS}\n\
+         {temperature}timeout_s = {LOCAL_TIMEOUT_S}\n\n[model.extra]\nlogit_bias = [{}]\n",
         bans.join(", ")
     )
 }

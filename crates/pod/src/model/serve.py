@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--ctx", type=int, required=True)
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--cache-ram-mib", type=int, required=True)
+    ap.add_argument("--slots", required=True)
     args = ap.parse_args()
 
     # Block the stop signals before the server starts its threads, so that they
@@ -47,6 +48,9 @@ def main():
     # Prompt states kept in RAM beyond the one slot (0: none, so memory stays at
     # the model plus one context).
     p.cache_ram_mib = args.cache_ram_mib
+    # Enables POST /slots/0?action=erase, which the real-model tests use so that
+    # no test reuses another's prompt cache.
+    p.slot_save_path = args.slots
 
     server = xllamacpp.Server(p)
     url = server.listening_address

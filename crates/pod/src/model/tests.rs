@@ -62,7 +62,7 @@ import argparse, json, os, signal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import fake_llama_server
 ap = argparse.ArgumentParser()
-for a in ["--model", "--template", "--alias", "--ready", "--ctx", "--threads", "--cache-ram-mib"]:
+for a in ["--model", "--template", "--alias", "--ready", "--ctx", "--threads", "--cache-ram-mib", "--slots"]:
     ap.add_argument(a, required=True)
 a = ap.parse_args()
 assert "<tool_call>" not in open(a.template).read(), "template not derived"
@@ -440,6 +440,7 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
     assert_eq!(m.model.max_tokens, LOCAL_MAX_TOKENS);
     assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
+    assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
     // A layer's own values win.
     let mut m = load(Some("[model]\nmax_tokens = 100\n[model.extra]\nlogit_bias = {}\n".into()));
@@ -456,4 +457,7 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.seed, Some(42));
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
     assert_eq!(fence_logit_bias()[4], serde_json::json!(["``\n", false]));
+    let m = load(Some(local_overlay("")));
+    assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
+    assert_eq!(m.model.seed, None);
 }
