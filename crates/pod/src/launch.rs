@@ -175,7 +175,11 @@ pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchErr
         return Ok(());
     } else if let Some(server) = local_model(vars) {
         local = true;
-        (Scheme::OpenaiChat, Some(server.base_url), Some(server.model))
+        (
+            Scheme::OpenaiChat,
+            Some(server.base_url),
+            Some(server.model),
+        )
     } else {
         return Err(LaunchError::NoProvider);
     };

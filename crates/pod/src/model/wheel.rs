@@ -66,7 +66,9 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, String> {
     for index in 0..count {
         let truncated = || format!("central directory entry {index} is truncated");
         if u32_at(cd, at) != Some(CENTRAL_SIG) {
-            return Err(format!("central directory entry {index} has a bad signature"));
+            return Err(format!(
+                "central directory entry {index} has a bad signature"
+            ));
         }
         let flags = u16_at(cd, at + 8).ok_or_else(truncated)?;
         let method = u16_at(cd, at + 10).ok_or_else(truncated)?;
@@ -122,7 +124,11 @@ pub fn read_entry(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>, String> {
         0 => data.to_vec(),
         8 => miniz_oxide::inflate::decompress_to_vec_with_limit(data, size)
             .map_err(|e| format!("{name}: cannot inflate: {e}"))?,
-        other => return Err(format!("{name}: compression method {other} is not supported")),
+        other => {
+            return Err(format!(
+                "{name}: compression method {other} is not supported"
+            ));
+        }
     };
     if out.len() != size {
         return Err(format!(
