@@ -29,6 +29,14 @@ const URL_VAR: &str = "POD_TEST_MODEL_URL";
 /// ~25 s to read the 2k-token prompt the first time).
 const CASE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Writes to the real stderr: the test harness captures `eprintln!` of passing
+/// tests, and a skip or a measurement must show in CI's log.
+fn loud(text: &str) {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
+
 /// What a case left behind.
 struct Outcome {
     log: Vec<Value>,
@@ -236,13 +244,13 @@ fn finds_a_definition(base_url: &str) -> Outcome {
 #[test]
 fn real_model_cases_in_sequence() {
     let Some(base_url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
-        eprintln!(
+        loud(&format!(
             "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
              !!! SKIPPED: the real-model suite. {URL_VAR} is not set.\n\
              !!! Run `pod model up`, then set {URL_VAR} to the URL it prints\n\
              !!! (`.ci/run` does both).\n\
              !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
-        );
+        ));
         return;
     };
     type Case = fn(&str) -> Outcome;
@@ -256,14 +264,14 @@ fn real_model_cases_in_sequence() {
         match std::panic::catch_unwind(move || case(&url)) {
             Ok(o) => {
                 let (input, output) = o.tokens();
-                eprintln!(
+                loud(&format!(
                     "real model: ok   {name}: {:.1} s, tools {:?}, {input} tokens in, {output} out",
                     o.seconds,
                     o.tool_calls()
-                );
+                ));
             }
             Err(_) => {
-                eprintln!("real model: FAIL {name}");
+                loud(&format!("real model: FAIL {name}"));
                 failed.push(name);
             }
         }
@@ -312,9 +320,7 @@ fn model_commands_say_what_is_missing_and_an_unreachable_registry_exits_4() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_pip {
-        eprintln!(
-            "\n!!! SKIPPED: `pod model up` against a dead registry needs python3 with pip !!!\n"
-        );
+        loud("\n!!! SKIPPED: `pod model up` against a dead registry needs python3 with pip !!!\n");
         return;
     }
     // An index on a port nothing listens on.

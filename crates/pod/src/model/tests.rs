@@ -15,7 +15,9 @@ fn have_python() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!(
+        // Straight to stderr: the harness captures eprintln! of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n!!! SKIPPED: python3 with pip and venv is not installed; `pod model up` needs it !!!\n"
         );
     }
