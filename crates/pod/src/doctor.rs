@@ -74,6 +74,7 @@ pub fn run(env: &DirEnv, uid: u32, key_present: &dyn Fn(&str) -> bool) -> Report
                     ),
                 });
             }
+            checks.push(model_check(&places.models));
         }
     }
     let found: Vec<&str> = PROVIDER_KEY_VARS
@@ -92,6 +93,20 @@ pub fn run(env: &DirEnv, uid: u32, key_present: &dyn Fn(&str) -> bool) -> Report
         },
     });
     Report { checks }
+}
+
+/// The `local model` line: not downloaded, downloaded, or running (URL, pid, RSS).
+/// Always ok: a machine without the local model is a valid setup.
+pub fn model_check(models: &std::path::Path) -> Check {
+    let detail = match crate::model::ModelSpec::pinned() {
+        Ok(spec) => crate::model::status(&spec, &crate::model::ModelDir::new(models)).summary(),
+        Err(e) => e.to_string(),
+    };
+    Check {
+        name: "local model".into(),
+        ok: true,
+        detail,
+    }
 }
 
 /// The `sandbox` line: the enforcement level commands get, what it leaves open, and how
@@ -187,6 +202,12 @@ mod tests {
             .find(|c| c.name == "provider keys")
             .unwrap();
         assert_eq!(keys.detail, "found OPENAI_API_KEY");
+        let model = report
+            .checks
+            .iter()
+            .find(|c| c.name == "local model")
+            .unwrap();
+        assert!(model.detail.contains("not downloaded"), "{}", model.detail);
         let state = report
             .checks
             .iter()

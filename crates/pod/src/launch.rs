@@ -65,7 +65,8 @@ pub enum LaunchError {
     #[error(
         "no model provider configured: set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY, \
          or POD_BASE_URL and POD_MODEL for an OpenAI-compatible server (e.g. \
-         POD_BASE_URL=http://127.0.0.1:8080/v1 for llama.cpp), or name one in a manifest ([model] scheme)"
+         POD_BASE_URL=http://127.0.0.1:8080/v1 for llama.cpp), or name one in a manifest ([model] scheme), \
+         or run `pod model up` to serve a local model (no key needed)"
     )]
     NoProvider,
     /// The provider needs a key that is not set.
@@ -133,9 +134,25 @@ pub fn load_manifest(
     Ok(m)
 }
 
+/// The local model server `pod model up` recorded in the model dir that `vars`
+/// resolve to, if it runs.
+fn local_model(vars: Vars<'_>) -> Option<crate::model::record::ServerRecord> {
+    let pairs: Vec<(&str, String)> = crate::runtime::dir::DIR_VARS
+        .iter()
+        .filter_map(|k| vars(k).map(|v| (*k, v)))
+        .collect();
+    let env = crate::runtime::dir::DirEnv::from_pairs(
+        crate::runtime::dir::current_uid(),
+        pairs.iter().map(|(k, v)| (*k, v.as_str())),
+    );
+    let places = crate::runtime::dir::Places::resolve(&env).ok()?;
+    crate::model::running(&places.models)
+}
+
 /// Picks the provider from the environment when no manifest layer chose a
 /// scheme: `ANTHROPIC_API_KEY`, else `OPENAI_API_KEY` (Responses), else
-/// `GEMINI_API_KEY`, else `POD_BASE_URL` + `POD_MODEL` (OpenAI-compatible).
+/// `GEMINI_API_KEY`, else `POD_BASE_URL` + `POD_MODEL` (OpenAI-compatible), else
+/// the local model if `pod model up` started it (with small-model defaults).
 pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchError> {
     let chosen_by_layer = m
         .provenance
@@ -144,6 +161,7 @@ pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchErr
     if chosen_by_layer {
         return Ok(());
     }
+    let mut local = false;
     let (scheme, base_url, model) = if vars("ANTHROPIC_API_KEY").is_some() {
         (Scheme::Anthropic, None, None)
     } else if vars("OPENAI_API_KEY").is_some() {
@@ -157,6 +175,13 @@ pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchErr
     {
         // A layer pointed at a local server without naming the scheme.
         return Ok(());
+    } else if let Some(server) = local_model(vars) {
+        local = true;
+        (
+            Scheme::OpenaiChat,
+            Some(server.base_url),
+            Some(server.model),
+        )
     } else {
         return Err(LaunchError::NoProvider);
     };
@@ -183,6 +208,9 @@ pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchErr
             Scheme::OpenaiChat => "POD_API_KEY".to_string(),
             _ => scheme.default_api_key_env().to_string(),
         };
+    }
+    if local {
+        crate::model::apply_local_defaults(m);
     }
     Ok(())
 }
@@ -436,6 +464,53 @@ mod tests {
         ]);
         let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
         assert_eq!(m.model.model, "qwen");
+    }
+
+    #[test]
+    fn a_running_local_model_is_the_fallback_with_small_model_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        let me = std::process::id();
+        let mut rec = crate::model::record::ServerRecord {
+            base_url: "http://127.0.0.1:45678/v1".into(),
+            model: "qwen".into(),
+            pid: me,
+            start_ticks: crate::model::record::start_ticks(me).unwrap(),
+            gguf: models.join("x.gguf"),
+            log: models.join("server.log"),
+            started_at: 0,
+        };
+        crate::model::record::write(&models.join("server.json"), &rec).unwrap();
+        let models_var = models.to_str().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let only_dir = [("POD_MODEL_DIR", models_var), ("HOME", home)];
+        let v = vars(&only_dir);
+        let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+        assert_eq!(m.model.scheme, Scheme::OpenaiChat);
+        assert_eq!(m.model.base_url, "http://127.0.0.1:45678/v1");
+        assert_eq!(m.model.model, "qwen");
+        assert_eq!(m.model.context_window, crate::model::LOCAL_CONTEXT_WINDOW);
+        assert_eq!(m.model.max_tokens, crate::model::LOCAL_MAX_TOKENS);
+        assert!(m.model.extra.contains_key("logit_bias"));
+        assert!(client_for(&m.model, &v).is_ok(), "loopback: no key needed");
+        // Keys and POD_BASE_URL come first, without the small-model defaults.
+        let with_url = [
+            ("POD_MODEL_DIR", models_var),
+            ("HOME", home),
+            ("POD_BASE_URL", "http://127.0.0.1:8080/v1"),
+            ("POD_MODEL", "big"),
+        ];
+        let v = vars(&with_url);
+        let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+        assert_eq!(m.model.base_url, "http://127.0.0.1:8080/v1");
+        assert_ne!(m.model.context_window, crate::model::LOCAL_CONTEXT_WINDOW);
+        // A record whose process is gone is ignored.
+        rec.start_ticks += 1;
+        crate::model::record::write(&models.join("server.json"), &rec).unwrap();
+        let v = vars(&only_dir);
+        let err = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap_err();
+        assert!(err.to_string().contains("pod model up"), "{err}");
     }
 
     #[test]

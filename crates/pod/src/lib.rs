@@ -8,6 +8,7 @@ pub mod controller;
 pub mod doctor;
 pub mod ipc;
 pub mod launch;
+pub mod model;
 pub mod render;
 pub mod runtime;
 pub mod server;

