@@ -294,6 +294,40 @@ async fn register(
     .await
 }
 
+/// The smallest context window (tokens) whose pods get the child-pod tools.
+pub const SPAWN_TOOLS_MIN_CONTEXT: u64 = 32_000;
+
+/// `SpawnPod` and the four tools to talk to children.
+fn spawn_tools(
+    spec: &PodSpec,
+    instance_id: &str,
+    socket: &std::path::Path,
+    children: &Arc<SpawnedPodRegistry>,
+) -> Result<Vec<ToolDefinition>, ServeError> {
+    Ok(vec![
+        spawn_pod_tool(SpawnSetup {
+            places: spec.places.clone(),
+            parent_name: spec.name.clone(),
+            parent_instance: instance_id.to_string(),
+            parent_socket: socket.to_path_buf(),
+            scope: Arc::clone(&spec.live_scope),
+            gate: spec.gate.clone(),
+            manifest: spec.manifest.clone(),
+            children: Arc::clone(children),
+            exe: std::env::current_exe().map_err(|source| ServeError::Io {
+                what: "finding the pod binary".into(),
+                source,
+            })?,
+            limits: spec.limits,
+            uid: spec.uid,
+        }),
+        send_to_pod_tool(Arc::clone(children)),
+        read_pod_output_tool(Arc::clone(children)),
+        stop_pod_tool(Arc::clone(children)),
+        list_pods_tool(Arc::clone(children)),
+    ])
+}
+
 /// Runs the pod: returns after `shutdown`, SIGTERM or SIGINT, with the log
 /// flushed. `on_ready` is called once the socket accepts connections.
 pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
@@ -357,26 +391,12 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         .clone();
     let m = &spec.manifest;
     let mut tool_defs = spec.tools.clone();
-    tool_defs.push(spawn_pod_tool(SpawnSetup {
-        places: spec.places.clone(),
-        parent_name: spec.name.clone(),
-        parent_instance: instance_id.clone(),
-        parent_socket: socket.clone(),
-        scope: Arc::clone(&spec.live_scope),
-        gate: spec.gate.clone(),
-        manifest: spec.manifest.clone(),
-        children: Arc::clone(&children),
-        exe: std::env::current_exe().map_err(|source| ServeError::Io {
-            what: "finding the pod binary".into(),
-            source,
-        })?,
-        limits: spec.limits,
-        uid: spec.uid,
-    }));
-    tool_defs.push(send_to_pod_tool(Arc::clone(&children)));
-    tool_defs.push(read_pod_output_tool(Arc::clone(&children)));
-    tool_defs.push(stop_pod_tool(Arc::clone(&children)));
-    tool_defs.push(list_pods_tool(Arc::clone(&children)));
+    // The five tools for child pods cost a small model much of its context
+    // (their schemas alone are ~2k tokens) and it cannot orchestrate anyway:
+    // they are offered from a 32k-token window up.
+    if m.model.context_window >= SPAWN_TOOLS_MIN_CONTEXT {
+        tool_defs.extend(spawn_tools(&spec, &instance_id, &socket, &children)?);
+    }
     let tools = Arc::new(ToolServer::new(
         &tool_defs,
         output_limit(m.worker.tool_output_limit, m.model.context_window),
