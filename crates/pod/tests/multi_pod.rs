@@ -595,3 +595,62 @@ async fn spawn_requests_outside_the_rules_are_refused() {
         wait_for("the pod to stop", || !alive(&home, name)).await;
     }
 }
+
+#[tokio::test]
+async fn at_most_eight_live_children_per_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let work = home.path("work");
+    let mut turn = Turn::new();
+    for i in 0..9 {
+        let spawn = json(serde_json::json!({
+            "name": format!("c{i}"),
+            "task": "wait",
+            "scope": [{"target": work.join(format!("c{i}")), "permission": "write"}],
+        }));
+        turn = turn.call(format!("s{i}"), "SpawnPod", spawn);
+        server.push_for(&key(&format!("main.c{i}")), sse(Turn::new().text("ok")));
+    }
+    server.push_for(&key("main"), sse(turn));
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("spawn nine")).await.unwrap();
+    wait_for("the spawns", || {
+        (0..9).all(|i| {
+            log_of(&home, "main").iter().any(|e| {
+                matches!(e, LogEntry::ToolResult { item, .. }
+                    if matches!(&item.0, llm_types::Item::ToolResult { call_id, .. } if *call_id == format!("s{i}")))
+            })
+        })
+    })
+    .await;
+    let log = log_of(&home, "main");
+    let refused: Vec<String> = (0..9)
+        .map(|i| result_of(&log, &format!("s{i}")))
+        .filter(|(_, is_error)| *is_error)
+        .map(|(text, _)| text)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("limit_exceeded") && refused[0].contains("8"),
+        "{refused:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pod"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path("home"))
+        .env("POD_RUNTIME_DIR", home.path("runtime"))
+        .env("POD_HOME", home.path("state"))
+        .env("POD_CONFIG_DIR", home.path("config"))
+        .args(["stop", "--tree", "main"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!((0..9).all(|i| !alive(&home, &format!("main.c{i}"))));
+}

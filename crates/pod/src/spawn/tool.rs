@@ -199,6 +199,25 @@ struct SpawnPod {
 }
 
 impl SpawnPod {
+    /// Room for one more child: under the live-children limit, and no child
+    /// of that name yet.
+    fn check_room(&self, input: &SpawnPodInput) -> Result<(), ToolError> {
+        let s = &self.setup;
+        if s.children.len() >= s.limits.children {
+            return Err(failed(format!(
+                "limit_exceeded: at most {} live child pods per pod; stop one (StopPod) first",
+                s.limits.children
+            )));
+        }
+        if s.children.name_of(&input.name).is_some() {
+            return Err(ToolError::InvalidArgument(format!(
+                "you already have a child named `{}`; choose another name or stop it first",
+                input.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Validates the request; returns the child's full name and its grants.
     fn check(
         &self,
@@ -221,19 +240,8 @@ impl SpawnPod {
                 depth - 1
             )));
         }
-        if s.children.len() >= s.limits.children {
-            return Err(failed(format!(
-                "limit_exceeded: at most {} live child pods per pod; stop one (StopPod) first",
-                s.limits.children
-            )));
-        }
+        self.check_room(input)?;
         let full = format!("{}.{}", s.parent_name, name);
-        if s.children.name_of(&input.name).is_some() {
-            return Err(ToolError::InvalidArgument(format!(
-                "you already have a child named `{}`; choose another name or stop it first",
-                input.name
-            )));
-        }
         let scope = s.scope.read().unwrap_or_else(PoisonError::into_inner);
         let mut grants = Vec::new();
         let mut reads = Vec::new();
@@ -320,8 +328,11 @@ impl SpawnPod {
             std::fs::create_dir_all(&g.target)
                 .map_err(|e| failed(format!("cannot create {}: {e}", g.target.display())))?;
         }
-        // Nothing of ours may still be writing where the child will.
+        // Nothing of ours may still be writing where the child will. The
+        // permit also serialises spawns, so the checks that depend on what
+        // other spawns did are made again under it.
         let _permit = s.gate.delegation().await;
+        self.check_room(&input)?;
         let mut reserved = Reserved {
             instance: String::new(),
             delegated: Vec::new(),
