@@ -51,8 +51,11 @@ echo "task:    $task"
 echo
 t=$(now)
 # The local model whatever keys this shell holds: that is what is being shown.
+set +e
 env -u ANTHROPIC_API_KEY -u OPENAI_API_KEY -u GEMINI_API_KEY -u POD_BASE_URL -u POD_MODEL \
     "$pod" run --keep --name "$name" --cwd "$project" "$task"
+task_rc=$?
+set -e
 t_task=$(since "$t")
 
 # The pod's peak memory (it is still running: --keep), then stop it.
@@ -73,3 +76,7 @@ echo "times: build ${t_build} s, model up ${t_model} s, task ${t_task} s, total 
 echo "memory: pod peak RSS ${pod_peak}, model server RSS ${model_rss}"
 echo "transcript: $pod logs $name"
 echo "the model keeps serving; \`$pod model down\` stops it."
+if [ "$task_rc" -ne 0 ]; then
+    echo "quickstart: the task did not finish (exit $task_rc); the transcript above says why." >&2
+    exit "$task_rc"
+fi

@@ -75,6 +75,9 @@ pub const LOCAL_MAX_TOKENS: u32 = 2048;
 pub const LOCAL_TEMPERATURE: f64 = 0.0;
 /// `[model] timeout_s` for the local model: a full 8k prompt takes ~100 s on 2 cores.
 pub const LOCAL_TIMEOUT_S: u64 = 600;
+/// `[worker] max_llm_calls` for the local model: when the 1.5B model goes wrong it
+/// tends to repeat the same failing call; 30 calls (~2-3 min) bound that.
+pub const LOCAL_MAX_LLM_CALLS: u32 = 30;
 /// Tokens the local model may not produce (`logit_bias`): the Markdown fences it
 /// otherwise wraps its JSON tool calls in (llama.cpp then fails to parse the call).
 /// Each is one token of its vocabulary. Side effect: its plain-text answers cannot
@@ -1103,7 +1106,8 @@ pub fn fence_logit_bias() -> serde_json::Value {
 }
 
 /// Sets the small-model values on `m` where no manifest layer chose them:
-/// context window, max tokens, temperature, timeout and the fence ban.
+/// context window, max tokens, temperature, timeout, LLM-call budget and the
+/// fence ban.
 pub fn apply_local_defaults(m: &mut manifest::Manifest) {
     let builtin = |m: &manifest::Manifest, key: &str| {
         m.provenance
@@ -1125,6 +1129,11 @@ pub fn apply_local_defaults(m: &mut manifest::Manifest) {
         m.model.temperature = Some(LOCAL_TEMPERATURE);
         m.provenance
             .insert("model.temperature".into(), origin.clone());
+    }
+    if builtin(m, "worker.max_llm_calls") {
+        m.worker.max_llm_calls = LOCAL_MAX_LLM_CALLS;
+        m.provenance
+            .insert("worker.max_llm_calls".into(), origin.clone());
     }
     if builtin(m, "model.timeout_s") {
         m.model.timeout_s = LOCAL_TIMEOUT_S;
@@ -1155,7 +1164,8 @@ pub fn local_overlay(model_lines: &str) -> String {
         format!("temperature = {LOCAL_TEMPERATURE:?}\n")
     };
     format!(
-        "[model]\n{model_lines}\ncontext_window = {LOCAL_CONTEXT_WINDOW}\nmax_tokens = {LOCAL_MAX_TOKENS}\n\
+        "[worker]\nmax_llm_calls = {LOCAL_MAX_LLM_CALLS}\n\n\
+         [model]\n{model_lines}\ncontext_window = {LOCAL_CONTEXT_WINDOW}\nmax_tokens = {LOCAL_MAX_TOKENS}\n\
          {temperature}timeout_s = {LOCAL_TIMEOUT_S}\n\n[model.extra]\nlogit_bias = [{}]\n",
         bans.join(", ")
     )

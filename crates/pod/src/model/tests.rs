@@ -500,6 +500,7 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.max_tokens, LOCAL_MAX_TOKENS);
     assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
     assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
+    assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
     // A layer's own values win.
     let mut m = load(Some(
@@ -516,6 +517,7 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
     assert_eq!(m.model.temperature, Some(0.0));
     assert_eq!(m.model.seed, Some(42));
+    assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
     assert_eq!(fence_logit_bias()[4], serde_json::json!(["``\n", false]));
     let m = load(Some(local_overlay("")));
