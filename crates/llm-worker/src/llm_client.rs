@@ -16,6 +16,7 @@ pub mod types {
 }
 
 pub mod anthropic;
+pub mod compact;
 pub mod error;
 pub mod gemini;
 pub mod http;

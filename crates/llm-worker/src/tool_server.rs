@@ -9,6 +9,7 @@ use std::sync::Arc;
 use llm_types::Item;
 use tokio_util::sync::CancellationToken;
 
+use crate::llm_client::compact::compact_spec;
 use crate::llm_client::request::ToolSpec;
 use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
@@ -62,6 +63,7 @@ pub struct ToolServer {
     order: Vec<String>,
     output_limit: usize,
     interceptors: Vec<Arc<dyn ToolInterceptor>>,
+    compact: bool,
 }
 
 impl std::fmt::Debug for ToolServer {
@@ -103,6 +105,7 @@ impl ToolServer {
             order,
             output_limit,
             interceptors: Vec::new(),
+            compact: false,
         })
     }
 
@@ -111,15 +114,28 @@ impl ToolServer {
         self.interceptors.push(interceptor);
     }
 
+    /// Offers the tools in their compact form (see [`compact_spec`]), for
+    /// models with a small context window.
+    pub fn set_compact(&mut self, compact: bool) {
+        self.compact = compact;
+    }
+
     /// The tools as offered to the model, in definition order.
     pub fn specs(&self) -> Vec<ToolSpec> {
         self.order
             .iter()
             .filter_map(|n| self.tools.get(n))
-            .map(|(meta, _)| ToolSpec {
-                name: meta.name.clone(),
-                description: meta.description.clone(),
-                input_schema: meta.input_schema.clone(),
+            .map(|(meta, _)| {
+                let spec = ToolSpec {
+                    name: meta.name.clone(),
+                    description: meta.description.clone(),
+                    input_schema: meta.input_schema.clone(),
+                };
+                if self.compact {
+                    compact_spec(&spec)
+                } else {
+                    spec
+                }
             })
             .collect()
     }

@@ -47,7 +47,20 @@ pub struct WorkerConfig {
     pub cache_key: Option<String>,
     /// Most LLM calls one invocation may make before it ends as `limit_reached`.
     pub max_llm_calls: u32,
+    /// Answer a call identical (name and arguments) to one that succeeded in
+    /// the step just before with [`REPEATED`] instead of running it again. Small
+    /// models loop on their last successful call; big ones may legitimately
+    /// poll, so this is off by default.
+    pub skip_repeated_calls: bool,
+    /// Appended (after a blank line) to the content of every successful tool
+    /// result: a nudge for small models, which otherwise keep calling tools
+    /// after they have what they need.
+    pub result_note: Option<String>,
 }
+
+/// The start of the result a skipped repeated call gets (see
+/// [`WorkerConfig::skip_repeated_calls`]).
+pub const REPEATED: &str = "Not run: you made this exact call just before and it succeeded";
 
 impl WorkerConfig {
     /// Settings for `model` with the manifest's defaults (8192 output tokens,
@@ -63,6 +76,8 @@ impl WorkerConfig {
             extra: serde_json::Map::new(),
             cache_key: None,
             max_llm_calls: 200,
+            skip_repeated_calls: false,
+            result_note: None,
         }
     }
 }
@@ -206,6 +221,17 @@ pub struct Worker {
     config: WorkerConfig,
     history: Vec<Item>,
     llm_calls: u64,
+    /// The calls of the last step that succeeded: (name, arguments as
+    /// canonical JSON, result summary).
+    last_ok: Vec<(String, String, String)>,
+}
+
+/// `arguments` with its keys sorted and no spacing, so that equal calls
+/// compare equal however the model spaced them.
+fn canonical_args(arguments: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(arguments)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| arguments.to_string())
 }
 
 impl fmt::Debug for Worker {
@@ -248,6 +274,7 @@ impl Worker {
             config,
             history: Vec::new(),
             llm_calls: 0,
+            last_ok: Vec::new(),
         }
     }
 
@@ -333,6 +360,7 @@ impl Worker {
             }
         }
         let mut calls_made: u32 = 0;
+        self.last_ok.clear();
         loop {
             if control.cancel.is_cancelled() {
                 return Outcome::Cancelled;
@@ -464,7 +492,7 @@ impl Worker {
         if calls.is_empty() {
             return Step::End(Outcome::Finished { stop });
         }
-        let results = self.tools.run_all_until(&calls, &control.cancel).await;
+        let results = self.run_calls(&calls, control).await;
         for item in results {
             if let Err(e) = self.append(sink, AppendKind::ToolResult, item) {
                 self.answer_open_calls();
@@ -475,6 +503,84 @@ impl Worker {
             return Step::End(Outcome::Cancelled);
         }
         Step::Continue
+    }
+
+    /// Runs this step's calls; with `skip_repeated_calls`, a call that
+    /// repeats one that succeeded in the step before is answered instead.
+    async fn run_calls(&mut self, calls: &[CallInfo], control: &Control) -> Vec<Item> {
+        let key = |c: &CallInfo| (c.name.clone(), canonical_args(&c.arguments));
+        let repeat_of = |c: &CallInfo| {
+            let (name, args) = key(c);
+            self.last_ok
+                .iter()
+                .find(|(n, a, _)| *n == name && *a == args)
+                .map(|(_, _, summary)| summary.clone())
+        };
+        let skipped: Vec<Option<String>> = calls
+            .iter()
+            .map(|c| {
+                if self.config.skip_repeated_calls {
+                    repeat_of(c)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let to_run: Vec<CallInfo> = calls
+            .iter()
+            .zip(&skipped)
+            .filter(|(_, s)| s.is_none())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut ran = self
+            .tools
+            .run_all_until(&to_run, &control.cancel)
+            .await
+            .into_iter();
+        let mut results = Vec::with_capacity(calls.len());
+        let mut last_ok = Vec::new();
+        for (call, skip) in calls.iter().zip(skipped) {
+            let (name, args) = key(call);
+            let item = match skip {
+                Some(summary) => {
+                    // Still counts as done, so a third identical call is skipped too.
+                    last_ok.push((name, args, summary.clone()));
+                    Item::ToolResult {
+                        call_id: call.id.clone(),
+                        summary: format!(
+                            "{REPEATED} ({summary}). Do not repeat it: if the task is done, reply in plain text."
+                        ),
+                        content: None,
+                        is_error: true,
+                    }
+                }
+                None => match ran.next() {
+                    Some(mut item) => {
+                        if let Item::ToolResult {
+                            summary,
+                            content,
+                            is_error: false,
+                            ..
+                        } = &mut item
+                        {
+                            last_ok.push((name, args, summary.clone()));
+                            if let Some(note) = &self.config.result_note {
+                                let text = content.get_or_insert_with(String::new);
+                                if !text.is_empty() {
+                                    text.push_str("\n\n");
+                                }
+                                text.push_str(note);
+                            }
+                        }
+                        item
+                    }
+                    None => interrupted_result(&call.id),
+                },
+            };
+            results.push(item);
+        }
+        self.last_ok = last_ok;
+        results
     }
 
     /// Keeps what a cut-short response produced and answers its tool calls as

@@ -24,8 +24,8 @@ use llm_worker::llm_client::types::{ContentPart, Item, Role, Usage};
 use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use llm_worker::tool_server::{INTERRUPTED, ToolServer};
 use llm_worker::worker::{
-    AppendKind, Control, Outcome, SinkError, Worker, WorkerConfig, WorkerError, WorkerEvent,
-    WorkerSink,
+    AppendKind, Control, Outcome, REPEATED, SinkError, Worker, WorkerConfig, WorkerError,
+    WorkerEvent, WorkerSink,
 };
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
@@ -560,6 +560,110 @@ async fn the_call_budget_ends_the_invocation_as_limit_reached() {
         }
     );
     assert_eq!(worker.llm_calls(), 4);
+}
+
+#[tokio::test]
+async fn a_call_repeating_the_last_successful_one_is_answered_not_run() {
+    let family = Family::OpenaiChat;
+    let server = FakeProvider::start().await;
+    let tools = tools();
+    let mut worker = worker(&server, family, &tools);
+    worker.config_mut().skip_repeated_calls = true;
+    // The same call three times (spaced differently once), then another one.
+    for (id, args) in [
+        ("c0", r#"{"text":"x"}"#),
+        ("c1", r#"{ "text": "x" }"#),
+        ("c2", r#"{"text":"x"}"#),
+        ("c3", r#"{"text":"y"}"#),
+    ] {
+        server.push(Scripted::sse(
+            Turn::new().call(id, "Echo", args).sse(family),
+        ));
+    }
+    server.push(Scripted::sse(Turn::new().text("done").sse(family)));
+    let mut sink = Recorder::default();
+    let outcome = invoke(&mut worker, vec![user("go")], &mut sink).await;
+    assert_eq!(
+        outcome,
+        Outcome::Finished {
+            stop: StopReason::End
+        }
+    );
+    assert_valid(worker.history());
+    // Only the first and the different call ran.
+    assert_eq!(tools.started.load(Ordering::SeqCst), 2);
+    for id in ["c1", "c2"] {
+        let summary = result_summary(worker.history(), id);
+        assert!(summary.starts_with(REPEATED), "{id}: {summary}");
+    }
+    assert!(!result_summary(worker.history(), "c3").starts_with(REPEATED));
+    // A new invocation starts afresh: the same call runs again.
+    server.push(Scripted::sse(
+        Turn::new()
+            .call("c4", "Echo", r#"{"text":"y"}"#)
+            .sse(family),
+    ));
+    server.push(Scripted::sse(Turn::new().text("again").sse(family)));
+    let mut sink = Recorder::default();
+    invoke(&mut worker, vec![user("once more")], &mut sink).await;
+    assert_eq!(tools.started.load(Ordering::SeqCst), 3);
+
+    // Off (the default), repeats run.
+    let server = FakeProvider::start().await;
+    let tools = self::tools();
+    let mut worker = self::worker(&server, family, &tools);
+    for id in ["d0", "d1"] {
+        server.push(Scripted::sse(
+            Turn::new().call(id, "Echo", r#"{"text":"x"}"#).sse(family),
+        ));
+    }
+    server.push(Scripted::sse(Turn::new().text("done").sse(family)));
+    let mut sink = Recorder::default();
+    invoke(&mut worker, vec![user("go")], &mut sink).await;
+    assert_eq!(tools.started.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_result_note_follows_successful_results_only() {
+    let family = Family::OpenaiChat;
+    let server = FakeProvider::start().await;
+    let tools = tools();
+    let mut worker = worker(&server, family, &tools);
+    worker.config_mut().result_note = Some("Reply if done.".into());
+    server.push(Scripted::sse(
+        Turn::new()
+            .call("ok", "Echo", r#"{"text":"x"}"#)
+            .call("bad", "Echo", r#"{"text": oops}"#)
+            .sse(family),
+    ));
+    server.push(Scripted::sse(Turn::new().text("done").sse(family)));
+    let mut sink = Recorder::default();
+    invoke(&mut worker, vec![user("go")], &mut sink).await;
+    let content = |id: &str| {
+        worker
+            .history()
+            .iter()
+            .find_map(|i| match i {
+                Item::ToolResult {
+                    call_id,
+                    content,
+                    is_error,
+                    ..
+                } if call_id == id => Some((content.clone().unwrap_or_default(), *is_error)),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (ok, is_error) = content("ok");
+    assert!(
+        !is_error && ok.ends_with("\n\nReply if done.") || ok == "Reply if done.",
+        "{ok}"
+    );
+    let (bad, is_error) = content("bad");
+    assert!(is_error && !bad.contains("Reply if done."), "{bad}");
+    // The note reached the model with the result.
+    let second = server.requests()[1].body.to_string();
+    assert!(second.contains("Reply if done."), "{second}");
 }
 
 #[tokio::test]

@@ -83,6 +83,12 @@ pub const LOCAL_MAX_LLM_CALLS: u32 = 30;
 /// Each is one token of its vocabulary. Side effect: its plain-text answers cannot
 /// use fenced code blocks either (files are written with tools anyway).
 pub const FENCE_TOKENS: [&str; 6] = ["```", "``", " ```", " ``", "``\n", " ```\n"];
+/// Where the local model's reply is cut (`stop`): asked for one call, it often
+/// writes its whole plan as several JSON objects, one a line, or closes a call
+/// with a fence spelt in single backticks; llama.cpp then fails to parse the
+/// reply (HTTP 500). Cut there, the reply is the first call, which parses. A
+/// newline inside a JSON string is `\n`, so file contents never match.
+pub const STOP_SEQUENCES: [&str; 2] = ["\n{\"name\"", "\n```"];
 
 /// Exit code of `pod model up` when the package registry cannot be reached.
 pub const EXIT_REGISTRY_UNREACHABLE: u8 = 4;
@@ -396,6 +402,12 @@ impl ModelDir {
     }
 }
 
+/// RAM (MiB) the server keeps prompt states in beyond its one slot. A parent
+/// and its children take turns on that slot; without the cache every switch
+/// reads the other pod's whole prompt again (1.5k-4k tokens: 20-45 s on two
+/// cores), with it a switch restores a saved state (~28 KiB per token).
+pub const LOCAL_CACHE_RAM_MIB: u32 = 1024;
+
 /// How `pod model up` runs things.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -424,7 +436,7 @@ impl Default for UpOptions {
             python: pip::Python::default(),
             ctx: LOCAL_CONTEXT_WINDOW as u32,
             threads: threads as u32,
-            cache_ram_mib: 0,
+            cache_ram_mib: LOCAL_CACHE_RAM_MIB,
             download_timeout: Duration::from_secs(30 * 60),
             install_timeout: Duration::from_secs(10 * 60),
             ready_timeout: Duration::from_secs(180),
@@ -1106,8 +1118,8 @@ pub fn fence_logit_bias() -> serde_json::Value {
 }
 
 /// Sets the small-model values on `m` where no manifest layer chose them:
-/// context window, max tokens, temperature, timeout, LLM-call budget and the
-/// fence ban.
+/// context window, max tokens, temperature, timeout, LLM-call budget, the
+/// fence ban and the stop sequences.
 pub fn apply_local_defaults(m: &mut manifest::Manifest) {
     let builtin = |m: &manifest::Manifest, key: &str| {
         m.provenance
@@ -1144,7 +1156,14 @@ pub fn apply_local_defaults(m: &mut manifest::Manifest) {
         m.model
             .extra
             .insert("logit_bias".into(), fence_logit_bias());
-        m.provenance.insert("model.extra.logit_bias".into(), origin);
+        m.provenance
+            .insert("model.extra.logit_bias".into(), origin.clone());
+    }
+    if !m.model.extra.contains_key("stop") {
+        m.model
+            .extra
+            .insert("stop".into(), serde_json::json!(STOP_SEQUENCES));
+        m.provenance.insert("model.extra.stop".into(), origin);
     }
 }
 
@@ -1156,6 +1175,10 @@ pub fn local_overlay(model_lines: &str) -> String {
         .iter()
         .map(|t| format!("[{}, false]", serde_json::Value::from(*t)))
         .collect();
+    let stops: Vec<String> = STOP_SEQUENCES
+        .iter()
+        .map(|t| serde_json::Value::from(*t).to_string())
+        .collect();
     // The caller's lines come first so that they may set the temperature.
     let model_lines = model_lines.trim();
     let temperature = if model_lines.contains("temperature") {
@@ -1166,8 +1189,9 @@ pub fn local_overlay(model_lines: &str) -> String {
     format!(
         "[worker]\nmax_llm_calls = {LOCAL_MAX_LLM_CALLS}\n\n\
          [model]\n{model_lines}\ncontext_window = {LOCAL_CONTEXT_WINDOW}\nmax_tokens = {LOCAL_MAX_TOKENS}\n\
-         {temperature}timeout_s = {LOCAL_TIMEOUT_S}\n\n[model.extra]\nlogit_bias = [{}]\n",
-        bans.join(", ")
+         {temperature}timeout_s = {LOCAL_TIMEOUT_S}\n\n[model.extra]\nlogit_bias = [{}]\nstop = [{}]\n",
+        bans.join(", "),
+        stops.join(", ")
     )
 }
 

@@ -294,8 +294,19 @@ async fn register(
     .await
 }
 
-/// The smallest context window (tokens) whose pods get the child-pod tools.
-pub const SPAWN_TOOLS_MIN_CONTEXT: u64 = 32_000;
+/// Below this context window (tokens) the pod assumes a small model: tools
+/// are offered in their compact form (`llm_client::compact`; the full six-tool
+/// set alone cost a 1.5B model ~2k tokens, read again on every cold request,
+/// and it filled in optional parameters it did not need), a repeated
+/// successful call is not run again, and results carry
+/// [`SMALL_MODEL_RESULT_NOTE`].
+pub const COMPACT_TOOLS_BELOW: u64 = 32_000;
+
+/// Appended to successful tool results for small models. Without it the 1.5B
+/// local model, having found the answer to a question with Grep, went on to
+/// rewrite the file it found; with it, it answered (docs/benchmarks.md).
+pub const SMALL_MODEL_RESULT_NOTE: &str =
+    "Reply to the user in plain text if this is enough to answer them.";
 
 /// `SpawnPod` and the four tools to talk to children.
 fn spawn_tools(
@@ -310,6 +321,7 @@ fn spawn_tools(
             parent_name: spec.name.clone(),
             parent_instance: instance_id.to_string(),
             parent_socket: socket.to_path_buf(),
+            cwd: spec.cwd.clone(),
             scope: Arc::clone(&spec.live_scope),
             gate: spec.gate.clone(),
             manifest: spec.manifest.clone(),
@@ -391,16 +403,14 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         .clone();
     let m = &spec.manifest;
     let mut tool_defs = spec.tools.clone();
-    // The five tools for child pods cost a small model much of its context
-    // (their schemas alone are ~2k tokens) and it cannot orchestrate anyway:
-    // they are offered from a 32k-token window up.
-    if m.model.context_window >= SPAWN_TOOLS_MIN_CONTEXT {
-        tool_defs.extend(spawn_tools(&spec, &instance_id, &socket, &children)?);
-    }
-    let tools = Arc::new(ToolServer::new(
+    tool_defs.extend(spawn_tools(&spec, &instance_id, &socket, &children)?);
+    let mut tools = ToolServer::new(
         &tool_defs,
         output_limit(m.worker.tool_output_limit, m.model.context_window),
-    )?);
+    )?;
+    let compact = m.model.context_window < COMPACT_TOOLS_BELOW;
+    tools.set_compact(compact);
+    let tools = Arc::new(tools);
     let mut config = WorkerConfig::new(m.model.model.clone());
     config.system = system_prompt(&spec, &scope);
     config.max_tokens = m.model.max_tokens;
@@ -408,6 +418,10 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     config.seed = m.model.seed;
     config.extra = m.model.extra.clone();
     config.max_llm_calls = m.worker.max_llm_calls;
+    config.skip_repeated_calls = compact;
+    if compact {
+        config.result_note = Some(SMALL_MODEL_RESULT_NOTE.into());
+    }
     config.cache_key = Some(spec.name.clone());
 
     let greeting = Greeting {

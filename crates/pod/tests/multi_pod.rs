@@ -149,7 +149,9 @@ async fn a_parent_delegates_to_two_children_and_gets_its_scope_back() {
     );
     server.push_for(&parent, sse(Turn::new().text("Both started.")));
 
-    let pod = TestPod::start(&home, &server, "main", &[]);
+    // Provider options reach the children too (the local model's fence ban is one).
+    let overlay = "[model.extra]\nprobe = [\"parent-extra\", false]\n";
+    let pod = TestPod::start(&home, &server, "main", &["--overlay", overlay]);
     let mut client = pod.connect().await;
     let (_, mut seen) = client.request(&run("split the work")).await.unwrap();
     while !seen
@@ -195,6 +197,19 @@ async fn a_parent_delegates_to_two_children_and_gets_its_scope_back() {
             logs(&home)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for child in ["main.a", "main.b"] {
+        let body = server
+            .requests()
+            .into_iter()
+            .find(|r| r.body.to_string().contains(&key(child)))
+            .unwrap_or_else(|| panic!("no request from {child}"))
+            .body;
+        assert_eq!(
+            body["probe"],
+            serde_json::json!(["parent-extra", false]),
+            "{child}"
+        );
     }
     wait_for("both reports", || {
         pod_event_items(&log_of(&home, "main")).len() >= 2
@@ -530,8 +545,28 @@ async fn spawn_requests_outside_the_rules_are_refused() {
                 "x",
                 "SpawnPod",
                 spawn("x", serde_json::json!([rule(&work.join("x"), true)])),
+            )
+            // Relative targets start at the parent's working directory.
+            .call(
+                "relative",
+                "SpawnPod",
+                spawn("rel", serde_json::json!([rule(Path::new("rel"), true)])),
+            )
+            .call(
+                "up",
+                "SpawnPod",
+                spawn(
+                    "up",
+                    serde_json::json!([rule(Path::new("../elsewhere"), true)]),
+                ),
+            )
+            .call(
+                "empty",
+                "SpawnPod",
+                spawn("e", serde_json::json!([rule(Path::new(""), true)])),
             )),
     );
+    server.push_for(&key("main.rel"), sse(Turn::new().text("rel done")));
     server.push_for(
         &parent,
         sse(Turn::new().call(
@@ -579,18 +614,26 @@ async fn spawn_requests_outside_the_rules_are_refused() {
         ("readonly", "at least one `write` rule"),
         ("badname", "invalid pod name"),
         ("overlap", "scope_conflict"),
+        ("up", "outside this pod's scope"),
+        ("empty", "a scope target is empty"),
     ] {
         let (text, is_error) = result_of(&log, call);
         assert!(is_error && text.contains(want), "{call}: {text}");
     }
     let (ok, is_error) = result_of(&log, "x");
     assert!(!is_error, "{ok}");
+    let (ok, is_error) = result_of(&log, "relative");
+    assert!(
+        !is_error && ok.contains(&work.join("rel").display().to_string()),
+        "{ok}"
+    );
+    assert!(work.join("rel").is_dir());
     let (depth, is_error) = result_of(&log_of(&home, "main.x.y"), "gz");
     assert!(is_error && depth.contains("limit_exceeded"), "{depth}");
     assert!(!elsewhere.join("o").exists() && !work.join("f").exists());
 
     // Stop the tree: the children would outlive the test.
-    for name in ["main.x.y", "main.x", "main"] {
+    for name in ["main.x.y", "main.x", "main.rel", "main"] {
         stop_quietly(&home.path("runtime").join(name).join("sock"));
         wait_for("the pod to stop", || !alive(&home, name)).await;
     }

@@ -16,7 +16,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,60 @@ use serde_json::Value;
 /// The variable naming the model server's base URL (`http://127.0.0.1:PORT/v1`).
 const URL_VAR: &str = "POD_TEST_MODEL_URL";
 /// Bound on one case (a call-then-answer step takes 3-6 s of generation, plus
-/// ~25 s to read the 2k-token prompt the first time).
+/// ~18 s to read the 1.5k-token prompt the first time; a child reads its own).
 const CASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The parent of the cases' homes. A fixed path, not a fresh temp dir: paths
+/// reach the model's prompt (system prompt, tool results), and a 1.5B model at
+/// temperature 0 answers differently when they change, so with random paths
+/// no two runs would see the same prompts.
+fn fixed_root() -> PathBuf {
+    // SAFETY: getuid(2) cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("pods-real-model-{uid}"))
+}
+
+/// The home of case `name`, emptied.
+fn case_home(name: &str) -> Home {
+    Home::fixed(&fixed_root().join(name))
+}
+
+/// Held while the cases run: two runs of this suite on one machine would
+/// share the fixed homes (and the one-request-at-a-time model server).
+struct SuiteLock {
+    _file: std::fs::File,
+}
+
+impl SuiteLock {
+    fn take() -> SuiteLock {
+        let path = fixed_root().with_extension("lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30 * 60);
+        loop {
+            // SAFETY: flock(2) on a descriptor this struct owns.
+            let got = unsafe {
+                libc::flock(
+                    std::os::fd::AsRawFd::as_raw_fd(&file),
+                    libc::LOCK_EX | libc::LOCK_NB,
+                )
+            } == 0;
+            if got {
+                return SuiteLock { _file: file };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "another run of the real-model suite holds {} for 30 minutes",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
 
 /// Writes to the real stderr: the test harness captures `eprintln!` of passing
 /// tests, and a skip or a measurement must show in CI's log.
@@ -172,26 +224,30 @@ fn run_case(home: &Home, base_url: &str, name: &str, task: &str) -> Outcome {
     }
     let stdout = reader.join().unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    let logs = home
-        .command(base_url)
-        .args(["logs", "--json", name])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&logs.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
     Outcome {
-        log,
+        log: logs_of(home, base_url, name),
         stdout,
         seconds,
     }
 }
 
+/// Pod `name`'s session log, an entry per element.
+fn logs_of(home: &Home, base_url: &str, name: &str) -> Vec<Value> {
+    let logs = home
+        .command(base_url)
+        .args(["logs", "--json", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// (a) Asked to create a file with given content, the pod calls Write and the
 /// file holds that content.
 fn creates_a_file(base_url: &str) -> Outcome {
-    let home = Home::new();
+    let home = case_home("write");
     let outcome = run_case(
         &home,
         base_url,
@@ -213,7 +269,7 @@ fn creates_a_file(base_url: &str) -> Outcome {
 /// (b) Asked which file defines a function, the pod searches (Grep or Read) and
 /// names the right file.
 fn finds_a_definition(base_url: &str) -> Outcome {
-    let home = Home::new();
+    let home = case_home("grep");
     let src = home.path("work").join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("app.py"), "def main():\n    print(\"hi\")\n").unwrap();
@@ -227,7 +283,9 @@ fn finds_a_definition(base_url: &str) -> Outcome {
         &home,
         base_url,
         "real-grep",
-        "Use Grep to search for 'def parse_header' and tell me which file defines the function parse_header.",
+        // Without "in the current directory" it searches a made-up `src/**/*.rs`.
+        "Which file defines the function parse_header? Search with Grep for 'def parse_header' \
+         in the current directory.",
     );
     let why = outcome.explain();
     assert!(
@@ -245,6 +303,68 @@ fn finds_a_definition(base_url: &str) -> Outcome {
     outcome
 }
 
+/// (c) Told to delegate a precise sub-task to a child in a given directory, the
+/// parent calls `SpawnPod`, the child writes its file, and the parent, woken by
+/// the child's report, answers.
+fn delegates_to_a_child(base_url: &str) -> Outcome {
+    let home = case_home("child");
+    let outcome = run_case(
+        &home,
+        base_url,
+        "real-parent",
+        // The content ends the prompt: a full stop after it was copied into the file.
+        "Delegate a task to a child pod named docs that works in the directory docs, and \
+         when the child has finished, reply: done. The task: create the file README.md \
+         containing exactly: hello from the child",
+    );
+    let why = outcome.explain();
+    assert!(
+        outcome.tool_calls().iter().any(|t| t == "SpawnPod"),
+        "no SpawnPod call\n{why}"
+    );
+    // The child was spawned with the docs directory and wrote its file there.
+    let spawned = outcome
+        .log
+        .iter()
+        .find(|e| e["kind"] == "child_spawned")
+        .unwrap_or_else(|| panic!("no child_spawned entry\n{why}"));
+    let child = spawned["name"].as_str().unwrap().to_string();
+    let docs = home.path("work").join("docs");
+    let text = std::fs::read_to_string(docs.join("README.md"))
+        .unwrap_or_else(|e| panic!("docs/README.md: {e}\n{why}"));
+    assert_eq!(text.trim_end_matches('\n'), "hello from the child", "{why}");
+    let child_log = logs_of(&home, base_url, &format!("real-parent.{child}"));
+    assert!(
+        child_log
+            .iter()
+            .any(|e| e["kind"] == "assistant_item" && e["item"]["name"] == "Write"),
+        "the child made no Write call\n{why}"
+    );
+    // The parent got the child's report and answered it.
+    let report = outcome
+        .log
+        .iter()
+        .position(|e| {
+            e["kind"] == "system_item"
+                && e["origin"] == "pod_event"
+                && e["item"].to_string().contains("finished its turn")
+        })
+        .unwrap_or_else(|| panic!("no report from the child\n{why}"));
+    assert!(
+        outcome.log[report..]
+            .iter()
+            .any(|e| e["kind"] == "assistant_item" && e["item"]["type"] == "message"),
+        "the parent did not answer the report\n{why}"
+    );
+    assert!(
+        outcome.log[report..]
+            .iter()
+            .any(|e| e["kind"] == "turn_end" && e["result"] == "finished"),
+        "{why}"
+    );
+    outcome
+}
+
 #[test]
 fn real_model_cases_in_sequence() {
     let Some(base_url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
@@ -258,12 +378,30 @@ fn real_model_cases_in_sequence() {
         return;
     };
     type Case = fn(&str) -> Outcome;
-    let cases: [(&str, Case); 2] = [
+    let cases: [(&str, Case); 3] = [
         ("creates a file with Write", creates_a_file),
         ("finds a definition with Grep/Read", finds_a_definition),
+        ("delegates to a child pod", delegates_to_a_child),
     ];
+    // `POD_TEST_MODEL_CASES=grep,child` runs only the cases whose names hold
+    // one of those words (for working on one case; CI runs them all).
+    let only: Vec<String> = std::env::var("POD_TEST_MODEL_CASES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|w| w.trim().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let _lock = SuiteLock::take();
     let mut failed = Vec::new();
     for (name, case) in cases {
+        if !only.is_empty()
+            && !only
+                .iter()
+                .any(|w| name.to_lowercase().contains(w.as_str()))
+        {
+            loud(&format!("real model: skip {name} (POD_TEST_MODEL_CASES)"));
+            continue;
+        }
         let url = base_url.clone();
         match std::panic::catch_unwind(move || case(&url)) {
             Ok(o) => {

@@ -169,6 +169,8 @@ pub fn meta(mode: SandboxMode) -> ToolMeta {
                 "timeout_ms": {
                     "type": "integer",
                     "minimum": 1,
+                    // Not offered to small models (`llm_client::compact`).
+                    "x-pods-advanced": true,
                     "description": format!(
                         "Timeout in milliseconds (default {}, at most {}).",
                         DEFAULT_TIMEOUT.as_millis(),

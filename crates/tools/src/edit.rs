@@ -28,6 +28,7 @@ pub struct EditInput {
     pub new_string: String,
     /// Replace every occurrence instead of requiring exactly one (default false).
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub replace_all: Option<bool>,
 }
 

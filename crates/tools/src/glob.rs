@@ -21,9 +21,9 @@ pub const MAX_RESULTS: usize = 100;
 /// Arguments of `Glob`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct GlobInput {
-    /// The pattern, matched against paths relative to `path`: `*` and `?` stay within one
-    /// directory, `**` crosses directories, `{a,b}` and `[a-z]` as usual (e.g. `**/*.rs`,
-    /// `src/**/mod.rs`).
+    /// The pattern, e.g. `**/*.rs` or `src/**/mod.rs`. It is matched against paths relative
+    /// to `path`: `*` and `?` stay within one directory, `**` crosses directories, `{a,b}`
+    /// and `[a-z]` as usual.
     pub pattern: String,
     /// The directory to search (default: the working directory).
     #[serde(default)]

@@ -51,20 +51,24 @@ pub enum OutputMode {
 pub struct GrepInput {
     /// The regular expression (Rust regex syntax, like ripgrep; `(?i)` for case-insensitive).
     pub pattern: String,
-    /// The file or directory to search (default: the working directory).
+    /// The file or directory to search (default: the working directory), or a glob
+    /// such as `src/**/*.py` for the files it matches.
     #[serde(default)]
     pub path: Option<String>,
     /// Only search files whose path matches this glob (e.g. `*.rs`, `src/**/*.ts`).
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub glob: Option<String>,
     /// Only search files of this ripgrep file type (e.g. `rust`, `py`, `js`, `md`).
     #[serde(default, rename = "type")]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub file_type: Option<String>,
     /// `files_with_matches` (default), `content` or `count`.
     #[serde(default)]
     pub output_mode: Option<OutputMode>,
     /// Lines of context shown before and after each match (content mode only).
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub context: Option<usize>,
 }
 
@@ -299,8 +303,48 @@ fn search_tree(
     })
 }
 
+/// Whether a path component holds a glob wildcard.
+fn is_wild(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// `input` with a glob given as `path` (`src/**/*.py`, which models often
+/// write) split into the directory before its first wildcard component
+/// (`path`) and the rest (`glob`); `None` when `path` is no glob or names an
+/// existing file whose name merely holds a wildcard character.
+fn path_as_glob(ctx: &ToolContext, input: &GrepInput) -> Result<Option<GrepInput>, FileToolError> {
+    let Some(path) = input.path.as_deref() else {
+        return Ok(None);
+    };
+    if !is_wild(path) || std::fs::symlink_metadata(ctx.absolute(Path::new(path))).is_ok() {
+        return Ok(None);
+    }
+    if input.glob.is_some() {
+        return Err(FileToolError::BadInput(format!(
+            "`path` {path} is a glob and `glob` is set too: give the directory as `path` and the pattern as `glob`"
+        )));
+    }
+    let mut base = PathBuf::new();
+    let mut rest: Vec<String> = Vec::new();
+    for part in Path::new(path).components() {
+        let text = part.as_os_str().to_string_lossy();
+        if rest.is_empty() && !is_wild(&text) {
+            base.push(part);
+        } else {
+            rest.push(text.into_owned());
+        }
+    }
+    Ok(Some(GrepInput {
+        path: (!base.as_os_str().is_empty()).then(|| base.display().to_string()),
+        glob: Some(rest.join("/")),
+        ..input.clone()
+    }))
+}
+
 /// Runs `Grep`.
 pub fn grep(ctx: &ToolContext, input: &GrepInput) -> Result<ToolOutput, FileToolError> {
+    let split = path_as_glob(ctx, input)?;
+    let input = split.as_ref().unwrap_or(input);
     let matcher = RegexMatcherBuilder::new()
         .line_terminator(Some(b'\n'))
         .build(&input.pattern)
@@ -344,8 +388,22 @@ fn render(
     let matches: u64 = hits.iter().map(|h| h.count).sum();
     let pattern = &input.pattern;
     if files == 0 {
+        // Say what narrowed the search: a model that guessed a filter (say
+        // `*.rs` in a Python tree) needs to see that it was one.
+        let mut filters = Vec::new();
+        if let Some(glob) = &input.glob {
+            filters.push(format!("files matching `{glob}`"));
+        }
+        if let Some(t) = &input.file_type {
+            filters.push(format!("files of type `{t}`"));
+        }
+        let among = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" (searched only {})", filters.join(" and "))
+        };
         return ToolOutput {
-            summary: format!("No matches for `{pattern}` in {}", root.display()),
+            summary: format!("No matches for `{pattern}` in {}{among}", root.display()),
             content: None,
         };
     }

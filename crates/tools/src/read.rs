@@ -33,9 +33,11 @@ pub struct ReadInput {
     pub path: String,
     /// The first line to show, counting from 1 (default 1).
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub offset: Option<usize>,
     /// How many lines to show (default 2000).
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub limit: Option<usize>,
 }
 

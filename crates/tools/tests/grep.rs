@@ -154,6 +154,59 @@ fn type_and_glob_filter_files() {
 }
 
 #[test]
+fn a_glob_given_as_path_searches_the_files_it_matches() {
+    let fx = Fixture::new();
+    tree(&fx);
+    fx.file("docs/notes.rs", "// needle\n");
+    let s = |rel: &str| fx.scope.join(rel).display().to_string();
+    // The directory before the first wildcard is searched, the rest filters.
+    let out = ok(call(
+        &fx.ctx(),
+        "Grep",
+        json!({"pattern": "needle", "path": "src/**/*.rs"}),
+    ));
+    assert_eq!(content(&out), format!("{}\n", s("src/main.rs")));
+    let out = ok(call(
+        &fx.ctx(),
+        "Grep",
+        json!({"pattern": "needle", "path": "*.rs"}),
+    ));
+    assert_eq!(
+        content(&out),
+        format!("{}\n{}\n", s("docs/notes.rs"), s("src/main.rs"))
+    );
+    // Nothing found: the filter is named, so a wrong guess shows.
+    let out = ok(call(
+        &fx.ctx(),
+        "Grep",
+        json!({"pattern": "needle", "path": "src/**/*.py"}),
+    ));
+    assert_contains(
+        &out.summary,
+        &["No matches", "(searched only files matching `**/*.py`)"],
+    );
+    // An existing file whose name holds a wildcard character is that file.
+    fx.file("odd[1].txt", "needle\n");
+    let out = ok(call(
+        &fx.ctx(),
+        "Grep",
+        json!({"pattern": "needle", "path": "odd[1].txt"}),
+    ));
+    assert_contains(&out.summary, &["Found 1 file"]);
+    // Both a glob path and `glob`: which one is meant is unclear.
+    let e = call(
+        &fx.ctx(),
+        "Grep",
+        json!({"pattern": "x", "path": "src/*.rs", "glob": "*.md"}),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ToolError::InvalidArgument(m) if m.contains("is a glob")),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_regex_type_and_glob_are_invalid_arguments() {
     let fx = Fixture::new();
     for args in [

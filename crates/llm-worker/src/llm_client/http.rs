@@ -94,6 +94,11 @@ pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// First-byte and idle timeout default for loopback servers (a small local
 /// model on 2 cores may take a minute before its first token).
 pub const LOOPBACK_STREAM_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long an idle connection to a loopback server is kept for reuse. Local
+/// servers close idle keep-alive connections early (llama.cpp's after 5 s); a
+/// request sent on one it just closed fails and is retried with a warning,
+/// while a new loopback connection costs well under a millisecond.
+pub const LOOPBACK_POOL_IDLE: Duration = Duration::from_secs(2);
 /// How much of an error response body is kept.
 pub const ERROR_BODY_LIMIT: usize = 2048;
 
@@ -266,8 +271,11 @@ impl ProviderClient {
         if let Some(c) = self.http.get() {
             return Ok(c);
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(self.config.connect_timeout)
+        let mut builder = reqwest::Client::builder().connect_timeout(self.config.connect_timeout);
+        if self.config.is_loopback() {
+            builder = builder.pool_idle_timeout(LOOPBACK_POOL_IDLE);
+        }
+        let client = builder
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
         // A concurrent first call may have won the race: either client will do.

@@ -9,6 +9,10 @@ use serde_json::{Map, Value, json};
 /// recursive type cannot be inlined forever.
 pub const MAX_REF_DEPTH: usize = 32;
 
+/// The prefix of the schema keywords pods adds for itself (e.g.
+/// [`super::compact::ADVANCED`]); no provider is sent them.
+pub const POD_KEYWORD_PREFIX: &str = "x-pods-";
+
 /// Keywords whose values are data, not schemas: copied verbatim (a default
 /// value may well contain a key called `title`).
 const VERBATIM: [&str; 4] = ["default", "const", "enum", "examples"];
@@ -27,7 +31,8 @@ fn definitions(schema: &Value) -> Map<String, Value> {
 
 /// Inlines local `$ref`s (`#/$defs/X`, `#/definitions/X`; the `$ref`'s
 /// siblings win over the target's keywords) and drops `$schema`, `$defs`,
-/// `definitions` and `title`. Property names are kept whatever they are.
+/// `definitions`, `title` and pods' own `x-pods-*` keywords. Property names are
+/// kept whatever they are.
 pub fn inline_refs(schema: &Value) -> Value {
     node(schema, &definitions(schema), 0)
 }
@@ -52,6 +57,8 @@ fn node(value: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
             for (k, v) in obj {
                 match k.as_str() {
                     "$ref" | "$schema" | "$defs" | "definitions" => {}
+                    // Our own annotations (`compact::ADVANCED`), for us only.
+                    key if key.starts_with(POD_KEYWORD_PREFIX) => {}
                     // The keyword is a string; anything else would be data.
                     "title" if v.is_string() => {}
                     "properties" | "patternProperties" => {

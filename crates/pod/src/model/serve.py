@@ -45,8 +45,8 @@ def main():
     p.model_alias = {args.alias}
     with open(args.template, encoding="utf-8") as f:
         p.chat_template = f.read()
-    # Prompt states kept in RAM beyond the one slot (0: none, so memory stays at
-    # the model plus one context).
+    # Prompt states kept in RAM beyond the one slot, so that pods taking turns
+    # on it do not read their whole prompts again (0: none).
     p.cache_ram_mib = args.cache_ram_mib
     # Enables POST /slots/0?action=erase, which the real-model tests use so that
     # no test reuses another's prompt cache.

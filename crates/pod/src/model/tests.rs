@@ -502,6 +502,7 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
     assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
+    assert_eq!(m.model.extra["stop"], serde_json::json!(STOP_SEQUENCES));
     // A layer's own values win.
     let mut m = load(Some(
         "[model]\nmax_tokens = 100\n[model.extra]\nlogit_bias = {}\n".into(),
@@ -519,6 +520,7 @@ fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
     assert_eq!(m.model.seed, Some(42));
     assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
     assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
+    assert_eq!(m.model.extra["stop"], serde_json::json!(STOP_SEQUENCES));
     assert_eq!(fence_logit_bias()[4], serde_json::json!(["``\n", false]));
     let m = load(Some(local_overlay("")));
     assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));

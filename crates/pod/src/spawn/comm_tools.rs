@@ -280,8 +280,8 @@ pub fn send_to_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     })
 }
 
-const READ_POD_OUTPUT_DESCRIPTION: &str = "Read the assistant text a pod you spawned produced \
-since your last read of it (a cursor per pod), with whether it is still reachable.";
+const READ_POD_OUTPUT_DESCRIPTION: &str = "Read what a pod you spawned has answered since your \
+last read of it. A cursor per pod; the result also says whether the pod is still reachable.";
 
 struct ReadPodOutput {
     registry: Arc<SpawnedPodRegistry>,
@@ -341,8 +341,8 @@ pub fn read_pod_output_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition
     })
 }
 
-const STOP_POD_DESCRIPTION: &str = "Stop a pod you spawned and take back the scope you gave it: \
-the pod shuts down, and its paths become writable by you again (and can be given to a new pod).";
+const STOP_POD_DESCRIPTION: &str = "Stop a pod you spawned and take back the scope you gave it. \
+The pod shuts down, and its paths become writable by you again (and can be given to a new pod).";
 
 struct StopPod {
     registry: Arc<SpawnedPodRegistry>,
@@ -387,8 +387,9 @@ pub fn stop_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     })
 }
 
-const LIST_PODS_DESCRIPTION: &str = "List the pods you spawned: each one's name, whether it is \
-reachable (`alive` or `stopped`) and the scope you gave it. The scope of stopped ones comes back to you.";
+const LIST_PODS_DESCRIPTION: &str = "List the pods you spawned, with their state and scope. \
+For each: its name, whether it is reachable (`alive` or `stopped`) and the scope you gave it. \
+The scope of stopped ones comes back to you.";
 
 struct ListPods {
     registry: Arc<SpawnedPodRegistry>,

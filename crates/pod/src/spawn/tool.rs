@@ -70,6 +70,8 @@ pub struct SpawnSetup {
     pub parent_instance: String,
     /// This pod's socket (children report to it).
     pub parent_socket: PathBuf,
+    /// This pod's working directory (relative scope targets start there).
+    pub cwd: PathBuf,
     /// This pod's live scope.
     pub scope: Arc<RwLock<Scope>>,
     /// Held by this pod's running commands.
@@ -89,12 +91,13 @@ pub struct SpawnSetup {
 /// One rule of a `SpawnPod` request.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct RuleInput {
-    /// Absolute path.
+    /// The directory (absolute, or relative to your working directory).
     pub target: PathBuf,
     /// `write` (moved to the child) or `read`.
     pub permission: Permission,
     /// The whole subtree (required for `write`).
     #[serde(default = "yes")]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub recursive: bool,
 }
 
@@ -109,18 +112,20 @@ pub struct SpawnPodInput {
     pub name: String,
     /// What the child should do (its first user message).
     pub task: String,
-    /// The scope to give it: write rules move from you to it.
+    /// The directories to give it: write rules move from you to it.
     pub scope: Vec<RuleInput>,
     /// A model for the child (default: yours).
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub model: Option<String>,
     /// Extra instruction for the child's system prompt.
     #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
     pub instruction: Option<String>,
 }
 
-const DESCRIPTION: &str = "Start a child pod (an agent in its own process) for a sub-task, \
-and give it part of your write scope: the `write` paths move to it (created if missing) and \
+const DESCRIPTION: &str = "Start a child pod (an agent in its own process) on a sub-task, \
+giving it a directory to write in. The `write` paths move to it (created if missing) and \
 you cannot write them until you stop it. Its working directory is its first write path. It \
 starts on `task` at once; it tells you when it finishes. Use ReadPodOutput for its answer, \
 SendToPod for more work, StopPod to stop it and get the paths back.";
@@ -130,8 +135,9 @@ fn failed(message: impl Into<String>) -> ToolError {
 }
 
 /// The `[model]`/`[worker]`/`[sandbox]` overlay that gives a child the
-/// parent's settings (and the request's overrides).
-fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> String {
+/// parent's settings (and the request's overrides). Fails only when a
+/// `[model.extra]` value has no TOML form (a JSON null).
+fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> Result<String, ToolError> {
     let mut model = toml::Table::new();
     model.insert("scheme".into(), m.model.scheme.as_str().into());
     model.insert(
@@ -162,6 +168,20 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> String {
     if let Some(seed) = m.model.seed {
         model.insert("seed".into(), toml::Value::Integer(seed));
     }
+    // Provider options such as the local model's fence ban: without them a
+    // child of the same model behaves differently from its parent.
+    if !m.model.extra.is_empty() {
+        let mut extra = toml::Table::new();
+        for (key, value) in &m.model.extra {
+            let value = toml::Value::try_from(value).map_err(|e| {
+                failed(format!(
+                    "cannot pass [model.extra] `{key}` on to the child: {e}"
+                ))
+            })?;
+            extra.insert(key.clone(), value);
+        }
+        model.insert("extra".into(), toml::Value::Table(extra));
+    }
     let mut worker = toml::Table::new();
     worker.insert(
         "max_llm_calls".into(),
@@ -184,7 +204,7 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> String {
     top.insert("model".into(), toml::Value::Table(model));
     top.insert("worker".into(), toml::Value::Table(worker));
     top.insert("sandbox".into(), toml::Value::Table(sandbox));
-    toml::to_string(&top).unwrap_or_default()
+    toml::to_string(&top).map_err(|e| failed(format!("cannot write the child's settings: {e}")))
 }
 
 /// What is reserved, for rollback.
@@ -246,12 +266,15 @@ impl SpawnPod {
         let mut grants = Vec::new();
         let mut reads = Vec::new();
         for rule in &input.scope {
-            if !rule.target.is_absolute() {
-                return Err(ToolError::InvalidArgument(format!(
-                    "scope target {} must be an absolute path",
-                    rule.target.display()
-                )));
+            if rule.target.as_os_str().is_empty() {
+                return Err(ToolError::InvalidArgument(
+                    "a scope target is empty: give a directory (absolute, or relative to your working directory)".into(),
+                ));
             }
+            let rule = RuleInput {
+                target: s.cwd.join(&rule.target),
+                ..rule.clone()
+            };
             match rule.permission {
                 Permission::Write if !rule.recursive => {
                     return Err(ToolError::InvalidArgument(format!(
@@ -367,6 +390,7 @@ impl SpawnPod {
         reserved: &mut Reserved,
     ) -> Result<ToolOutput, ToolError> {
         let s = &self.setup;
+        let overlay = child_overlay(&s.manifest, input)?;
         let places = &s.places;
         let pod_dir = places.pod_runtime_dir(full);
         ensure_private_dir(&pod_dir, s.uid).map_err(|e| failed(e.to_string()))?;
@@ -417,7 +441,7 @@ impl SpawnPod {
             manifest: None,
             cwd: cwd.clone(),
             scope: Vec::new(),
-            overlay: Some(child_overlay(&s.manifest, input)),
+            overlay: Some(overlay),
             no_sandbox: false,
             child: Some(ChildSpec {
                 parent_name: s.parent_name.clone(),
@@ -515,7 +539,8 @@ impl SpawnPod {
         Ok(ToolOutput {
             summary: format!("spawned pod `{}` ({full}); scope: {scope_text}", input.name),
             content: Some(format!(
-                "name: {}\nsocket: {}\nscope: {scope_text}\ncwd: {}\nIt is working on its task now and will report when it finishes.",
+                "name: {}\nsocket: {}\nscope: {scope_text}\ncwd: {}\nIt is working on its task now; do not send it the task again. \
+                 When it finishes, a [pod event] message tells you, and ReadPodOutput shows its answer.",
                 input.name,
                 socket.display(),
                 cwd.display()

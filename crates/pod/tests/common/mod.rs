@@ -16,14 +16,46 @@ use test_support::fake_provider::FakeProvider;
 /// Bounds every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Where a [`Home`] lives.
+pub enum HomeDir {
+    /// A fresh temp dir, removed on drop.
+    Temp(TempDir),
+    /// A fixed path (emptied first, removed on drop), for the real-model tests:
+    /// paths reach the model's prompt, and a small model's answers change
+    /// with them.
+    Fixed(PathBuf),
+}
+
+impl HomeDir {
+    pub fn path(&self) -> &Path {
+        match self {
+            HomeDir::Temp(t) => t.path(),
+            HomeDir::Fixed(p) => p,
+        }
+    }
+}
+
 /// Directories of one test's pods.
 pub struct Home {
-    pub dir: TempDir,
+    pub dir: HomeDir,
 }
 
 impl Home {
     pub fn new() -> Home {
-        let dir = tempfile::tempdir().unwrap();
+        Home::in_dir(HomeDir::Temp(tempfile::tempdir().unwrap()))
+    }
+
+    /// A home at `path`, which is emptied first. The caller makes sure that no
+    /// other test uses it at the same time.
+    pub fn fixed(path: &Path) -> Home {
+        if path.exists() {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+        std::fs::create_dir_all(path).unwrap();
+        Home::in_dir(HomeDir::Fixed(path.to_path_buf()))
+    }
+
+    fn in_dir(dir: HomeDir) -> Home {
         for sub in ["runtime", "state", "config", "home", "work"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
@@ -61,10 +93,8 @@ impl Drop for Home {
     /// Kills every pod still alive under this home (detached pods and child
     /// pods outlive a failed test otherwise).
     fn drop(&mut self) {
-        let Ok(dirs) = std::fs::read_dir(self.path("runtime")) else {
-            return;
-        };
-        for dir in dirs.flatten() {
+        let dirs = std::fs::read_dir(self.path("runtime"));
+        for dir in dirs.into_iter().flatten().flatten() {
             let path = dir.path();
             if !pod::ipc::listener::is_alive(&path) {
                 continue;
@@ -76,6 +106,9 @@ impl Drop for Home {
                 // SAFETY: kill(2) of a pod process this test started.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
+        }
+        if let HomeDir::Fixed(path) = &self.dir {
+            let _ = std::fs::remove_dir_all(path);
         }
     }
 }
