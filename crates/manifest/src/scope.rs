@@ -424,7 +424,7 @@ impl Scope {
         &self.shared
     }
 
-    /// The deny rules (the sandbox binds them read-only; it cannot hide them).
+    /// The deny rules (the sandbox binds them read-only, and covers those denying reads).
     pub fn denied(&self) -> &[ScopeRule] {
         &self.deny
     }

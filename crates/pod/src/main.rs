@@ -216,6 +216,14 @@ enum ModelAction {
 }
 
 fn main() -> ExitCode {
+    // The sandbox helper runs once per command: skip building the whole CLI for it
+    // (clap's parser touches a few hundred pages, ~0.3 ms of a command's cost).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(tools::sandbox::HELPER_SUBCOMMAND.as_ref()) {
+        let rest: Vec<OsString> = args.collect();
+        let code = tools::sandbox::helper_main(&rest);
+        return ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

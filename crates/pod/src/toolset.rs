@@ -72,6 +72,9 @@ fn policy(
     for dir in pods_dirs {
         policy = policy.protect(dir.clone());
     }
+    for dir in &places.socket_dirs {
+        policy = policy.cover_sockets_in(dir.clone());
+    }
     policy
 }
 

@@ -18,7 +18,7 @@ use manifest::SandboxMode;
 use tools::bash::{Bash, BashConfig, PolicySource, SPILL_DIR_NAME};
 use tools::sandbox::{
     self, CommandOutput, CommandStatus, HelperCommand, Level, RunOptions, SandboxError,
-    SandboxPolicy, WriteRoot,
+    SandboxPolicy, Unreadable, WriteRoot,
 };
 
 fn helper() -> HelperCommand {
@@ -440,6 +440,145 @@ async fn unix_sockets_in_the_runtime_dir_and_abstract_ones_are_unreachable() {
         text.lines().count(),
         3,
         "runtime dir not empty inside: {text}"
+    );
+}
+
+/// A Python script that tries to connect to each `(name, path)` and prints
+/// `<name> connected` or `<name> refused`.
+fn connect_script(targets: &[(&str, &Path)]) -> String {
+    let list: Vec<String> = targets
+        .iter()
+        .map(|(name, path)| format!("({name:?}, {:?})", path.display().to_string()))
+        .collect();
+    format!(
+        "import socket\n\
+         for name, addr in [{}]:\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   try:\n\
+         \x20       s.connect(addr); print(name, 'connected')\n\
+         \x20   except OSError as e:\n\
+         \x20       print(name, 'refused', e.errno)\n",
+        list.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn unix_sockets_under_the_socket_dirs_are_covered() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let run_dir = fx.outside.parent().unwrap().join("run");
+    std::fs::create_dir_all(run_dir.join("user/1000")).unwrap();
+    let listen = |path: PathBuf| {
+        let l = UnixListener::bind(&path).unwrap();
+        l.set_nonblocking(true).unwrap();
+        (l, path)
+    };
+    let (bus, bus_path) = listen(run_dir.join("user/1000/bus"));
+    let (engine, engine_path) = listen(run_dir.join("docker.sock"));
+    let (control, control_path) = listen(fx.scope.join("ctl.sock"));
+    let mut policy = fx.policy();
+    // The scope is searched too: its own sockets must stay reachable.
+    policy.socket_dirs = vec![run_dir.clone(), fx.scope.clone()];
+    std::fs::write(
+        fx.scope.join("connect.py"),
+        connect_script(&[
+            ("bus", &bus_path),
+            ("engine", &engine_path),
+            ("control", &control_path),
+        ]),
+    )
+    .unwrap();
+    let out = run_with(&helper(), &policy, "python3 connect.py").await;
+    let text = out.output.text();
+    assert!(text.contains("control connected"), "{text}");
+    assert!(text.contains("bus refused"), "{text}");
+    assert!(text.contains("engine refused"), "{text}");
+    assert!(
+        control.accept().is_ok(),
+        "the control connection never arrived"
+    );
+    for (name, l) in [("bus", &bus), ("engine", &engine)] {
+        assert_eq!(
+            l.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a command reached the {name} socket"
+        );
+    }
+    // Covering changed nothing on disk.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(bus_path.symlink_metadata().unwrap().file_type().is_socket());
+}
+
+#[tokio::test]
+async fn paths_denied_for_reading_are_covered_for_commands() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let s = &fx.scope;
+    for dir in ["secrets/deeper", "keys/sub"] {
+        std::fs::create_dir_all(s.join(dir)).unwrap();
+    }
+    let files = [
+        ("secrets/deeper/key", "TOKEN-A"),
+        (".env", "TOKEN-B"),
+        ("keys/k", "TOKEN-C"),
+        ("keys/sub/ok", "VISIBLE-D"),
+        ("plain", "VISIBLE-E"),
+    ];
+    for (name, text) in files {
+        std::fs::write(s.join(name), text).unwrap();
+    }
+    std::fs::write(fx.out("private"), "TOKEN-F").unwrap();
+    let mut policy = fx.policy();
+    let unreadable = [
+        (s.join("secrets"), true),
+        (s.join(".env"), true),
+        (s.join("keys"), false),
+        (fx.out("private"), true),
+    ];
+    for (path, recursive) in &unreadable {
+        policy.denied.push(path.clone());
+        policy.unreadable.push(Unreadable {
+            path: path.clone(),
+            recursive: *recursive,
+        });
+    }
+    let out = run_with(
+        &helper(),
+        &policy,
+        &format!(
+            "cat secrets/deeper/key .env keys/k keys/sub/ok plain {o}/private; echo; \
+             ls -A secrets; cp keys/k copied; grep -rh TOKEN . {o}; \
+             echo x >> .env; echo x > keys/k; echo done",
+            o = fx.o()
+        ),
+    )
+    .await;
+    let text = out.output.text();
+    assert!(
+        text.contains("VISIBLE-D") && text.contains("VISIBLE-E"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("done"), "{text}");
+    assert!(!text.contains("TOKEN"), "a denied file was read: {text}");
+    assert!(
+        !text.lines().any(|l| l.trim() == "deeper"),
+        "a denied dir was listed: {text}"
+    );
+    // Nothing changed on disk, and the copy holds nothing.
+    for (name, content) in files {
+        assert_eq!(std::fs::read_to_string(s.join(name)).unwrap(), content);
+    }
+    assert_eq!(
+        std::fs::read_to_string(fx.out("private")).unwrap(),
+        "TOKEN-F"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.join("copied")).unwrap_or_default(),
+        ""
     );
 }
 

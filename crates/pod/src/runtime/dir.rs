@@ -112,6 +112,9 @@ pub struct Places {
     pub config: PathBuf,
     /// The local model cache (`$POD_MODEL_DIR`).
     pub models: PathBuf,
+    /// Where commands' Unix sockets must not be reached: `/run` and `$XDG_RUNTIME_DIR`
+    /// (the D-Bus buses there run programs outside any sandbox; container engines').
+    pub socket_dirs: Vec<PathBuf>,
 }
 
 impl Places {
@@ -143,11 +146,19 @@ impl Places {
             (None, Some(xdg)) => Path::new(xdg).join("pods/models"),
             (None, None) => under_home(".cache/pods/models", "model cache")?,
         };
+        let mut socket_dirs = vec![PathBuf::from("/run")];
+        if let Some(xdg) = env.get("XDG_RUNTIME_DIR").map(PathBuf::from)
+            && xdg.is_absolute()
+            && !xdg.starts_with("/run")
+        {
+            socket_dirs.push(xdg);
+        }
         Ok(Places {
             runtime,
             state,
             config,
             models,
+            socket_dirs,
         })
     }
 
@@ -253,7 +264,8 @@ mod tests {
                 runtime: "/r".into(),
                 state: "/s".into(),
                 config: "/c".into(),
-                models: "/m".into()
+                models: "/m".into(),
+                socket_dirs: vec!["/run".into(), "/xr".into()],
             }
         );
     }
@@ -274,6 +286,12 @@ mod tests {
         assert_eq!(p.state, PathBuf::from("/xs/pods"));
         assert_eq!(p.config, PathBuf::from("/xc/pods"));
         assert_eq!(p.models, PathBuf::from("/xm/pods/models"));
+        assert_eq!(p.socket_dirs, vec![PathBuf::from("/run")]);
+        let elsewhere = DirEnv::from_pairs(7, [("HOME", "/h"), ("XDG_RUNTIME_DIR", "/xr")]);
+        assert_eq!(
+            Places::resolve(&elsewhere).unwrap().socket_dirs,
+            vec![PathBuf::from("/run"), PathBuf::from("/xr")]
+        );
 
         let env = DirEnv::from_pairs(42, [("HOME", "/h"), ("XDG_DATA_HOME", "")]);
         let p = Places::resolve(&env).unwrap();

@@ -71,7 +71,7 @@ pub struct SandboxReport {
 const LANDLOCK_ONLY_GAPS: [&str; 4] = [
     "chmod, chown and utimes on files outside the scope are not refused (Landlock does not cover metadata)",
     "Unix sockets can be connected to, including pod sockets in the runtime dir (nothing can be hidden)",
-    "deny holes: delegated, denied and protected paths inside a write root stay writable by commands (Landlock cannot subtract from a rule)",
+    "deny holes: delegated, denied and protected paths inside a write root stay writable by commands, and paths denied for reading stay readable (Landlock cannot subtract from a rule)",
     "non-recursive write rules become recursive for commands",
 ];
 
@@ -110,7 +110,7 @@ fn report_from(abi: Result<u32, String>, namespaces: Result<bool, String>) -> Sa
     }
     if level.uses_namespaces() {
         gaps.push(
-            "Unix sockets outside the hidden runtime dirs (e.g. /var/run/docker.sock) stay connectable"
+            "Unix sockets outside /run and $XDG_RUNTIME_DIR (e.g. ~/.docker/run/docker.sock) stay connectable; those in them are covered when a command starts, not ones created while it runs"
                 .into(),
         );
     }

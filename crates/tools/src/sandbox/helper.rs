@@ -56,6 +56,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::cover;
 use super::detect::Level;
 use super::policy::SandboxPolicy;
 use super::sys::{self, SetupError, access};
@@ -224,13 +225,16 @@ impl From<SetupError> for HelperError {
 }
 
 /// Shorthand for a failed step.
-fn step(what: impl Into<String>, call: &'static str) -> impl FnOnce(io::Error) -> SetupError {
+pub(super) fn step(
+    what: impl Into<String>,
+    call: &'static str,
+) -> impl FnOnce(io::Error) -> SetupError {
     let what = what.into();
     move |e| SetupError::new(what, call, e)
 }
 
 /// A path as a C string, or a setup error naming it.
-fn c(path: &Path) -> Result<CString, SetupError> {
+pub(super) fn c(path: &Path) -> Result<CString, SetupError> {
     sys::cpath(path).map_err(step(format!("use path {}", path.display()), "path"))
 }
 
@@ -543,19 +547,25 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
         }
     }
 
+    // Sockets are searched before anything below changes the view; the writable
+    // trees hold the command's own sockets, the hidden dirs are covered whole.
+    let mut skip: Vec<&Path> = writable_paths.clone();
+    skip.extend(policy.hidden.iter().map(PathBuf::as_path));
+    let sockets = cover::find_sockets(&policy.socket_dirs, &skip, cover::SOCKET_SEARCH_ENTRIES);
+    for rule in &policy.unreadable {
+        // Under /tmp only a write root's tree is the real one; the rest is the pod's tmp.
+        if rule.path.starts_with(tmp) && !writable.iter().any(|(w, _, _)| rule.path.starts_with(w))
+        {
+            continue;
+        }
+        cover::cover_unreadable(rule)?;
+    }
+    for socket in &sockets {
+        cover::cover_file(socket)?;
+    }
     for dir in &policy.hidden {
         if dir.is_dir() {
-            sys::mount(
-                Some(c"tmpfs"),
-                &c(dir)?,
-                Some(c"tmpfs"),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                Some(c"size=4k,mode=0755"),
-            )
-            .map_err(step(
-                format!("hide {} under an empty tmpfs", dir.display()),
-                "mount tmpfs",
-            ))?;
+            cover::cover_dir(dir, "hide the runtime dir")?;
         }
     }
     if Path::new("/dev/shm").is_dir() {

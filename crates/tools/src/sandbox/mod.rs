@@ -13,6 +13,7 @@
 //! Setuid programs (`sudo`, `ping` on some systems) cannot work inside: `no_new_privs` is
 //! set and every capability is dropped.
 
+mod cover;
 mod detect;
 mod gate;
 mod helper;
@@ -28,7 +29,7 @@ pub use detect::{Level, SandboxReport, detect, probe};
 pub use gate::{CommandGate, CommandPermit, DelegationPermit};
 pub use helper::{HelperReport, HelperRequest, helper_main};
 pub use output::CapturedOutput;
-pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, WriteRoot, find_pods_dirs};
+pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, Unreadable, WriteRoot, find_pods_dirs};
 pub use run::{
     CommandOutput, CommandStatus, RunOptions, detect_async, run, run_at, run_unconfined,
 };

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use manifest::Scope;
+use manifest::{Permission, Scope};
 use serde::{Deserialize, Serialize};
 
 /// Provider key variables always removed from a command's environment (besides every
@@ -32,6 +32,16 @@ fn default_true() -> bool {
     true
 }
 
+/// A path a command must not read (`[[scope.deny]]` with `permission = "read"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreadable {
+    /// Canonical absolute path (a directory or a file).
+    pub path: PathBuf,
+    /// A directory's whole subtree (`true`), or only the files directly in it (`false`).
+    #[serde(default = "default_true")]
+    pub recursive: bool,
+}
+
 /// Everything the helper needs to confine one command. Paths are absolute and should be
 /// canonical (the scope canonicalises them); paths that do not exist are skipped, except
 /// delegated directories, which are created so they can be covered.
@@ -51,6 +61,15 @@ pub struct SandboxPolicy {
     /// Denied subtrees (`[[scope.deny]]`): read-only on top of the write roots.
     #[serde(default)]
     pub denied: Vec<PathBuf>,
+    /// Denied for reading too: at level `full` a directory is covered by an empty
+    /// read-only tmpfs and a file by an empty read-only one.
+    #[serde(default)]
+    pub unreadable: Vec<Unreadable>,
+    /// Directories searched (bounded, when each command starts) for Unix sockets; every
+    /// socket found outside the writable paths is covered so it cannot be connected to
+    /// (the D-Bus buses in `/run` and `$XDG_RUNTIME_DIR` would run commands outside).
+    #[serde(default)]
+    pub socket_dirs: Vec<PathBuf>,
     /// Pods' own places (`POD_HOME`, config and model dirs, every `.pods/`): read-only.
     #[serde(default)]
     pub protected: Vec<PathBuf>,
@@ -88,6 +107,16 @@ impl SandboxPolicy {
             shared: scope.shared().iter().map(|r| r.target.clone()).collect(),
             delegated: scope.delegated().map(Path::to_path_buf).collect(),
             denied: scope.denied().iter().map(|r| r.target.clone()).collect(),
+            unreadable: scope
+                .denied()
+                .iter()
+                .filter(|r| r.permission == Permission::Read)
+                .map(|r| Unreadable {
+                    path: r.target.clone(),
+                    recursive: r.recursive,
+                })
+                .collect(),
+            socket_dirs: Vec::new(),
             protected,
             write_roots,
             hidden: Vec::new(),
@@ -99,6 +128,12 @@ impl SandboxPolicy {
     /// Adds a directory to cover with an empty tmpfs.
     pub fn hide(mut self, dir: impl Into<PathBuf>) -> Self {
         self.hidden.push(dir.into());
+        self
+    }
+
+    /// Adds a directory whose Unix sockets commands must not reach.
+    pub fn cover_sockets_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.socket_dirs.push(dir.into());
         self
     }
 
@@ -116,6 +151,8 @@ impl SandboxPolicy {
             .chain(self.shared.iter().map(PathBuf::as_path))
             .chain(self.delegated.iter().map(PathBuf::as_path))
             .chain(self.denied.iter().map(PathBuf::as_path))
+            .chain(self.unreadable.iter().map(|u| u.path.as_path()))
+            .chain(self.socket_dirs.iter().map(PathBuf::as_path))
             .chain(self.protected.iter().map(PathBuf::as_path))
             .chain(self.hidden.iter().map(PathBuf::as_path))
     }
@@ -174,7 +211,7 @@ pub fn find_pods_dirs(root: &Path, max_dirs: usize) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use manifest::{Permission, ScopeRule};
+    use manifest::ScopeRule;
 
     #[test]
     fn from_scope_maps_every_part_of_the_scope() {
@@ -189,7 +226,11 @@ mod tests {
                 ScopeRule::non_recursive(root.join("flat"), Permission::Write),
                 ScopeRule::recursive("/", Permission::Read),
             ],
-            [ScopeRule::recursive(repo.join("secrets"), Permission::Read)],
+            [
+                ScopeRule::recursive(repo.join("secrets"), Permission::Read),
+                ScopeRule::non_recursive(repo.join("keys"), Permission::Read),
+                ScopeRule::recursive(repo.join("vendor"), Permission::Write),
+            ],
         )
         .unwrap()
         .with_shared([ScopeRule::recursive(root.join("cache"), Permission::Write)])
@@ -198,7 +239,8 @@ mod tests {
 
         let policy = SandboxPolicy::from_scope(&scope, &repo, root.join("tmp"))
             .hide(root.join("run"))
-            .protect(root.join("home"));
+            .protect(root.join("home"))
+            .cover_sockets_in("/run");
         assert_eq!(
             policy,
             SandboxPolicy {
@@ -215,7 +257,18 @@ mod tests {
                 ],
                 shared: vec![root.join("cache")],
                 delegated: vec![repo.join("src")],
-                denied: vec![repo.join("secrets")],
+                denied: vec![repo.join("secrets"), repo.join("keys"), repo.join("vendor")],
+                unreadable: vec![
+                    Unreadable {
+                        path: repo.join("secrets"),
+                        recursive: true
+                    },
+                    Unreadable {
+                        path: repo.join("keys"),
+                        recursive: false
+                    },
+                ],
+                socket_dirs: vec!["/run".into()],
                 protected: vec![repo.join(".pods"), root.join("home")],
                 hidden: vec![root.join("run")],
                 tmp_dir: root.join("tmp"),

@@ -1,0 +1,136 @@
+//! Covering what a command must not reach, inside the helper's mount namespace: paths
+//! denied for reading, and Unix sockets (a socket on a read-only mount still accepts
+//! connections, and some of them, like the D-Bus user bus, run commands for the caller
+//! outside any sandbox).
+
+use std::collections::VecDeque;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use super::helper::{c, step};
+use super::policy::Unreadable;
+use super::sys::{self, SetupError};
+
+/// Most directory entries looked at per command when searching for sockets: a busy
+/// desktop `/run` holds a few thousand (mostly `/run/udev/data`).
+pub(crate) const SOCKET_SEARCH_ENTRIES: usize = 20_000;
+
+/// Unix sockets beneath `dirs`, breadth first, looking at no more than `budget` entries;
+/// symlinks are not followed and directories beneath any of `skip` are not entered.
+pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut queue: VecDeque<PathBuf> = dirs.iter().cloned().collect();
+    let mut seen = 0usize;
+    let skipped = |p: &Path| skip.iter().any(|s| p.starts_with(s));
+    while let Some(dir) = queue.pop_front() {
+        if skipped(&dir) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > budget {
+                return found;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_socket() {
+                let path = entry.path();
+                if !skipped(&path) {
+                    found.push(path);
+                }
+            } else if kind.is_dir() {
+                queue.push_back(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// Puts an empty read-only file (a copy of the read-only `/dev/null` mount) on top of
+/// the non-directory `path`: reading it gives nothing, connecting to it is refused.
+/// A path that vanished meanwhile is skipped.
+pub(crate) fn cover_file(path: &Path) -> Result<(), SetupError> {
+    let what = || format!("cover {}", path.display());
+    let tree = sys::clone_tree(c"/dev/null").map_err(step(what(), "open_tree /dev/null"))?;
+    sys::set_tree_readonly(&tree).map_err(step(what(), "mount_setattr"))?;
+    match sys::attach(&tree, &c(path)?) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other.map_err(step(what(), "move_mount")),
+    }
+}
+
+/// Covers the directory `dir` with an empty read-only tmpfs.
+pub(crate) fn cover_dir(dir: &Path, why: &str) -> Result<(), SetupError> {
+    sys::mount(
+        Some(c"tmpfs"),
+        &c(dir)?,
+        Some(c"tmpfs"),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(c"size=4k,mode=0755"),
+    )
+    .map_err(step(
+        format!("{why}: cover {} with an empty tmpfs", dir.display()),
+        "mount tmpfs",
+    ))
+}
+
+/// Makes `rule`'s path unreadable: a file or a whole directory is covered; a
+/// non-recursive rule on a directory covers the files directly in it (its
+/// subdirectories stay readable, as the rule says). Missing paths are skipped.
+pub(crate) fn cover_unreadable(rule: &Unreadable) -> Result<(), SetupError> {
+    let Ok(meta) = rule.path.symlink_metadata() else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return cover_file(&rule.path);
+    }
+    if rule.recursive {
+        return cover_dir(&rule.path, "deny reading");
+    }
+    let Ok(entries) = std::fs::read_dir(&rule.path) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| !t.is_dir()) {
+            cover_file(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn sockets_are_found_breadth_first_skipping_what_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for sub in ["a/b", "skip", "c"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let _l1 = UnixListener::bind(root.join("top.sock")).unwrap();
+        let _l2 = UnixListener::bind(root.join("a/b/deep.sock")).unwrap();
+        let _l3 = UnixListener::bind(root.join("skip/hidden.sock")).unwrap();
+        std::fs::write(root.join("c/file"), "not a socket").unwrap();
+        std::os::unix::fs::symlink(root.join("a"), root.join("c/link")).unwrap();
+
+        let skip = root.join("skip");
+        let mut found = find_sockets(&[root.to_path_buf()], &[skip.as_path()], 1_000);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![root.join("a/b/deep.sock"), root.join("top.sock")]
+        );
+        // A missing dir is no error.
+        assert!(find_sockets(&[root.join("missing")], &[], 1_000).is_empty());
+        // The budget bounds the search: the root's own four entries, nothing deeper.
+        let shallow = find_sockets(&[root.to_path_buf()], &[], 4);
+        assert_eq!(shallow, vec![root.join("top.sock")]);
+    }
+}
