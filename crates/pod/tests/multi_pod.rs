@@ -697,3 +697,96 @@ async fn at_most_eight_live_children_per_pod() {
     );
     assert!((0..9).all(|i| !alive(&home, &format!("main.c{i}"))));
 }
+
+#[tokio::test]
+async fn the_per_user_limit_counts_live_spawned_pods_only() {
+    use pod::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity};
+    use std::os::unix::fs::DirBuilderExt;
+
+    let home = Home::new();
+    let runtime = home.path("runtime");
+    let private_dir = |p: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p)
+            .unwrap()
+    };
+    private_dir(&runtime);
+    // 64 spawned pods of other trees, alive as far as the registry can tell: each
+    // one's liveness lock is held (by this test).
+    let mut locks = Vec::new();
+    let mut guard = LockFileGuard::open(&pod_registry::registry_path_in(&runtime)).unwrap();
+    let mut registry = guard.load().unwrap();
+    for i in 0..64 {
+        let name = format!("ghost.g{i}");
+        private_dir(&runtime.join(&name));
+        let lock = std::fs::File::create(runtime.join(&name).join("lock")).unwrap();
+        lock.lock().unwrap();
+        locks.push(lock);
+        let mut entry = PodEntry::new(
+            &name,
+            runtime.join(&name).join("sock"),
+            ProcessIdentity::current().unwrap(),
+        )
+        .unwrap();
+        entry.parent_instance_id = Some(format!("ghost-parent-{i}"));
+        registry.pods.push(entry);
+    }
+    guard.save(&registry).unwrap();
+    drop(guard);
+
+    let server = FakeProvider::start().await;
+    let work = home.path("work");
+    let spawn = |id: &str, child: &str| {
+        Turn::new().call(
+            id,
+            "SpawnPod",
+            json(serde_json::json!({
+                "name": child,
+                "task": "say ok",
+                "scope": [{"target": work.join(child), "permission": "write"}],
+            })),
+        )
+    };
+    server.push_for(&key("main"), sse(spawn("s0", "c0")));
+    server.push_for(&key("main"), sse(Turn::new().text("Refused.")));
+    server.push_for(&key("main"), sse(spawn("s1", "c1")));
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    server.push_for(&key("main.c1"), sse(Turn::new().text("ok")));
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+
+    client.request(&run("spawn while 64 run")).await.unwrap();
+    wait_for("the first turn", || turn_ends(&log_of(&home, "main")) >= 1).await;
+    let (refused, is_error) = result_of(&log_of(&home, "main"), "s0");
+    assert!(
+        is_error && refused.contains("limit_exceeded") && refused.contains("limit 64"),
+        "{refused}"
+    );
+    assert!(!alive(&home, "main.c0"));
+
+    // The 64 die without a word (their locks are released): they no longer count.
+    drop(locks);
+    client.request(&run("spawn again")).await.unwrap();
+    wait_for("the second turn", || turn_ends(&log_of(&home, "main")) >= 2).await;
+    let (spawned, is_error) = result_of(&log_of(&home, "main"), "s1");
+    assert!(!is_error, "{spawned}");
+    let registry = registry_json(&home);
+    let names: Vec<&str> = registry["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["full_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("ghost.")),
+        "dead pods were not reclaimed: {names:?}"
+    );
+    stop_quietly(&runtime.join("main.c1").join("sock"));
+    stop_quietly(&runtime.join("main").join("sock"));
+    wait_for("the tree to stop", || {
+        !alive(&home, "main") && !alive(&home, "main.c1")
+    })
+    .await;
+}

@@ -33,7 +33,9 @@ use tools::sandbox::CommandGate;
 use crate::ipc::listener::{self, PodLock};
 use crate::launch::{ChildSpec, StoredLaunch, launch_file};
 use crate::runtime::dir::{Places, SpawnedPodRecord, ensure_private_dir};
-use crate::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity, RegistryError};
+use crate::runtime::pod_registry::{
+    self, LockFileGuard, PodEntry, PodState, ProcessIdentity, RegistryError,
+};
 use crate::spawn::process::{reap_later, spawn_child};
 use crate::spawn::registry::SpawnedPodRegistry;
 use crate::state::now_ms;
@@ -329,15 +331,17 @@ impl SpawnPod {
         let registry_path = pod_registry::registry_path_in(&s.places.runtime);
         let per_user = s.limits.per_user;
         let count_path = registry_path.clone();
+        // Pods that died without releasing (kill -9, a crash) are reclaimed first:
+        // counting them would block spawning for good.
         let spawned = tokio::task::spawn_blocking(move || {
-            LockFileGuard::open(&count_path)
-                .and_then(|g| g.load())
-                .map(|r| {
-                    r.pods
-                        .iter()
-                        .filter(|p| p.parent_instance_id.is_some())
-                        .count()
-                })
+            let mut guard = LockFileGuard::open(&count_path)?;
+            pod_registry::try_reclaim_stale(&mut guard)?;
+            guard.load().map(|r| {
+                r.pods
+                    .iter()
+                    .filter(|p| p.parent_instance_id.is_some() && p.state == PodState::Live)
+                    .count()
+            })
         })
         .await
         .map_err(|e| failed(format!("scope registry task failed: {e}")))?
