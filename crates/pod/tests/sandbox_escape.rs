@@ -583,6 +583,46 @@ async fn paths_denied_for_reading_are_covered_for_commands() {
 }
 
 #[tokio::test]
+async fn system_v_ipc_of_the_host_is_out_of_reach() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    // A message queue of "another program" of the same user.
+    let made = std::process::Command::new("ipcmk")
+        .arg("-Q")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "ipcmk: {made:?}");
+    let text = String::from_utf8_lossy(&made.stdout).into_owned();
+    let id: String = text.chars().filter(char::is_ascii_digit).collect();
+    assert!(!id.is_empty(), "no queue id in {text:?}");
+    let host_has_it = || {
+        std::process::Command::new("ipcs")
+            .args(["-q", "-i", &id])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let out = run(
+        &fx,
+        &format!("ipcs -q | grep -cw {id}; ipcrm -q {id}; echo ok > ok"),
+    )
+    .await;
+    let still_there = host_has_it();
+    let _ = std::process::Command::new("ipcrm")
+        .args(["-q", &id])
+        .status();
+    assert!(fx.scope.join("ok").exists(), "{out:?}");
+    assert!(
+        out.output.text().starts_with("0\n"),
+        "the queue was listed: {out:?}"
+    );
+    assert!(still_there, "the command removed the host's queue: {out:?}");
+}
+
+#[tokio::test]
 async fn provider_keys_are_scrubbed_from_the_environment() {
     if !sandbox_ready() {
         return;

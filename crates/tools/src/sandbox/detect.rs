@@ -25,7 +25,7 @@ pub enum Level {
     /// Landlock alone (no user namespaces): writes outside the scope are refused, with
     /// the gaps listed in the report.
     Landlock,
-    /// User, mount and pid namespaces without Landlock (old kernel or Landlock disabled).
+    /// User, mount, pid and IPC namespaces without Landlock (old kernel or Landlock disabled).
     Namespaces,
     /// Namespaces and Landlock: the whole of architecture rule 5.
     Full,
@@ -42,7 +42,7 @@ impl Level {
         }
     }
 
-    /// Whether this level uses user, mount and pid namespaces.
+    /// Whether this level uses user, mount, pid and IPC namespaces.
     pub fn uses_namespaces(self) -> bool {
         matches!(self, Level::Full | Level::Namespaces)
     }
@@ -125,9 +125,9 @@ fn report_from(abi: Result<u32, String>, namespaces: Result<bool, String>) -> Sa
         Err(e) => format!("Landlock unavailable: {e}"),
     };
     let ns_text = match &namespaces {
-        Ok(true) => "user, mount and pid namespaces work (fresh /proc)".to_owned(),
+        Ok(true) => "user, mount, pid and IPC namespaces work (fresh /proc)".to_owned(),
         Ok(false) => {
-            "user, mount and pid namespaces work (no fresh /proc: the host's stays)".to_owned()
+            "user, mount, pid and IPC namespaces work (no fresh /proc: the host's stays)".to_owned()
         }
         Err(e) => format!("namespaces unavailable: {e}"),
     };

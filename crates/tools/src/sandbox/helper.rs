@@ -15,8 +15,8 @@
 //! may `unshare(CLONE_NEWUSER)` and fork freely.
 //!
 //! Setup at level `full`, in this order (each step's failure is reported with its errno):
-//! 1. `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID)`, `setgroups` denied, uid and
-//!    gid mapped to our own;
+//! 1. `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC)`, `setgroups`
+//!    denied, uid and gid mapped to our own;
 //! 2. the mount tree made private (nothing propagates back to the host);
 //! 3. detached copies (`open_tree`) of every tree that must stay reachable at its real
 //!    path: the pod's tmp dir, the write roots, the shared paths, and the cwd when it lies
@@ -399,15 +399,18 @@ fn is_executable(path: &Path) -> bool {
 // ---------------------------------------------------------------------------------------
 // Namespaces and mounts.
 
-/// Enters new user, mount and pid namespaces, mapping our uid and gid to themselves, and
+/// Enters new user, mount, pid and IPC namespaces, mapping our uid and gid to themselves, and
 /// makes the mount tree private.
 fn enter_namespaces() -> Result<(), SetupError> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // A new IPC namespace too: System V queues, semaphores and shared memory of the
+    // user's other programs would otherwise be open to the command (same uid).
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
     // SAFETY: unshare with flag constants; the helper is single-threaded.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID) } < 0 {
+    if unsafe { libc::unshare(flags) } < 0 {
         return Err(SetupError::new(
-            "enter new user, mount and pid namespaces",
+            "enter new user, mount, pid and IPC namespaces",
             "unshare",
             io::Error::last_os_error(),
         ));
