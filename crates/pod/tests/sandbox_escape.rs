@@ -622,6 +622,62 @@ async fn system_v_ipc_of_the_host_is_out_of_reach() {
     assert!(still_there, "the command removed the host's queue: {out:?}");
 }
 
+/// `(add_key, keyctl)` syscall numbers for Python's ctypes on this architecture.
+const KEY_SYSCALLS: &str =
+    "{'x86_64': (248, 250), 'aarch64': (217, 219)}[__import__('os').uname().machine]";
+
+#[tokio::test]
+async fn keys_of_the_pods_session_keyring_cannot_be_read() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    // The helper is started through a wrapper that puts a key in a fresh session
+    // keyring, as a login session's keyring would hold one, then execs the real helper.
+    let key_id = fx.scope.join("key-id");
+    let wrapper = fx.outside.parent().unwrap().join("with-key.py");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "import ctypes, os, sys\n\
+             add_key, keyctl = {KEY_SYSCALLS}\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             assert libc.syscall(keyctl, 1, b'pods-escape-test') > 0\n\
+             kid = libc.syscall(add_key, b'user', b'pods-key', b'TOKEN-K', 7, -3)\n\
+             assert kid > 0, os.strerror(ctypes.get_errno())\n\
+             open(sys.argv[1], 'w').write(str(kid))\n\
+             os.execv(sys.argv[2], sys.argv[2:])\n"
+        ),
+    )
+    .unwrap();
+    let helper = HelperCommand::new(
+        "python3",
+        [
+            wrapper.display().to_string(),
+            key_id.display().to_string(),
+            env!("CARGO_BIN_EXE_pod").to_string(),
+            sandbox::HELPER_SUBCOMMAND.to_string(),
+        ],
+    );
+    std::fs::write(
+        fx.scope.join("read-key.py"),
+        format!(
+            "import ctypes, os\n\
+             add_key, keyctl = {KEY_SYSCALLS}\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             buf = ctypes.create_string_buffer(64)\n\
+             n = libc.syscall(keyctl, 11, int(open('key-id').read()), buf, 64)\n\
+             print('read', buf.raw[:n].decode() if n > 0 else 'refused', os.strerror(ctypes.get_errno()))\n"
+        ),
+    )
+    .unwrap();
+    let out = run_with(&helper, &fx.policy(), "python3 read-key.py").await;
+    let text = out.output.text();
+    assert!(key_id.exists(), "the wrapper did not run: {out:?}");
+    assert!(text.contains("read refused"), "{text}");
+    assert!(!text.contains("TOKEN-K"), "the key was read: {text}");
+}
+
 #[tokio::test]
 async fn provider_keys_are_scrubbed_from_the_environment() {
     if !sandbox_ready() {

@@ -35,7 +35,8 @@
 //!     ...); signals and abstract Unix sockets scoped (ABI ≥ 6);
 //! 11. fork once; the child is pid 1 of the new pid namespace: it dies with the helper
 //!     (`PR_SET_PDEATHSIG`), mounts a fresh read-only `/proc` (when the kernel lets it),
-//!     starts a new session (no controlling terminal), enters the cwd, sets `no_new_privs`, enforces Landlock, drops every capability
+//!     starts a new session (no controlling terminal) with a new session keyring (the
+//!     pod's keys are not possessed, so not readable), enters the cwd, sets `no_new_privs`, enforces Landlock, drops every capability
 //!     (uid 0 inside the namespace would otherwise keep them and could undo the mounts)
 //!     and execs `bash -c <command>` with stdin `/dev/null`, `TMPDIR=/tmp` and provider
 //!     keys removed from the environment.
@@ -742,6 +743,10 @@ fn child_main(
             io::Error::last_os_error(),
         ));
     }
+    sys::join_new_session_keyring().map_err(step(
+        "leave the pod's session keyring",
+        "keyctl KEYCTL_JOIN_SESSION_KEYRING",
+    ))?;
     let cwd = match task {
         ChildTask::Exec(exec) => exec.cwd.clone(),
         ChildTask::Probe => c"/".to_owned(),

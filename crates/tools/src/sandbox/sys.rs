@@ -404,6 +404,25 @@ pub(crate) fn set_no_new_privs() -> io::Result<()> {
     Ok(())
 }
 
+/// Joins a new anonymous session keyring, so the keys the pod's session keyring holds
+/// are no longer possessed (and so not readable). Kernels without keys support have
+/// nothing to leak.
+pub(crate) fn join_new_session_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a NULL name creates and joins an anonymous keyring.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    match check(rc) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// Asks for `signal` when the parent dies.
 pub(crate) fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: prctl with integer arguments.
