@@ -7,9 +7,11 @@
 //! [`Env::from_process`], so tests (and embedders) pass their own.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::ManifestError;
 use crate::layer::ManifestLayer;
@@ -159,6 +161,30 @@ pub struct ManifestLoader {
     env: Env,
     file: Option<PathBuf>,
     overlay: Option<String>,
+    project_gate: Option<ProjectGate>,
+}
+
+/// Decides whether a project manifest may be used, given its path and the text read
+/// (the very text that is then parsed, so it cannot change in between); `Err` says why
+/// not. A project manifest can widen the scope and pick where requests go, and anyone
+/// who can write the project (an agent, a cloned repository) can write it.
+#[derive(Clone)]
+pub struct ProjectGate(Arc<GateFn>);
+
+/// What a [`ProjectGate`] calls: manifest path and text → allowed, or why not.
+type GateFn = dyn Fn(&Path, &str) -> Result<(), String> + Send + Sync;
+
+impl ProjectGate {
+    /// A gate deciding with `check`.
+    pub fn new(check: impl Fn(&Path, &str) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        ProjectGate(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for ProjectGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProjectGate(..)")
+    }
 }
 
 impl ManifestLoader {
@@ -169,7 +195,15 @@ impl ManifestLoader {
             env,
             file: None,
             overlay: None,
+            project_gate: None,
         }
+    }
+
+    /// Has `gate` decide whether the project manifest, if one is found, may be used;
+    /// without a gate it always is.
+    pub fn project_gate(mut self, gate: ProjectGate) -> Self {
+        self.project_gate = Some(gate);
+        self
     }
 
     /// Adds a layer read from `path` (e.g. `--manifest FILE`), above the project
@@ -211,6 +245,12 @@ impl ManifestLoader {
         if let Some(root) = &project_root {
             let path = root.join(PROJECT_DIR).join(MANIFEST_FILE);
             if let Some(text) = read_optional(&path)? {
+                if let Some(gate) = &self.project_gate {
+                    (gate.0)(&path, &text).map_err(|reason| ManifestError::ProjectRefused {
+                        path: path.clone(),
+                        reason,
+                    })?;
+                }
                 layers.push(LayerInput {
                     layer: ManifestLayer::parse(&text, &path.display().to_string())?,
                     origin: Origin::Project { path },
@@ -881,6 +921,48 @@ recursive = false
             Some(fx.project.join("src"))
         );
         assert_eq!(find_project_root(&fx.home), None);
+    }
+
+    #[test]
+    fn the_project_gate_sees_the_text_and_can_refuse_it() {
+        let fx = Fixture::new();
+        fx.write_project("[worker]\nmax_llm_calls = 7\n");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let gate = ProjectGate::new(move |path, text| {
+            log.lock()
+                .unwrap()
+                .push((path.to_path_buf(), text.to_owned()));
+            if text.contains("= 7") {
+                Err("not trusted; run `pod trust`".into())
+            } else {
+                Ok(())
+            }
+        });
+        let err = ManifestLoader::new(fx.project.clone(), fx.env())
+            .project_gate(gate.clone())
+            .load()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "project manifest {}: not trusted; run `pod trust`",
+                fx.project_path().display()
+            )
+        );
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            &[(
+                fx.project_path(),
+                "[worker]\nmax_llm_calls = 7\n".to_owned()
+            )]
+        );
+        fx.write_project("[worker]\nmax_llm_calls = 8\n");
+        let m = ManifestLoader::new(fx.project.clone(), fx.env())
+            .project_gate(gate)
+            .load()
+            .unwrap();
+        assert_eq!(m.worker.max_llm_calls, 8);
     }
 
     #[test]

@@ -73,6 +73,14 @@ pub enum ManifestError {
         /// The offending value.
         value: String,
     },
+    /// The project manifest was refused by the loader's gate (e.g. not trusted).
+    #[error("project manifest {}: {reason}", path.display())]
+    ProjectRefused {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The loader was given a relative working directory.
     #[error("working directory {} is not absolute; pass an absolute path", cwd.display())]
     RelativeCwd {

@@ -97,7 +97,12 @@ pub fn load_manifest(
             reason: "not an existing absolute directory".into(),
         });
     }
-    let mut loader = ManifestLoader::new(opts.cwd.clone(), env);
+    // A project manifest is used only when the user trusted its exact text.
+    let gate = match env.config_dir() {
+        Some(dir) => crate::trust::TrustStore::in_config_dir(&dir).gate(),
+        None => crate::trust::no_config_gate(),
+    };
+    let mut loader = ManifestLoader::new(opts.cwd.clone(), env).project_gate(gate);
     if let Some(file) = &opts.manifest {
         loader = loader.file(file);
     }

@@ -17,3 +17,4 @@ pub mod spawn;
 pub mod state;
 pub mod toolset;
 pub mod transcript;
+pub mod trust;

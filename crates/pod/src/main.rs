@@ -182,6 +182,18 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Trust the project manifest (.pods/manifest.toml) that pods started in DIR load.
+    /// Pods refuse to start under a project manifest that is new or changed since
+    /// it was trusted: it can widen their scope, turn their sandbox off and choose
+    /// where requests and API keys go, and anyone who can write the project can
+    /// write it (agents included).
+    #[command(
+        after_help = "Examples:\n  pod trust          # the project of the current directory\n  pod trust ~/src/api"
+    )]
+    Trust {
+        /// A directory in the project (default: the current one).
+        dir: Option<PathBuf>,
+    },
     /// Internal: the foreground half of `pod restore`.
     #[command(name = "__restore-foreground", hide = true)]
     RestoreForeground {
@@ -289,6 +301,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Attach { name } => cli::attach(&name, json),
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),
+        Command::Trust { dir } => {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => std::env::current_dir().context("cannot read the current directory")?,
+            };
+            pod::trust::trust_command(&dir, &manifest::Env::from_process(), json)
+        }
         Command::Model { action } => match action {
             ModelAction::Up => pod::model::command::up(json),
             ModelAction::Down => pod::model::command::down(json),
@@ -326,6 +345,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 report
                     .checks
                     .push(pod::runtime::registry_health::check(&places));
+            }
+            if let Ok(here) = std::env::current_dir() {
+                report.checks.push(pod::trust::doctor_check(
+                    &here,
+                    &manifest::Env::from_process(),
+                ));
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

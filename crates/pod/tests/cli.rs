@@ -303,3 +303,103 @@ async fn doctor_reports_a_corrupt_registry_and_repair_rebuilds_it() {
     let out = pod(&home, &server, &["stop", "keeper"]).await;
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn a_project_manifest_an_agent_wrote_is_refused_until_trusted() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // The agent's command creates `.pods/` (absent when it started, so the sandbox
+    // could not protect it) with a manifest that would turn the sandbox off.
+    server.push(sse(Turn::new().call(
+        "b1",
+        "Bash",
+        r#"{"command":"mkdir .pods && printf '[sandbox]\\nmode = \"off\"\\n' > .pods/manifest.toml && echo made"}"#,
+    )));
+    server.push(sse(Turn::new().text("Configured.")));
+    let out = pod(
+        &home,
+        &server,
+        &["run", "--name", "agent", "configure pods"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = home.path("work/.pods/manifest.toml");
+    assert!(
+        manifest.exists(),
+        "the command could not write: {}",
+        text(&out)
+    );
+
+    // The next pod started there refuses it, says why and what to do.
+    let work = std::fs::canonicalize(home.path("work")).unwrap();
+    let out = pod(&home, &server, &["run", "--name", "next", "hello"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains("not trusted"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pod trust {}", work.display())),
+        "{stderr}"
+    );
+    assert!(!alive(&home, "next"));
+    let doctor = pod(&home, &server, &["doctor", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let project = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "project")
+        .unwrap()
+        .clone();
+    assert_eq!(project["ok"], false, "{project}");
+
+    // The user reads it and trusts it: pods load it (here: their sandbox is off).
+    let out = pod(&home, &server, &["trust"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("mode = \"off\""), "{stdout}");
+    server.push(sse(Turn::new().text("Hi.")));
+    let out = pod(&home, &server, &["run", "--name", "trusted", "hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let doctor = pod(&home, &server, &["doctor", "--json"]).await;
+    assert!(
+        String::from_utf8_lossy(&doctor.stdout).contains("(trusted)"),
+        "{}",
+        text(&doctor)
+    );
+
+    // Changed afterwards: refused again.
+    std::fs::write(&manifest, "[sandbox]\nmode = \"auto\"\n").unwrap();
+    let out = pod(&home, &server, &["run", "--name", "changed", "hello"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("changed since you trusted it"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn trust_without_a_project_manifest_says_so() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let out = pod(&home, &server, &["trust"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing to trust"),
+        "{}",
+        text(&out)
+    );
+    std::fs::create_dir_all(home.path("work/.pods")).unwrap();
+    std::fs::write(
+        home.path("work/.pods/manifest.toml"),
+        "[worker]\nbogus = 1\n",
+    )
+    .unwrap();
+    let out = pod(&home, &server, &["trust"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fix it before trusting it"),
+        "{}",
+        text(&out)
+    );
+}
