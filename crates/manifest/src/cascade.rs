@@ -162,6 +162,7 @@ pub struct ManifestLoader {
     file: Option<PathBuf>,
     overlay: Option<String>,
     project_gate: Option<ProjectGate>,
+    no_project: bool,
 }
 
 /// Decides whether a project manifest may be used, given its path and the text read
@@ -196,7 +197,15 @@ impl ManifestLoader {
             file: None,
             overlay: None,
             project_gate: None,
+            no_project: false,
         }
+    }
+
+    /// Leaves out the project manifest, whatever `.pods/` lies above the working
+    /// directory.
+    pub fn without_project(mut self) -> Self {
+        self.no_project = true;
+        self
     }
 
     /// Has `gate` decide whether the project manifest, if one is found, may be used;
@@ -241,7 +250,11 @@ impl ManifestLoader {
             }
         }
 
-        let project_root = find_project_root(&self.cwd);
+        let project_root = if self.no_project {
+            None
+        } else {
+            find_project_root(&self.cwd)
+        };
         if let Some(root) = &project_root {
             let path = root.join(PROJECT_DIR).join(MANIFEST_FILE);
             if let Some(text) = read_optional(&path)? {

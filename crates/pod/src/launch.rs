@@ -42,6 +42,10 @@ pub struct LaunchOptions {
     pub overlay: Option<String>,
     /// `--no-sandbox`: run commands without the sandbox.
     pub no_sandbox: bool,
+    /// Leave out the project manifest: a child pod takes its settings from its
+    /// parent (the overlay) and its scope from the grant, never from a `.pods/` in its
+    /// directory, which an agent may have written.
+    pub no_project: bool,
 }
 
 /// Why a pod cannot be launched as asked.
@@ -103,6 +107,9 @@ pub fn load_manifest(
         None => crate::trust::no_config_gate(),
     };
     let mut loader = ManifestLoader::new(opts.cwd.clone(), env).project_gate(gate);
+    if opts.no_project {
+        loader = loader.without_project();
+    }
     if let Some(file) = &opts.manifest {
         loader = loader.file(file);
     }
@@ -368,6 +375,7 @@ impl StoredLaunch {
             scope: self.scope.clone(),
             overlay: self.overlay.clone(),
             no_sandbox: self.no_sandbox,
+            no_project: self.child.is_some(),
         }
     }
 

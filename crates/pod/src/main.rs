@@ -73,6 +73,7 @@ impl Launch {
             scope: self.scope.clone(),
             overlay: self.overlay.clone(),
             no_sandbox: self.no_sandbox,
+            no_project: false,
         })
     }
 }

@@ -790,3 +790,62 @@ async fn the_per_user_limit_counts_live_spawned_pods_only() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_child_ignores_a_project_manifest_in_its_directory() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let sub = home.path("work/sub");
+    // Untrusted, and it would turn the child's sandbox off: an agent could have
+    // written it. The child takes its settings from its parent instead.
+    std::fs::create_dir_all(sub.join(".pods")).unwrap();
+    std::fs::write(
+        sub.join(".pods/manifest.toml"),
+        "[sandbox]\nmode = \"off\"\n",
+    )
+    .unwrap();
+    server.push_for(
+        &key("main"),
+        sse(Turn::new().call(
+            "s0",
+            "SpawnPod",
+            json(serde_json::json!({
+                "name": "c",
+                "task": "write the file",
+                "scope": [{"target": sub, "permission": "write"}],
+            })),
+        )),
+    );
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    server.push_for(
+        &key("main.c"),
+        sse(Turn::new().call(
+            "w",
+            "Bash",
+            json(serde_json::json!({"command": "echo from-child > out.txt; echo x > ../escaped.txt"})),
+        )),
+    );
+    server.push_for(&key("main.c"), sse(Turn::new().text("written")));
+    server.push_for(&key("main"), sse(Turn::new().text("Done.")));
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    wait_for("the child's report", || {
+        pod_event_items(&log_of(&home, "main"))
+            .iter()
+            .any(|e| e.contains("child pod `c` finished its turn"))
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(sub.join("out.txt")).unwrap(),
+        "from-child\n"
+    );
+    // Its commands ran sandboxed: the parent's directory stayed out of reach.
+    assert!(!home.path("work/escaped.txt").exists());
+    stop_quietly(&home.path("runtime").join("main.c").join("sock"));
+    stop_quietly(&home.path("runtime").join("main").join("sock"));
+    wait_for("the tree to stop", || {
+        !alive(&home, "main") && !alive(&home, "main.c")
+    })
+    .await;
+}
