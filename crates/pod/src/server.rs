@@ -28,7 +28,7 @@ use crate::spawn::comm_tools::{
     list_pods_tool, read_pod_output_tool, send_to_pod_tool, stop_pod_tool,
 };
 use crate::spawn::registry::{ChildJournal, ScopeHome, SpawnedPodRegistry};
-use crate::spawn::tool::{SpawnLimits, SpawnSetup, spawn_pod_tool};
+use crate::spawn::tool::{ChildExits, SpawnLimits, SpawnSetup, spawn_pod_tool};
 use crate::state::{PodState, SharedState, StatusRecord, lock, now_ms};
 
 /// Everything a pod process needs to run.
@@ -314,6 +314,7 @@ fn spawn_tools(
     instance_id: &str,
     socket: &std::path::Path,
     children: &Arc<SpawnedPodRegistry>,
+    exits: &ChildExits,
 ) -> Result<Vec<ToolDefinition>, ServeError> {
     Ok(vec![
         spawn_pod_tool(SpawnSetup {
@@ -332,6 +333,7 @@ fn spawn_tools(
             })?,
             limits: spec.limits,
             uid: spec.uid,
+            exits: exits.clone(),
         }),
         send_to_pod_tool(Arc::clone(children)),
         read_pod_output_tool(Arc::clone(children)),
@@ -403,7 +405,14 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         .clone();
     let m = &spec.manifest;
     let mut tool_defs = spec.tools.clone();
-    tool_defs.extend(spawn_tools(&spec, &instance_id, &socket, &children)?);
+    let exits = ChildExits::default();
+    tool_defs.extend(spawn_tools(
+        &spec,
+        &instance_id,
+        &socket,
+        &children,
+        &exits,
+    )?);
     let mut tools = ToolServer::new(
         &tool_defs,
         output_limit(m.worker.tool_output_limit, m.model.context_window),
@@ -538,6 +547,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         None => listener::bind(&socket)?,
     };
     let (commands_tx, commands_rx) = mpsc::channel::<Command>(256);
+    exits.bind(&commands_tx);
     let accept = tokio::spawn(listener::accept_loop(
         listener,
         state.clone(),

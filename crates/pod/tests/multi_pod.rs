@@ -849,3 +849,61 @@ async fn a_child_ignores_a_project_manifest_in_its_directory() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_child_that_cannot_start_is_reported_with_its_error() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let work = home.path("work");
+    server.push_for(
+        &key("main"),
+        sse(Turn::new().call(
+            "s0",
+            "SpawnPod",
+            json(serde_json::json!({
+                "name": "c",
+                "task": "write the file",
+                "scope": [{"target": work.join("c"), "permission": "write"}],
+            })),
+        )),
+    );
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    server.push_for(&key("main"), sse(Turn::new().text("Noted.")));
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    // The user manifest breaks after the parent started: the child, which reads it
+    // when it starts, exits at once.
+    std::fs::write(
+        home.path("config/manifest.toml"),
+        "[worker]\nmax_llm_calls = \"many\"\n",
+    )
+    .unwrap();
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    wait_for("the failure report", || {
+        pod_event_items(&log_of(&home, "main"))
+            .iter()
+            .any(|e| e.contains("child pod `c` failed"))
+    })
+    .await;
+    let events = pod_event_items(&log_of(&home, "main"));
+    let report = events.iter().find(|e| e.contains("failed")).unwrap();
+    assert!(
+        report.contains("exited with code 1") && report.contains("manifest.toml:2:"),
+        "{report}"
+    );
+    // The parent answers it, and the child's scope is its own again.
+    wait_for("the parent's answer", || {
+        turn_ends(&log_of(&home, "main")) >= 2
+    })
+    .await;
+    wait_for("the scope back", || {
+        registry_json(&home)["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["full_name"] != "main.c")
+    })
+    .await;
+    stop_quietly(&home.path("runtime").join("main").join("sock"));
+    wait_for("the pod to stop", || !alive(&home, "main")).await;
+}

@@ -181,9 +181,9 @@ pub fn spawn_child(
     }
 }
 
-/// Reaps `pid` when it exits (a thread blocked in `waitpid`), so finished
-/// children never linger as zombies.
-pub fn reap_later(pid: u32) {
+/// Waits for child `pid` on a thread of its own (so it never lingers as a zombie),
+/// then calls `on_exit` with its wait status.
+pub fn reap_later(pid: u32, on_exit: impl FnOnce(i32) + Send + 'static) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };
@@ -192,8 +192,40 @@ pub fn reap_later(pid: u32) {
         .spawn(move || {
             let mut status = 0;
             // SAFETY: waitpid on our own child; `status` is a valid out pointer.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if rc == pid {
+                on_exit(status);
+            }
         });
+}
+
+/// What to tell the parent about a child that ended with wait `status`, or `None`
+/// for a clean exit (code 0: it was stopped, or stopped itself after reporting).
+/// The message ends with the tail of its output in `log`, where startup errors go.
+pub fn exit_report(status: i32, log: &Path) -> Option<String> {
+    let how = if libc::WIFEXITED(status) {
+        match libc::WEXITSTATUS(status) {
+            0 => return None,
+            code => format!("its process exited with code {code}"),
+        }
+    } else if libc::WIFSIGNALED(status) {
+        format!(
+            "its process was killed by signal {}",
+            libc::WTERMSIG(status)
+        )
+    } else {
+        return None;
+    };
+    /// The most of the log's end quoted.
+    const TAIL: usize = 2_000;
+    let text = std::fs::read(log).unwrap_or_default();
+    let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(TAIL)..]);
+    let tail = tail.trim();
+    Some(if tail.is_empty() {
+        format!("{how} (nothing in {})", log.display())
+    } else {
+        format!("{how}; the end of its output ({}):\n{tail}", log.display())
+    })
 }
 
 #[cfg(test)]

@@ -19,24 +19,26 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use llm_types::{Item, Role};
 use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use manifest::{Manifest, Permission, PodName, Refusal, Scope, ScopeError, ScopeRule};
-use protocol::{InvokeKind, Segment};
+use protocol::{Event, InvokeKind, Method, PodEvent, Segment};
 use serde::Deserialize;
 use session_store::{EntryBody, LoggedItem, SessionWriter};
+use tokio::sync::{mpsc, oneshot};
 use tools::sandbox::CommandGate;
 
+use crate::controller::Command;
 use crate::ipc::listener::{self, PodLock};
 use crate::launch::{ChildSpec, StoredLaunch, launch_file};
 use crate::runtime::dir::{Places, SpawnedPodRecord, ensure_private_dir};
 use crate::runtime::pod_registry::{
     self, LockFileGuard, PodEntry, PodState, ProcessIdentity, RegistryError,
 };
-use crate::spawn::process::{reap_later, spawn_child};
+use crate::spawn::process::{exit_report, reap_later, spawn_child};
 use crate::spawn::registry::SpawnedPodRegistry;
 use crate::state::now_ms;
 
@@ -88,6 +90,53 @@ pub struct SpawnSetup {
     pub limits: SpawnLimits,
     /// Our uid.
     pub uid: u32,
+    /// Where a child's unexpected exit is reported.
+    pub exits: ChildExits,
+}
+
+/// Tells this pod when a child's process ends with an error before it reported
+/// (it could not start, or it crashed), so the agent is not left waiting for a
+/// report that will never come. It goes in as the child's own `errored` report
+/// (accepted only while one is owed), over the pod's command channel, which exists
+/// only once the controller runs: the tools are built before, so it is bound later.
+#[derive(Clone, Default)]
+pub struct ChildExits(Arc<OnceLock<mpsc::WeakSender<Command>>>);
+
+impl ChildExits {
+    /// Binds the pod's command channel (weakly: it must not keep the controller up).
+    pub fn bind(&self, commands: &mpsc::Sender<Command>) {
+        let _ = self.0.set(commands.downgrade());
+    }
+
+    /// Reports child `pod_name` (process `pid`) as failed with `message`. Called
+    /// from the reaper thread; retries while the child is not recorded yet (a
+    /// child can fail before `SpawnPod` has finished recording it).
+    fn report(&self, pid: u32, pod_name: &str, message: &str) {
+        for _ in 0..100 {
+            let Some(commands) = self.0.get().and_then(mpsc::WeakSender::upgrade) else {
+                return;
+            };
+            let (reply, answer) = oneshot::channel();
+            let command = Command {
+                method: Method::PodEvent(PodEvent::Errored {
+                    pod_name: pod_name.to_string(),
+                    message: message.to_string(),
+                }),
+                peer_pid: Some(pid),
+                reply,
+            };
+            if commands.blocking_send(command).is_err() {
+                return;
+            }
+            drop(commands);
+            match answer.blocking_recv() {
+                Ok(Some(Event::Error { .. })) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => return,
+            }
+        }
+    }
 }
 
 /// One rule of a `SpawnPod` request.
@@ -508,7 +557,17 @@ impl SpawnPod {
         drop(lock);
         drop(listener);
         drop(log_file);
-        reap_later(pid);
+        let (exits, short, log) = (s.exits.clone(), input.name.clone(), log_path.clone());
+        let (children, runtime) = (Arc::clone(&s.children), tokio::runtime::Handle::current());
+        reap_later(pid, move |status| {
+            if let Some(message) = exit_report(status, &log) {
+                exits.report(pid, &short, &message);
+                // Its scope comes back now rather than at the next ListPods. A child
+                // that was stopped meanwhile is forgotten by the stop itself.
+                let _ =
+                    runtime.block_on(children.forget(&short, "its process ended with an error"));
+            }
+        });
 
         // The registry names the child's own process from now on.
         let instance = reserved.instance.clone();
