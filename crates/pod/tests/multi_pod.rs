@@ -115,6 +115,19 @@ fn script_child(server: &FakeProvider, name: &str, sibling: &str) {
     server.push_for(&k, sse(Turn::new().text(format!("{name} done"))));
 }
 
+/// A turn calling `SpawnPod` (call `id`) for child `name` with write access to `target`.
+fn spawn_call(id: &str, name: &str, target: &Path) -> Turn {
+    Turn::new().call(
+        id,
+        "SpawnPod",
+        json(serde_json::json!({
+            "name": name,
+            "task": "do your part",
+            "scope": [{"target": target, "permission": "write"}],
+        })),
+    )
+}
+
 fn stop_quietly(socket: &Path) {
     if let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) {
         use std::io::Write;
@@ -738,17 +751,7 @@ async fn the_per_user_limit_counts_live_spawned_pods_only() {
 
     let server = FakeProvider::start().await;
     let work = home.path("work");
-    let spawn = |id: &str, child: &str| {
-        Turn::new().call(
-            id,
-            "SpawnPod",
-            json(serde_json::json!({
-                "name": child,
-                "task": "say ok",
-                "scope": [{"target": work.join(child), "permission": "write"}],
-            })),
-        )
-    };
+    let spawn = |id: &str, child: &str| spawn_call(id, child, &work.join(child));
     server.push_for(&key("main"), sse(spawn("s0", "c0")));
     server.push_for(&key("main"), sse(Turn::new().text("Refused.")));
     server.push_for(&key("main"), sse(spawn("s1", "c1")));
@@ -804,18 +807,7 @@ async fn a_child_ignores_a_project_manifest_in_its_directory() {
         "[sandbox]\nmode = \"off\"\n",
     )
     .unwrap();
-    server.push_for(
-        &key("main"),
-        sse(Turn::new().call(
-            "s0",
-            "SpawnPod",
-            json(serde_json::json!({
-                "name": "c",
-                "task": "write the file",
-                "scope": [{"target": sub, "permission": "write"}],
-            })),
-        )),
-    );
+    server.push_for(&key("main"), sse(spawn_call("s0", "c", &sub)));
     server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
     server.push_for(
         &key("main.c"),
@@ -855,18 +847,7 @@ async fn a_child_that_cannot_start_is_reported_with_its_error() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     let work = home.path("work");
-    server.push_for(
-        &key("main"),
-        sse(Turn::new().call(
-            "s0",
-            "SpawnPod",
-            json(serde_json::json!({
-                "name": "c",
-                "task": "write the file",
-                "scope": [{"target": work.join("c"), "permission": "write"}],
-            })),
-        )),
-    );
+    server.push_for(&key("main"), sse(spawn_call("s0", "c", &work.join("c"))));
     server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
     server.push_for(&key("main"), sse(Turn::new().text("Noted.")));
     let pod = TestPod::start(&home, &server, "main", &[]);
