@@ -184,6 +184,7 @@ enum Command {
         repair: bool,
     },
     /// Trust the project manifest (.pods/manifest.toml) that pods started in DIR load.
+    ///
     /// Pods refuse to start under a project manifest that is new or changed since
     /// it was trusted: it can widen their scope, turn their sandbox off and choose
     /// where requests and API keys go, and anyone who can write the project can
