@@ -112,8 +112,9 @@ pub struct Places {
     pub config: PathBuf,
     /// The local model cache (`$POD_MODEL_DIR`).
     pub models: PathBuf,
-    /// Where commands' Unix sockets must not be reached: `/run` and `$XDG_RUNTIME_DIR`
-    /// (the D-Bus buses there run programs outside any sandbox; container engines').
+    /// Where commands' Unix sockets must not be reached: `/run`, `$XDG_RUNTIME_DIR` and
+    /// `~/.docker` (the D-Bus buses run programs outside any sandbox; container
+    /// engines' sockets are root on the host).
     pub socket_dirs: Vec<PathBuf>,
 }
 
@@ -152,6 +153,10 @@ impl Places {
             && !xdg.starts_with("/run")
         {
             socket_dirs.push(xdg);
+        }
+        // Docker Desktop keeps its engine's socket (root on the host) there.
+        if let Some(home) = home.as_ref().filter(|h| h.is_absolute()) {
+            socket_dirs.push(home.join(".docker"));
         }
         Ok(Places {
             runtime,
@@ -265,7 +270,7 @@ mod tests {
                 state: "/s".into(),
                 config: "/c".into(),
                 models: "/m".into(),
-                socket_dirs: vec!["/run".into(), "/xr".into()],
+                socket_dirs: vec!["/run".into(), "/xr".into(), "/h/.docker".into()],
             }
         );
     }
@@ -286,11 +291,15 @@ mod tests {
         assert_eq!(p.state, PathBuf::from("/xs/pods"));
         assert_eq!(p.config, PathBuf::from("/xc/pods"));
         assert_eq!(p.models, PathBuf::from("/xm/pods/models"));
-        assert_eq!(p.socket_dirs, vec![PathBuf::from("/run")]);
+        assert_eq!(p.socket_dirs, vec![PathBuf::from("/run")], "no HOME");
         let elsewhere = DirEnv::from_pairs(7, [("HOME", "/h"), ("XDG_RUNTIME_DIR", "/xr")]);
         assert_eq!(
             Places::resolve(&elsewhere).unwrap().socket_dirs,
-            vec![PathBuf::from("/run"), PathBuf::from("/xr")]
+            vec![
+                PathBuf::from("/run"),
+                PathBuf::from("/xr"),
+                PathBuf::from("/h/.docker")
+            ]
         );
 
         let env = DirEnv::from_pairs(42, [("HOME", "/h"), ("XDG_DATA_HOME", "")]);

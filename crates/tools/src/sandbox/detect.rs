@@ -110,7 +110,7 @@ fn report_from(abi: Result<u32, String>, namespaces: Result<bool, String>) -> Sa
     }
     if level.uses_namespaces() {
         gaps.push(
-            "Unix sockets outside /run and $XDG_RUNTIME_DIR (e.g. ~/.docker/run/docker.sock) stay connectable; those in them are covered when a command starts, not ones created while it runs"
+            "Unix sockets outside /run, $XDG_RUNTIME_DIR and ~/.docker stay connectable; those in them are covered when a command starts, not ones created while it runs"
                 .into(),
         );
     }
