@@ -148,9 +148,10 @@ impl Places {
             (None, None) => under_home(".cache/pods/models", "model cache")?,
         };
         let mut socket_dirs = vec![PathBuf::from("/run")];
+        // Its own root even under /run: it is usually a tmpfs of its own, and the
+        // search does not cross into other filesystems.
         if let Some(xdg) = env.get("XDG_RUNTIME_DIR").map(PathBuf::from)
             && xdg.is_absolute()
-            && !xdg.starts_with("/run")
         {
             socket_dirs.push(xdg);
         }
@@ -291,7 +292,11 @@ mod tests {
         assert_eq!(p.state, PathBuf::from("/xs/pods"));
         assert_eq!(p.config, PathBuf::from("/xc/pods"));
         assert_eq!(p.models, PathBuf::from("/xm/pods/models"));
-        assert_eq!(p.socket_dirs, vec![PathBuf::from("/run")], "no HOME");
+        assert_eq!(
+            p.socket_dirs,
+            vec![PathBuf::from("/run"), PathBuf::from("/run/user/1000")],
+            "no HOME"
+        );
         let elsewhere = DirEnv::from_pairs(7, [("HOME", "/h"), ("XDG_RUNTIME_DIR", "/xr")]);
         assert_eq!(
             Places::resolve(&elsewhere).unwrap().socket_dirs,

@@ -4,7 +4,7 @@
 //! outside any sandbox).
 
 use std::collections::VecDeque;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::helper::{c, step};
@@ -16,13 +16,18 @@ use super::sys::{self, SetupError};
 pub(crate) const SOCKET_SEARCH_ENTRIES: usize = 20_000;
 
 /// Unix sockets beneath `dirs`, breadth first, looking at no more than `budget` entries;
-/// symlinks are not followed and directories beneath any of `skip` are not entered.
+/// symlinks are not followed, directories beneath any of `skip` are not entered, and
+/// neither are other filesystems mounted below a dir (a FUSE or network mount such as
+/// `/run/user/<uid>/gvfs` could be slow or hang; sockets live on the dir's own tmpfs).
 pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut queue: VecDeque<PathBuf> = dirs.iter().cloned().collect();
+    let mut queue: VecDeque<(PathBuf, u64)> = dirs
+        .iter()
+        .filter_map(|d| d.metadata().ok().map(|m| (d.clone(), m.dev())))
+        .collect();
     let mut seen = 0usize;
     let skipped = |p: &Path| skip.iter().any(|s| p.starts_with(s));
-    while let Some(dir) = queue.pop_front() {
+    while let Some((dir, dev)) = queue.pop_front() {
         if skipped(&dir) {
             continue;
         }
@@ -42,11 +47,14 @@ pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> V
                 if !skipped(&path) {
                     found.push(path);
                 }
-            } else if kind.is_dir() {
-                queue.push_back(entry.path());
+            } else if kind.is_dir() && entry.metadata().is_ok_and(|m| m.dev() == dev) {
+                queue.push_back((entry.path(), dev));
             }
         }
     }
+    // Overlapping dirs on one filesystem find a socket twice.
+    found.sort();
+    found.dedup();
     found
 }
 
@@ -132,5 +140,22 @@ mod tests {
         // The budget bounds the search: the root's own four entries, nothing deeper.
         let shallow = find_sockets(&[root.to_path_buf()], &[], 4);
         assert_eq!(shallow, vec![root.join("top.sock")]);
+    }
+
+    #[test]
+    fn other_filesystems_below_a_dir_are_not_entered() {
+        // /dev/shm is a tmpfs of its own below devtmpfs' /dev on Linux.
+        let dev = std::fs::metadata("/dev").unwrap().dev();
+        let shm = Path::new("/dev/shm");
+        assert_ne!(
+            std::fs::metadata(shm).unwrap().dev(),
+            dev,
+            "/dev/shm is not a mount here"
+        );
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let sock = dir.path().join("s.sock");
+        let _l = UnixListener::bind(&sock).unwrap();
+        assert!(!find_sockets(&["/dev".into()], &[], 100_000).contains(&sock));
+        assert!(find_sockets(&[shm.to_path_buf()], &[], 100_000).contains(&sock));
     }
 }
