@@ -4,6 +4,6 @@
 # Usage: benches/pod_bench.sh [runs]   (default 20; invocation overhead uses 10x)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -p pod --bin pod --example pod_bench
+cargo build --release -p pod --bins --example pod_bench
 target_dir="${CARGO_TARGET_DIR:-target}"
 "$target_dir/release/examples/pod_bench" "$target_dir/release/pod" "${1:-20}"

@@ -150,6 +150,13 @@ fn level_is_detected_as_full_with_landlock() {
     let report = sandbox::detect(&helper());
     assert_eq!(report.level, Level::Full);
     assert!(report.landlock_abi.unwrap() >= 1);
+    // The dedicated helper binary next to `pod`, which pods use, works the same.
+    let dedicated = HelperCommand::for_exe(Path::new(env!("CARGO_BIN_EXE_pod")));
+    assert_eq!(
+        dedicated.program(),
+        Path::new(env!("CARGO_BIN_EXE_pod-sandbox"))
+    );
+    assert_eq!(sandbox::detect(&dedicated), report);
     assert!(
         report.detail.contains("namespaces work"),
         "{}",

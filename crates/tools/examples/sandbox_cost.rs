@@ -31,7 +31,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .ok_or("usage: sandbox_cost <pod binary> [runs]")?,
     );
     let runs: usize = args.next().map_or(Ok(200), |n| n.parse())?;
-    let helper = HelperCommand::new(std::fs::canonicalize(&pod)?, [HELPER_SUBCOMMAND]);
+    let pod = std::fs::canonicalize(&pod)?;
+    // What pods use: the dedicated `pod-sandbox` next to `pod` (else `pod` itself).
+    let helper = HelperCommand::for_exe(&pod);
+    let whole = HelperCommand::new(&pod, [HELPER_SUBCOMMAND]);
+    println!("helper: {}", helper.program().display());
     let report = sandbox::detect_async(&helper).await;
     println!("level: {} ({})", report.level, report.detail);
 
@@ -73,21 +77,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
 
     let mut modes = vec![
-        ("full", Some(Level::Full), &policy),
-        ("full+busy", Some(Level::Full), &busy_policy),
-        ("landlock", Some(Level::Landlock), &policy),
-        ("unconfined", None, &policy),
+        ("full", Some(Level::Full), &policy, &helper),
+        (
+            "full, helper = pod __sandbox-exec",
+            Some(Level::Full),
+            &policy,
+            &whole,
+        ),
+        ("full+busy", Some(Level::Full), &busy_policy, &helper),
+        ("landlock", Some(Level::Landlock), &policy, &helper),
+        ("unconfined", None, &policy, &helper),
     ];
     if report.level < Level::Full {
-        modes.retain(|(_, l, _)| l.is_none_or(|l| l <= report.level));
+        modes.retain(|(_, l, _, _)| l.is_none_or(|l| l <= report.level));
     }
     println!("{runs} runs of `true` each (after 10 warm-up runs):");
-    for (label, level, policy) in modes {
+    for (label, level, policy, helper) in modes {
         let mut samples = Vec::with_capacity(runs);
         for i in 0..runs + 10 {
             let start = Instant::now();
             let out = match level {
-                Some(level) => sandbox::run_at(&helper, level, policy, "true", &options).await?,
+                Some(level) => sandbox::run_at(helper, level, policy, "true", &options).await?,
                 None => sandbox::run_unconfined(policy, "true", &options).await?,
             };
             let took = start.elapsed();
@@ -100,7 +110,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         let (median, p10, p90) = stats(&mut samples);
         println!(
-            "  {:<12} median {}  (p10 {}, p90 {})",
+            "  {:<36} median {}  (p10 {}, p90 {})",
             label,
             ms(median),
             ms(p10),

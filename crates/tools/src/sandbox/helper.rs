@@ -1,5 +1,5 @@
-//! The helper process (`pod __sandbox-exec`): sets up the sandbox for one command, runs
-//! it, relays its exit status.
+//! The helper process (`pod-sandbox`, or `pod __sandbox-exec` when that binary is not
+//! installed): sets up the sandbox for one command, runs it, relays its exit status.
 //!
 //! The pod starts it with posix_spawn and talks to it over its standard streams:
 //!
