@@ -349,6 +349,17 @@ fn push_unique(list: &mut Vec<SourcedRule>, rule: ScopeRule, origin: &Origin) {
     }
 }
 
+/// An environment variable name (`[A-Za-z_][A-Za-z0-9_]*`), optionally ending in `*`
+/// to match a prefix.
+fn valid_env_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Resolves a layer's target to an absolute path, naming the layer on failure.
 fn absolute_target(
     target: &Path,
@@ -429,6 +440,7 @@ pub fn merge_layers(
     let mut max_llm_calls = None;
     let mut tool_output_limit = None;
     let mut mode = None;
+    let mut env_remove: Vec<String> = Vec::new();
 
     let mut scope = ScopeConfig::default();
     let built_in = Origin::BuiltIn;
@@ -480,6 +492,17 @@ pub fn merge_layers(
         take(&mut max_llm_calls, w.max_llm_calls, o);
         take(&mut tool_output_limit, w.tool_output_limit, o);
         take(&mut mode, layer.sandbox.mode, o);
+        for name in layer.sandbox.env_remove {
+            if !valid_env_pattern(&name) {
+                return Err(ManifestError::BadEnvName {
+                    name,
+                    origin: origin.clone(),
+                });
+            }
+            if !env_remove.contains(&name) {
+                env_remove.push(name);
+            }
+        }
 
         let s = layer.scope;
         for rule in s.allow {
@@ -553,6 +576,7 @@ pub fn merge_layers(
     };
     let sandbox = SandboxConfig {
         mode: finish(mode, "sandbox.mode", p, || defaults::SANDBOX_MODE),
+        env_remove,
     };
     let pod = PodConfig {
         name: finish_optional(name, "pod.name", p),
@@ -720,6 +744,31 @@ mod tests {
             assert_eq!(m.model.api_key_env, key);
             assert_eq!(m.provenance["model.base_url"], Origin::BuiltIn);
             assert_eq!(m.provenance["model.scheme"], Origin::Overlay);
+        }
+    }
+
+    #[test]
+    fn env_remove_lists_union_and_bad_names_are_refused() {
+        let fx = Fixture::new();
+        fx.write_user("[sandbox]\nenv_remove = [\"GITHUB_TOKEN\", \"AWS_*\"]\n");
+        let m = ManifestLoader::new(fx.project.clone(), fx.env())
+            .overlay("[sandbox]\nenv_remove = [\"AWS_*\", \"_X1\"]")
+            .load()
+            .unwrap();
+        assert_eq!(m.sandbox.env_remove, ["GITHUB_TOKEN", "AWS_*", "_X1"]);
+
+        for bad in ["", "*", "1ABC", "A-B", "A*B", "PATH=x"] {
+            let err = ManifestLoader::new(fx.project.clone(), fx.env())
+                .overlay(format!("[sandbox]\nenv_remove = [{bad:?}]"))
+                .load()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "sandbox.env_remove entry {bad:?} from the overlay"
+                )),
+                "{bad}: {err}"
+            );
         }
     }
 

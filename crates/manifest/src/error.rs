@@ -73,6 +73,16 @@ pub enum ManifestError {
         /// The offending value.
         value: String,
     },
+    /// A `sandbox.env_remove` entry is not a variable name or `PREFIX*`.
+    #[error(
+        "sandbox.env_remove entry {name:?} from the {origin} is not an environment variable name; write a name like `GITHUB_TOKEN` or a prefix like `AWS_*`"
+    )]
+    BadEnvName {
+        /// The entry as written.
+        name: String,
+        /// The layer it came from.
+        origin: Origin,
+    },
     /// The project manifest was refused by the loader's gate (e.g. not trusted).
     #[error("project manifest {}: {reason}", path.display())]
     ProjectRefused {

@@ -81,6 +81,9 @@ pub struct WorkerLayer {
 pub struct SandboxLayer {
     /// `auto` or `off`.
     pub mode: Option<SandboxMode>,
+    /// Environment variables kept from commands, besides provider keys: names, or
+    /// prefixes ending in `*` (`AWS_*`). Added to those of lower layers.
+    pub env_remove: Vec<String>,
 }
 
 /// `[scope]` as written: lists that add to those of lower layers.

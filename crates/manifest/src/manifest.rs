@@ -248,6 +248,9 @@ pub struct WorkerConfig {
 pub struct SandboxConfig {
     /// `auto` or `off`.
     pub mode: SandboxMode,
+    /// Variables kept from commands besides provider keys (names, or `PREFIX*`), every
+    /// layer's, in order.
+    pub env_remove: Vec<String>,
 }
 
 /// `[scope]`: the rules of every layer, unioned, with absolute targets.

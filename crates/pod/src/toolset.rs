@@ -180,7 +180,12 @@ pub fn builtin(
     };
     let (policy_scope, policy_cwd, policy_places) =
         (Arc::clone(&scope), cwd.to_path_buf(), places.clone());
-    let source = move || policy(&policy_scope, &policy_cwd, &tmp, &policy_places, &pods_dirs);
+    let env_remove = manifest.sandbox.env_remove.clone();
+    let source = move || {
+        let mut p = policy(&policy_scope, &policy_cwd, &tmp, &policy_places, &pods_dirs);
+        p.env_remove.clone_from(&env_remove);
+        p
+    };
     let mut config = BashConfig::new(helper, Arc::new(source), mode, pod_dir);
     config.output_cap = config.output_cap.min(limit);
     let gate = config.gate.clone();

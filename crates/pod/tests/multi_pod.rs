@@ -795,7 +795,7 @@ async fn the_per_user_limit_counts_live_spawned_pods_only() {
 }
 
 #[tokio::test]
-async fn a_child_ignores_a_project_manifest_in_its_directory() {
+async fn a_child_ignores_a_project_manifest_and_keeps_the_parents_env_rules() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     let sub = home.path("work/sub");
@@ -814,12 +814,21 @@ async fn a_child_ignores_a_project_manifest_in_its_directory() {
         sse(Turn::new().call(
             "w",
             "Bash",
-            json(serde_json::json!({"command": "echo from-child > out.txt; echo x > ../escaped.txt"})),
+            json(serde_json::json!({"command": "echo from-child > out.txt; echo x > ../escaped.txt; echo \"[$POD_MODEL][$POD_HOME][${HOME:+home}]\" > env.txt"})),
         )),
     );
     server.push_for(&key("main.c"), sse(Turn::new().text("written")));
     server.push_for(&key("main"), sse(Turn::new().text("Done.")));
-    let pod = TestPod::start(&home, &server, "main", &[]);
+    // Variables the parent keeps from commands are kept from the child's too.
+    let pod = TestPod::start(
+        &home,
+        &server,
+        "main",
+        &[
+            "--overlay",
+            "[sandbox]\nenv_remove = [\"POD_MODEL\", \"POD_HO*\"]",
+        ],
+    );
     let mut client = pod.connect().await;
     client.request(&run("delegate")).await.unwrap();
     wait_for("the child's report", || {
@@ -834,6 +843,10 @@ async fn a_child_ignores_a_project_manifest_in_its_directory() {
     );
     // Its commands ran sandboxed: the parent's directory stayed out of reach.
     assert!(!home.path("work/escaped.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(sub.join("env.txt")).unwrap(),
+        "[][][home]\n"
+    );
     stop_quietly(&home.path("runtime").join("main.c").join("sock"));
     stop_quietly(&home.path("runtime").join("main").join("sock"));
     wait_for("the tree to stop", || {

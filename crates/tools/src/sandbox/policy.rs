@@ -79,7 +79,8 @@ pub struct SandboxPolicy {
     pub hidden: Vec<PathBuf>,
     /// The pod's private tmp dir, bound read-write as `/tmp` (`TMPDIR=/tmp`).
     pub tmp_dir: PathBuf,
-    /// Extra variables to remove from the command's environment.
+    /// Extra variables to remove from the command's environment: names, or prefixes
+    /// ending in `*`.
     #[serde(default)]
     pub env_remove: Vec<String>,
 }
@@ -170,7 +171,10 @@ impl SandboxPolicy {
         };
         PROVIDER_KEY_VARS.contains(&name)
             || name.ends_with("_API_KEY")
-            || self.env_remove.iter().any(|v| v == name)
+            || self.env_remove.iter().any(|v| match v.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => v == name,
+            })
     }
 }
 
@@ -316,7 +320,7 @@ mod tests {
     #[test]
     fn provider_keys_and_listed_vars_are_removed() {
         let policy = SandboxPolicy {
-            env_remove: vec!["MY_TOKEN".into()],
+            env_remove: vec!["MY_TOKEN".into(), "AWS_*".into()],
             ..SandboxPolicy::default()
         };
         for name in [
@@ -326,10 +330,19 @@ mod tests {
             "GOOGLE_API_KEY",
             "MISTRAL_API_KEY",
             "MY_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_",
         ] {
             assert!(policy.removes_env(OsStr::new(name)), "{name}");
         }
-        for name in ["PATH", "HOME", "API_KEY_HINT", "MY_TOKEN2"] {
+        for name in [
+            "PATH",
+            "HOME",
+            "API_KEY_HINT",
+            "MY_TOKEN2",
+            "AWS",
+            "XAWS_KEY",
+        ] {
             assert!(!policy.removes_env(OsStr::new(name)), "{name}");
         }
     }
