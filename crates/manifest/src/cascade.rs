@@ -45,6 +45,8 @@ pub mod defaults {
     pub const TOOL_OUTPUT_LIMIT: u64 = 64 * 1024;
     /// `sandbox.mode`.
     pub const SANDBOX_MODE: SandboxMode = SandboxMode::Auto;
+    /// `sandbox.network`: commands fetch dependencies and run tests against services.
+    pub const SANDBOX_NETWORK: bool = true;
 
     /// `[[scope.shared]]` every pod gets: package caches that builds write to.
     ///
@@ -440,6 +442,7 @@ pub fn merge_layers(
     let mut max_llm_calls = None;
     let mut tool_output_limit = None;
     let mut mode = None;
+    let mut network = None;
     let mut env_remove: Vec<String> = Vec::new();
 
     let mut scope = ScopeConfig::default();
@@ -492,6 +495,7 @@ pub fn merge_layers(
         take(&mut max_llm_calls, w.max_llm_calls, o);
         take(&mut tool_output_limit, w.tool_output_limit, o);
         take(&mut mode, layer.sandbox.mode, o);
+        take(&mut network, layer.sandbox.network, o);
         for name in layer.sandbox.env_remove {
             if !valid_env_pattern(&name) {
                 return Err(ManifestError::BadEnvName {
@@ -576,6 +580,7 @@ pub fn merge_layers(
     };
     let sandbox = SandboxConfig {
         mode: finish(mode, "sandbox.mode", p, || defaults::SANDBOX_MODE),
+        network: finish(network, "sandbox.network", p, || defaults::SANDBOX_NETWORK),
         env_remove,
     };
     let pod = PodConfig {
@@ -756,6 +761,13 @@ mod tests {
             .load()
             .unwrap();
         assert_eq!(m.sandbox.env_remove, ["GITHUB_TOKEN", "AWS_*", "_X1"]);
+        assert!(m.sandbox.network, "on by default");
+        let off = ManifestLoader::new(fx.project.clone(), fx.env())
+            .overlay("[sandbox]\nnetwork = false")
+            .load()
+            .unwrap();
+        assert!(!off.sandbox.network);
+        assert_eq!(off.provenance["sandbox.network"], Origin::Overlay);
 
         for bad in ["", "*", "1ABC", "A-B", "A*B", "PATH=x"] {
             let err = ManifestLoader::new(fx.project.clone(), fx.env())

@@ -81,6 +81,8 @@ pub struct WorkerLayer {
 pub struct SandboxLayer {
     /// `auto` or `off`.
     pub mode: Option<SandboxMode>,
+    /// Whether commands may use the network (the pod's own LLM requests always may).
+    pub network: Option<bool>,
     /// Environment variables kept from commands, besides provider keys: names, or
     /// prefixes ending in `*` (`AWS_*`). Added to those of lower layers.
     pub env_remove: Vec<String>,

@@ -248,6 +248,8 @@ pub struct WorkerConfig {
 pub struct SandboxConfig {
     /// `auto` or `off`.
     pub mode: SandboxMode,
+    /// Whether commands may use the network.
+    pub network: bool,
     /// Variables kept from commands besides provider keys (names, or `PREFIX*`), every
     /// layer's, in order.
     pub env_remove: Vec<String>,

@@ -180,10 +180,14 @@ pub fn builtin(
     };
     let (policy_scope, policy_cwd, policy_places) =
         (Arc::clone(&scope), cwd.to_path_buf(), places.clone());
-    let env_remove = manifest.sandbox.env_remove.clone();
+    let (env_remove, no_network) = (
+        manifest.sandbox.env_remove.clone(),
+        !manifest.sandbox.network,
+    );
     let source = move || {
         let mut p = policy(&policy_scope, &policy_cwd, &tmp, &policy_places, &pods_dirs);
         p.env_remove.clone_from(&env_remove);
+        p.no_network = no_network;
         p
     };
     let mut config = BashConfig::new(helper, Arc::new(source), mode, pod_dir);

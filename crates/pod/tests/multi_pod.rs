@@ -795,10 +795,13 @@ async fn the_per_user_limit_counts_live_spawned_pods_only() {
 }
 
 #[tokio::test]
-async fn a_child_ignores_a_project_manifest_and_keeps_the_parents_env_rules() {
+async fn a_child_ignores_a_project_manifest_and_keeps_the_parents_sandbox_rules() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     let sub = home.path("work/sub");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
     // Untrusted, and it would turn the child's sandbox off: an agent could have
     // written it. The child takes its settings from its parent instead.
     std::fs::create_dir_all(sub.join(".pods")).unwrap();
@@ -814,19 +817,20 @@ async fn a_child_ignores_a_project_manifest_and_keeps_the_parents_env_rules() {
         sse(Turn::new().call(
             "w",
             "Bash",
-            json(serde_json::json!({"command": "echo from-child > out.txt; echo x > ../escaped.txt; echo \"[$POD_MODEL][$POD_HOME][${HOME:+home}]\" > env.txt"})),
+            json(serde_json::json!({"command": format!("echo from-child > out.txt; echo x > ../escaped.txt; echo \"[$POD_MODEL][$POD_HOME][${{HOME:+home}}]\" > env.txt; (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo reached > net.txt || echo refused > net.txt")})),
         )),
     );
     server.push_for(&key("main.c"), sse(Turn::new().text("written")));
     server.push_for(&key("main"), sse(Turn::new().text("Done.")));
-    // Variables the parent keeps from commands are kept from the child's too.
+    // Variables the parent keeps from commands are kept from the child's too, and
+    // so is the network.
     let pod = TestPod::start(
         &home,
         &server,
         "main",
         &[
             "--overlay",
-            "[sandbox]\nenv_remove = [\"POD_MODEL\", \"POD_HO*\"]",
+            "[sandbox]\nnetwork = false\nenv_remove = [\"POD_MODEL\", \"POD_HO*\"]",
         ],
     );
     let mut client = pod.connect().await;
@@ -846,6 +850,14 @@ async fn a_child_ignores_a_project_manifest_and_keeps_the_parents_env_rules() {
     assert_eq!(
         std::fs::read_to_string(sub.join("env.txt")).unwrap(),
         "[][][home]\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sub.join("net.txt")).unwrap(),
+        "refused\n"
+    );
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
     );
     stop_quietly(&home.path("runtime").join("main.c").join("sock"));
     stop_quietly(&home.path("runtime").join("main").join("sock"));

@@ -685,6 +685,60 @@ async fn keys_of_the_pods_session_keyring_cannot_be_read() {
     assert!(!text.contains("TOKEN-K"), "the key was read: {text}");
 }
 
+/// A Python script that connects to TCP `port` on 127.0.0.1 (`outside ...`), then to a
+/// server it starts itself on loopback (`local ...`).
+fn tcp_script(port: u16) -> String {
+    format!(
+        "import socket\n\
+         def attempt(name, port):\n\
+         \x20   try:\n\
+         \x20       socket.create_connection(('127.0.0.1', port), timeout=5).close(); print(name, 'connected')\n\
+         \x20   except OSError as e:\n\
+         \x20       print(name, 'refused', e.errno)\n\
+         attempt('outside', {port})\n\
+         try:\n\
+         \x20   srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n\
+         \x20   attempt('local', srv.getsockname()[1])\n\
+         except OSError as e:\n\
+         \x20   print('local refused', e.errno)\n"
+    )
+}
+
+#[tokio::test]
+async fn with_the_network_off_commands_reach_only_their_own_loopback() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let outside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    outside.set_nonblocking(true).unwrap();
+    let port = outside.local_addr().unwrap().port();
+    std::fs::write(fx.scope.join("tcp.py"), tcp_script(port)).unwrap();
+
+    // Network on (the default): the host's loopback is reachable.
+    let out = run(&fx, "python3 tcp.py").await;
+    let text = out.output.text();
+    assert!(text.contains("outside connected"), "{text}");
+    assert!(text.contains("local connected"), "{text}");
+    assert!(outside.accept().is_ok(), "the connection never arrived");
+
+    let mut policy = fx.policy();
+    policy.no_network = true;
+    let out = run_with(&helper(), &policy, "python3 tcp.py; echo ok > ok").await;
+    let text = out.output.text();
+    assert!(fx.scope.join("ok").exists(), "{out:?}");
+    assert!(text.contains("outside refused"), "{text}");
+    assert!(
+        text.contains("local connected"),
+        "loopback must work inside: {text}"
+    );
+    assert_eq!(
+        outside.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a command with the network off reached the host"
+    );
+}
+
 #[tokio::test]
 async fn provider_keys_are_scrubbed_from_the_environment() {
     if !sandbox_ready() {
@@ -1034,6 +1088,45 @@ async fn landlock_level_refuses_writes_outside_and_uses_the_real_tmp_dir() {
     assert!(fx.cache.join("c").exists());
     assert!(fx.tmp.join("t").exists());
     fx.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn landlock_level_with_the_network_off_refuses_tcp() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let outside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    outside.set_nonblocking(true).unwrap();
+    let port = outside.local_addr().unwrap().port();
+    std::fs::write(fx.scope.join("tcp.py"), tcp_script(port)).unwrap();
+    let mut policy = fx.policy();
+    policy.no_network = true;
+    let out = sandbox::run_at(
+        &helper(),
+        Level::Landlock,
+        &policy,
+        "python3 tcp.py; echo ok > ok",
+        &options(Duration::from_secs(60)),
+    )
+    .await;
+    if sandbox::detect(&helper()).landlock_abi.unwrap_or(0) < 4 {
+        // Nothing could keep the network away: the command must not run at all.
+        let err = out.unwrap_err().to_string();
+        assert!(err.contains("network off needs"), "{err}");
+        assert!(!fx.scope.join("ok").exists());
+        return;
+    }
+    let out = out.unwrap();
+    let text = out.output.text();
+    assert!(fx.scope.join("ok").exists(), "{out:?}");
+    // EACCES (13): Landlock refuses the connect, and the bind of a local server too.
+    assert!(text.contains("outside refused 13"), "{text}");
+    assert!(text.contains("local refused 13"), "{text}");
+    assert_eq!(
+        outside.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
 }
 
 #[tokio::test]

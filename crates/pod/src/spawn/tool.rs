@@ -251,6 +251,7 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> Result<String, ToolErro
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "auto".into());
     sandbox.insert("mode".into(), mode.into());
+    sandbox.insert("network".into(), m.sandbox.network.into());
     // The child leaves out the project manifest, so what it says goes in here.
     if !m.sandbox.env_remove.is_empty() {
         let names = m.sandbox.env_remove.iter().cloned().map(toml::Value::from);

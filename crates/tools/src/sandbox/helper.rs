@@ -15,8 +15,9 @@
 //! may `unshare(CLONE_NEWUSER)` and fork freely.
 //!
 //! Setup at level `full`, in this order (each step's failure is reported with its errno):
-//! 1. `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC)`, `setgroups`
-//!    denied, uid and gid mapped to our own;
+//! 1. `unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC)`, plus
+//!    `CLONE_NEWNET` (loopback brought up) when the policy turns the network off;
+//!    `setgroups` denied, uid and gid mapped to our own;
 //! 2. the mount tree made private (nothing propagates back to the host);
 //! 3. detached copies (`open_tree`) of every tree that must stay reachable at its real
 //!    path: the pod's tmp dir, the write roots, the shared paths, and the cwd when it lies
@@ -264,7 +265,7 @@ fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperRepo
             ));
         }
         Level::Full | Level::Namespaces => {
-            enter_namespaces()?;
+            enter_namespaces(policy.no_network)?;
             build_view(policy)?;
         }
         Level::Landlock => {
@@ -274,12 +275,21 @@ fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperRepo
             ))?;
         }
     }
+    // Without a network namespace, Landlock (ABI 4) is what keeps the network away.
+    let deny_tcp = policy.no_network && level == Level::Landlock;
+    if deny_tcp && abi.is_none_or(|v| v < 4) {
+        return Err(HelperError::Other(format!(
+            "sandbox: network off needs user namespaces or Landlock ABI 4 (here: level {level}, {}); allow the network for commands ([sandbox] network = true)",
+            abi.map_or("no Landlock".to_owned(), |v| format!("Landlock ABI {v}"))
+        )));
+    }
     let ruleset = match (level, abi) {
         (Level::Full | Level::Landlock, Some(abi)) => Some(landlock_rules(
             policy,
             &tmp_in_sandbox,
             abi,
             level.uses_namespaces(),
+            deny_tcp,
         )?),
         (Level::Full | Level::Landlock, None) => {
             return Err(HelperError::Other(format!(
@@ -298,7 +308,7 @@ fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperRepo
 
 /// Tries the steps of a real run (without a command) and reports whether they work.
 fn probe() -> Result<HelperReport, HelperError> {
-    enter_namespaces()?;
+    enter_namespaces(false)?;
     let policy = SandboxPolicy {
         cwd: PathBuf::from("/"),
         tmp_dir: PathBuf::from("/tmp"),
@@ -306,7 +316,13 @@ fn probe() -> Result<HelperReport, HelperError> {
     };
     build_view(&policy)?;
     let ruleset = match sys::landlock_abi().ok().filter(|v| *v >= 1) {
-        Some(abi) => Some(landlock_rules(&policy, Path::new("/tmp"), abi, true)?),
+        Some(abi) => Some(landlock_rules(
+            &policy,
+            Path::new("/tmp"),
+            abi,
+            true,
+            false,
+        )?),
         None => None,
     };
     let child = fork_child(&ChildTask::Probe, ruleset.as_ref(), Level::Full)?;
@@ -402,12 +418,16 @@ fn is_executable(path: &Path) -> bool {
 
 /// Enters new user, mount, pid and IPC namespaces, mapping our uid and gid to themselves, and
 /// makes the mount tree private.
-fn enter_namespaces() -> Result<(), SetupError> {
+fn enter_namespaces(private_network: bool) -> Result<(), SetupError> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     // A new IPC namespace too: System V queues, semaphores and shared memory of the
     // user's other programs would otherwise be open to the command (same uid).
-    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+    if private_network {
+        flags |= libc::CLONE_NEWNET;
+    }
     // SAFETY: unshare with flag constants; the helper is single-threaded.
     if unsafe { libc::unshare(flags) } < 0 {
         return Err(SetupError::new(
@@ -430,6 +450,13 @@ fn enter_namespaces() -> Result<(), SetupError> {
     ))?;
     sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(step("make the mount tree private", "mount MS_PRIVATE"))?;
+    if private_network {
+        // Local servers a command starts (tests, dev servers) still work.
+        sys::bring_up_loopback().map_err(step(
+            "bring up loopback in the command's network namespace",
+            "ioctl SIOCSIFFLAGS",
+        ))?;
+    }
     Ok(())
 }
 
@@ -603,8 +630,9 @@ fn landlock_rules(
     tmp: &Path,
     abi: u32,
     private_shm: bool,
+    deny_tcp: bool,
 ) -> Result<sys::Ruleset, SetupError> {
-    let mut ruleset = sys::Ruleset::new(abi)
+    let mut ruleset = sys::Ruleset::new(abi, deny_tcp)
         .map_err(step("create a Landlock ruleset", "landlock_create_ruleset"))?;
     let all = access::writes(abi);
     let mut dirs: Vec<&Path> = vec![tmp];

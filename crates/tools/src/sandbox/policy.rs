@@ -79,6 +79,11 @@ pub struct SandboxPolicy {
     pub hidden: Vec<PathBuf>,
     /// The pod's private tmp dir, bound read-write as `/tmp` (`TMPDIR=/tmp`).
     pub tmp_dir: PathBuf,
+    /// No network for the command: at level `full` a network namespace of its own
+    /// (loopback only); at level `landlock`, TCP bind and connect refused (ABI ≥ 4;
+    /// UDP stays open there).
+    #[serde(default)]
+    pub no_network: bool,
     /// Extra variables to remove from the command's environment: names, or prefixes
     /// ending in `*`.
     #[serde(default)]
@@ -123,6 +128,7 @@ impl SandboxPolicy {
             hidden: Vec::new(),
             tmp_dir: tmp_dir.into(),
             env_remove: Vec::new(),
+            no_network: false,
         }
     }
 
@@ -277,6 +283,7 @@ mod tests {
                 hidden: vec![root.join("run")],
                 tmp_dir: root.join("tmp"),
                 env_remove: vec![],
+                no_network: false,
             }
         );
         assert_eq!(policy.relative_path(), None);

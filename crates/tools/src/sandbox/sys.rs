@@ -311,13 +311,17 @@ pub(crate) struct Ruleset {
     handled: u64,
 }
 
+/// `LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP` (ABI 4).
+pub(crate) const NET_TCP: u64 = (1 << 0) | (1 << 1);
+
 impl Ruleset {
-    /// A ruleset for `abi` (from [`landlock_abi`]).
-    pub(crate) fn new(abi: u32) -> io::Result<Self> {
+    /// A ruleset for `abi` (from [`landlock_abi`]); with `deny_tcp` (ABI ≥ 4) every TCP
+    /// bind and connect is refused too, since no net rule is ever added.
+    pub(crate) fn new(abi: u32, deny_tcp: bool) -> io::Result<Self> {
         let handled = access::writes(abi);
         let attr = RulesetAttr {
             handled_access_fs: handled,
-            handled_access_net: 0,
+            handled_access_net: if deny_tcp && abi >= 4 { NET_TCP } else { 0 },
             scoped: if abi >= 6 {
                 SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
             } else {
@@ -392,6 +396,36 @@ impl Ruleset {
 fn unsafe_zeroed_stat() -> libc::stat {
     // SAFETY: stat is plain old data; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
+}
+
+/// Brings the loopback interface of the current network namespace up (a new network
+/// namespace starts with `lo` down). Needs `CAP_NET_ADMIN` there.
+pub(crate) fn bring_up_loopback() -> io::Result<()> {
+    // SAFETY: socket with constant arguments; the fd is owned right after.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(last());
+    }
+    // SAFETY: a fresh fd we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: a valid socket and ifreq; the kernel fills in the flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(last());
+    }
+    // SAFETY: the flags member is the one SIOCGIFFLAGS set.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: a valid socket and ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(last());
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
