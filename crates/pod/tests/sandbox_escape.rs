@@ -685,6 +685,16 @@ async fn keys_of_the_pods_session_keyring_cannot_be_read() {
     assert!(!text.contains("TOKEN-K"), "the key was read: {text}");
 }
 
+/// A host TCP listener on 127.0.0.1 (non-blocking) and, in the scope, `tcp.py`, which
+/// tries to reach it.
+fn tcp_fixture(fx: &Fx) -> std::net::TcpListener {
+    let outside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    outside.set_nonblocking(true).unwrap();
+    let port = outside.local_addr().unwrap().port();
+    std::fs::write(fx.scope.join("tcp.py"), tcp_script(port)).unwrap();
+    outside
+}
+
 /// A Python script that connects to TCP `port` on 127.0.0.1 (`outside ...`), then to a
 /// server it starts itself on loopback (`local ...`).
 fn tcp_script(port: u16) -> String {
@@ -710,10 +720,7 @@ async fn with_the_network_off_commands_reach_only_their_own_loopback() {
         return;
     }
     let fx = Fx::new();
-    let outside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    outside.set_nonblocking(true).unwrap();
-    let port = outside.local_addr().unwrap().port();
-    std::fs::write(fx.scope.join("tcp.py"), tcp_script(port)).unwrap();
+    let outside = tcp_fixture(&fx);
 
     // Network on (the default): the host's loopback is reachable.
     let out = run(&fx, "python3 tcp.py").await;
@@ -1096,10 +1103,7 @@ async fn landlock_level_with_the_network_off_refuses_tcp() {
         return;
     }
     let fx = Fx::new();
-    let outside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    outside.set_nonblocking(true).unwrap();
-    let port = outside.local_addr().unwrap().port();
-    std::fs::write(fx.scope.join("tcp.py"), tcp_script(port)).unwrap();
+    let outside = tcp_fixture(&fx);
     let mut policy = fx.policy();
     policy.no_network = true;
     let out = sandbox::run_at(
