@@ -103,6 +103,15 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         crate::state::write_atomically(&launch_file(&places, &name), &stored)
             .context("cannot record the launch options")?;
     }
+    // Session logs hold every pod's conversation, whatever was pasted into it: no
+    // agent reads them directly (a parent reads its children with ReadPodOutput).
+    let state = manifest::SourcedRule {
+        rule: manifest::ScopeRule::recursive(&places.state, manifest::Permission::Read),
+        origin: manifest::Origin::BuiltIn,
+    };
+    if !manifest.scope.deny_rules().any(|r| *r == state.rule) {
+        manifest.scope.deny.push(state);
+    }
     let scope = manifest::Scope::from_config(&manifest.scope)?;
     let toolset =
         crate::toolset::builtin(&places, &name, &opts.cwd, scope, &manifest, current_uid())?;

@@ -403,3 +403,51 @@ async fn trust_without_a_project_manifest_says_so() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn agents_cannot_read_session_logs() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().text("SECRET-IN-A-SESSION")));
+    let out = pod(&home, &server, &["run", "--name", "first", "remember this"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let log = std::fs::canonicalize(home.path("state/sessions/first/000001.jsonl")).unwrap();
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("SECRET-IN-A-SESSION")
+    );
+
+    // Another pod's agent tries the file tools and a command on it.
+    let read = serde_json::json!({"path": log}).to_string();
+    let grep = serde_json::json!({"pattern": "SECRET", "path": log.parent().unwrap()}).to_string();
+    let cat = serde_json::json!({"command": format!("cat {} || echo unreadable", log.display())})
+        .to_string();
+    server.push(sse(Turn::new()
+        .call("r", "Read", read)
+        .call("g", "Grep", grep)
+        .call("c", "Bash", cat)));
+    server.push(sse(Turn::new().text("Tried.")));
+    let out = pod(
+        &home,
+        &server,
+        &["run", "--name", "second", "read the other session"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let second = std::fs::read_to_string(home.path("state/sessions/second/000001.jsonl")).unwrap();
+    let results: Vec<serde_json::Value> = second
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "tool_result")
+        .collect();
+    assert_eq!(results.len(), 3, "{second}");
+    for result in &results {
+        let text = result.to_string();
+        assert!(!text.contains("SECRET-IN-A-SESSION"), "{text}");
+    }
+    let bash = results
+        .iter()
+        .find(|r| r.to_string().contains("unreadable"));
+    assert!(bash.is_some(), "{results:?}");
+}
