@@ -195,12 +195,26 @@ fn repair_cut_invocation(
 /// The system prompt: the manifest's instruction, else a short default.
 fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
     let instruction = spec.manifest.worker.instruction.trim();
+    // The built-in read deny of the state dir says nothing about where to write, and
+    // small models answer differently to every extra path in their prompt.
+    let state_deny = format!(
+        "deny:{}",
+        manifest::canonicalize_lenient(&spec.places.state)
+            .unwrap_or_else(|_| spec.places.state.clone())
+            .display()
+    );
+    let scope_text = scope
+        .to_string()
+        .split(", ")
+        .filter(|part| *part != state_deny)
+        .collect::<Vec<_>>()
+        .join(", ");
     let base = format!(
         "You are `{}`, a coding agent working in {}. You may write only within your scope: {}. \
          Use the tools to read, search, edit and run commands; keep answers short and say what you changed.",
         spec.name,
         spec.cwd.display(),
-        scope
+        scope_text
     );
     if instruction.is_empty() {
         base

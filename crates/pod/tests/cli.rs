@@ -450,4 +450,12 @@ async fn agents_cannot_read_session_logs() {
         .iter()
         .find(|r| r.to_string().contains("unreadable"));
     assert!(bash.is_some(), "{results:?}");
+    // The rule is not in the system prompt: that says where the pod may write.
+    let first = &server.requests()[0].body;
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("You may write only within your scope: read:/, write:"),
+        "{system}"
+    );
+    assert!(!system.contains("deny:"), "{system}");
 }
