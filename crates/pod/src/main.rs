@@ -195,6 +195,12 @@ enum Command {
     Trust {
         /// A directory in the project (default: the current one).
         dir: Option<PathBuf>,
+        /// Take the trust back instead: pods there refuse to start until trusted again.
+        #[arg(long, conflicts_with = "list")]
+        revoke: bool,
+        /// List the trusted manifests and whether each is unchanged.
+        #[arg(long, conflicts_with = "dir")]
+        list: bool,
     },
     /// Internal: the foreground half of `pod restore`.
     #[command(name = "__restore-foreground", hide = true)]
@@ -303,12 +309,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Attach { name } => cli::attach(&name, json),
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),
-        Command::Trust { dir } => {
+        Command::Trust { dir, revoke, list } => {
+            let env = manifest::Env::from_process();
+            if list {
+                return pod::trust::list_command(&env, json);
+            }
             let dir = match dir {
                 Some(dir) => dir,
                 None => std::env::current_dir().context("cannot read the current directory")?,
             };
-            pod::trust::trust_command(&dir, &manifest::Env::from_process(), json)
+            if revoke {
+                pod::trust::revoke_command(&dir, &env, json)
+            } else {
+                pod::trust::trust_command(&dir, &env, json)
+            }
         }
         Command::Model { action } => match action {
             ModelAction::Up => pod::model::command::up(json),

@@ -147,10 +147,34 @@ impl TrustStore {
         }
     }
 
-    /// Records `text` as the trusted content of `manifest`; returns its sha256. Holds
-    /// an flock on `trusted.json.lock` so concurrent calls lose no entry; the file is
-    /// replaced atomically (temp file + rename).
+    /// Records `text` as the trusted content of `manifest`; returns its sha256.
     pub fn trust(&self, manifest: &Path, text: &str) -> Result<String, TrustError> {
+        let hash = text_hash(text);
+        self.update(|manifests| {
+            manifests.insert(canonical(manifest), hash.clone());
+        })?;
+        Ok(hash)
+    }
+
+    /// Forgets `manifest`; returns whether it was trusted.
+    pub fn revoke(&self, manifest: &Path) -> Result<bool, TrustError> {
+        let mut was = false;
+        self.update(|manifests| was = manifests.remove(&canonical(manifest)).is_some())?;
+        Ok(was)
+    }
+
+    /// Every trusted manifest with the sha256 trusted.
+    pub fn list(&self) -> Result<BTreeMap<PathBuf, String>, TrustError> {
+        Ok(self.load()?.manifests)
+    }
+
+    /// Changes the trusted set with `change`, holding an flock on `trusted.json.lock`
+    /// so concurrent calls lose no entry; the file is replaced atomically (temp file +
+    /// rename, fsynced).
+    fn update(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<PathBuf, String>),
+    ) -> Result<(), TrustError> {
         let dir = self.path.parent().unwrap_or(Path::new("/"));
         fs::DirBuilder::new()
             .recursive(true)
@@ -168,8 +192,7 @@ impl TrustStore {
         lock.lock().map_err(|e| self.io(e))?;
         let mut file = self.load()?;
         file.version = TRUST_VERSION;
-        let hash = text_hash(text);
-        file.manifests.insert(canonical(manifest), hash.clone());
+        change(&mut file.manifests);
         let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| TrustError::Corrupt {
             path: self.path.clone(),
             message: e.to_string(),
@@ -188,8 +211,7 @@ impl TrustStore {
             fs::rename(&tmp, &self.path)?;
             File::open(dir)?.sync_all()
         };
-        write().map_err(|e| self.io(e))?;
-        Ok(hash)
+        write().map_err(|e| self.io(e))
     }
 
     /// The loader gate that lets through only trusted project manifests.
@@ -231,10 +253,7 @@ pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Res
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     manifest::ManifestLayer::parse(&text, &path.display().to_string())
         .map_err(|e| anyhow::anyhow!("{e}; fix it before trusting it"))?;
-    let config = env.config_dir().ok_or_else(|| {
-        anyhow::anyhow!("no config dir to record trust in; set HOME or POD_CONFIG_DIR")
-    })?;
-    let store = TrustStore::in_config_dir(&config);
+    let store = store_of(env)?;
     let hash = store.trust(&path, &text)?;
     if json {
         println!(
@@ -250,6 +269,78 @@ pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Res
         );
         for line in text.lines() {
             println!("  {line}");
+        }
+    }
+    Ok(0)
+}
+
+/// The trust store of `env`'s config dir, or an error saying how to get one.
+fn store_of(env: &manifest::Env) -> anyhow::Result<TrustStore> {
+    let config = env.config_dir().ok_or_else(|| {
+        anyhow::anyhow!("no config dir to record trust in; set HOME or POD_CONFIG_DIR")
+    })?;
+    Ok(TrustStore::in_config_dir(&config))
+}
+
+/// `pod trust --revoke [DIR]`: forgets the project manifest of `dir` (also when the
+/// file is gone or changed).
+pub fn revoke_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
+    let dir = canonical(dir);
+    let path = match manifest::find_project_root(&dir) {
+        Some(root) => root
+            .join(manifest::cascade::PROJECT_DIR)
+            .join(manifest::cascade::MANIFEST_FILE),
+        None => anyhow::bail!(
+            "no project (no `.pods/` directory) at or above {}",
+            dir.display()
+        ),
+    };
+    let was = store_of(env)?.revoke(&path)?;
+    if json {
+        println!("{}", serde_json::json!({"manifest": path, "revoked": was}));
+    } else if was {
+        println!(
+            "no longer trusted: {}; pods refuse to start under {} until you trust it again",
+            path.display(),
+            root_of(&path).display()
+        );
+    } else {
+        println!("{} was not trusted; nothing changed", path.display());
+    }
+    Ok(0)
+}
+
+/// `pod trust --list`: every trusted manifest and whether it still has the text trusted.
+pub fn list_command(env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
+    let store = store_of(env)?;
+    let rows: Vec<(PathBuf, String, &'static str)> = store
+        .list()?
+        .into_iter()
+        .map(|(path, hash)| {
+            let state = match fs::read_to_string(&path) {
+                Ok(text) if text_hash(&text) == hash => "trusted",
+                Ok(_) => "changed since trusted",
+                Err(_) => "missing",
+            };
+            (path, hash, state)
+        })
+        .collect();
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(path, hash, state)| serde_json::json!({"manifest": path, "sha256": hash, "state": state}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if rows.is_empty() {
+        println!("no trusted project manifests ({})", store.path().display());
+    } else {
+        for (path, hash, state) in &rows {
+            println!(
+                "{:<22} {}  (sha256 {})",
+                state,
+                path.display(),
+                &hash[..hash.len().min(12)]
+            );
         }
     }
     Ok(0)

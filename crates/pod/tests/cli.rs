@@ -367,12 +367,38 @@ async fn a_project_manifest_an_agent_wrote_is_refused_until_trusted() {
         text(&doctor)
     );
 
-    // Changed afterwards: refused again.
+    // Changed afterwards: refused again, and the list says so.
     std::fs::write(&manifest, "[sandbox]\nmode = \"auto\"\n").unwrap();
     let out = pod(&home, &server, &["run", "--name", "changed", "hello"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("changed since you trusted it"),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["trust", "--list"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.starts_with("changed since trusted"),
+        "{}",
+        text(&out)
+    );
+
+    // Trusted again, then revoked: refused.
+    assert!(pod(&home, &server, &["trust"]).await.status.success());
+    let out = pod(&home, &server, &["trust", "--list", "--json"]).await;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["state"], "trusted", "{list}");
+    let out = pod(&home, &server, &["trust", "--revoke"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("no longer trusted"),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["run", "--name", "revoked", "hello"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not trusted"),
         "{}",
         text(&out)
     );
