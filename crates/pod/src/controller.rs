@@ -483,8 +483,9 @@ impl Controller {
             );
         };
         let wake = match &event {
+            // A child being stopped may fail on its way out: this pod asked for that.
             PodEvent::TurnEnded { .. } | PodEvent::Errored { .. } => {
-                self.children.take_report(&child)
+                !self.children.is_stopping(&child) && self.children.take_report(&child)
             }
             PodEvent::ShutDown { .. } => {
                 let stopping = self.children.is_stopping(&child);

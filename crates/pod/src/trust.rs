@@ -69,10 +69,24 @@ pub fn text_hash(text: &str) -> String {
         .collect()
 }
 
-/// `path` canonicalised when it exists (trust is recorded by real path, so a symlinked
-/// checkout does not need trusting twice).
+/// `path` canonicalised when it exists.
 fn canonical(path: &Path) -> PathBuf {
     fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The key trust is recorded under for `<root>/.pods/manifest.toml`: the project root
+/// canonicalised (so a symlinked checkout needs trusting once), the last two parts
+/// not resolved. Resolving them would let a command that symlinks `.pods` (or the
+/// file) to another project's borrow that project's trust: with the key fixed to the
+/// place, only text trusted for this very place passes.
+fn manifest_key(manifest: &Path) -> PathBuf {
+    match (manifest.parent(), manifest.file_name()) {
+        (Some(pods_dir), Some(file)) => match (pods_dir.parent(), pods_dir.file_name()) {
+            (Some(root), Some(pods)) => canonical(root).join(pods).join(file),
+            _ => manifest.to_path_buf(),
+        },
+        _ => manifest.to_path_buf(),
+    }
 }
 
 /// The project root of a manifest path (`<root>/.pods/manifest.toml`), for messages.
@@ -125,7 +139,7 @@ impl TrustStore {
 
     /// The sha256 trusted for `manifest`, if any.
     pub fn trusted_hash(&self, manifest: &Path) -> Result<Option<String>, TrustError> {
-        Ok(self.load()?.manifests.remove(&canonical(manifest)))
+        Ok(self.load()?.manifests.remove(&manifest_key(manifest)))
     }
 
     /// Whether `text`, read from `manifest`, may be used; `Err` says why not and what to
@@ -151,7 +165,7 @@ impl TrustStore {
     pub fn trust(&self, manifest: &Path, text: &str) -> Result<String, TrustError> {
         let hash = text_hash(text);
         self.update(|manifests| {
-            manifests.insert(canonical(manifest), hash.clone());
+            manifests.insert(manifest_key(manifest), hash.clone());
         })?;
         Ok(hash)
     }
@@ -159,7 +173,7 @@ impl TrustStore {
     /// Forgets `manifest`; returns whether it was trusted.
     pub fn revoke(&self, manifest: &Path) -> Result<bool, TrustError> {
         let mut was = false;
-        self.update(|manifests| was = manifests.remove(&canonical(manifest)).is_some())?;
+        self.update(|manifests| was = manifests.remove(&manifest_key(manifest)).is_some())?;
         Ok(was)
     }
 
@@ -446,6 +460,33 @@ mod tests {
         let mode = fs::metadata(f.store.path()).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_symlinked_pods_dir_does_not_borrow_another_projects_trust() {
+        let f = fx();
+        let root = f
+            .manifest
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap();
+        f.store
+            .trust(&f.manifest, "[sandbox]\nmode = \"off\"\n")
+            .unwrap();
+        // Another project whose `.pods` an agent replaced by a link to the trusted one.
+        fs::create_dir_all(root.join("victim")).unwrap();
+        std::os::unix::fs::symlink(root.join("repo/.pods"), root.join("victim/.pods")).unwrap();
+        let linked = root.join("victim/.pods/manifest.toml");
+        let text =
+            fs::read_to_string(&linked).unwrap_or_else(|_| "[sandbox]\nmode = \"off\"\n".into());
+        let err = f.store.check(&linked, &text).unwrap_err();
+        assert!(err.starts_with("not trusted"), "{err}");
+        f.store
+            .check(&f.manifest, "[sandbox]\nmode = \"off\"\n")
+            .unwrap();
     }
 
     #[test]

@@ -571,6 +571,10 @@ async fn paths_denied_for_reading_are_covered_for_commands() {
     );
     assert!(text.trim_end().ends_with("done"), "{text}");
     assert!(!text.contains("TOKEN"), "a denied file was read: {text}");
+    // Writing a covered file is refused, not silently discarded.
+    let refusals =
+        text.matches("Read-only file system").count() + text.matches("Permission denied").count();
+    assert!(refusals >= 2, "{text}");
     assert!(
         !text.lines().any(|l| l.trim() == "deeper"),
         "a denied dir was listed: {text}"
@@ -946,6 +950,28 @@ async fn a_write_root_under_the_real_tmp_stays_reachable() {
         "ok\n"
     );
     fx_tmp.assert_outside_untouched();
+}
+
+#[tokio::test]
+async fn a_read_deny_inside_a_read_only_cwd_under_the_real_tmp_is_covered() {
+    if !sandbox_ready() {
+        return;
+    }
+    // The cwd lives under /tmp and is not writable: the sandbox binds it read-only.
+    let fx_tmp = Fx::new_in(&std::env::temp_dir());
+    std::fs::write(fx_tmp.out("secret"), "TOKEN-T").unwrap();
+    std::fs::write(fx_tmp.out("plain"), "VISIBLE").unwrap();
+    let fx = Fx::new();
+    let mut policy = fx.policy();
+    policy.cwd = fx_tmp.outside.clone();
+    policy.unreadable = vec![Unreadable {
+        path: fx_tmp.out("secret"),
+        recursive: true,
+    }];
+    let out = run_with(&helper(), &policy, "cat plain secret; echo").await;
+    let text = out.output.text();
+    assert!(text.contains("VISIBLE"), "{text}");
+    assert!(!text.contains("TOKEN-T"), "a denied file was read: {text}");
 }
 
 #[tokio::test]

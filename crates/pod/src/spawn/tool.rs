@@ -109,10 +109,12 @@ impl ChildExits {
     }
 
     /// Reports child `pod_name` (process `pid`) as failed with `message`. Called
-    /// from the reaper thread; retries while the child is not recorded yet (a
-    /// child can fail before `SpawnPod` has finished recording it).
+    /// from the reaper thread; retries (for 30 s) while the child is not recorded yet
+    /// (a child can fail before `SpawnPod` has finished recording it).
     fn report(&self, pid: u32, pod_name: &str, message: &str) {
-        for _ in 0..100 {
+        // Recording the child can wait on the registry lock (5 s at most): retry past it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             let Some(commands) = self.0.get().and_then(mpsc::WeakSender::upgrade) else {
                 return;
             };
@@ -566,6 +568,11 @@ impl SpawnPod {
         let (exits, short, log) = (s.exits.clone(), input.name.clone(), log_path.clone());
         let (children, runtime) = (Arc::clone(&s.children), tokio::runtime::Handle::current());
         reap_later(pid, move |status| {
+            // A child this pod is stopping was killed on purpose: nothing to report, and
+            // the stop gives its scope back itself.
+            if children.is_stopping(&short) {
+                return;
+            }
             if let Some(message) = exit_report(status, &log) {
                 exits.report(pid, &short, &message);
                 // Its scope comes back now rather than at the next ListPods. A child

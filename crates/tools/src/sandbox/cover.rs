@@ -4,7 +4,8 @@
 //! outside any sandbox).
 
 use std::collections::VecDeque;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::ffi::CStr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::helper::{c, step};
@@ -16,19 +17,23 @@ use super::sys::{self, SetupError};
 pub(crate) const SOCKET_SEARCH_ENTRIES: usize = 20_000;
 
 /// Unix sockets beneath `dirs`, breadth first, looking at no more than `budget` entries;
-/// symlinks are not followed, directories beneath any of `skip` are not entered, and
+/// symlinks are not followed, directories beneath any of `skip` that lies inside the dir
+/// searched are not entered (a write root holding the whole dir, e.g. `~` around
+/// `~/.docker`, does not exempt it), and
 /// neither are other filesystems mounted below a dir (a FUSE or network mount such as
 /// `/run/user/<uid>/gvfs` could be slow or hang; sockets live on the dir's own tmpfs).
 pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut queue: VecDeque<(PathBuf, u64)> = dirs
+    // Each entry: a dir to list, its filesystem, and the dir searched it lies in.
+    let mut queue: VecDeque<(PathBuf, u64, &Path)> = dirs
         .iter()
-        .filter_map(|d| d.metadata().ok().map(|m| (d.clone(), m.dev())))
+        .filter_map(|d| d.metadata().ok().map(|m| (d.clone(), m.dev(), d.as_path())))
         .collect();
     let mut seen = 0usize;
-    let skipped = |p: &Path| skip.iter().any(|s| p.starts_with(s));
-    while let Some((dir, dev)) = queue.pop_front() {
-        if skipped(&dir) {
+    let skipped =
+        |p: &Path, root: &Path| skip.iter().any(|s| s.starts_with(root) && p.starts_with(s));
+    while let Some((dir, dev, root)) = queue.pop_front() {
+        if skipped(&dir, root) {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -44,11 +49,11 @@ pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> V
             };
             if kind.is_socket() {
                 let path = entry.path();
-                if !skipped(&path) {
+                if !skipped(&path, root) {
                     found.push(path);
                 }
             } else if kind.is_dir() && entry.metadata().is_ok_and(|m| m.dev() == dev) {
-                queue.push_back((entry.path(), dev));
+                queue.push_back((entry.path(), dev, root));
             }
         }
     }
@@ -58,12 +63,78 @@ pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> V
     found
 }
 
-/// Puts an empty read-only file (a copy of the read-only `/dev/null` mount) on top of
-/// the non-directory `path`: reading it gives nothing, connecting to it is refused.
-/// A path that vanished meanwhile is skipped.
-pub(crate) fn cover_file(path: &Path) -> Result<(), SetupError> {
+/// Where covering files come from: an empty regular file on a small tmpfs of the
+/// helper's own, or `/dev/null` where that cannot be had. The tmpfs is mounted on
+/// `/dev/shm` (no path to cover lies there: a private tmpfs replaces it later) only
+/// while covers are made, then detached: the covers keep it alive, nothing else
+/// reaches it.
+pub(crate) struct EmptySource {
+    /// The file to bind.
+    file: &'static CStr,
+    /// Whether the tmpfs is stacked on `/dev/shm` and must be detached.
+    stacked: bool,
+}
+
+/// The tmpfs mountpoint used while covering.
+const STAGING: &CStr = c"/dev/shm";
+/// The empty file on it.
+const EMPTY_FILE: &CStr = c"/dev/shm/empty";
+
+impl EmptySource {
+    /// Mounts the staging tmpfs with its empty file, or falls back to `/dev/null`
+    /// (reading it gives nothing too, but writes to a covered file are then
+    /// discarded rather than refused).
+    pub(crate) fn prepare() -> Self {
+        let fallback = EmptySource {
+            file: c"/dev/null",
+            stacked: false,
+        };
+        if !Path::new("/dev/shm").is_dir() {
+            return fallback;
+        }
+        let mounted = sys::mount(
+            Some(c"tmpfs"),
+            STAGING,
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some(c"size=4k,mode=0755"),
+        );
+        if mounted.is_err() {
+            return fallback;
+        }
+        let stacked = EmptySource {
+            file: EMPTY_FILE,
+            stacked: true,
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(Path::new("/dev/shm/empty"))
+        {
+            Ok(_) => stacked,
+            Err(_) => {
+                stacked.finish();
+                fallback
+            }
+        }
+    }
+
+    /// Detaches the staging tmpfs (the covers made from it stay).
+    pub(crate) fn finish(&self) {
+        if self.stacked {
+            // SAFETY: a valid C string; MNT_DETACH unmounts the top mount lazily.
+            unsafe { libc::umount2(STAGING.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Puts a read-only copy of the empty file of `source` on top of the non-directory
+/// `path`: reading it gives nothing, writing fails (read-only file system),
+/// connecting to it is refused. A path that vanished meanwhile is skipped.
+pub(crate) fn cover_file(path: &Path, source: &EmptySource) -> Result<(), SetupError> {
     let what = || format!("cover {}", path.display());
-    let tree = sys::clone_tree(c"/dev/null").map_err(step(what(), "open_tree /dev/null"))?;
+    let tree = sys::clone_tree(source.file).map_err(step(what(), "open_tree"))?;
     sys::set_tree_readonly(&tree).map_err(step(what(), "mount_setattr"))?;
     match sys::attach(&tree, &c(path)?) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
@@ -89,12 +160,12 @@ pub(crate) fn cover_dir(dir: &Path, why: &str) -> Result<(), SetupError> {
 /// Makes `rule`'s path unreadable: a file or a whole directory is covered; a
 /// non-recursive rule on a directory covers the files directly in it (its
 /// subdirectories stay readable, as the rule says). Missing paths are skipped.
-pub(crate) fn cover_unreadable(rule: &Unreadable) -> Result<(), SetupError> {
+pub(crate) fn cover_unreadable(rule: &Unreadable, source: &EmptySource) -> Result<(), SetupError> {
     let Ok(meta) = rule.path.symlink_metadata() else {
         return Ok(());
     };
     if !meta.is_dir() {
-        return cover_file(&rule.path);
+        return cover_file(&rule.path, source);
     }
     if rule.recursive {
         return cover_dir(&rule.path, "deny reading");
@@ -104,7 +175,7 @@ pub(crate) fn cover_unreadable(rule: &Unreadable) -> Result<(), SetupError> {
     };
     for entry in entries.flatten() {
         if entry.file_type().is_ok_and(|t| !t.is_dir()) {
-            cover_file(&entry.path())?;
+            cover_file(&entry.path(), source)?;
         }
     }
     Ok(())
@@ -135,6 +206,10 @@ mod tests {
             found,
             vec![root.join("a/b/deep.sock"), root.join("top.sock")]
         );
+        // A skipped path around the dir searched does not exempt it.
+        let mut inside = find_sockets(&[root.join("a")], &[root], 1_000);
+        inside.sort();
+        assert_eq!(inside, vec![root.join("a/b/deep.sock")]);
         // A missing dir is no error.
         assert!(find_sockets(&[root.join("missing")], &[], 1_000).is_empty());
         // The budget bounds the search: the root's own four entries, nothing deeper.

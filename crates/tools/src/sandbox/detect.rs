@@ -68,11 +68,12 @@ pub struct SandboxReport {
 }
 
 /// The gaps of Landlock without namespaces (architecture rule 5).
-const LANDLOCK_ONLY_GAPS: [&str; 4] = [
+const LANDLOCK_ONLY_GAPS: [&str; 5] = [
     "chmod, chown and utimes on files outside the scope are not refused (Landlock does not cover metadata)",
     "Unix sockets can be connected to, including pod sockets in the runtime dir (nothing can be hidden)",
     "deny holes: delegated, denied and protected paths inside a write root stay writable by commands, and paths denied for reading stay readable (Landlock cannot subtract from a rule)",
     "non-recursive write rules become recursive for commands",
+    "the user keyring (@u) stays reachable (it is per user namespace)",
 ];
 
 /// Combines the probe results into a report.
@@ -110,7 +111,11 @@ fn report_from(abi: Result<u32, String>, namespaces: Result<bool, String>) -> Sa
     }
     if level.uses_namespaces() {
         gaps.push(
-            "Unix sockets outside /run, $XDG_RUNTIME_DIR and ~/.docker stay connectable; those in them are covered when a command starts, not ones created while it runs"
+            "Unix sockets outside /run, $XDG_RUNTIME_DIR and ~/.docker stay connectable; those in them are covered when a command starts (the first 20,000 entries searched), not ones created while it runs"
+                .into(),
+        );
+        gaps.push(
+            "where /dev/mqueue is mounted, the POSIX message queues of the user's other programs stay reachable through it"
                 .into(),
         );
     }

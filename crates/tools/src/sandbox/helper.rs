@@ -29,7 +29,11 @@
 //!    non-recursive roots get their existing subdirectories read-only;
 //! 7. delegated (created when missing), denied and protected paths that overlap a
 //!    writable tree: read-only copies attached on top;
-//! 8. each hidden dir covered by an empty read-only tmpfs (last, so no bind uncovers it);
+//! 8. paths denied for reading covered (a directory by an empty read-only tmpfs, a file
+//!    by an empty read-only file from a staging tmpfs briefly stacked on `/dev/shm`, else
+//!    `/dev/null`), every Unix socket found under the socket dirs (bounded search, not
+//!    crossing filesystems) covered the same way, so connecting is refused; then each
+//!    hidden dir covered by an empty read-only tmpfs (last, so no bind uncovers it);
 //! 9. a fresh tmpfs on `/dev/shm`;
 //! 10. a Landlock ruleset prepared: writes only beneath `/tmp`, the write roots, the shared
 //!     paths and `/dev/shm`, plus writing (not creating) a few device files (`/dev/null`,
@@ -549,6 +553,7 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
             }
         }
     }
+    let cwd_bound = cwd_tree.is_some();
     if let Some(tree) = cwd_tree {
         ensure_dir(&policy.cwd, "the working directory under the private /tmp")?;
         let what = || {
@@ -583,17 +588,10 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
     let mut skip: Vec<&Path> = writable_paths.clone();
     skip.extend(policy.hidden.iter().map(PathBuf::as_path));
     let sockets = cover::find_sockets(&policy.socket_dirs, &skip, cover::SOCKET_SEARCH_ENTRIES);
-    for rule in &policy.unreadable {
-        // Under /tmp only a write root's tree is the real one; the rest is the pod's tmp.
-        if rule.path.starts_with(tmp) && !writable.iter().any(|(w, _, _)| rule.path.starts_with(w))
-        {
-            continue;
-        }
-        cover::cover_unreadable(rule)?;
-    }
-    for socket in &sockets {
-        cover::cover_file(socket)?;
-    }
+    let empty = cover::EmptySource::prepare();
+    let covered = cover_all(policy, &writable, cwd_bound, &sockets, &empty);
+    empty.finish();
+    covered?;
     for dir in &policy.hidden {
         if dir.is_dir() {
             cover::cover_dir(dir, "hide the runtime dir")?;
@@ -608,6 +606,32 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
             Some(c"mode=1777"),
         )
         .map_err(step("mount a private tmpfs on /dev/shm", "mount tmpfs"))?;
+    }
+    Ok(())
+}
+
+/// Covers the paths denied for reading and the sockets found (step 8, before the
+/// hidden dirs), each from `empty`.
+fn cover_all(
+    policy: &SandboxPolicy,
+    writable: &[(PathBuf, bool, OwnedFd)],
+    cwd_bound: bool,
+    sockets: &[PathBuf],
+    empty: &cover::EmptySource,
+) -> Result<(), SetupError> {
+    let tmp = Path::new("/tmp");
+    for rule in &policy.unreadable {
+        // Under /tmp only the trees bound there (write roots, a read-only cwd) are the
+        // real ones; the rest is the pod's tmp.
+        let real = writable.iter().any(|(w, _, _)| rule.path.starts_with(w))
+            || (cwd_bound && rule.path.starts_with(&policy.cwd));
+        if rule.path.starts_with(tmp) && !real {
+            continue;
+        }
+        cover::cover_unreadable(rule, empty)?;
+    }
+    for socket in sockets {
+        cover::cover_file(socket, empty)?;
     }
     Ok(())
 }

@@ -440,7 +440,8 @@ pub(crate) fn set_no_new_privs() -> io::Result<()> {
 
 /// Joins a new anonymous session keyring, so the keys the pod's session keyring holds
 /// are no longer possessed (and so not readable). Kernels without keys support have
-/// nothing to leak.
+/// nothing to leak, and where a seccomp filter refuses `keyctl` (Docker's default
+/// profile does) the command cannot reach any keyring either.
 pub(crate) fn join_new_session_keyring() -> io::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: keyctl with a NULL name creates and joins an anonymous keyring.
@@ -452,7 +453,7 @@ pub(crate) fn join_new_session_keyring() -> io::Result<()> {
         )
     };
     match check(rc) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => Ok(()),
         other => other.map(|_| ()),
     }
 }
