@@ -398,6 +398,13 @@ mod tests {
         manifest: PathBuf,
     }
 
+    impl Fx {
+        /// The temp dir holding `repo/` (and room for other projects).
+        fn root(&self) -> &Path {
+            self.manifest.ancestors().nth(3).unwrap()
+        }
+    }
+
     fn fx() -> Fx {
         let dir = tempfile::tempdir().unwrap();
         let root = fs::canonicalize(dir.path()).unwrap();
@@ -438,14 +445,7 @@ mod tests {
     #[test]
     fn trust_is_recorded_by_real_path_and_keeps_other_entries() {
         let f = fx();
-        let root = f
-            .manifest
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap();
+        let root = f.root();
         std::os::unix::fs::symlink(root.join("repo"), root.join("alias")).unwrap();
         let via_link = root.join("alias/.pods/manifest.toml");
         f.store.trust(&via_link, "a").unwrap();
@@ -465,14 +465,7 @@ mod tests {
     #[test]
     fn a_symlinked_pods_dir_does_not_borrow_another_projects_trust() {
         let f = fx();
-        let root = f
-            .manifest
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap();
+        let root = f.root();
         f.store
             .trust(&f.manifest, "[sandbox]\nmode = \"off\"\n")
             .unwrap();
