@@ -19,6 +19,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -110,11 +111,12 @@ impl ChildExits {
 
     /// Reports child `pod_name` (process `pid`) as failed with `message`. Called
     /// from the reaper thread; retries (for 30 s) while the child is not recorded yet
-    /// (a child can fail before `SpawnPod` has finished recording it).
-    fn report(&self, pid: u32, pod_name: &str, message: &str) {
+    /// (a child can fail before `SpawnPod` has finished recording it) and
+    /// `still_ours` holds.
+    fn report(&self, pid: u32, pod_name: &str, message: &str, still_ours: impl Fn() -> bool) {
         // Recording the child can wait on the registry lock (5 s at most): retry past it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
+        while std::time::Instant::now() < deadline && still_ours() {
             let Some(commands) = self.0.get().and_then(mpsc::WeakSender::upgrade) else {
                 return;
             };
@@ -567,6 +569,10 @@ impl SpawnPod {
         drop(log_file);
         let (exits, short, log) = (s.exits.clone(), input.name.clone(), log_path.clone());
         let (children, runtime) = (Arc::clone(&s.children), tokio::runtime::Handle::current());
+        // Set once recording the child succeeded or failed: from then on a child no
+        // longer listed was stopped, forgotten or rolled back, and is not reported.
+        let settled = Arc::new(AtomicBool::new(false));
+        let settled_seen = Arc::clone(&settled);
         reap_later(pid, move |status| {
             // A child this pod is stopping was killed on purpose: nothing to report, and
             // the stop gives its scope back itself.
@@ -574,7 +580,9 @@ impl SpawnPod {
                 return;
             }
             if let Some(message) = exit_report(status, &log) {
-                exits.report(pid, &short, &message);
+                let still_ours =
+                    || !settled_seen.load(Ordering::Acquire) || children.name_of_pid(pid).is_some();
+                exits.report(pid, &short, &message, still_ours);
                 // Its scope comes back now rather than at the next ListPods. A child
                 // that was stopped meanwhile is forgotten by the stop itself.
                 let _ =
@@ -604,9 +612,9 @@ impl SpawnPod {
             task: input.task.clone(),
             created_ms: now_ms(),
         };
-        s.children
-            .insert(record)
-            .map_err(|e| failed(format!("cannot record the child in the session: {e}")))?;
+        let inserted = s.children.insert(record);
+        settled.store(true, Ordering::Release);
+        inserted.map_err(|e| failed(format!("cannot record the child in the session: {e}")))?;
         let scope_text = grants
             .iter()
             .map(|g| format!("write:{}", g.target.display()))
