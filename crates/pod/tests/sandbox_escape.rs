@@ -1034,6 +1034,47 @@ async fn setup_failures_name_the_step_and_errno() {
 }
 
 #[tokio::test]
+async fn the_bash_tool_reports_denied_paths_a_command_created() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let mut policy = fx.policy();
+    // Neither exists when the command starts, so no mount can cover them.
+    policy.denied = vec![fx.scope.join("vendor")];
+    let source: Arc<dyn PolicySource> = Arc::new(move || policy.clone());
+    let bash = Bash::new(BashConfig::new(
+        helper(),
+        source,
+        SandboxMode::Auto,
+        fx.runtime.join("pod"),
+    ));
+    use llm_worker::tool::Tool;
+    let run = |command: &str| {
+        let input = serde_json::json!({ "command": command }).to_string();
+        let bash = &bash;
+        async move { bash.execute(&input).await.unwrap() }
+    };
+    let quiet = run("echo fine > fine.txt").await;
+    assert_eq!(quiet.summary, "exit code 0, no output");
+    let out = run("mkdir -p vendor .pods && echo x > vendor/a && echo done").await;
+    assert!(
+        out.summary
+            .ends_with("; it created paths this pod may not write"),
+        "{}",
+        out.summary
+    );
+    let content = out.content.unwrap();
+    let expected = format!(
+        "[pods: this command created {}, {}, where this pod may not write",
+        fx.scope.join(".pods").display(),
+        fx.scope.join("vendor").display()
+    );
+    assert!(content.starts_with(&expected), "{content}");
+    assert!(content.ends_with("done\n"), "{content}");
+}
+
+#[tokio::test]
 async fn the_bash_tool_runs_sandboxed_and_spills_large_output() {
     if !sandbox_ready() {
         return;

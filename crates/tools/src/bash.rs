@@ -12,7 +12,7 @@
 //! so a delegation never overlaps a running command.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,6 +304,7 @@ impl Tool for Bash {
         // Held until the command is over, so no delegation happens under its feet.
         let _permit = config.gate.command().await;
         let policy = config.policy.current_policy();
+        let watched = unguarded_paths(&policy);
         let result = match config.mode {
             SandboxMode::Off => sandbox::run_unconfined(&policy, &input.command, &options).await,
             SandboxMode::Auto => {
@@ -311,8 +312,57 @@ impl Tool for Bash {
             }
         };
         let out = result.map_err(|e| ToolError::ExecutionFailed(e.to_string()))?;
-        Ok(render(&out, timeout, note))
+        let mut rendered = render(&out, timeout, note);
+        let created: Vec<&PathBuf> = watched
+            .iter()
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect();
+        if !created.is_empty() {
+            let list: Vec<String> = created.iter().map(|p| p.display().to_string()).collect();
+            rendered
+                .summary
+                .push_str("; it created paths this pod may not write");
+            let warning = format!(
+                "[pods: this command created {}, where this pod may not write (a deny rule, or pods' own files; the sandbox can only protect what exists when a command starts). It was left in place: remove it unless the user wants it.]",
+                list.join(", ")
+            );
+            rendered.content = Some(match rendered.content.take() {
+                Some(text) => format!("{warning}\n{text}"),
+                None => warning,
+            });
+        }
+        Ok(rendered)
     }
+}
+
+/// Paths this pod may not write that do not exist yet but lie in a tree the command
+/// may write: denied and protected paths, and a `.pods/` in a write root or the working
+/// directory. The sandbox can only cover what exists, so these are checked after the
+/// command instead, and a creation is reported.
+fn unguarded_paths(policy: &SandboxPolicy) -> Vec<PathBuf> {
+    let writable: Vec<&Path> = policy
+        .write_roots
+        .iter()
+        .map(|r| r.path.as_path())
+        .chain(policy.shared.iter().map(PathBuf::as_path))
+        .collect();
+    let pods_dirs = policy
+        .write_roots
+        .iter()
+        .map(|r| r.path.join(".pods"))
+        .chain(std::iter::once(policy.cwd.join(".pods")));
+    let mut paths: Vec<PathBuf> = policy
+        .denied
+        .iter()
+        .chain(&policy.protected)
+        .cloned()
+        .chain(pods_dirs)
+        .filter(|p| writable.iter().any(|w| p.starts_with(w)))
+        .filter(|p| p.symlink_metadata().is_err())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 #[cfg(test)]
