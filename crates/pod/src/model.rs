@@ -46,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::hex;
 use pins::Pin;
 use progress::Progress;
 use record::ServerRecord;
@@ -278,11 +279,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(|e| ModelError::io("cannot write", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io("cannot rename into", path, e))
-}
-
-/// Lowercase hex of a digest.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What `pod model up` fetches and what it must assemble into.

@@ -63,10 +63,7 @@ pub struct TrustStore {
 
 /// The lowercase hex sha256 of `text`.
 pub fn text_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// `path` canonicalised when it exists.
