@@ -428,13 +428,10 @@ impl Scope {
     pub fn denied(&self) -> &[ScopeRule] {
         &self.deny
     }
-}
 
-/// A compact summary: `write:/repo, read:/usr [non-recursive], shared:/home/u/.npm,
-/// deny:/repo/secrets, deny-write:/repo/vendor, delegated:/repo/sub`; `no access` when
-/// empty.
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The [`Display`](fmt::Display) summary leaving out the deny rules on
+    /// `hidden_denies` (e.g. a built-in one the reader has no use for).
+    pub fn summary_without(&self, hidden_denies: &[&Path]) -> String {
         let mut parts: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
         parts.extend(self.shared.iter().map(|rule| {
             let mut s = format!("shared:{}", rule.target.display());
@@ -443,7 +440,11 @@ impl fmt::Display for Scope {
             }
             s
         }));
-        parts.extend(self.deny.iter().map(|rule| {
+        let shown = self
+            .deny
+            .iter()
+            .filter(|rule| !hidden_denies.contains(&rule.target.as_path()));
+        parts.extend(shown.map(|rule| {
             let kind = match rule.permission {
                 Permission::Read => "deny",
                 Permission::Write => "deny-write",
@@ -460,10 +461,19 @@ impl fmt::Display for Scope {
                 .map(|d| format!("delegated:{}", d.root.display())),
         );
         if parts.is_empty() {
-            f.write_str("no access")
+            "no access".to_owned()
         } else {
-            f.write_str(&parts.join(", "))
+            parts.join(", ")
         }
+    }
+}
+
+/// A compact summary: `write:/repo, read:/usr [non-recursive], shared:/home/u/.npm,
+/// deny:/repo/secrets, deny-write:/repo/vendor, delegated:/repo/sub`; `no access` when
+/// empty.
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary_without(&[]))
     }
 }
 
@@ -875,6 +885,13 @@ mod tests {
             )
         );
         assert_eq!(Scope::default().to_string(), "no access");
+        let secrets = fx.scope.join("secrets");
+        assert_eq!(
+            scope.summary_without(&[secrets.as_path()]),
+            scope
+                .to_string()
+                .replace(&format!(", deny:{}", d(&secrets)), "")
+        );
     }
 
     #[test]

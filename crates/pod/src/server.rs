@@ -197,18 +197,9 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
     let instruction = spec.manifest.worker.instruction.trim();
     // The built-in read deny of the state dir says nothing about where to write, and
     // small models answer differently to every extra path in their prompt.
-    let state_deny = format!(
-        "deny:{}",
-        manifest::canonicalize_lenient(&spec.places.state)
-            .unwrap_or_else(|_| spec.places.state.clone())
-            .display()
-    );
-    let scope_text = scope
-        .to_string()
-        .split(", ")
-        .filter(|part| *part != state_deny)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let state = manifest::canonicalize_lenient(&spec.places.state)
+        .unwrap_or_else(|_| spec.places.state.clone());
+    let scope_text = scope.summary_without(&[state.as_path()]);
     let base = format!(
         "You are `{}`, a coding agent working in {}. You may write only within your scope: {}. \
          Use the tools to read, search, edit and run commands; keep answers short and say what you changed.",
