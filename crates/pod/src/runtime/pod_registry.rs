@@ -332,6 +332,14 @@ pub fn reclaim_stale(guard: &mut LockFileGuard) -> ReclaimReport {
 
 /// [`reclaim_stale`] with its failure as an error.
 pub fn try_reclaim_stale(guard: &mut LockFileGuard) -> Result<ReclaimReport, RegistryError> {
+    reclaimed_registry(guard).map(|(_, report)| report)
+}
+
+/// Reclaims stale entries (saving only when something changed) and returns the
+/// registry as saved, so a caller that reads it next needs no second load.
+pub fn reclaimed_registry(
+    guard: &mut LockFileGuard,
+) -> Result<(Registry, ReclaimReport), RegistryError> {
     let mut registry = guard.load()?;
     let before = registry.clone();
     let here = HostFacts::current()?;
@@ -340,7 +348,7 @@ pub fn try_reclaim_stale(guard: &mut LockFileGuard) -> Result<ReclaimReport, Reg
     if registry != before {
         guard.save(&registry)?;
     }
-    Ok(report)
+    Ok((registry, report))
 }
 
 impl LockFileGuard {

@@ -394,13 +394,14 @@ impl SpawnPod {
         // counting them would block spawning for good.
         let spawned = tokio::task::spawn_blocking(move || {
             let mut guard = LockFileGuard::open(&count_path)?;
-            pod_registry::try_reclaim_stale(&mut guard)?;
-            guard.load().map(|r| {
-                r.pods
+            let (registry, _) = pod_registry::reclaimed_registry(&mut guard)?;
+            Ok::<_, RegistryError>(
+                registry
+                    .pods
                     .iter()
                     .filter(|p| p.parent_instance_id.is_some() && p.state == PodState::Live)
-                    .count()
-            })
+                    .count(),
+            )
         })
         .await
         .map_err(|e| failed(format!("scope registry task failed: {e}")))?
