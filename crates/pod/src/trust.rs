@@ -243,11 +243,14 @@ pub fn no_config_gate() -> ProjectGate {
 /// `.pods/manifest.toml` at or above it, if any.
 pub fn project_manifest(dir: &Path) -> Option<PathBuf> {
     manifest::find_project_root(dir)
-        .map(|root| {
-            root.join(manifest::cascade::PROJECT_DIR)
-                .join(manifest::cascade::MANIFEST_FILE)
-        })
+        .map(|root| manifest_at(&root))
         .filter(|p| p.is_file())
+}
+
+/// `<root>/.pods/manifest.toml`.
+fn manifest_at(root: &Path) -> PathBuf {
+    root.join(manifest::cascade::PROJECT_DIR)
+        .join(manifest::cascade::MANIFEST_FILE)
 }
 
 /// `pod trust [DIR]`: records the text of the project manifest that pods started in
@@ -297,15 +300,13 @@ fn store_of(env: &manifest::Env) -> anyhow::Result<TrustStore> {
 /// file is gone or changed).
 pub fn revoke_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
     let dir = canonical(dir);
-    let path = match manifest::find_project_root(&dir) {
-        Some(root) => root
-            .join(manifest::cascade::PROJECT_DIR)
-            .join(manifest::cascade::MANIFEST_FILE),
-        None => anyhow::bail!(
+    let Some(root) = manifest::find_project_root(&dir) else {
+        anyhow::bail!(
             "no project (no `.pods/` directory) at or above {}",
             dir.display()
-        ),
+        );
     };
+    let path = manifest_at(&root);
     let was = store_of(env)?.revoke(&path)?;
     if json {
         println!("{}", serde_json::json!({"manifest": path, "revoked": was}));

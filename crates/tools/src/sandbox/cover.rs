@@ -4,7 +4,8 @@
 //! outside any sandbox).
 
 use std::collections::VecDeque;
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -69,9 +70,7 @@ pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> V
 /// while covers are made, then detached: the covers keep it alive, nothing else
 /// reaches it.
 pub(crate) struct EmptySource {
-    /// The file to bind.
-    file: &'static CStr,
-    /// Whether the tmpfs is stacked on `/dev/shm` and must be detached.
+    /// Whether the tmpfs is stacked on `/dev/shm` (else `/dev/null` is used).
     stacked: bool,
 }
 
@@ -85,10 +84,7 @@ impl EmptySource {
     /// (reading it gives nothing too, but writes to a covered file are then
     /// discarded rather than refused).
     pub(crate) fn prepare() -> Self {
-        let fallback = EmptySource {
-            file: c"/dev/null",
-            stacked: false,
-        };
+        let fallback = EmptySource { stacked: false };
         if !Path::new("/dev/shm").is_dir() {
             return fallback;
         }
@@ -102,21 +98,27 @@ impl EmptySource {
         if mounted.is_err() {
             return fallback;
         }
-        let stacked = EmptySource {
-            file: EMPTY_FILE,
-            stacked: true,
-        };
+        let stacked = EmptySource { stacked: true };
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o444)
-            .open(Path::new("/dev/shm/empty"))
+            .open(Path::new(OsStr::from_bytes(EMPTY_FILE.to_bytes())))
         {
             Ok(_) => stacked,
             Err(_) => {
                 stacked.finish();
                 fallback
             }
+        }
+    }
+
+    /// The file covers are copies of.
+    fn file(&self) -> &'static CStr {
+        if self.stacked {
+            EMPTY_FILE
+        } else {
+            c"/dev/null"
         }
     }
 
@@ -134,7 +136,7 @@ impl EmptySource {
 /// connecting to it is refused. A path that vanished meanwhile is skipped.
 pub(crate) fn cover_file(path: &Path, source: &EmptySource) -> Result<(), SetupError> {
     let what = || format!("cover {}", path.display());
-    let tree = sys::clone_tree(source.file).map_err(step(what(), "open_tree"))?;
+    let tree = sys::clone_tree(source.file()).map_err(step(what(), "open_tree"))?;
     sys::set_tree_readonly(&tree).map_err(step(what(), "mount_setattr"))?;
     match sys::attach(&tree, &c(path)?) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
