@@ -405,18 +405,11 @@ async fn unix_sockets_in_the_runtime_dir_and_abstract_ones_are_unreachable() {
         UnixListener::bind_addr(&SocketAddr::from_abstract_name(&abstract_name).unwrap()).unwrap();
     abstract_sock.set_nonblocking(true).unwrap();
 
-    let script = format!(
-        "import socket\n\
-         for name, addr in [('control', {control:?}), ('hidden', {hidden:?}), ('abstract', '\\0' + {abs:?})]:\n\
-         \x20   s = socket.socket(socket.AF_UNIX)\n\
-         \x20   try:\n\
-         \x20       s.connect(addr); print(name, 'connected')\n\
-         \x20   except OSError as e:\n\
-         \x20       print(name, 'refused')\n",
-        control = control_path.display().to_string(),
-        hidden = hidden_path.display().to_string(),
-        abs = abstract_name,
-    );
+    let script = connect_script(&[
+        ("control", py_path(&control_path)),
+        ("hidden", py_path(&hidden_path)),
+        ("abstract", format!("'\\0' + {abstract_name:?}")),
+    ]);
     std::fs::write(fx.scope.join("connect.py"), script).unwrap();
     let out = run(
         &fx,
@@ -450,12 +443,17 @@ async fn unix_sockets_in_the_runtime_dir_and_abstract_ones_are_unreachable() {
     );
 }
 
-/// A Python script that tries to connect to each `(name, path)` and prints
-/// `<name> connected` or `<name> refused`.
-fn connect_script(targets: &[(&str, &Path)]) -> String {
+/// `path` as a Python string literal.
+fn py_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+/// A Python script that tries to connect to each `(name, address)` (a Python
+/// expression, see [`py_path`]) and prints `<name> connected` or `<name> refused`.
+fn connect_script(targets: &[(&str, String)]) -> String {
     let list: Vec<String> = targets
         .iter()
-        .map(|(name, path)| format!("({name:?}, {:?})", path.display().to_string()))
+        .map(|(name, addr)| format!("({name:?}, {addr})"))
         .collect();
     format!(
         "import socket\n\
@@ -491,9 +489,9 @@ async fn unix_sockets_under_the_socket_dirs_are_covered() {
     std::fs::write(
         fx.scope.join("connect.py"),
         connect_script(&[
-            ("bus", &bus_path),
-            ("engine", &engine_path),
-            ("control", &control_path),
+            ("bus", py_path(&bus_path)),
+            ("engine", py_path(&engine_path)),
+            ("control", py_path(&control_path)),
         ]),
     )
     .unwrap();
