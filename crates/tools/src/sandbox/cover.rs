@@ -69,9 +69,11 @@ pub(crate) fn find_sockets(dirs: &[PathBuf], skip: &[&Path], budget: usize) -> V
 /// `/dev/shm` (no path to cover lies there: a private tmpfs replaces it later) only
 /// while covers are made, then detached: the covers keep it alive, nothing else
 /// reaches it.
+#[derive(Default)]
 pub(crate) struct EmptySource {
-    /// Whether the tmpfs is stacked on `/dev/shm` (else `/dev/null` is used).
-    stacked: bool,
+    /// Whether the tmpfs is stacked on `/dev/shm` (else `/dev/null` is used); set on
+    /// the first cover, so commands with no file to cover mount nothing.
+    stacked: std::cell::OnceCell<bool>,
 }
 
 /// The tmpfs mountpoint used while covering.
@@ -80,13 +82,12 @@ const STAGING: &CStr = c"/dev/shm";
 const EMPTY_FILE: &CStr = c"/dev/shm/empty";
 
 impl EmptySource {
-    /// Mounts the staging tmpfs with its empty file, or falls back to `/dev/null`
-    /// (reading it gives nothing too, but writes to a covered file are then
-    /// discarded rather than refused).
-    pub(crate) fn prepare() -> Self {
-        let fallback = EmptySource { stacked: false };
+    /// Mounts the staging tmpfs with its empty file; false when that cannot be had and
+    /// `/dev/null` stands in (reading it gives nothing too, but writes to a covered
+    /// file are then discarded rather than refused).
+    fn stage() -> bool {
         if !Path::new("/dev/shm").is_dir() {
-            return fallback;
+            return false;
         }
         let mounted = sys::mount(
             Some(c"tmpfs"),
@@ -96,39 +97,40 @@ impl EmptySource {
             Some(c"size=4k,mode=0755"),
         );
         if mounted.is_err() {
-            return fallback;
+            return false;
         }
-        let stacked = EmptySource { stacked: true };
-        match std::fs::OpenOptions::new()
+        let created = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o444)
-            .open(Path::new(OsStr::from_bytes(EMPTY_FILE.to_bytes())))
-        {
-            Ok(_) => stacked,
-            Err(_) => {
-                stacked.finish();
-                fallback
-            }
+            .open(Path::new(OsStr::from_bytes(EMPTY_FILE.to_bytes())));
+        if created.is_err() {
+            detach_staging();
         }
+        created.is_ok()
     }
 
-    /// The file covers are copies of.
+    /// The file covers are copies of (staged on first use).
     fn file(&self) -> &'static CStr {
-        if self.stacked {
+        if *self.stacked.get_or_init(EmptySource::stage) {
             EMPTY_FILE
         } else {
             c"/dev/null"
         }
     }
 
-    /// Detaches the staging tmpfs (the covers made from it stay).
+    /// Detaches the staging tmpfs if it was mounted (the covers made from it stay).
     pub(crate) fn finish(&self) {
-        if self.stacked {
-            // SAFETY: a valid C string; MNT_DETACH unmounts the top mount lazily.
-            unsafe { libc::umount2(STAGING.as_ptr(), libc::MNT_DETACH) };
+        if self.stacked.get() == Some(&true) {
+            detach_staging();
         }
     }
+}
+
+/// Unmounts the staging tmpfs from `/dev/shm`.
+fn detach_staging() {
+    // SAFETY: a valid C string; MNT_DETACH unmounts the top mount lazily.
+    unsafe { libc::umount2(STAGING.as_ptr(), libc::MNT_DETACH) };
 }
 
 /// Puts a read-only copy of the empty file of `source` on top of the non-directory

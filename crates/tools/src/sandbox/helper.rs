@@ -588,7 +588,7 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
     let mut skip: Vec<&Path> = writable_paths.clone();
     skip.extend(policy.hidden.iter().map(PathBuf::as_path));
     let sockets = cover::find_sockets(&policy.socket_dirs, &skip, cover::SOCKET_SEARCH_ENTRIES);
-    let empty = cover::EmptySource::prepare();
+    let empty = cover::EmptySource::default();
     let covered = cover_all(policy, &writable, cwd_bound, &sockets, &empty);
     empty.finish();
     covered?;
