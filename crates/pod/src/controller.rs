@@ -154,6 +154,10 @@ pub struct Controller {
     done_rx: mpsc::Receiver<(Worker, Outcome)>,
     children: Arc<SpawnedPodRegistry>,
     parent: Option<ParentLink>,
+    /// `shutdown` arrived: no new invocation starts (a notification or a
+    /// child's report is still committed and acknowledged, and waits in the
+    /// log for the next start of the session).
+    stopping: bool,
 }
 
 /// How a method was answered.
@@ -211,6 +215,7 @@ impl Controller {
             done_rx,
             children: Arc::new(SpawnedPodRegistry::new()),
             parent: None,
+            stopping: false,
         }
     }
 
@@ -248,8 +253,8 @@ impl Controller {
         lock(&self.state).set_status(PodStatus::Paused)
     }
 
-    /// Runs until a `shutdown` method arrives or every command sender is gone;
-    /// a running invocation is cancelled and waited for, and the log synced.
+    /// Runs until a `shutdown` method arrives or every command sender is gone,
+    /// then shuts down (see [`Controller::shut_down`]).
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
             tokio::select! {
@@ -269,15 +274,49 @@ impl Controller {
                 }
             }
         }
-        self.shut_down().await;
+        self.shut_down(commands).await;
     }
 
-    async fn shut_down(&mut self) {
+    /// Stops starting invocations, cancels the running one, stops this pod's
+    /// children (each stops its own first, so leaves go first) while still
+    /// answering methods (a child's last report must be acknowledged, not left
+    /// waiting), then syncs the log and tells clients and the parent.
+    async fn shut_down(&mut self, mut commands: mpsc::Receiver<Command>) {
+        self.stopping = true;
         if let Some(running) = &self.running {
             running.control.cancel.cancel();
-            if let Some((worker, outcome)) = self.done_rx.recv().await {
-                self.finished(worker, outcome);
+        }
+        let children = Arc::clone(&self.children);
+        let stop_children = children.stop_all("stopped with its parent");
+        tokio::pin!(stop_children);
+        let mut listening = true;
+        let failures = loop {
+            tokio::select! {
+                failures = &mut stop_children => break failures,
+                done = self.done_rx.recv() => {
+                    if let Some((worker, outcome)) = done {
+                        self.finished(worker, outcome);
+                    }
+                }
+                command = commands.recv(), if listening => match command {
+                    Some(Command { method, peer_pid, reply }) => {
+                        let answer = match method {
+                            Method::Shutdown => None,
+                            method => self.handle(method, peer_pid),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    None => listening = false,
+                },
             }
+        };
+        for failure in failures {
+            self.alert_error(format!("cannot stop a child pod: {failure}"));
+        }
+        if self.running.is_some()
+            && let Some((worker, outcome)) = self.done_rx.recv().await
+        {
+            self.finished(worker, outcome);
         }
         {
             let mut state = lock(&self.state);
@@ -319,6 +358,12 @@ impl Controller {
             }
             Method::PodEvent(event) => self.pod_event(event, peer_pid),
             Method::Resume => {
+                if self.stopping {
+                    return error(
+                        ErrorCode::InvalidRequest,
+                        "the pod is shutting down; `pod restore` it to continue",
+                    );
+                }
                 if self.running.is_some() || !self.paused {
                     let message = if self.running.is_some() {
                         "the pod is running, not paused"
@@ -357,6 +402,12 @@ impl Controller {
     }
 
     fn run_input(&mut self, input: Vec<Segment>, from_parent: bool) -> Answer {
+        if self.stopping {
+            return error(
+                ErrorCode::InvalidRequest,
+                "the pod is shutting down; `pod restore` it to continue",
+            );
+        }
         if let Some(running) = &self.running {
             return error(
                 ErrorCode::AlreadyRunning,
@@ -380,20 +431,13 @@ impl Controller {
     /// Commits a notification (answering `ack`), queues it for the next LLM
     /// request, and starts an invocation for it if the pod is idle.
     fn notification(&mut self, origin: &str, item: Item, kind: InvokeKind) -> Answer {
-        let seq = {
-            let mut state = lock(&self.state);
-            let seq = match state.commit(EntryBody::SystemItem {
-                origin: origin.into(),
-                item: LoggedItem(item.clone()),
-            }) {
-                Ok(seq) => seq,
-                Err(e) => return internal(&e),
-            };
-            state.push_pending(item);
-            seq
+        let seq = match lock(&self.state).queue(origin, item) {
+            Ok(seq) => seq,
+            Err(e) => return internal(&e),
         };
         if self.running.is_none()
             && !self.paused
+            && !self.stopping
             && let Err(e) = self.start(kind, None, false)
         {
             self.alert_error(format!(
@@ -591,7 +635,7 @@ impl Controller {
             Ok::<bool, StateError>(state.has_pending())
         })();
         match recorded {
-            Ok(true) if !self.paused => {
+            Ok(true) if !self.paused && !self.stopping => {
                 if let Err(e) = self.start(InvokeKind::Notify, None, false) {
                     self.alert_error(format!("cannot start an invocation for notifications: {e}"));
                 }

@@ -132,6 +132,11 @@ struct Restored {
     llm_calls: u64,
     /// The last invocation started but never ended (the pod died mid-way).
     cut_turn: Option<u64>,
+    /// Token usage of every LLM call in the log, so a restored pod's totals
+    /// continue rather than start from 0.
+    usage: llm_types::Usage,
+    /// The context size of the last LLM call.
+    context_tokens: u64,
 }
 
 fn scan(log: &SessionWriter) -> Restored {
@@ -143,7 +148,13 @@ fn scan(log: &SessionWriter) -> Restored {
                 r.cut_turn = Some(turn);
             }
             Ok(LogEntry::TurnEnd { .. }) => r.cut_turn = None,
-            Ok(LogEntry::Usage { llm_call, .. }) => r.llm_calls = r.llm_calls.max(llm_call),
+            Ok(LogEntry::Usage {
+                llm_call, usage, ..
+            }) => {
+                r.llm_calls = r.llm_calls.max(llm_call);
+                r.usage += usage;
+                r.context_tokens = usage.total_input() + usage.output_tokens;
+            }
             _ => {}
         }
     }
@@ -449,6 +460,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         context_tokens: 0,
     };
     let mut pod_state = PodState::new(log, greeting)?;
+    pod_state.add_usage(restored.usage, restored.context_tokens);
     for cut in &report.cuts {
         pod_state.alert(
             AlertLevel::Warn,
@@ -489,12 +501,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             }
         };
         let item = Item::text(llm_types::Role::User, text);
-        let mut st = lock(&state);
-        st.commit(EntryBody::SystemItem {
-            origin: "pod_event".into(),
-            item: LoggedItem(item.clone()),
-        })?;
-        st.push_pending(item);
+        lock(&state).queue("pod_event", item)?;
     }
 
     let mut worker = Worker::new(Arc::clone(&spec.client), tools, config);

@@ -14,12 +14,18 @@ use crate::state::{PodState, SharedState, StateError, lock};
 #[derive(Debug, Clone)]
 pub struct PodSink {
     state: SharedState,
+    /// Why queued notifications could not join (their `queue_joined` entry was
+    /// not written); the next event fails the invocation with it.
+    join_failed: Option<String>,
 }
 
 impl PodSink {
     /// A sink writing to `state`.
     pub fn new(state: SharedState) -> Self {
-        PodSink { state }
+        PodSink {
+            state,
+            join_failed: None,
+        }
     }
 }
 
@@ -123,6 +129,7 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
                 AppendKind::Input => EntryBody::SystemItem {
                     origin: "input".into(),
                     item: logged,
+                    queued: None,
                 },
             };
             state.commit(body)?;
@@ -135,11 +142,7 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
         }
         WorkerEvent::Usage { llm_call, usage } => {
             state.commit(EntryBody::Usage { llm_call, usage })?;
-            let context = usage.input_tokens
-                + usage.cache_read_tokens
-                + usage.cache_write_tokens
-                + usage.output_tokens;
-            state.add_usage(usage, context);
+            state.add_usage(usage, usage.total_input() + usage.output_tokens);
             state.broadcast(&Event::Usage {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
@@ -158,10 +161,21 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
 
 impl WorkerSink for PodSink {
     fn on_event(&mut self, event: WorkerEvent<'_>) -> Result<(), SinkError> {
+        if let Some(e) = self.join_failed.take() {
+            return Err(SinkError(e));
+        }
         handle(&mut lock(&self.state), event).map_err(|e| SinkError(e.to_string()))
     }
 
     fn pending_input(&mut self) -> Vec<Item> {
-        lock(&self.state).take_pending()
+        match lock(&self.state).join_pending() {
+            Ok(items) => items,
+            Err(e) => {
+                // They stay queued (nothing was taken); the invocation ends at
+                // the next event rather than call the model without them.
+                self.join_failed = Some(format!("cannot record queued notifications: {e}"));
+                Vec::new()
+            }
+        }
     }
 }

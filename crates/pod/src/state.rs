@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use llm_types::{Item, Usage};
 use protocol::{Alert, AlertLevel, AlertSource, Event, Greeting, PROTOCOL_VERSION, PodStatus};
 use serde::Serialize;
-use session_store::{EntryBody, SessionWriter};
+use session_store::{EntryBody, LoggedItem, SessionWriter};
 
 use crate::ipc::hub::{Hub, Lag, Line, Subscription};
 
@@ -119,8 +119,9 @@ pub struct PodState {
     /// Assistant text streamed since the last completed text block, for
     /// clients that attach mid-message.
     partial: String,
-    /// Committed notifications not yet given to the model.
-    pending: Vec<Item>,
+    /// Committed (queued) notifications not yet given to the model, with their
+    /// seqs: a restored pod starts with those its log left queued.
+    pending: Vec<(u64, Item)>,
     usage: Usage,
     record: Option<(PathBuf, StatusRecord)>,
     status_writer: Option<StatusWriter>,
@@ -138,6 +139,7 @@ impl PodState {
             protocol_version: PROTOCOL_VERSION,
             pod_name: greeting.pod_name.clone(),
         })?;
+        let pending = log.queued().to_vec();
         Ok(PodState {
             log,
             hub: Hub::new(),
@@ -147,7 +149,7 @@ impl PodState {
             alerts: VecDeque::new(),
             snapshot: None,
             partial: String::new(),
-            pending: Vec::new(),
+            pending,
             usage: Usage::default(),
             record: None,
             status_writer: None,
@@ -264,22 +266,37 @@ impl PodState {
 
     /// Adds token usage to the totals.
     pub fn add_usage(&mut self, usage: Usage, context_tokens: u64) {
-        self.usage.input_tokens += usage.input_tokens;
-        self.usage.output_tokens += usage.output_tokens;
-        self.usage.cache_read_tokens += usage.cache_read_tokens;
-        self.usage.cache_write_tokens += usage.cache_write_tokens;
+        self.usage += usage;
         self.greeting.context_tokens = context_tokens;
         self.snapshot = None;
     }
 
-    /// Queues a committed notification for the next LLM request.
-    pub fn push_pending(&mut self, item: Item) {
-        self.pending.push(item);
+    /// Commits a notification as queued (its seq is what the sender is
+    /// acknowledged with) and keeps it for the next LLM request.
+    pub fn queue(&mut self, origin: &str, item: Item) -> Result<u64, StateError> {
+        let seq = self.commit(EntryBody::SystemItem {
+            origin: origin.into(),
+            item: LoggedItem(item.clone()),
+            queued: Some(true),
+        })?;
+        self.pending.push((seq, item));
+        Ok(seq)
     }
 
-    /// Takes the queued notifications.
-    pub fn take_pending(&mut self) -> Vec<Item> {
-        std::mem::take(&mut self.pending)
+    /// Takes the queued notifications into the history: commits the
+    /// `queue_joined` entry that records where they joined (so a replay puts
+    /// them exactly there) and returns them. Under the one state lock, so none
+    /// can arrive between the entry and the take.
+    pub fn join_pending(&mut self) -> Result<Vec<Item>, StateError> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seqs = self.pending.iter().map(|(seq, _)| *seq).collect();
+        self.commit(EntryBody::QueueJoined { seqs })?;
+        Ok(std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(_, item)| item)
+            .collect())
     }
 
     /// Whether notifications wait for the model.

@@ -101,7 +101,8 @@ pub fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<()> {
         LogEntry::ChildRemoved { name, reason, .. } => {
             writeln!(out, "── child pod `{name}` removed: {reason} ──")?;
         }
-        LogEntry::ChildCursor { .. } => {}
+        // Shown where they arrived; when the model took them in is bookkeeping.
+        LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
         LogEntry::Unknown { kind, .. } => writeln!(
             out,
             "(an entry of kind `{kind}` this version does not know)"

@@ -897,9 +897,20 @@ async fn a_child_that_cannot_start_is_reported_with_its_error() {
         report.contains("exited with code 1") && report.contains("manifest.toml:2:"),
         "{report}"
     );
-    // The parent answers it, and the child's scope is its own again.
+    // The parent's model is told (in its first turn or in one of its own,
+    // depending on when the report lands) and answers; the child's scope is
+    // its own again.
     wait_for("the parent's answer", || {
-        turn_ends(&log_of(&home, "main")) >= 2
+        let told = server.requests().iter().any(|r| {
+            let body = r.body.to_string();
+            body.contains("You are `main`") && body.contains("child pod `c` failed")
+        });
+        let log = log_of(&home, "main");
+        let starts = log
+            .iter()
+            .filter(|e| matches!(e, LogEntry::InvokeStart { .. }))
+            .count();
+        told && starts == turn_ends(&log) && session_store::Replay::of(log).queued.is_empty()
     })
     .await;
     wait_for("the scope back", || {
@@ -912,4 +923,74 @@ async fn a_child_that_cannot_start_is_reported_with_its_error() {
     .await;
     stop_quietly(&home.path("runtime").join("main").join("sock"));
     wait_for("the pod to stop", || !alive(&home, "main")).await;
+}
+
+/// `shutdown` of a parent stops its subtree first (the child while it works)
+/// and starts no model turn on the way out: not for the child's last reports,
+/// not for a notification queued while it ran. The notification stays queued
+/// in the log for the next start.
+#[tokio::test]
+async fn a_stopping_parent_stops_its_children_and_starts_no_turn() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let kid_dir = home.path("work/kid");
+    server.push_for(&key("lead"), sse(spawn_call("s", "kid", &kid_dir)));
+    // Both keep working until stopped: their next answers never come.
+    server.push_for(&key("lead"), Scripted::stall(Vec::new()));
+    server.push_for(&key("lead.kid"), Scripted::stall(Vec::new()));
+
+    let mut pod = TestPod::start(&home, &server, "lead", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    wait_for("the kid's request and the lead's second one", || {
+        let bodies: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| r.body.to_string())
+            .collect();
+        bodies.iter().any(|b| b.contains("You are `lead.kid`"))
+            && bodies
+                .iter()
+                .filter(|b| b.contains("You are `lead`"))
+                .count()
+                == 2
+    })
+    .await;
+    assert!(alive(&home, "lead.kid"));
+    client
+        .request(&Method::Notify {
+            message: "while you work".into(),
+        })
+        .await
+        .unwrap();
+    let requests_before = server.requests().len();
+
+    stop_quietly(&pod.socket);
+    pod.wait_exit();
+    assert!(!alive(&home, "lead.kid"), "the child outlived its parent");
+    assert_eq!(
+        server.requests().len(),
+        requests_before,
+        "a turn was started"
+    );
+
+    let log = log_of(&home, "lead");
+    let starts = log
+        .iter()
+        .filter(|e| matches!(e, LogEntry::InvokeStart { .. }))
+        .count();
+    assert_eq!((starts, turn_ends(&log)), (1, 1), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, LogEntry::ChildRemoved { name, reason, .. }
+            if name == "kid" && reason.contains("stopped with its parent"))),
+        "{log:#?}"
+    );
+    let queued = session_store::Replay::of(log.clone()).queued;
+    assert_eq!(queued.len(), 1, "{log:#?}");
+    let kid = log_of(&home, "lead.kid");
+    assert!(
+        matches!(kid.last(), Some(LogEntry::TurnEnd { .. })),
+        "{kid:#?}"
+    );
 }

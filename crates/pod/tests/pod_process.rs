@@ -721,3 +721,184 @@ async fn cancel_and_pause_while_a_command_runs() {
         "slept\n"
     );
 }
+
+/// The manifest overlay that points a pod at the fake provider in `family`'s
+/// scheme (any variable that is set will do as the key: the fake ignores it).
+fn scheme_overlay(family: Family, server: &FakeProvider) -> String {
+    let scheme = match family {
+        Family::OpenaiChat => "openai_chat",
+        Family::OpenaiResponses => "openai_responses",
+        Family::Anthropic => "anthropic",
+        Family::Gemini => "gemini",
+    };
+    format!(
+        "model.scheme = \"{scheme}\"\nmodel.base_url = \"{}\"\nmodel.api_key_env = \"POD_MODEL\"",
+        server.base_url()
+    )
+}
+
+/// Polls the pod's session log until `done` holds for its entries.
+async fn wait_for_log(home: &Home, name: &str, done: impl Fn(&[session_store::LogEntry]) -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let entries: Vec<session_store::LogEntry> =
+            session_store::read_session(home.path("state/sessions").join(name))
+                .map(|log| log.entries().cloned().collect())
+                .unwrap_or_default();
+        if done(&entries) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out; the log: {entries:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A notification that arrives while a tool runs is logged before the tool's
+/// result, but the model saw it after the result (providers reject anything
+/// between a call and its result). After `kill -9` and restore, the request
+/// rebuilt from the log is byte for byte the one the live pod sent; after a
+/// clean stop and restore the next request is accepted too.
+async fn restored_request_is_the_live_one(family: Family) {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let sse = |turn: Turn| Scripted::sse(turn.sse(family));
+    let wait_for_go = "until [ -e go ]; do sleep 0.02; done; echo went";
+    server.push(sse(Turn::new().call(
+        "c1",
+        "Bash",
+        serde_json::json!({ "command": wait_for_go }).to_string(),
+    )));
+    server.push(sse(Turn::new().text("Noted.")));
+    let overlay = scheme_overlay(family, &server);
+    let mut pod = TestPod::start(&home, &server, "hist", &["--overlay", &overlay]);
+    let mut a = pod.connect().await;
+    a.request(&run("wait for go")).await.unwrap();
+    // The call is committed and its command waits for `go`.
+    wait_for_log(&home, "hist", |entries| {
+        entries
+            .iter()
+            .any(|e| matches!(e, session_store::LogEntry::AssistantItem { .. }))
+    })
+    .await;
+    let acked = a
+        .command(&Method::Notify {
+            message: "note".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        acked.iter().any(|e| matches!(e, Event::Ack { .. })),
+        "{acked:#?}"
+    );
+    std::fs::write(home.path("work/go"), "").unwrap();
+    let seen = events_until(&mut a, is_run_end).await;
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{seen:#?}"
+    );
+    let second = server.requests()[1].body.to_string();
+    let (result_at, note_at) = (
+        second.find("went").expect("the tool's output"),
+        second
+            .find("[notification] note")
+            .expect("the notification"),
+    );
+    assert!(result_at < note_at, "{second}");
+
+    // The live request of the next run; the pod dies while it is answered.
+    server.push(Scripted::stall(Vec::new()));
+    a.request(&run("again")).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.requests().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no third request");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // serde_json keeps key order: the text is the request's bytes re-encoded.
+    let live = server.requests()[2].body.to_string();
+    pod.kill9();
+    drop(a);
+
+    server.push(sse(Turn::new().text("Again.")));
+    let mut restored = TestPod::restore(&home, &server, "hist");
+    let mut c = restored.connect().await;
+    assert_eq!(c.status, PodStatus::Paused);
+    // Token totals continue (two answered calls of 100 in / 20 out each), in
+    // the status file the restored process wrote.
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        let status: serde_json::Value = std::fs::read(home.path("runtime/hist/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if status["pid"] == restored.child.id() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        (
+            &status["usage"]["input_tokens"],
+            &status["usage"]["output_tokens"]
+        ),
+        (&serde_json::json!(200), &serde_json::json!(40)),
+        "{status:#}"
+    );
+    let mut seen = c.command(&Method::Resume).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut c, is_run_end).await);
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{family}: {seen:#?}"
+    );
+    let rebuilt = server.requests()[3].body.to_string();
+    assert!(
+        rebuilt == live,
+        "{family}: the restored request differs from the live one\nlive:\n{live}\nrestored:\n{rebuilt}"
+    );
+
+    // A clean stop and restore: the next request is accepted as well.
+    c.command(&Method::Shutdown).await.unwrap();
+    restored.wait_exit();
+    server.push(sse(Turn::new().text("Third.")));
+    let again = TestPod::restore(&home, &server, "hist");
+    let mut d = again.connect().await;
+    let (_, mut seen) = d.request(&run("third")).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        seen.extend(events_until(&mut d, is_run_end).await);
+    }
+    assert!(
+        seen.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{family}: {seen:#?}"
+    );
+}
+
+#[tokio::test]
+async fn restored_request_is_the_live_one_openai_chat() {
+    restored_request_is_the_live_one(Family::OpenaiChat).await;
+}
+
+#[tokio::test]
+async fn restored_request_is_the_live_one_openai_responses() {
+    restored_request_is_the_live_one(Family::OpenaiResponses).await;
+}
+
+#[tokio::test]
+async fn restored_request_is_the_live_one_anthropic() {
+    restored_request_is_the_live_one(Family::Anthropic).await;
+}
+
+#[tokio::test]
+async fn restored_request_is_the_live_one_gemini() {
+    restored_request_is_the_live_one(Family::Gemini).await;
+}

@@ -4,7 +4,7 @@
 //! Every kind is declared once, in the `log_entries!` invocation below; the macro
 //! generates the `LogEntry` variant, the matching `EntryBody` variant, the JSON
 //! encoding in both directions and the accessors. Adding a kind is one more block
-//! there plus a line in [`crate::replay::apply`] (whose match is exhaustive on
+//! there plus a line in [`crate::Replay::apply`] (whose match is exhaustive on
 //! purpose, so a new kind cannot be forgotten there).
 //!
 //! Encoding: a flat JSON object `{"kind":..,"seq":..,"prev":..,"ts":..,<fields>}`, keys
@@ -16,8 +16,9 @@
 //! as much as the parse itself). A `kind` this build does not know decodes to
 //! [`LogEntry::Unknown`] so old readers can still show new logs.
 //!
-//! Field-evolution rule: new fields on an existing kind must be `Option<_>` (absent
-//! in old logs decodes as `None`); never rename or remove a field or a kind.
+//! Field-evolution rule: new fields on an existing kind must be `Option<_>` marked
+//! `[optional]` (absent in old logs decodes as `None`, and `None` is not written, so
+//! old entries keep their bytes); never rename or remove a field or a kind.
 
 use std::fmt;
 
@@ -58,6 +59,20 @@ impl LoggedItem {
     }
 }
 
+/// Writes one field of an entry; `optional` fields (`Option<_>`, marked
+/// `[optional]` in `log_entries!`) are left out when `None`, so adding one does not
+/// change the bytes of the entries that do not use it.
+macro_rules! serialize_field {
+    ($map:ident, $field:ident) => {
+        $map.serialize_entry(stringify!($field), $field)?;
+    };
+    ($map:ident, $field:ident, optional) => {
+        if let Some(value) = $field {
+            $map.serialize_entry(stringify!($field), value)?;
+        }
+    };
+}
+
 /// Declares every entry kind. See the module docs for what it generates.
 ///
 /// `start` holds the one kind callers never append themselves (`segment_start`,
@@ -75,7 +90,7 @@ macro_rules! log_entries {
             $(
                 $(#[doc = $vdoc:literal])*
                 $Variant:ident = $kind:literal {
-                    $( $(#[doc = $fdoc:literal])* $field:ident : $ty:ty ),* $(,)?
+                    $( $(#[doc = $fdoc:literal])* $field:ident : $ty:ty $([$omit:ident])? ),* $(,)?
                 }
             )*
         }
@@ -229,7 +244,7 @@ macro_rules! log_entries {
                         map.serialize_entry("seq", seq)?;
                         map.serialize_entry("prev", prev)?;
                         map.serialize_entry("ts", ts)?;
-                        $( map.serialize_entry(stringify!($field), $field)?; )*
+                        $( serialize_field!(map, $field $(, $omit)?); )*
                     } )*
                     LogEntry::Unknown { seq, prev, ts, kind, fields } => {
                         map.serialize_entry("kind", kind)?;
@@ -334,6 +349,17 @@ log_entries! {
             origin: String,
             /// The item.
             item: LoggedItem,
+            /// `Some(true)`: a notification committed on receipt that waits for the
+            /// next LLM call; it joins the history where a later `queue_joined` entry
+            /// lists its seq (never between a tool call and its result). Absent: it
+            /// joined the history here (logs written before queueing was recorded).
+            queued: Option<bool> [optional],
+        }
+        /// Queued items (`system_item` with `queued`) joined the history here, in
+        /// this order: the worker took them in before an LLM call.
+        QueueJoined = "queue_joined" {
+            /// The seqs of the queued `system_item` entries that joined.
+            seqs: Vec<u64>,
         }
         /// Token usage of one LLM call.
         Usage = "usage" {
@@ -540,7 +566,14 @@ mod tests {
             EntryBody::SystemItem {
                 origin: "notify".into(),
                 item: Item::text(Role::System, "note").into(),
+                queued: None,
             },
+            EntryBody::SystemItem {
+                origin: "notify".into(),
+                item: Item::text(Role::User, "[notification] later").into(),
+                queued: Some(true),
+            },
+            EntryBody::QueueJoined { seqs: vec![6, 9] },
             EntryBody::Usage {
                 llm_call: 3,
                 usage: llm_types::Usage {
@@ -586,6 +619,29 @@ mod tests {
             json.ends_with(r#","invoke_kind":"notify","turn":2}"#),
             "{json}"
         );
+    }
+
+    #[test]
+    fn an_absent_optional_field_is_not_written_and_decodes_as_none() {
+        let item: LoggedItem = Item::text(Role::User, "[notification] hi").into();
+        let plain = EntryBody::SystemItem {
+            origin: "notify".into(),
+            item: item.clone(),
+            queued: None,
+        }
+        .into_entry(1, "0".repeat(64), 0);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("queued"), "{json}");
+        // A line written before the field existed still decodes.
+        assert_eq!(serde_json::from_str::<LogEntry>(&json).unwrap(), plain);
+        let queued = EntryBody::SystemItem {
+            origin: "notify".into(),
+            item,
+            queued: Some(true),
+        }
+        .into_entry(1, "0".repeat(64), 0);
+        let json = serde_json::to_string(&queued).unwrap();
+        assert!(json.ends_with(r#","queued":true}"#), "{json}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use error::{Corruption, Error, Result};
 pub use files::{LOCK_FILE_NAME, segment_file_name};
 pub use line::LogLine;
 pub use reader::{SegmentLog, SessionLog, SessionReader, read_session};
-pub use replay::{apply, replay};
+pub use replay::{Replay, replay};
 pub use writer::{Committed, OpenReport, SessionWriter, TailCut};
 
 /// Version of the log format written in `segment_start` entries. The writer refuses

@@ -73,6 +73,11 @@ impl SessionLog {
         replay::replay(self.entries().cloned())
     }
 
+    /// The history and the notifications still queued (cloning the items).
+    pub fn replay(&self) -> replay::Replay {
+        replay::Replay::of(self.entries().cloned())
+    }
+
     /// The conversation history, consuming the log (no clones).
     pub fn into_history(self) -> Vec<Item> {
         replay::replay(self.segments.into_iter().flat_map(|s| s.entries))

@@ -29,7 +29,7 @@ use crate::entry::{EntryBody, LogEntry, LoggedItem};
 use crate::error::{Error, Result};
 use crate::files::{self, LOCK_FILE_NAME, TEMP_SUFFIX, segment_file_name};
 use crate::line::LogLine;
-use crate::replay;
+use crate::replay::Replay;
 
 /// An entry that is now in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub struct SessionWriter {
     len: u64,
     chain: ChainPoint,
     lines: Vec<LogLine>,
-    history: Vec<Item>,
+    replay: Replay,
     poisoned: Option<String>,
 }
 
@@ -169,7 +169,7 @@ impl SessionWriter {
             len: current.len,
             chain: current.chain,
             lines: current.lines,
-            history: current.history,
+            replay: current.replay,
             poisoned: None,
         };
         Ok((writer, report))
@@ -280,7 +280,13 @@ impl SessionWriter {
 
     /// The conversation history as of the last committed entry.
     pub fn history(&self) -> &[Item] {
-        &self.history
+        &self.replay.history
+    }
+
+    /// Notifications committed as queued that have not joined the history yet
+    /// (with their seqs, in log order): the next invocation takes them in.
+    pub fn queued(&self) -> &[(u64, Item)] {
+        &self.replay.queued
     }
 
     /// The sequence number the next entry will get.
@@ -329,7 +335,7 @@ impl SessionWriter {
         let line = LogLine::new(Arc::new(encoded), 0, end);
         self.chain = ChainPoint::after(&line, &entry);
         self.lines.push(line.clone());
-        replay::apply(&mut self.history, entry);
+        self.replay.apply(entry);
         Committed { seq, line }
     }
 }
@@ -342,7 +348,7 @@ impl std::fmt::Debug for SessionWriter {
             .field("len", &self.len)
             .field("next_seq", &self.chain.next_seq)
             .field("lines", &self.lines.len())
-            .field("history", &self.history.len())
+            .field("history", &self.replay.history.len())
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
     }
@@ -394,7 +400,7 @@ struct Loaded {
     len: u64,
     chain: ChainPoint,
     lines: Vec<LogLine>,
-    history: Vec<Item>,
+    replay: Replay,
 }
 
 /// Creates `000001.jsonl` for a new session.
@@ -412,7 +418,7 @@ fn new_first_segment(dir: &Path) -> Result<Loaded> {
         len: 0,
         chain: ChainPoint::genesis(),
         lines: Vec::new(),
-        history: Vec::new(),
+        replay: Replay::default(),
     })
 }
 
@@ -427,10 +433,10 @@ fn load_segment(dir: &Path, number: u32, path: &Path, complete: Vec<u8>) -> Resu
         accept_newer: false,
     };
     let mut lines = Vec::new();
-    let mut history = Vec::new();
+    let mut replay = Replay::default();
     let chain = chain::verify_lines(text, &check, start, |line, entry| {
         lines.push(line);
-        replay::apply(&mut history, entry);
+        replay.apply(entry);
     })?;
     Ok(Loaded {
         number,
@@ -438,7 +444,7 @@ fn load_segment(dir: &Path, number: u32, path: &Path, complete: Vec<u8>) -> Resu
         len,
         chain,
         lines,
-        history,
+        replay,
     })
 }
 

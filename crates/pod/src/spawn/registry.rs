@@ -260,6 +260,35 @@ impl SpawnedPodRegistry {
     /// Stops child `name` for real and gives its scope back to this pod.
     /// Returns its record.
     pub async fn remove(&self, name: &str) -> Result<SpawnedPodRecord, RemoveError> {
+        self.remove_because(name, "stopped by its spawner").await
+    }
+
+    /// Stops every child, in spawn order, and gives each one's scope back (this
+    /// pod is shutting down; a child stops its own children before it exits).
+    /// All are marked stopping first, so none of their last reports wakes this
+    /// pod. Returns what could not be stopped, one message each.
+    pub async fn stop_all(&self, reason: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .lock()
+            .records
+            .iter()
+            .map(|r| r.pod_name.clone())
+            .collect();
+        self.lock().stopping.extend(names.iter().cloned());
+        let mut failures = Vec::new();
+        for name in names {
+            if let Err(RemoveError(e)) = self.remove_because(&name, reason).await {
+                failures.push(format!("`{name}`: {e}"));
+            }
+        }
+        failures
+    }
+
+    async fn remove_because(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<SpawnedPodRecord, RemoveError> {
         let record = self
             .get(name)
             .await
@@ -270,7 +299,7 @@ impl SpawnedPodRegistry {
             self.lock().stopping.remove(name);
             return Err(e);
         }
-        self.give_back(&record, "stopped by its spawner").await?;
+        self.give_back(&record, reason).await?;
         Ok(record)
     }
 

@@ -152,6 +152,7 @@ impl Traffic {
                     origin: "notify".into(),
                     item: Item::text(Role::User, format!("<notification>{text}</notification>"))
                         .into(),
+                    queued: None,
                 },
             )
         } else {
