@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod fake_provider;
 pub mod script;
+pub mod strict;
 
 /// The wire protocol a recorded stream belongs to (one fixture directory each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
