@@ -4,6 +4,11 @@
 //!
 //! The fixtures live inside this crate so that tests pass on a fresh clone with
 //! nothing beside it.
+//!
+//! Beside them: [`script`] writes scripted model turns in every scheme, and
+//! [`fake_provider`] serves them on loopback, refusing (HTTP 400, the provider's
+//! real error body) any request whose history the real API would refuse, by the
+//! rules in [`strict`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
