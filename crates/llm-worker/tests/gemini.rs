@@ -500,11 +500,13 @@ async fn request_body_shape() {
                     {"functionCall": {"name": "Read", "args": {"path": "a"}}, "thoughtSignature": "SIG_C"},
                     {"functionCall": {"name": "Read", "args": {"path": "b"}}},
                 ]},
+                // Text after the responses joins their turn: roles must alternate.
                 {"role": "user", "parts": [
                     {"functionResponse": {"name": "Read", "response": {"output": "1 line\n\nalpha"}}},
                     {"functionResponse": {"name": "Read", "response": {"error": "no such file"}}},
+                    {"text": "Note: b is missing."},
+                    {"text": "Thanks"},
                 ]},
-                {"role": "user", "parts": [{"text": "Note: b is missing."}, {"text": "Thanks"}]},
             ],
             "generationConfig": {"maxOutputTokens": 5},
             "tools": [{"functionDeclarations": [{
@@ -610,6 +612,44 @@ fn foreign_reasoning_and_provider_items_are_skipped() {
     assert!(body.get("systemInstruction").is_none());
     assert!(body.get("tools").is_none());
     assert!(body.get("toolConfig").is_none());
+}
+
+#[test]
+fn text_after_function_responses_joins_their_turn_but_text_before_them_does_not() {
+    use llm_worker::llm_client::request::LlmRequest;
+    use serde_json::json;
+    let call = || gemini_call("c1", "Read", r#"{"path":"a"}"#, None);
+    let response = json!({"functionResponse": {"name": "Read", "response": {"output": "ok"}}});
+    // A notification after the results: one user turn, responses first.
+    let history = vec![
+        Item::text(Role::User, "go"),
+        call(),
+        Item::tool_result("c1", "ok", None, false),
+        Item::text(Role::System, "note"),
+    ];
+    let body = Gemini.body(&LlmRequest::new("m", history));
+    let roles: Vec<&str> = body["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "model", "user"]);
+    assert_eq!(
+        body["contents"][2]["parts"],
+        json!([response, {"text": "note"}])
+    );
+    // Text between the call and its result is an invalid history: it is not
+    // moved behind the response, so the provider (or the strict fake) says so.
+    let history = vec![
+        Item::text(Role::User, "go"),
+        call(),
+        Item::text(Role::User, "between"),
+        Item::tool_result("c1", "ok", None, false),
+    ];
+    let body = Gemini.body(&LlmRequest::new("m", history));
+    assert_eq!(body["contents"][2]["parts"], json!([{"text": "between"}]));
+    assert_eq!(body["contents"][3]["parts"], json!([response]));
 }
 
 #[test]

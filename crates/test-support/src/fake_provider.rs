@@ -6,6 +6,15 @@
 //! [`Scripted`] response from a FIFO queue; with the queue empty it answers 500
 //! with the body `fake provider: no scripted response left`.
 //!
+//! The fake is as strict as the real APIs: before answering, it checks the body of
+//! every request to a generation endpoint against the history rules of that
+//! endpoint's scheme ([`crate::strict`]: tool calls answered in order, roles
+//! alternating, ...). A request that breaks one is answered 400 with the provider's
+//! real error body, naming the index that broke which rule; it is still recorded
+//! (with [`RecordedRequest::rejected`] set) and takes no scripted response.
+//! [`FakeProvider::start_lenient`] turns the check off, for tests that send an
+//! invalid history on purpose.
+//!
 //! ```ignore
 //! let server = FakeProvider::start().await;
 //! server.push(Scripted::sse(fixture.wire_body()?));
@@ -25,6 +34,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+
+use crate::strict;
 
 /// How an SSE body is cut into writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +175,8 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
     /// When the request was read completely (for latency measurements).
     pub received: std::time::Instant,
+    /// Why a strict fake answered it 400 (the error message sent), if it did.
+    pub rejected: Option<String>,
 }
 
 impl RecordedRequest {
@@ -184,6 +197,8 @@ struct State {
     routes: Vec<(String, VecDeque<Scripted>)>,
     /// How long a request waits for a response to be queued.
     hold: Duration,
+    /// Answer requests that break their scheme's history rules with 400.
+    strict: bool,
 }
 
 impl State {
@@ -214,17 +229,35 @@ pub struct FakeProvider {
 }
 
 impl FakeProvider {
-    /// Binds `127.0.0.1:0` and starts serving.
+    /// Binds `127.0.0.1:0` and starts serving, checking every request as strictly
+    /// as the real API would (see the module docs).
     ///
     /// # Panics
     /// If the loopback listener cannot be bound (a broken test environment).
-    #[allow(clippy::expect_used)]
     pub async fn start() -> FakeProvider {
+        Self::start_with(true).await
+    }
+
+    /// Like [`FakeProvider::start`], but without the history checks: every request
+    /// gets its scripted response. Only for tests that deliberately send a
+    /// history the real API would refuse (e.g. to see how a client copes with it).
+    ///
+    /// # Panics
+    /// If the loopback listener cannot be bound (a broken test environment).
+    pub async fn start_lenient() -> FakeProvider {
+        Self::start_with(false).await
+    }
+
+    #[allow(clippy::expect_used)]
+    async fn start_with(strict: bool) -> FakeProvider {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("fake provider: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake provider: local address");
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            strict,
+            ..State::default()
+        }));
         let st = Arc::clone(&state);
         let accept = tokio::spawn(async move {
             // Connection tasks live in this set: aborting the accept task drops it,
@@ -301,6 +334,16 @@ impl FakeProvider {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state).requests.clone()
     }
+
+    /// The error messages of the requests answered 400 for breaking their
+    /// scheme's history rules, in order of arrival.
+    pub fn rejections(&self) -> Vec<String> {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter_map(|r| r.rejected.clone())
+            .collect()
+    }
 }
 
 impl Drop for FakeProvider {
@@ -312,15 +355,34 @@ impl Drop for FakeProvider {
 const NO_SCRIPT: &[u8] = b"fake provider: no scripted response left";
 
 async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
-    let Some(request) = read_request(&mut stream).await else {
+    let Some(mut request) = read_request(&mut stream).await else {
         return;
     };
     let body = request.body.to_string();
-    let (mut scripted, hold) = {
+    // Checked, recorded and matched to a response under one lock, so the order
+    // of `requests()` is the order responses were taken in.
+    let (rejection, mut scripted, hold) = {
         let mut st = lock(&state);
+        let rejection = if st.strict {
+            strict::check(&request.path, &request.body).err()
+        } else {
+            None
+        };
+        request.rejected = rejection.as_ref().map(|r| r.message.clone());
         st.requests.push(request);
-        (st.take_for(&body), st.hold)
+        // A refused request uses up no scripted response: the real API refuses
+        // before generating anything, and the test's script stays as it was.
+        let scripted = match rejection {
+            None => st.take_for(&body),
+            Some(_) => None,
+        };
+        (rejection, scripted, st.hold)
     };
+    if let Some(rejection) = rejection {
+        let body = rejection.body().to_string();
+        let _ = write_status(&mut stream, 400, &[], body.as_bytes()).await;
+        return;
+    }
     let deadline = tokio::time::Instant::now() + hold;
     while scripted.is_none() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -481,6 +543,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<RecordedRequest> {
         headers,
         body,
         received: std::time::Instant::now(),
+        rejected: None,
     })
 }
 

@@ -4,12 +4,18 @@
 //!
 //! The fixtures live inside this crate so that tests pass on a fresh clone with
 //! nothing beside it.
+//!
+//! Beside them: [`script`] writes scripted model turns in every scheme, and
+//! [`fake_provider`] serves them on loopback, refusing (HTTP 400, the provider's
+//! real error body) any request whose history the real API would refuse, by the
+//! rules in [`strict`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod fake_provider;
 pub mod script;
+pub mod strict;
 
 /// The wire protocol a recorded stream belongs to (one fixture directory each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,8 +7,12 @@
 //! `toolConfig.functionCallingConfig`. History translation:
 //! - user and system messages become `user` text parts, assistant messages `model`
 //!   text parts; consecutive items of the same role share one turn (parallel
-//!   function calls stay in one `model` turn), and function responses get a
-//!   `user` turn of their own (all responses of a step in one turn).
+//!   function calls stay in one `model` turn). The function responses of a step
+//!   open a `user` turn of their own; user text right after them (a notification,
+//!   the next prompt) joins that turn after the responses, because Gemini wants
+//!   `user` and `model` turns to alternate ("Please ensure that multiturn requests
+//!   alternate between user and model"). User text *before* responses is not
+//!   moved behind them: that history is invalid and should fail visibly.
 //! - a tool call becomes `{"functionCall":{"name","args"}}` with its
 //!   `thoughtSignature` as a sibling of `functionCall` when the call came from
 //!   Gemini. Arguments that are not a JSON object are wrapped as `{"input": ...}`.
@@ -130,8 +134,8 @@ impl WireScheme for Gemini {
 // Request body
 // ---------------------------------------------------------------------------
 
-/// Which kind of turn a part belongs to: function responses never share a turn
-/// with other user parts.
+/// Which kind of turn a part belongs to: function responses start a turn of their
+/// own (never appended to user text before them), user text may follow them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Turn {
     User,
@@ -146,7 +150,10 @@ struct Contents {
 
 impl Contents {
     fn push(&mut self, turn: Turn, part: Value) {
-        if self.last == Some(turn)
+        // User text after the responses shares their turn, so the roles alternate.
+        let joins = self.last == Some(turn)
+            || (self.last == Some(Turn::FunctionResponses) && turn == Turn::User);
+        if joins
             && let Some(parts) = self
                 .out
                 .last_mut()
@@ -154,6 +161,7 @@ impl Contents {
                 .and_then(Value::as_array_mut)
         {
             parts.push(part);
+            self.last = Some(turn);
             return;
         }
         let role = if turn == Turn::Model { "model" } else { "user" };

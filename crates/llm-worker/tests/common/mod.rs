@@ -34,5 +34,12 @@ pub async fn recorded_request(
     assert!(sent.is_err(), "the fake answered 400");
     let mut requests = server.requests();
     assert_eq!(requests.len(), 1, "one request, no retry of a 400");
-    requests.remove(0)
+    let request = requests.remove(0);
+    // The 400 must be the scripted one: a body the real API would refuse is a
+    // client bug even when its shape is what the test expects.
+    assert_eq!(
+        request.rejected, None,
+        "the real API would refuse this request body"
+    );
+    request
 }
