@@ -19,7 +19,4 @@ pub mod toolset;
 pub mod transcript;
 pub mod trust;
 
-/// Lowercase hex of bytes (digests, random ids).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use sys::hex;

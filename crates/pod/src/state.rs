@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use llm_types::{Item, Usage};
 use protocol::{Alert, AlertLevel, AlertSource, Event, Greeting, PROTOCOL_VERSION, PodStatus};
@@ -92,13 +91,7 @@ pub enum ReplayStep {
     CaughtUp(Line),
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub use sys::now_ms;
 
 /// Serialises an event into a shareable line.
 pub fn event_line(event: &Event) -> Result<Line, serde_json::Error> {
@@ -452,8 +445,6 @@ impl StatusWriter {
 /// the old or the new content, never a mix. Not fsynced: it is for advisory
 /// files (status, launch options, caches) that the next run rewrites; what
 /// must survive power loss is in the session log and the registry.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), sys::FileError> {
+    sys::replace_file(path, bytes)
 }

@@ -20,7 +20,6 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use llm_types::Item;
 
@@ -30,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::files::{self, LOCK_FILE_NAME, TEMP_SUFFIX, segment_file_name};
 use crate::line::LogLine;
 use crate::replay::Replay;
+use sys::now_ms;
 
 /// An entry that is now in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -475,11 +475,4 @@ fn write_once(mut file: &File, buf: &[u8]) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Wall-clock unix milliseconds (0 if the clock is before 1970).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

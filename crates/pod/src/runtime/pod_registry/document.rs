@@ -5,9 +5,7 @@
 //! Fields this version does not know are kept in `extra` and written back, so an older
 //! pods does not strip what a newer one recorded.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use manifest::ScopeRule;
@@ -186,50 +184,18 @@ pub(crate) fn read_registry(path: &Path) -> Result<Registry, RegistryError> {
     }
 }
 
-/// The temp file a save writes before renaming it over `path`. One fixed name suffices
-/// because only the lock holder writes; a temp file left by a killed writer is simply
-/// overwritten by the next save and never read.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
 /// Replaces `path` with `bytes` so that a crash at any point leaves either the old or the
-/// new document: temp file, fsync, `before_rename` (a test's crash point), rename, fsync
-/// of the directory so the rename itself is durable.
+/// new document (see [`sys::replace_file_durably`]; `before_rename` is a test's crash point).
 pub(crate) fn write_atomically(
     path: &Path,
     bytes: &[u8],
     before_rename: &mut dyn FnMut(&Path),
 ) -> Result<(), RegistryError> {
-    let io_err = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RegistryError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = temp_path(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    file.write_all(bytes).map_err(io_err("write", &tmp))?;
-    file.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(file);
-    before_rename(&tmp);
-    std::fs::rename(&tmp, path).map_err(io_err("rename the new registry onto", path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))?;
-    Ok(())
+    sys::replace_file_durably(path, bytes, 0o600, before_rename).map_err(|e| RegistryError::Io {
+        action: e.action,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]
@@ -340,7 +306,7 @@ mod tests {
         .unwrap();
         assert!(saw_temp);
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        assert!(!temp_path(&path).exists());
+        assert!(!sys::temp_path(&path).exists());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::io::Write as _;
 
 use super::*;
-use crate::model::gguf::build::{Value, header};
-use crate::model::wheel::build::zip;
+use crate::gguf::build::{Value, header};
+use crate::wheel::build::zip;
 
 /// Skips (loudly) when python3 with pip and venv is not installed.
 fn have_python() -> bool {
@@ -477,52 +477,4 @@ fn part_entries_and_wheel_files_are_found_by_name() {
         "m_part1-0.2.0-py3-none-any.whl"
     );
     assert!(find_wheel(dir.path(), &pin("m-part2")).is_none());
-}
-
-#[test]
-fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
-    let dir = tempfile::tempdir().unwrap();
-    let env = manifest::Env {
-        home: Some(dir.path().to_path_buf()),
-        pod_config_dir: Some(dir.path().join("config")),
-        xdg_config_home: None,
-    };
-    let load = |overlay: Option<String>| {
-        let mut loader = manifest::ManifestLoader::new(dir.path().to_path_buf(), env.clone());
-        if let Some(o) = overlay {
-            loader = loader.overlay(o);
-        }
-        loader.load().unwrap()
-    };
-    let mut m = load(None);
-    apply_local_defaults(&mut m);
-    assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
-    assert_eq!(m.model.max_tokens, LOCAL_MAX_TOKENS);
-    assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
-    assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
-    assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
-    assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
-    assert_eq!(m.model.extra["stop"], serde_json::json!(STOP_SEQUENCES));
-    // A layer's own values win.
-    let mut m = load(Some(
-        "[model]\nmax_tokens = 100\n[model.extra]\nlogit_bias = {}\n".into(),
-    ));
-    apply_local_defaults(&mut m);
-    assert_eq!(m.model.max_tokens, 100);
-    assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
-    assert_eq!(m.model.extra["logit_bias"], serde_json::json!({}));
-    // The overlay sets the same values (plus the caller's lines).
-    let m = load(Some(local_overlay("temperature = 0.0\nseed = 42")));
-    assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
-    assert_eq!(m.model.max_tokens, LOCAL_MAX_TOKENS);
-    assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
-    assert_eq!(m.model.temperature, Some(0.0));
-    assert_eq!(m.model.seed, Some(42));
-    assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
-    assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
-    assert_eq!(m.model.extra["stop"], serde_json::json!(STOP_SEQUENCES));
-    assert_eq!(fence_logit_bias()[4], serde_json::json!(["``\n", false]));
-    let m = load(Some(local_overlay("")));
-    assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
-    assert_eq!(m.model.seed, None);
 }

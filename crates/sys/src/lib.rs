@@ -1,0 +1,165 @@
+//! Small OS helpers that several pods crates need, written once: wall-clock
+//! time, lowercase hex, and replacing a file so that readers see the old or the
+//! new content, never a mix.
+//!
+//! It owns no policy: callers decide what an error means to the user.
+
+#![warn(missing_docs)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Lowercase hex of `bytes` (digests, random ids).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// The temp file a replacement of `path` writes first: `<path>.tmp`. Only one
+/// writer replaces a given file at a time (the caller's lock or ownership), so a
+/// temp file a killed writer left is simply overwritten by the next one.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// A failed file operation: what was done, to which path, and why it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct FileError {
+    /// What was attempted ("write", "rename onto", ...).
+    pub action: &'static str,
+    /// The file it was attempted on.
+    pub path: PathBuf,
+    /// The operating system's error.
+    pub source: io::Error,
+}
+
+fn failed(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |source| FileError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Replaces `path` with `bytes` through a temp file and a rename, so readers
+/// see the old or the new content, never a mix. Not fsynced: for advisory files
+/// (status, launch options, caches) that the next run rewrites.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let tmp = temp_path(path);
+    std::fs::write(&tmp, bytes).map_err(failed("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(failed("rename onto", path))
+}
+
+/// Replaces `path` with `bytes` so that a crash at any point leaves either the
+/// old or the new file: a temp file created with `mode` (never through a
+/// symlink), fsync, `before_rename` (a test's crash point), rename, then an
+/// fsync of the directory so the rename itself is durable.
+pub fn replace_file_durably(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    before_rename: &mut dyn FnMut(&Path),
+) -> Result<(), FileError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = temp_path(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(failed("create", &tmp))?;
+    file.write_all(bytes).map_err(failed("write", &tmp))?;
+    file.sync_all().map_err(failed("fsync", &tmp))?;
+    drop(file);
+    before_rename(&tmp);
+    std::fs::rename(&tmp, path).map_err(failed("rename onto", path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(failed("fsync directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn hex_is_lowercase_and_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn now_is_after_2020() {
+        assert!(now_ms() > 1_577_836_800_000);
+    }
+
+    #[test]
+    fn replace_file_swaps_the_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        replace_file(&path, b"old").unwrap();
+        replace_file(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert!(!temp_path(&path).exists());
+    }
+
+    #[test]
+    fn a_failed_replacement_names_what_and_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir/file");
+        let e = replace_file(&path, b"x").unwrap_err();
+        assert_eq!(e.action, "write");
+        assert!(e.to_string().contains("missing-dir/file.tmp"), "{e}");
+    }
+
+    #[test]
+    fn a_durable_replacement_keeps_the_old_file_until_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pods.json");
+        replace_file_durably(&path, b"old", 0o600, &mut |_| {}).unwrap();
+        let mut seen = None;
+        replace_file_durably(&path, b"new", 0o600, &mut |tmp| {
+            seen = Some((std::fs::read(&path).unwrap(), std::fs::read(tmp).unwrap()));
+        })
+        .unwrap();
+        assert_eq!(seen, Some((b"old".to_vec(), b"new".to_vec())));
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_durable_replacement_never_writes_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pods.json");
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, temp_path(&path)).unwrap();
+        let e = replace_file_durably(&path, b"x", 0o600, &mut |_| {}).unwrap_err();
+        assert_eq!(e.action, "create");
+        assert!(!elsewhere.exists());
+    }
+}
