@@ -176,12 +176,20 @@ enum Command {
     /// Check where pods keeps its files, the sandbox, the scope registry and the
     /// providers it can use.
     #[command(
-        after_help = "Examples:\n  pod doctor\n  pod doctor --json\n  pod doctor --repair   # rebuild a corrupt scope registry from the running pods"
+        after_help = "Examples:\n  pod doctor\n  pod doctor --json\n  pod doctor --repair   # rebuild a corrupt scope registry from the running pods\n  \
+                            pod doctor --overlay '[model] max_tokens = 4096'   # and check this layer\n\n\
+                            Exit code 1 if any line is ERR (no provider at all is one)."
     )]
     Doctor {
         /// Rebuild the scope registry (`pods.json`) from the running pods' status files.
         #[arg(long)]
         repair: bool,
+        /// Check this extra manifest layer too (as `pod start --manifest FILE` reads it).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Check this inline layer too (as `pod start --overlay TOML` reads it).
+        #[arg(long, value_name = "TOML")]
+        overlay: Option<String>,
     },
     /// Trust the project manifest (.pods/manifest.toml) that pods started in DIR load.
     ///
@@ -329,7 +337,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ModelAction::Down => pod::model::command::down(json),
             ModelAction::Status => pod::model::command::status(json),
         },
-        Command::Doctor { repair } => {
+        Command::Doctor {
+            repair,
+            manifest,
+            overlay,
+        } => {
             if repair {
                 let places = cli::places()?;
                 let (count, report) = pod::runtime::registry_health::repair(&places)?;
@@ -348,9 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     eprintln!("  {line}");
                 }
             }
-            let mut report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
-                std::env::var_os(k).is_some_and(|v| !v.is_empty())
-            });
+            let mut report = doctor::run(&DirEnv::from_process(), current_uid());
             report
                 .checks
                 .push(match tools::sandbox::HelperCommand::current_exe() {
@@ -362,11 +372,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     .checks
                     .push(pod::runtime::registry_health::check(&places));
             }
-            if let Ok(here) = std::env::current_dir() {
-                report.checks.push(pod::trust::doctor_check(
-                    &here,
-                    &manifest::Env::from_process(),
-                ));
+            match std::env::current_dir() {
+                Ok(cwd) => {
+                    let opts = LaunchOptions {
+                        manifest,
+                        overlay,
+                        cwd,
+                        ..LaunchOptions::default()
+                    };
+                    report.checks.extend(doctor::provider_checks(
+                        &opts,
+                        &manifest::Env::from_process(),
+                        &pod::launch::process_var,
+                    ));
+                }
+                Err(e) => report.checks.push(doctor::Check {
+                    name: "provider".into(),
+                    ok: false,
+                    detail: format!("cannot read the current directory: {e}"),
+                }),
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -380,9 +380,17 @@ pub fn doctor_check(dir: &Path, env: &manifest::Env) -> crate::doctor::Check {
         Some(config) => TrustStore::in_config_dir(&config).check(&path, &text),
         None => Err("not trusted: no config dir (set HOME or POD_CONFIG_DIR)".to_owned()),
     };
-    match verdict {
-        Ok(()) => check(true, format!("{} (trusted)", path.display())),
-        Err(why) => check(false, format!("{}: {why}", path.display())),
+    // Parsing is inert, so an untrusted manifest is checked too: the user learns of
+    // a mistake before trusting it.
+    let parsed = manifest::ManifestLayer::parse(&text, &path.display().to_string());
+    match (verdict, parsed) {
+        (Ok(()), Ok(_)) => check(true, format!("{} (trusted)", path.display())),
+        (Ok(()), Err(e)) => check(
+            false,
+            format!("{e} (trusted, but this pod cannot parse it)"),
+        ),
+        (Err(why), Ok(_)) => check(false, format!("{}: {why}", path.display())),
+        (Err(why), Err(e)) => check(false, format!("{}: {why}; and: {e}", path.display())),
     }
 }
 
@@ -414,6 +422,24 @@ mod tests {
             manifest,
             _dir: dir,
         }
+    }
+
+    #[test]
+    fn the_doctor_line_reports_a_parse_error_even_when_untrusted() {
+        let fx = fx();
+        fs::write(&fx.manifest, "[worker]\nbogus = 1\n").unwrap();
+        let env = manifest::Env {
+            pod_config_dir: Some(fx.root().join("config")),
+            ..manifest::Env::default()
+        };
+        let line = doctor_check(&fx.root().join("repo"), &env);
+        assert!(!line.ok);
+        let at = format!("{}:2:1: unknown field `bogus`", fx.manifest.display());
+        assert!(
+            line.detail.contains("not trusted") && line.detail.contains(&at),
+            "{}",
+            line.detail
+        );
     }
 
     #[test]

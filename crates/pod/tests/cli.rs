@@ -485,3 +485,136 @@ async fn agents_cannot_read_session_logs() {
     );
     assert!(!system.contains("deny:"), "{system}");
 }
+
+/// Runs `pod ARGS` with some variables changed (`None` removes one).
+async fn pod_env(
+    home: &Home,
+    server: &FakeProvider,
+    args: &[&str],
+    vars: &[(&str, Option<&str>)],
+) -> Output {
+    let mut c = home.command(&server.base_url());
+    c.args(args);
+    for (k, v) in vars {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The doctor line called `name` from `pod doctor --json`.
+fn doctor_line(out: &Output, name: &str) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let all_ok = checks.iter().all(|c| c["ok"] == true);
+    assert_eq!(out.status.success(), all_ok, "{}", text(out));
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` line: {}", text(out)))
+        .clone()
+}
+
+#[tokio::test]
+async fn doctor_names_the_provider_checks_every_layer_and_fails_without_one() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // POD_BASE_URL + POD_MODEL: named, with where it came from (the fake answers).
+    let out = pod(&home, &server, &["doctor", "--json"]).await;
+    let line = doctor_line(&out, "provider");
+    let detail = line["detail"].as_str().unwrap();
+    assert_eq!(line["ok"], true, "{line}");
+    for part in [
+        "openai_chat",
+        server.base_url().as_str(),
+        "model test-model",
+        "from POD_BASE_URL and POD_MODEL",
+    ] {
+        assert!(detail.contains(part), "{part}: {detail}");
+    }
+
+    // No provider at all: an error, and exit 1.
+    let none = [("POD_BASE_URL", None), ("POD_MODEL", None)];
+    let out = pod_env(&home, &server, &["doctor"], &none).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ERR provider") && l.contains("no model provider")),
+        "{stdout}"
+    );
+    let out = pod_env(&home, &server, &["doctor", "--json"], &none).await;
+    assert_eq!(doctor_line(&out, "provider")["ok"], false);
+
+    // POD_BASE_URL without POD_MODEL: doctor and start name the missing variable.
+    let half = [("POD_MODEL", None)];
+    let out = pod_env(&home, &server, &["doctor", "--json"], &half).await;
+    let line = doctor_line(&out, "provider");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POD_BASE_URL is set but POD_MODEL is not"),
+        "{line}"
+    );
+    let out = pod_env(&home, &server, &["start", "--name", "half"], &half).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("set POD_MODEL"),
+        "{}",
+        text(&out)
+    );
+
+    // A key names its variable; a remote provider is not contacted.
+    let key = [
+        ("POD_BASE_URL", None),
+        ("POD_MODEL", None),
+        ("GEMINI_API_KEY", Some("k")),
+    ];
+    let out = pod_env(&home, &server, &["doctor", "--json"], &key).await;
+    let line = doctor_line(&out, "provider");
+    assert_eq!(line["ok"], true, "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gemini at https://generativelanguage.googleapis.com/v1beta, model gemini-2.5-pro (from GEMINI_API_KEY in the environment)"),
+        "{line}"
+    );
+
+    // A typo in the user manifest: its line names file and line, and doctor fails.
+    let user = home.path("config/manifest.toml");
+    std::fs::write(&user, "[model]\nmax_tokns = 4096\n").unwrap();
+    let out = pod(&home, &server, &["doctor", "--json"]).await;
+    let line = doctor_line(&out, "user manifest");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().starts_with(&format!(
+            "{}:2:1: unknown field `max_tokns`",
+            user.display()
+        )),
+        "{line}"
+    );
+    assert!(!out.status.success());
+    std::fs::remove_file(&user).unwrap();
+
+    // So does a bad overlay given to doctor.
+    let out = pod(
+        &home,
+        &server,
+        &["doctor", "--json", "--overlay", "[model]\nbogus = 1"],
+    )
+    .await;
+    let line = doctor_line(&out, "overlay");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().starts_with("overlay:2:1:"),
+        "{line}"
+    );
+}
