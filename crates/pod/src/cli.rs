@@ -580,6 +580,10 @@ pub struct PodRow {
     pub tokens: u64,
     /// Tokens of it and all its descendants.
     pub subtree_tokens: u64,
+    /// Its instance id (what a child's `parent` refers to).
+    pub instance_id: String,
+    /// Its parent's full name (`parent` is the parent's instance id).
+    pub parent_name: Option<String>,
 }
 
 /// The write part of a scope summary (`write:` and `delegated:` rules).
@@ -593,6 +597,11 @@ fn write_scope(summary: &str) -> String {
     } else {
         parts.join(", ")
     }
+}
+
+/// The parent's full name of a child's full name (`a.b.c` → `a.b`).
+fn parent_name(full: &str) -> Option<String> {
+    full.rsplit_once('.').map(|(parent, _)| parent.to_string())
 }
 
 /// The pods with a runtime dir, from their status files (no socket round
@@ -640,6 +649,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 .unwrap_or_else(|| write_scope(&record.scope));
             Some(PodRow {
                 depth: record.name.matches('.').count(),
+                parent_name: parent_name(&record.name),
                 name: record.name,
                 alive,
                 status: if alive {
@@ -658,6 +668,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 },
                 tokens,
                 subtree_tokens: tokens,
+                instance_id: record.instance_id,
             })
         })
         .collect();

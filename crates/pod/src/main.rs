@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use pod::cli;
 use pod::doctor;
 use pod::launch::LaunchOptions;
+use pod::names::{Want, resolve_cli as resolve};
 use pod::runtime::dir::{DirEnv, current_uid};
 
 /// Exit code for a usage error (clap uses it too).
@@ -112,7 +113,7 @@ enum Command {
     #[command(after_help = "Examples:\n  pod send api \"also update the docs\"\n  \
                             pod send api --wait \"run the tests\"   # stream until idle")]
     Send {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
         /// The message.
         message: String,
@@ -126,7 +127,7 @@ enum Command {
         after_help = "Examples:\n  pod attach api\n  echo \"run the tests\" | pod attach api   # send, stream until idle, detach"
     )]
     Attach {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
     },
     /// Stop a running pod (it finishes writing its log; killed after 10 s).
@@ -134,7 +135,7 @@ enum Command {
         after_help = "Examples:\n  pod stop api\n  pod stop --tree api   # and every pod it spawned, leaves first"
     )]
     Stop {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
         /// Also stop its descendants (following the scope registry's links).
         #[arg(long)]
@@ -154,13 +155,13 @@ enum Command {
         after_help = "Examples:\n  pod logs api\n  pod logs api --json   # the raw log lines"
     )]
     Logs {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
     },
     /// Restart a stopped pod from its session and continue where it stopped.
     #[command(after_help = "Example:\n  pod restore api")]
     Restore {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
     },
     /// Download, start, stop or inspect the local model (no API key needed).
@@ -305,8 +306,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             name,
             message,
             wait,
-        } => cli::send(&name, &message, wait, json),
+        } => cli::send(&resolve(&name, Want::Running)?, &message, wait, json),
         Command::Stop { name, tree } => {
+            // A tree's root may be stopped while its children run.
+            let name = resolve(&name, if tree { Want::Any } else { Want::Running })?;
             if tree {
                 cli::stop_tree(&name)
             } else {
@@ -314,9 +317,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Ls { tree } => cli::ls(json, tree),
-        Command::Attach { name } => cli::attach(&name, json),
-        Command::Logs { name } => cli::logs(&name, json),
-        Command::Restore { name } => cli::restore(&name, json),
+        Command::Attach { name } => cli::attach(&resolve(&name, Want::Running)?, json),
+        Command::Logs { name } => cli::logs(&resolve(&name, Want::Any)?, json),
+        Command::Restore { name } => cli::restore(&resolve(&name, Want::Any)?, json),
         Command::Trust { dir, revoke, list } => {
             let env = manifest::Env::from_process();
             if list {

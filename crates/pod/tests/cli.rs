@@ -618,3 +618,79 @@ async fn doctor_names_the_provider_checks_every_layer_and_fails_without_one() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn a_child_answers_to_its_short_name_and_unknown_names_get_a_suggestion() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let kid_dir = home.path("work/sleepy");
+    server.push_for(
+        "You are `boss`",
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": "sleepy", "task": "nap", "scope": [{"target": kid_dir, "permission": "write"}]})
+                .to_string(),
+        )),
+    );
+    server.push_for("You are `boss`", sse(Turn::new().text("Spawned.")));
+    server.push_for("You are `boss.sleepy`", sse(Turn::new().text("zzz done")));
+    let out = pod(&home, &server, &["start", "--name", "boss"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["send", "boss", "spawn sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("the child's turn", || turn_ends(&home, "boss.sleepy") >= 1).await;
+
+    // `ls --json`: each entry carries its instance id and its parent's name.
+    let out = pod(&home, &server, &["ls", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[1]["name"], "boss.sleepy", "{rows:?}");
+    assert_eq!(rows[1]["parent_name"], "boss");
+    assert_eq!(rows[0]["parent_name"], serde_json::Value::Null);
+    assert_eq!(rows[1]["parent"], rows[0]["instance_id"], "{rows:?}");
+    assert!(!rows[0]["instance_id"].as_str().unwrap().is_empty());
+
+    // The short name `ls` shows works for logs and attach.
+    let out = pod(&home, &server, &["logs", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("zzz done"),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["attach", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("attached to `boss.sleepy`"),
+        "{}",
+        text(&out)
+    );
+
+    // A typo gets the closest name.
+    let out = pod(&home, &server, &["logs", "sleepi"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `boss.sleepy`?"),
+        "{}",
+        text(&out)
+    );
+
+    // Stopped by its short name, it still answers to it, and says how to continue.
+    let out = pod(&home, &server, &["stop", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!alive(&home, "boss.sleepy"));
+    let out = pod(&home, &server, &["send", "sleepy", "wake up"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`boss.sleepy` is stopped — `pod restore boss.sleepy`"),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["logs", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["stop", "--tree", "boss"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
