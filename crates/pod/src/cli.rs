@@ -879,8 +879,8 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
 }
 
 /// `pod logs N`: the session as a readable transcript (read-only; works while
-/// the pod runs).
-pub fn logs(name: &str, json: bool) -> anyhow::Result<u8> {
+/// the pod runs); `full` shows tool outputs whole.
+pub fn logs(name: &str, json: bool, full: bool) -> anyhow::Result<u8> {
     let places = places()?;
     let dir = places.session_dir(name);
     if !session_exists(&places, name) {
@@ -896,7 +896,7 @@ pub fn logs(name: &str, json: bool) -> anyhow::Result<u8> {
         if json {
             writeln!(out, "{}", line.as_str())?;
         } else {
-            crate::transcript::write_entry(&mut out, entry)?;
+            crate::transcript::write_entry_full(&mut out, entry, full)?;
         }
     }
     Ok(0)

@@ -152,11 +152,14 @@ enum Command {
     },
     /// Print a pod's session as a transcript (read-only; works while it runs).
     #[command(
-        after_help = "Examples:\n  pod logs api\n  pod logs api --json   # the raw log lines"
+        after_help = "Examples:\n  pod logs api\n  pod logs api --full   # tool outputs whole\n  pod logs api --json   # the raw log lines"
     )]
     Logs {
         /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
+        /// Show tool outputs whole (by default: their last 5 lines).
+        #[arg(long)]
+        full: bool,
     },
     /// Restart a stopped pod from its session and continue where it stopped.
     #[command(after_help = "Example:\n  pod restore api")]
@@ -318,7 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Ls { tree } => cli::ls(json, tree),
         Command::Attach { name } => cli::attach(&resolve(&name, Want::Running)?, json),
-        Command::Logs { name } => cli::logs(&resolve(&name, Want::Any)?, json),
+        Command::Logs { name, full } => cli::logs(&resolve(&name, Want::Any)?, json, full),
         Command::Restore { name } => cli::restore(&resolve(&name, Want::Any)?, json),
         Command::Trust { dir, revoke, list } => {
             let env = manifest::Env::from_process();

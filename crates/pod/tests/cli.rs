@@ -694,3 +694,31 @@ async fn a_child_answers_to_its_short_name_and_unknown_names_get_a_suggestion() 
     let out = pod(&home, &server, &["stop", "--tree", "boss"]).await;
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn run_and_logs_show_the_end_of_a_commands_output() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().call(
+        "b",
+        "Bash",
+        r#"{"command":"seq 1 47; exit 3"}"#,
+    )));
+    server.push(sse(Turn::new().text("It failed.")));
+    let out = pod(&home, &server, &["run", "--name", "seq", "count"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tail = "  ← exit code 3\n    │ … 42 more lines\n    │ 43\n    │ 44\n    │ 45\n    │ 46\n    │ 47\n";
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains(tail), "{stdout}");
+
+    let out = pod(&home, &server, &["logs", "seq"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains(tail), "{stdout}");
+    let out = pod(&home, &server, &["logs", "--full", "seq"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let whole: String = (1..=47).map(|i| format!("    │ {i}\n")).collect();
+    assert!(
+        stdout.contains(&format!("  ← exit code 3\n{whole}")),
+        "{stdout}"
+    );
+}
