@@ -107,7 +107,18 @@ pub fn provider_checks(opts: &LaunchOptions, env: &manifest::Env, vars: Vars<'_>
         });
     }
     if let Some(overlay) = &opts.overlay {
-        checks.push(layer_check("overlay", overlay, "overlay"));
+        checks.push(match manifest::ManifestLayer::parse_overlay(overlay) {
+            Ok(_) => Check {
+                name: "overlay".into(),
+                ok: true,
+                detail: "overlay (parses)".into(),
+            },
+            Err(e) => Check {
+                name: "overlay".into(),
+                ok: false,
+                detail: e.to_string(),
+            },
+        });
     }
     let layers_ok = checks.iter().all(|c| c.ok);
     checks.push(provider_check(opts, env, vars, layers_ok));

@@ -722,3 +722,27 @@ async fn run_and_logs_show_the_end_of_a_commands_output() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn the_overlay_example_of_the_help_works() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let help = pod(&home, &server, &["run", "--help"]).await;
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("'[model] max_tokens = 4096'"),
+        "{}",
+        text(&help)
+    );
+    server.push(sse(Turn::new().text("ok")));
+    let args = [
+        "run",
+        "--name",
+        "ov",
+        "--overlay",
+        "[model] max_tokens = 4096",
+        "hi",
+    ];
+    let out = pod(&home, &server, &args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server.requests()[0].body["max_tokens"], 4096);
+}
