@@ -206,6 +206,8 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // The log keeps earlier runs: a failure shows only what this start wrote.
+    let log_start = log.metadata().map_or(0, |m| m.len());
     let exe = std::env::current_exe().context("cannot find the pod binary")?;
     let mut command = ProcessCommand::new(exe);
     command
@@ -231,7 +233,7 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
             bail!(
                 "the pod exited before serving ({status}); its log {} says:\n{}",
                 log_path.display(),
-                tail(&log_path, 20)
+                tail_since(&log_path, log_start, 20)
             );
         }
         if serves(&loc.socket) {
@@ -267,8 +269,16 @@ fn serves(socket: &Path) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("\"hello\"")
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// The last `lines` lines of `path` written after byte `start`.
+fn tail_since(path: &Path, start: u64, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path)
+        && file.seek(SeekFrom::Start(start)).is_ok()
+    {
+        let _ = file.read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

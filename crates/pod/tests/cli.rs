@@ -746,3 +746,24 @@ async fn the_overlay_example_of_the_help_works() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(server.requests()[0].body["max_tokens"], 4096);
 }
+
+#[tokio::test]
+async fn a_failed_start_shows_only_what_it_wrote() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let out = pod(&home, &server, &["start", "--name", "holder"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // Twice the same conflict: the second report must not repeat the first's log.
+    for attempt in 1..=2 {
+        let out = pod(&home, &server, &["start", "--name", "late"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            stderr.matches("scope conflict").count(),
+            1,
+            "attempt {attempt}: {stderr}"
+        );
+    }
+    let out = pod(&home, &server, &["stop", "holder"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
