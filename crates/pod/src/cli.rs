@@ -30,6 +30,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `pod stop` waits for a clean exit before signalling.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An error and its causes on one line, as `{e:#}` writes it, but leaving out a
+/// cause whose text is already there: many error types include their source in
+/// their own message (`cannot read X: No such file`), and repeating it reads as
+/// two errors.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// The places of this process's environment.
 pub fn places() -> anyhow::Result<Places> {
     Ok(Places::resolve(&DirEnv::from_process())?)
@@ -910,4 +928,27 @@ pub fn logs(name: &str, json: bool, full: bool) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let read = manifest::ManifestError::Read {
+            path: "/m.toml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let e = anyhow::Error::new(read);
+        assert_eq!(e.chain().count(), 2);
+        assert_eq!(
+            error_text(&e),
+            "cannot read manifest /m.toml: entity not found; fix its permissions or remove it"
+        );
+        // A context that does not say the cause still gets it.
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("cannot open /x");
+        assert_eq!(error_text(&e), "cannot open /x: entity not found");
+    }
 }

@@ -270,7 +270,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pod: {e:#}");
+            eprintln!("pod: {}", cli::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -767,3 +767,24 @@ async fn a_failed_start_shows_only_what_it_wrote() {
     let out = pod(&home, &server, &["stop", "holder"]).await;
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn an_error_says_its_cause_once() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let missing = home.path("missing.toml");
+    let out = pod(
+        &home,
+        &server,
+        &["start", "--manifest", missing.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
