@@ -65,6 +65,28 @@ pub enum LaunchError {
     /// The pod name is not valid.
     #[error(transparent)]
     Name(#[from] manifest::InvalidPodName),
+    /// `--name` is not a valid (full) pod name.
+    #[error(
+        "invalid pod name {name:?}: {reason}; a name is 1 to 32 characters of a-z, 0-9, `_` and `-`, \
+         starting with a letter or digit (a `.` only joins a child's name to its parent's)"
+    )]
+    BadName {
+        /// The whole value given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--scope` path does not exist.
+    #[error(
+        "--scope {}: {} does not exist; create it first (mkdir -p {}) or fix the path",
+        given.display(), path.display(), path.display()
+    )]
+    ScopeMissing {
+        /// The path as given.
+        given: PathBuf,
+        /// The path it resolves to.
+        path: PathBuf,
+    },
     /// No provider is configured and none can be found in the environment.
     #[error(
         "no model provider configured: set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY, \
@@ -122,6 +144,7 @@ pub fn load_manifest_sourced(
             reason: "not an existing absolute directory".into(),
         });
     }
+    check_scope_paths(opts)?;
     // A project manifest is used only when the user trusted its exact text.
     let gate = match env.config_dir() {
         Some(dir) => crate::trust::TrustStore::in_config_dir(&dir).gate(),
@@ -165,6 +188,28 @@ pub fn load_manifest_sourced(
         m.provenance.insert("sandbox.mode".into(), Origin::Overlay);
     }
     Ok((m, source))
+}
+
+/// Refuses a `--scope` path that does not exist. Refused rather than warned about:
+/// `pod start` detaches and a warning scrolls by unseen, a typo (`--scope sr`) would
+/// leave the pod unable to write where the user meant while it seemed to start fine,
+/// and the sandbox can only bind write roots that exist, so commands could not write
+/// there anyway.
+fn check_scope_paths(opts: &LaunchOptions) -> Result<(), LaunchError> {
+    for given in &opts.scope {
+        let path = if given.is_absolute() {
+            given.clone()
+        } else {
+            opts.cwd.join(given)
+        };
+        if !path.exists() {
+            return Err(LaunchError::ScopeMissing {
+                given: given.clone(),
+                path,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where the provider of a pod was chosen: what `pod doctor` names.
@@ -391,8 +436,11 @@ pub fn name_suffix() -> String {
 /// each of its parts is.
 pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<String, LaunchError> {
     if let Some(name) = &opts.name {
-        for part in name.split('.') {
-            PodName::new(part.to_string())?;
+        if let Some(reason) = name_problem(name) {
+            return Err(LaunchError::BadName {
+                name: name.clone(),
+                reason,
+            });
         }
         return Ok(name.clone());
     }
@@ -400,6 +448,35 @@ pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<String, LaunchErro
         return Ok(name.to_string());
     }
     Ok(PodName::new(default_name(&opts.cwd, &name_suffix()))?.to_string())
+}
+
+/// What is wrong with a full pod name (each dot-separated part a [`PodName`]), in
+/// words, or `None` if it is valid.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    for part in name.split('.') {
+        if PodName::new(part).is_ok() {
+            continue;
+        }
+        let n = part.chars().count();
+        let bad = part
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'));
+        let reason = match (part.chars().next(), bad) {
+            (None, _) => "it has an empty part (two dots, or a dot at an end)".to_string(),
+            (_, Some(c)) if c.is_uppercase() => {
+                format!("`{part}` has the upper-case letter `{c}` (names are lower-case)")
+            }
+            (_, Some(c)) => format!("`{part}` contains `{c}`"),
+            (Some(c), None) if c == '_' || c == '-' => format!("`{part}` starts with `{c}`"),
+            _ if n > 32 => format!("`{part}` is {n} characters long"),
+            _ => format!("`{part}` is not a valid name"),
+        };
+        return Some(reason);
+    }
+    None
 }
 
 /// Launch options as stored beside a session (`sessions/<name>/launch.json`),
@@ -706,6 +783,7 @@ mod tests {
                 .allow_rules()
                 .any(|r| r.target == dir.path() && r.permission == Permission::Write)
         );
+        std::fs::create_dir(dir.path().join("src")).unwrap();
         let mut o = opts(dir.path());
         o.scope = vec![PathBuf::from("src")];
         let m = load_manifest(&o, env(dir.path()), &v).unwrap();
@@ -716,6 +794,57 @@ mod tests {
             .collect();
         assert_eq!(writes.len(), 1);
         assert_eq!(writes[0].target, dir.path().join("src"));
+    }
+
+    #[test]
+    fn a_missing_scope_path_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let mut o = opts(dir.path());
+        o.scope = vec![PathBuf::from("sr")];
+        let err = load_manifest(&o, env(dir.path()), &v)
+            .unwrap_err()
+            .to_string();
+        let path = dir.path().join("sr");
+        assert_eq!(
+            err,
+            format!(
+                "--scope sr: {} does not exist; create it first (mkdir -p {}) or fix the path",
+                path.display(),
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_name_is_named_whole_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+        let err = |name: &str| {
+            let mut o = opts(dir.path());
+            o.name = Some(name.into());
+            pod_name(&o, &m).unwrap_err().to_string()
+        };
+        let text = err("Bad.Name");
+        assert!(
+            text.starts_with(
+                "invalid pod name \"Bad.Name\": `Bad` has the upper-case letter `B` (names are lower-case);"
+            ),
+            "{text}"
+        );
+        assert!(err("a..b").contains("an empty part"), "{}", err("a..b"));
+        assert!(err("a b").contains("`a b` contains ` `"), "{}", err("a b"));
+        assert!(err("-x").contains("`-x` starts with `-`"), "{}", err("-x"));
+        let long = "a".repeat(33);
+        assert!(
+            err(&long).contains("is 33 characters long"),
+            "{}",
+            err(&long)
+        );
+        let mut o = opts(dir.path());
+        o.name = Some("boss.kid".into());
+        assert_eq!(pod_name(&o, &m).unwrap(), "boss.kid");
     }
 
     #[test]

@@ -256,6 +256,7 @@ fn manifest_at(root: &Path) -> PathBuf {
 /// `pod trust [DIR]`: records the text of the project manifest that pods started in
 /// `dir` would load as trusted, after checking that it parses; prints it.
 pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
+    existing_dir(dir)?;
     let dir = canonical(dir);
     let Some(path) = project_manifest(&dir) else {
         anyhow::bail!(
@@ -288,6 +289,22 @@ pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Res
     Ok(0)
 }
 
+/// Refuses a `pod trust DIR` that is not a directory (a typo would otherwise read as
+/// "no project manifest there").
+fn existing_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!(
+            "{} is not a directory; give a directory in the project",
+            dir.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            anyhow::bail!("no such directory: {}", dir.display())
+        }
+        Err(e) => anyhow::bail!("cannot use {}: {e}", dir.display()),
+    }
+}
+
 /// The trust store of `env`'s config dir, or an error saying how to get one.
 fn store_of(env: &manifest::Env) -> anyhow::Result<TrustStore> {
     let config = env.config_dir().ok_or_else(|| {
@@ -299,6 +316,7 @@ fn store_of(env: &manifest::Env) -> anyhow::Result<TrustStore> {
 /// `pod trust --revoke [DIR]`: forgets the project manifest of `dir` (also when the
 /// file is gone or changed).
 pub fn revoke_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
+    existing_dir(dir)?;
     let dir = canonical(dir);
     let Some(root) = manifest::find_project_root(&dir) else {
         anyhow::bail!(

@@ -788,3 +788,45 @@ async fn an_error_says_its_cause_once() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn trust_of_a_missing_directory_says_so() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let missing = home.path("nonexistent");
+    for args in [vec!["trust"], vec!["trust", "--revoke"]] {
+        let mut args = args;
+        args.push(missing.to_str().unwrap());
+        let out = pod(&home, &server, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("pod: no such directory: {}\n", missing.display())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_name_or_a_missing_scope_is_refused_with_the_reason() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let out = pod(&home, &server, &["start", "--name", "Bad.Name"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr
+            .starts_with("pod: invalid pod name \"Bad.Name\": `Bad` has the upper-case letter `B`"),
+        "{stderr}"
+    );
+    let out = pod(&home, &server, &["start", "--name", "sc", "--scope", "sr"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.starts_with(&format!(
+            "pod: --scope sr: {} does not exist",
+            home.path("work/sr").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!alive(&home, "sc"));
+}
