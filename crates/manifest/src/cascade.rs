@@ -296,7 +296,7 @@ impl ManifestLoader {
 
         if let Some(text) = &self.overlay {
             layers.push(LayerInput {
-                layer: ManifestLayer::parse(text, "overlay")?,
+                layer: ManifestLayer::parse_overlay(text)?,
                 origin: Origin::Overlay,
                 base_dir: self.cwd.clone(),
             });

@@ -140,6 +140,55 @@ impl ManifestLayer {
     }
 }
 
+impl ManifestLayer {
+    /// Parses an overlay given on a command line, where a one-line form reads
+    /// naturally: `[model] max_tokens = 4096` (a table header and a key on one line,
+    /// which TOML does not allow) is read as the header, then the key. Text that is
+    /// valid TOML is read as is; when neither form parses, the error is the original's.
+    pub fn parse_overlay(text: &str) -> Result<Self, ManifestError> {
+        let err = match ManifestLayer::parse(text, "overlay") {
+            Ok(layer) => return Ok(layer),
+            Err(err) => err,
+        };
+        match split_inline_headers(text) {
+            Some(split) => ManifestLayer::parse(&split, "overlay").map_err(|_| err),
+            None => Err(err),
+        }
+    }
+}
+
+/// `text` with a line break after every table header that has more on its line, or
+/// `None` if there is none.
+fn split_inline_headers(text: &str) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start();
+        let close = if body.starts_with("[[") {
+            body.find("]]").map(|i| i + 2)
+        } else if body.starts_with('[') {
+            body.find(']').map(|i| i + 1)
+        } else {
+            None
+        };
+        let Some(close) = close else {
+            out.push_str(line);
+            continue;
+        };
+        let (header, rest) = body.split_at(close);
+        let rest = rest.trim_start();
+        if rest.is_empty() || rest.starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        changed = true;
+        out.push_str(header);
+        out.push('\n');
+        out.push_str(rest);
+    }
+    changed.then_some(out)
+}
+
 /// The 1-based line and character column of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -162,6 +211,32 @@ mod tests {
         ManifestLayer::parse(text, "/repo/.pods/manifest.toml")
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn an_overlay_may_put_a_table_header_and_a_key_on_one_line() {
+        let layer = ManifestLayer::parse_overlay("[model] max_tokens = 4096").unwrap();
+        assert_eq!(layer.model.max_tokens, Some(4096));
+        let layer = ManifestLayer::parse_overlay("model.max_tokens = 4096").unwrap();
+        assert_eq!(layer.model.max_tokens, Some(4096));
+        let layer =
+            ManifestLayer::parse_overlay("[model] max_tokens = 10\n[worker] max_llm_calls = 3")
+                .unwrap();
+        assert_eq!(layer.model.max_tokens, Some(10));
+        assert_eq!(layer.worker.max_llm_calls, Some(3));
+        let layer = ManifestLayer::parse_overlay(
+            "[[scope.allow]] target = \"/tmp\"\npermission = \"read\"",
+        )
+        .unwrap();
+        assert_eq!(layer.scope.allow.len(), 1);
+        // Valid TOML whose lines start with `[` inside an array is read as is.
+        let layer = ManifestLayer::parse_overlay("[model]\nextra = { a = [\n[1, 2],\n] }").unwrap();
+        assert!(layer.model.extra.is_some());
+        // A mistake is reported where the user wrote it.
+        let err = ManifestLayer::parse_overlay("[model] max_tokns = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("overlay:1:"), "{err}");
     }
 
     #[test]

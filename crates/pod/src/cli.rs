@@ -30,6 +30,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `pod stop` waits for a clean exit before signalling.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An error and its causes on one line, as `{e:#}` writes it, but leaving out a
+/// cause whose text is already there: many error types include their source in
+/// their own message (`cannot read X: No such file`), and repeating it reads as
+/// two errors.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// The places of this process's environment.
 pub fn places() -> anyhow::Result<Places> {
     Ok(Places::resolve(&DirEnv::from_process())?)
@@ -206,6 +224,8 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // The log keeps earlier runs: a failure shows only what this start wrote.
+    let log_start = log.metadata().map_or(0, |m| m.len());
     let exe = std::env::current_exe().context("cannot find the pod binary")?;
     let mut command = ProcessCommand::new(exe);
     command
@@ -231,7 +251,7 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
             bail!(
                 "the pod exited before serving ({status}); its log {} says:\n{}",
                 log_path.display(),
-                tail(&log_path, 20)
+                tail_since(&log_path, log_start, 20)
             );
         }
         if serves(&loc.socket) {
@@ -267,8 +287,16 @@ fn serves(socket: &Path) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("\"hello\"")
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+/// The last `lines` lines of `path` written after byte `start`.
+fn tail_since(path: &Path, start: u64, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = Vec::new();
+    if let Ok(mut file) = std::fs::File::open(path)
+        && file.seek(SeekFrom::Start(start)).is_ok()
+    {
+        let _ = file.read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -580,6 +608,10 @@ pub struct PodRow {
     pub tokens: u64,
     /// Tokens of it and all its descendants.
     pub subtree_tokens: u64,
+    /// Its instance id (what a child's `parent` refers to).
+    pub instance_id: String,
+    /// Its parent's full name (`parent` is the parent's instance id).
+    pub parent_name: Option<String>,
 }
 
 /// The write part of a scope summary (`write:` and `delegated:` rules).
@@ -593,6 +625,11 @@ fn write_scope(summary: &str) -> String {
     } else {
         parts.join(", ")
     }
+}
+
+/// The parent's full name of a child's full name (`a.b.c` → `a.b`).
+fn parent_name(full: &str) -> Option<String> {
+    full.rsplit_once('.').map(|(parent, _)| parent.to_string())
 }
 
 /// The pods with a runtime dir, from their status files (no socket round
@@ -640,6 +677,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 .unwrap_or_else(|| write_scope(&record.scope));
             Some(PodRow {
                 depth: record.name.matches('.').count(),
+                parent_name: parent_name(&record.name),
                 name: record.name,
                 alive,
                 status: if alive {
@@ -658,6 +696,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 },
                 tokens,
                 subtree_tokens: tokens,
+                instance_id: record.instance_id,
             })
         })
         .collect();
@@ -868,8 +907,8 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
 }
 
 /// `pod logs N`: the session as a readable transcript (read-only; works while
-/// the pod runs).
-pub fn logs(name: &str, json: bool) -> anyhow::Result<u8> {
+/// the pod runs); `full` shows tool outputs whole.
+pub fn logs(name: &str, json: bool, full: bool) -> anyhow::Result<u8> {
     let places = places()?;
     let dir = places.session_dir(name);
     if !session_exists(&places, name) {
@@ -885,8 +924,31 @@ pub fn logs(name: &str, json: bool) -> anyhow::Result<u8> {
         if json {
             writeln!(out, "{}", line.as_str())?;
         } else {
-            crate::transcript::write_entry(&mut out, entry)?;
+            crate::transcript::write_entry_full(&mut out, entry, full)?;
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let read = manifest::ManifestError::Read {
+            path: "/m.toml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let e = anyhow::Error::new(read);
+        assert_eq!(e.chain().count(), 2);
+        assert_eq!(
+            error_text(&e),
+            "cannot read manifest /m.toml: entity not found; fix its permissions or remove it"
+        );
+        // A context that does not say the cause still gets it.
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("cannot open /x");
+        assert_eq!(error_text(&e), "cannot open /x: entity not found");
+    }
 }

@@ -5,10 +5,10 @@
 use serde::Serialize;
 use tools::sandbox::{Level, SandboxReport};
 
-use crate::runtime::dir::{DirEnv, Places, ensure_private_dir};
+use llm_worker::llm_client::http::is_loopback_url;
 
-/// Provider key variables pods looks for, in the order it prefers them.
-pub const PROVIDER_KEY_VARS: [&str; 3] = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"];
+use crate::launch::{LaunchError, LaunchOptions, Vars, client_for, load_manifest_sourced};
+use crate::runtime::dir::{DirEnv, Places, ensure_private_dir};
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,9 +35,9 @@ impl Report {
     }
 }
 
-/// Runs every check against `env`; `key_present` says whether a variable is set
-/// (injected so that tests do not depend on the caller's environment).
-pub fn run(env: &DirEnv, uid: u32, key_present: &dyn Fn(&str) -> bool) -> Report {
+/// Runs the checks of pods' own places against `env` (the provider's are
+/// [`provider_checks`]).
+pub fn run(env: &DirEnv, uid: u32) -> Report {
     let mut checks = Vec::new();
     match Places::resolve(env) {
         Err(e) => checks.push(Check {
@@ -77,22 +77,178 @@ pub fn run(env: &DirEnv, uid: u32, key_present: &dyn Fn(&str) -> bool) -> Report
             checks.push(model_check(&places.models));
         }
     }
-    let found: Vec<&str> = PROVIDER_KEY_VARS
-        .iter()
-        .copied()
-        .filter(|k| key_present(k))
-        .collect();
-    checks.push(Check {
-        name: "provider keys".into(),
-        // Not having a key is a valid setup (local model, POD_BASE_URL).
-        ok: true,
-        detail: if found.is_empty() {
-            format!("none of {} is set", PROVIDER_KEY_VARS.join(", "))
-        } else {
-            format!("found {}", found.join(", "))
-        },
-    });
     Report { checks }
+}
+
+/// How long `pod doctor` waits for a server on this machine to accept a connection.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The manifest layers a pod started with `opts` would read (user, project behind its
+/// trust, `--manifest`, `--overlay`), each parsed, then the provider it would use:
+/// scheme, URL, model, where that choice came from and its key. No provider at all is
+/// an error. The only network request is a connection to a server on this machine
+/// (a remote provider is not contacted: doctor must not spend or leak anything).
+pub fn provider_checks(opts: &LaunchOptions, env: &manifest::Env, vars: Vars<'_>) -> Vec<Check> {
+    let mut checks = vec![user_manifest_check(env)];
+    checks.push(crate::trust::doctor_check(&opts.cwd, env));
+    if let Some(file) = &opts.manifest {
+        let path = if file.is_absolute() {
+            file.clone()
+        } else {
+            opts.cwd.join(file)
+        };
+        checks.push(match std::fs::read_to_string(&path) {
+            Err(e) => Check {
+                name: "manifest file".into(),
+                ok: false,
+                detail: format!("cannot read {}: {e}", path.display()),
+            },
+            Ok(text) => layer_check("manifest file", &text, &path.display().to_string()),
+        });
+    }
+    if let Some(overlay) = &opts.overlay {
+        checks.push(match manifest::ManifestLayer::parse_overlay(overlay) {
+            Ok(_) => Check {
+                name: "overlay".into(),
+                ok: true,
+                detail: "overlay (parses)".into(),
+            },
+            Err(e) => Check {
+                name: "overlay".into(),
+                ok: false,
+                detail: e.to_string(),
+            },
+        });
+    }
+    let layers_ok = checks.iter().all(|c| c.ok);
+    checks.push(provider_check(opts, env, vars, layers_ok));
+    checks
+}
+
+/// One manifest layer's text, parsed: ok, or the parse error (file, line, column).
+fn layer_check(name: &str, text: &str, file: &str) -> Check {
+    match manifest::ManifestLayer::parse(text, file) {
+        Ok(_) => Check {
+            name: name.into(),
+            ok: true,
+            detail: format!("{file} (parses)"),
+        },
+        Err(e) => Check {
+            name: name.into(),
+            ok: false,
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// The `user manifest` line: absent (fine), or parsed.
+fn user_manifest_check(env: &manifest::Env) -> Check {
+    let name = "user manifest";
+    let Some(path) = env.user_manifest_path() else {
+        return Check {
+            name: name.into(),
+            ok: true,
+            detail: "none (no config dir: HOME and POD_CONFIG_DIR are unset)".into(),
+        };
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => layer_check(name, &text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check {
+            name: name.into(),
+            ok: true,
+            detail: format!("none at {}", path.display()),
+        },
+        Err(e) => Check {
+            name: name.into(),
+            ok: false,
+            detail: format!("cannot read {}: {e}", path.display()),
+        },
+    }
+}
+
+/// The `provider` line, resolved exactly as a starting pod resolves it.
+fn provider_check(
+    opts: &LaunchOptions,
+    env: &manifest::Env,
+    vars: Vars<'_>,
+    layers_ok: bool,
+) -> Check {
+    let check = |ok: bool, detail: String| Check {
+        name: "provider".into(),
+        ok,
+        detail,
+    };
+    let (m, source) = match load_manifest_sourced(opts, env.clone(), vars) {
+        Ok(found) => found,
+        // The failing layer has its own line above; saying it again adds nothing.
+        Err(LaunchError::Manifest(_)) if !layers_ok => {
+            return check(
+                false,
+                "unknown: the manifest layers above do not load; fix them first".into(),
+            );
+        }
+        Err(e) => return check(false, e.to_string()),
+    };
+    let model = &m.model;
+    let what = format!(
+        "{} at {}, model {} (from {source})",
+        model.scheme, model.base_url, model.model
+    );
+    if let Err(e) = client_for(model, vars) {
+        return check(false, format!("{e} (provider from {source})"));
+    }
+    let key = if vars(&model.api_key_env).is_some() {
+        format!("key from {}", model.api_key_env)
+    } else {
+        "no key (a server on this machine)".to_string()
+    };
+    if !is_loopback_url(&model.base_url) {
+        return check(true, format!("{what}; {key}; not contacted (remote)"));
+    }
+    match probe_loopback(&model.base_url) {
+        Ok(addr) => check(true, format!("{what}; {key}; {addr} accepts connections")),
+        Err(why) => check(
+            false,
+            format!(
+                "{what}; nothing answers: {why}; start the server (`pod model up` for the local model)"
+            ),
+        ),
+    }
+}
+
+/// Connects to the host and port of a loopback `url` (default port from its scheme).
+fn probe_loopback(url: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = match host_port.rfind(']') {
+        Some(end) => host_port[end..].contains(':'),
+        None => host_port.contains(':'),
+    };
+    let target = if has_port {
+        host_port.to_string()
+    } else {
+        let port = if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        };
+        format!("{host_port}:{port}")
+    };
+    let addrs: Vec<_> = target
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .filter(|a| a.ip().is_loopback())
+        .collect();
+    let mut last = format!("{target} resolves to no loopback address");
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
+            Ok(_) => return Ok(addr),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// The `local model` line: not downloaded, downloaded, or running (URL, pid, RSS).
@@ -181,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn reports_places_and_keys() {
+    fn reports_places() {
         let tmp = tempfile::tempdir().unwrap();
         let runtime = tmp.path().join("rt");
         let env = DirEnv::from_pairs(
@@ -191,17 +347,9 @@ mod tests {
                 ("HOME", tmp.path().to_str().unwrap()),
             ],
         );
-        let report = run(&env, crate::runtime::dir::current_uid(), &|k| {
-            k == "OPENAI_API_KEY"
-        });
+        let report = run(&env, crate::runtime::dir::current_uid());
         assert!(report.ok(), "{report:?}");
         assert!(runtime.is_dir());
-        let keys = report
-            .checks
-            .iter()
-            .find(|c| c.name == "provider keys")
-            .unwrap();
-        assert_eq!(keys.detail, "found OPENAI_API_KEY");
         let model = report
             .checks
             .iter()
@@ -232,7 +380,7 @@ mod tests {
                 ("HOME", tmp.path().to_str().unwrap()),
             ],
         );
-        let report = run(&env, crate::runtime::dir::current_uid(), &|_| false);
+        let report = run(&env, crate::runtime::dir::current_uid());
         assert!(!report.ok());
         let rt = report
             .checks

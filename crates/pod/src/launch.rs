@@ -65,6 +65,28 @@ pub enum LaunchError {
     /// The pod name is not valid.
     #[error(transparent)]
     Name(#[from] manifest::InvalidPodName),
+    /// `--name` is not a valid (full) pod name.
+    #[error(
+        "invalid pod name {name:?}: {reason}; a name is 1 to 32 characters of a-z, 0-9, `_` and `-`, \
+         starting with a letter or digit (a `.` only joins a child's name to its parent's)"
+    )]
+    BadName {
+        /// The whole value given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--scope` path does not exist.
+    #[error(
+        "--scope {}: {} does not exist; create it first (mkdir -p {}) or fix the path",
+        given.display(), path.display(), path.display()
+    )]
+    ScopeMissing {
+        /// The path as given.
+        given: PathBuf,
+        /// The path it resolves to.
+        path: PathBuf,
+    },
     /// No provider is configured and none can be found in the environment.
     #[error(
         "no model provider configured: set ANTHROPIC_API_KEY, OPENAI_API_KEY or GEMINI_API_KEY, \
@@ -73,6 +95,18 @@ pub enum LaunchError {
          or run `pod model up` to serve a local model (no key needed)"
     )]
     NoProvider,
+    /// Only one of `POD_BASE_URL` and `POD_MODEL` is set: an OpenAI-compatible server
+    /// needs both (the URL to send to, the model name it serves).
+    #[error(
+        "{set} is set but {missing} is not: an OpenAI-compatible server needs both \
+         (e.g. POD_BASE_URL=http://127.0.0.1:8080/v1 POD_MODEL=qwen); set {missing}, or unset {set}"
+    )]
+    HalfBaseUrl {
+        /// The variable that is set.
+        set: &'static str,
+        /// The variable that is missing.
+        missing: &'static str,
+    },
     /// The provider needs a key that is not set.
     #[error(
         "the {scheme} provider at {base_url} needs an API key: set {var} (or change [model] api_key_env)"
@@ -95,12 +129,22 @@ pub fn load_manifest(
     env: manifest::Env,
     vars: Vars<'_>,
 ) -> Result<Manifest, LaunchError> {
+    load_manifest_sourced(opts, env, vars).map(|(m, _)| m)
+}
+
+/// As [`load_manifest`], also saying where the provider came from (for `pod doctor`).
+pub fn load_manifest_sourced(
+    opts: &LaunchOptions,
+    env: manifest::Env,
+    vars: Vars<'_>,
+) -> Result<(Manifest, ProviderSource), LaunchError> {
     if !opts.cwd.is_absolute() || !opts.cwd.is_dir() {
         return Err(LaunchError::Cwd {
             path: opts.cwd.clone(),
             reason: "not an existing absolute directory".into(),
         });
     }
+    check_scope_paths(opts)?;
     // A project manifest is used only when the user trusted its exact text.
     let gate = match env.config_dir() {
         Some(dir) => crate::trust::TrustStore::in_config_dir(&dir).gate(),
@@ -117,7 +161,7 @@ pub fn load_manifest(
         loader = loader.overlay(overlay.clone());
     }
     let mut m = loader.load()?;
-    choose_provider(&mut m, vars)?;
+    let source = choose_provider_sourced(&mut m, vars)?;
     for path in &opts.scope {
         let target = if path.is_absolute() {
             path.clone()
@@ -143,7 +187,63 @@ pub fn load_manifest(
         m.sandbox.mode = SandboxMode::Off;
         m.provenance.insert("sandbox.mode".into(), Origin::Overlay);
     }
-    Ok(m)
+    Ok((m, source))
+}
+
+/// Refuses a `--scope` path that does not exist. Refused rather than warned about:
+/// `pod start` detaches and a warning scrolls by unseen, a typo (`--scope sr`) would
+/// leave the pod unable to write where the user meant while it seemed to start fine,
+/// and the sandbox can only bind write roots that exist, so commands could not write
+/// there anyway.
+fn check_scope_paths(opts: &LaunchOptions) -> Result<(), LaunchError> {
+    for given in &opts.scope {
+        let path = if given.is_absolute() {
+            given.clone()
+        } else {
+            opts.cwd.join(given)
+        };
+        if !path.exists() {
+            return Err(LaunchError::ScopeMissing {
+                given: given.clone(),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where the provider of a pod was chosen: what `pod doctor` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderSource {
+    /// A manifest layer named `[model] scheme`.
+    Layer(Origin),
+    /// A manifest layer pointed `[model] base_url` at a server on this machine.
+    LoopbackLayer(Origin),
+    /// A provider key in the environment (the variable's name).
+    KeyVar(&'static str),
+    /// `POD_BASE_URL` and `POD_MODEL`.
+    BaseUrlVars,
+    /// The local model server `pod model up` started.
+    LocalModel {
+        /// The server's process id.
+        pid: u32,
+    },
+}
+
+impl std::fmt::Display for ProviderSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderSource::Layer(origin) => write!(f, "[model] scheme in the {origin}"),
+            ProviderSource::LoopbackLayer(origin) => {
+                write!(f, "[model] base_url in the {origin}")
+            }
+            ProviderSource::KeyVar(var) => write!(f, "{var} in the environment"),
+            ProviderSource::BaseUrlVars => f.write_str("POD_BASE_URL and POD_MODEL"),
+            ProviderSource::LocalModel { pid } => {
+                write!(f, "the local model (`pod model up`, pid {pid})")
+            }
+        }
+    }
 }
 
 /// The local model server `pod model up` recorded in the model dir that `vars`
@@ -166,36 +266,56 @@ fn local_model(vars: Vars<'_>) -> Option<crate::model::record::ServerRecord> {
 /// `GEMINI_API_KEY`, else `POD_BASE_URL` + `POD_MODEL` (OpenAI-compatible), else
 /// the local model if `pod model up` started it (with small-model defaults).
 pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchError> {
-    let chosen_by_layer = m
+    choose_provider_sourced(m, vars).map(|_| ())
+}
+
+/// As [`choose_provider`], also saying where the provider came from.
+pub fn choose_provider_sourced(
+    m: &mut Manifest,
+    vars: Vars<'_>,
+) -> Result<ProviderSource, LaunchError> {
+    let layer_scheme = m
         .provenance
         .get("model.scheme")
-        .is_some_and(|o| *o != Origin::BuiltIn);
-    if chosen_by_layer {
-        return Ok(());
+        .filter(|o| **o != Origin::BuiltIn);
+    if let Some(origin) = layer_scheme {
+        return Ok(ProviderSource::Layer(origin.clone()));
     }
     let mut local = false;
-    let (scheme, base_url, model) = if vars("ANTHROPIC_API_KEY").is_some() {
-        (Scheme::Anthropic, None, None)
+    let (scheme, base_url, model, source) = if vars("ANTHROPIC_API_KEY").is_some() {
+        let source = ProviderSource::KeyVar("ANTHROPIC_API_KEY");
+        (Scheme::Anthropic, None, None, source)
     } else if vars("OPENAI_API_KEY").is_some() {
-        (Scheme::OpenaiResponses, None, None)
+        let source = ProviderSource::KeyVar("OPENAI_API_KEY");
+        (Scheme::OpenaiResponses, None, None, source)
     } else if vars("GEMINI_API_KEY").is_some() {
-        (Scheme::Gemini, None, None)
+        let source = ProviderSource::KeyVar("GEMINI_API_KEY");
+        (Scheme::Gemini, None, None, source)
     } else if let (Some(url), Some(model)) = (vars("POD_BASE_URL"), vars("POD_MODEL")) {
-        (Scheme::OpenaiChat, Some(url), Some(model))
-    } else if is_loopback_url(&m.model.base_url)
-        && m.provenance.get("model.base_url") != Some(&Origin::BuiltIn)
+        let source = ProviderSource::BaseUrlVars;
+        (Scheme::OpenaiChat, Some(url), Some(model), source)
+    } else if vars("POD_BASE_URL").is_some() {
+        // The user meant a server of their own: falling back on another provider
+        // would hide the mistake.
+        return Err(half_base_url(vars).unwrap_or(LaunchError::NoProvider));
+    } else if let Some(origin) = m
+        .provenance
+        .get("model.base_url")
+        .filter(|o| **o != Origin::BuiltIn && is_loopback_url(&m.model.base_url))
     {
         // A layer pointed at a local server without naming the scheme.
-        return Ok(());
+        return Ok(ProviderSource::LoopbackLayer(origin.clone()));
     } else if let Some(server) = local_model(vars) {
         local = true;
+        let source = ProviderSource::LocalModel { pid: server.pid };
         (
             Scheme::OpenaiChat,
             Some(server.base_url),
             Some(server.model),
+            source,
         )
     } else {
-        return Err(LaunchError::NoProvider);
+        return Err(half_base_url(vars).unwrap_or(LaunchError::NoProvider));
     };
     let builtin = |key: &str| m.provenance.get(key).is_none_or(|o| *o == Origin::BuiltIn);
     let (set_url, set_model, set_key) = (
@@ -224,7 +344,22 @@ pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchErr
     if local {
         crate::model::apply_local_defaults(m);
     }
-    Ok(())
+    Ok(source)
+}
+
+/// The error for `POD_BASE_URL` without `POD_MODEL` (or the reverse), if so.
+fn half_base_url(vars: Vars<'_>) -> Option<LaunchError> {
+    match (vars("POD_BASE_URL"), vars("POD_MODEL")) {
+        (Some(_), None) => Some(LaunchError::HalfBaseUrl {
+            set: "POD_BASE_URL",
+            missing: "POD_MODEL",
+        }),
+        (None, Some(_)) => Some(LaunchError::HalfBaseUrl {
+            set: "POD_MODEL",
+            missing: "POD_BASE_URL",
+        }),
+        _ => None,
+    }
 }
 
 /// The wire scheme of a manifest scheme.
@@ -301,8 +436,11 @@ pub fn name_suffix() -> String {
 /// each of its parts is.
 pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<String, LaunchError> {
     if let Some(name) = &opts.name {
-        for part in name.split('.') {
-            PodName::new(part.to_string())?;
+        if let Some(reason) = name_problem(name) {
+            return Err(LaunchError::BadName {
+                name: name.clone(),
+                reason,
+            });
         }
         return Ok(name.clone());
     }
@@ -310,6 +448,35 @@ pub fn pod_name(opts: &LaunchOptions, m: &Manifest) -> Result<String, LaunchErro
         return Ok(name.to_string());
     }
     Ok(PodName::new(default_name(&opts.cwd, &name_suffix()))?.to_string())
+}
+
+/// What is wrong with a full pod name (each dot-separated part a [`PodName`]), in
+/// words, or `None` if it is valid.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    for part in name.split('.') {
+        if PodName::new(part).is_ok() {
+            continue;
+        }
+        let n = part.chars().count();
+        let bad = part
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'));
+        let reason = match (part.chars().next(), bad) {
+            (None, _) => "it has an empty part (two dots, or a dot at an end)".to_string(),
+            (_, Some(c)) if c.is_uppercase() => {
+                format!("`{part}` has the upper-case letter `{c}` (names are lower-case)")
+            }
+            (_, Some(c)) => format!("`{part}` contains `{c}`"),
+            (Some(c), None) if c == '_' || c == '-' => format!("`{part}` starts with `{c}`"),
+            _ if n > 32 => format!("`{part}` is {n} characters long"),
+            _ => format!("`{part}` is not a valid name"),
+        };
+        return Some(reason);
+    }
+    None
 }
 
 /// Launch options as stored beside a session (`sessions/<name>/launch.json`),
@@ -543,6 +710,52 @@ mod tests {
     }
 
     #[test]
+    fn half_of_pod_base_url_and_pod_model_names_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |pairs: &[(&str, &str)]| {
+            load_manifest_sourced(&opts(dir.path()), env(dir.path()), &vars(pairs))
+        };
+        let err = load(&[("POD_BASE_URL", "http://127.0.0.1:8080/v1")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("POD_BASE_URL is set but POD_MODEL is not"),
+            "{err}"
+        );
+        let err = load(&[("POD_MODEL", "qwen")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("POD_MODEL is set but POD_BASE_URL is not"),
+            "{err}"
+        );
+        // A key comes first: the stray variable does not matter then.
+        let (_, source) = load(&[
+            ("POD_BASE_URL", "http://127.0.0.1:8080/v1"),
+            ("OPENAI_API_KEY", "k"),
+        ])
+        .unwrap();
+        assert_eq!(source, ProviderSource::KeyVar("OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn the_provider_source_names_the_variables_or_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs = [
+            ("POD_BASE_URL", "http://127.0.0.1:8080/v1"),
+            ("POD_MODEL", "qwen"),
+        ];
+        let (_, source) =
+            load_manifest_sourced(&opts(dir.path()), env(dir.path()), &vars(&pairs)).unwrap();
+        assert_eq!(source.to_string(), "POD_BASE_URL and POD_MODEL");
+        let mut o = opts(dir.path());
+        o.overlay = Some("[model]\nscheme = \"gemini\"\n".into());
+        let (_, source) = load_manifest_sourced(&o, env(dir.path()), &vars(&pairs)).unwrap();
+        assert_eq!(source.to_string(), "[model] scheme in the overlay");
+        o.overlay = Some("[model]\nbase_url = \"http://127.0.0.1:9/v1\"\n".into());
+        let (_, source) = load_manifest_sourced(&o, env(dir.path()), &vars(&[])).unwrap();
+        assert_eq!(source.to_string(), "[model] base_url in the overlay");
+    }
+
+    #[test]
     fn a_manifest_scheme_wins_and_a_remote_one_needs_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let mut o = opts(dir.path());
@@ -570,6 +783,7 @@ mod tests {
                 .allow_rules()
                 .any(|r| r.target == dir.path() && r.permission == Permission::Write)
         );
+        std::fs::create_dir(dir.path().join("src")).unwrap();
         let mut o = opts(dir.path());
         o.scope = vec![PathBuf::from("src")];
         let m = load_manifest(&o, env(dir.path()), &v).unwrap();
@@ -580,6 +794,57 @@ mod tests {
             .collect();
         assert_eq!(writes.len(), 1);
         assert_eq!(writes[0].target, dir.path().join("src"));
+    }
+
+    #[test]
+    fn a_missing_scope_path_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let mut o = opts(dir.path());
+        o.scope = vec![PathBuf::from("sr")];
+        let err = load_manifest(&o, env(dir.path()), &v)
+            .unwrap_err()
+            .to_string();
+        let path = dir.path().join("sr");
+        assert_eq!(
+            err,
+            format!(
+                "--scope sr: {} does not exist; create it first (mkdir -p {}) or fix the path",
+                path.display(),
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_name_is_named_whole_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("ANTHROPIC_API_KEY", "k")]);
+        let m = load_manifest(&opts(dir.path()), env(dir.path()), &v).unwrap();
+        let err = |name: &str| {
+            let mut o = opts(dir.path());
+            o.name = Some(name.into());
+            pod_name(&o, &m).unwrap_err().to_string()
+        };
+        let text = err("Bad.Name");
+        assert!(
+            text.starts_with(
+                "invalid pod name \"Bad.Name\": `Bad` has the upper-case letter `B` (names are lower-case);"
+            ),
+            "{text}"
+        );
+        assert!(err("a..b").contains("an empty part"), "{}", err("a..b"));
+        assert!(err("a b").contains("`a b` contains ` `"), "{}", err("a b"));
+        assert!(err("-x").contains("`-x` starts with `-`"), "{}", err("-x"));
+        let long = "a".repeat(33);
+        assert!(
+            err(&long).contains("is 33 characters long"),
+            "{}",
+            err(&long)
+        );
+        let mut o = opts(dir.path());
+        o.name = Some("boss.kid".into());
+        assert_eq!(pod_name(&o, &m).unwrap(), "boss.kid");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod ipc;
 pub mod launch;
 pub mod model;
+pub mod names;
 pub mod render;
 pub mod runtime;
 pub mod server;

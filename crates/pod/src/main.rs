@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use pod::cli;
 use pod::doctor;
 use pod::launch::LaunchOptions;
+use pod::names::{Want, resolve_cli as resolve};
 use pod::runtime::dir::{DirEnv, current_uid};
 
 /// Exit code for a usage error (clap uses it too).
@@ -112,7 +113,7 @@ enum Command {
     #[command(after_help = "Examples:\n  pod send api \"also update the docs\"\n  \
                             pod send api --wait \"run the tests\"   # stream until idle")]
     Send {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
         /// The message.
         message: String,
@@ -126,7 +127,7 @@ enum Command {
         after_help = "Examples:\n  pod attach api\n  echo \"run the tests\" | pod attach api   # send, stream until idle, detach"
     )]
     Attach {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
     },
     /// Stop a running pod (it finishes writing its log; killed after 10 s).
@@ -134,7 +135,7 @@ enum Command {
         after_help = "Examples:\n  pod stop api\n  pod stop --tree api   # and every pod it spawned, leaves first"
     )]
     Stop {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
         /// Also stop its descendants (following the scope registry's links).
         #[arg(long)]
@@ -151,16 +152,19 @@ enum Command {
     },
     /// Print a pod's session as a transcript (read-only; works while it runs).
     #[command(
-        after_help = "Examples:\n  pod logs api\n  pod logs api --json   # the raw log lines"
+        after_help = "Examples:\n  pod logs api\n  pod logs api --full   # tool outputs whole\n  pod logs api --json   # the raw log lines"
     )]
     Logs {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
+        /// Show tool outputs whole (by default: their last 5 lines).
+        #[arg(long)]
+        full: bool,
     },
     /// Restart a stopped pod from its session and continue where it stopped.
     #[command(after_help = "Example:\n  pod restore api")]
     Restore {
-        /// The pod's full name.
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
     },
     /// Download, start, stop or inspect the local model (no API key needed).
@@ -176,12 +180,20 @@ enum Command {
     /// Check where pods keeps its files, the sandbox, the scope registry and the
     /// providers it can use.
     #[command(
-        after_help = "Examples:\n  pod doctor\n  pod doctor --json\n  pod doctor --repair   # rebuild a corrupt scope registry from the running pods"
+        after_help = "Examples:\n  pod doctor\n  pod doctor --json\n  pod doctor --repair   # rebuild a corrupt scope registry from the running pods\n  \
+                            pod doctor --overlay '[model] max_tokens = 4096'   # and check this layer\n\n\
+                            Exit code 1 if any line is ERR (no provider at all is one)."
     )]
     Doctor {
         /// Rebuild the scope registry (`pods.json`) from the running pods' status files.
         #[arg(long)]
         repair: bool,
+        /// Check this extra manifest layer too (as `pod start --manifest FILE` reads it).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Check this inline layer too (as `pod start --overlay TOML` reads it).
+        #[arg(long, value_name = "TOML")]
+        overlay: Option<String>,
     },
     /// Trust the project manifest (.pods/manifest.toml) that pods started in DIR load.
     ///
@@ -258,7 +270,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pod: {e:#}");
+            eprintln!("pod: {}", cli::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -297,8 +309,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             name,
             message,
             wait,
-        } => cli::send(&name, &message, wait, json),
+        } => cli::send(&resolve(&name, Want::Running)?, &message, wait, json),
         Command::Stop { name, tree } => {
+            // A tree's root may be stopped while its children run.
+            let name = resolve(&name, if tree { Want::Any } else { Want::Running })?;
             if tree {
                 cli::stop_tree(&name)
             } else {
@@ -306,9 +320,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Ls { tree } => cli::ls(json, tree),
-        Command::Attach { name } => cli::attach(&name, json),
-        Command::Logs { name } => cli::logs(&name, json),
-        Command::Restore { name } => cli::restore(&name, json),
+        Command::Attach { name } => cli::attach(&resolve(&name, Want::Running)?, json),
+        Command::Logs { name, full } => cli::logs(&resolve(&name, Want::Any)?, json, full),
+        Command::Restore { name } => cli::restore(&resolve(&name, Want::Any)?, json),
         Command::Trust { dir, revoke, list } => {
             let env = manifest::Env::from_process();
             if list {
@@ -329,7 +343,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ModelAction::Down => pod::model::command::down(json),
             ModelAction::Status => pod::model::command::status(json),
         },
-        Command::Doctor { repair } => {
+        Command::Doctor {
+            repair,
+            manifest,
+            overlay,
+        } => {
             if repair {
                 let places = cli::places()?;
                 let (count, report) = pod::runtime::registry_health::repair(&places)?;
@@ -348,9 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     eprintln!("  {line}");
                 }
             }
-            let mut report = doctor::run(&DirEnv::from_process(), current_uid(), &|k| {
-                std::env::var_os(k).is_some_and(|v| !v.is_empty())
-            });
+            let mut report = doctor::run(&DirEnv::from_process(), current_uid());
             report
                 .checks
                 .push(match tools::sandbox::HelperCommand::current_exe() {
@@ -362,11 +378,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     .checks
                     .push(pod::runtime::registry_health::check(&places));
             }
-            if let Ok(here) = std::env::current_dir() {
-                report.checks.push(pod::trust::doctor_check(
-                    &here,
-                    &manifest::Env::from_process(),
-                ));
+            match std::env::current_dir() {
+                Ok(cwd) => {
+                    let opts = LaunchOptions {
+                        manifest,
+                        overlay,
+                        cwd,
+                        ..LaunchOptions::default()
+                    };
+                    report.checks.extend(doctor::provider_checks(
+                        &opts,
+                        &manifest::Env::from_process(),
+                        &pod::launch::process_var,
+                    ));
+                }
+                Err(e) => report.checks.push(doctor::Check {
+                    name: "provider".into(),
+                    ok: false,
+                    detail: format!("cannot read the current directory: {e}"),
+                }),
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

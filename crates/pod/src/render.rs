@@ -82,11 +82,17 @@ impl Renderer {
                 self.line(out, &text)?;
             }
             Event::ToolResult {
-                summary, is_error, ..
+                summary,
+                is_error,
+                content,
+                ..
             } => {
                 let mark = if *is_error { "✗" } else { "←" };
                 let text = format!("  {mark} {}", shorten(summary, ARGS_SHOWN));
                 self.line(out, &text)?;
+                if let Some(content) = content {
+                    crate::transcript::write_output(out, content, false)?;
+                }
             }
             Event::Usage {
                 input_tokens,
@@ -204,6 +210,21 @@ mod tests {
             "Let me look.\n→ Read {\"path\":\"a.rs\"}\n  ← read 3 lines\ntokens: 110 in (100 cached), 5 out\n"
         );
         assert_eq!(err, "error: boom\n");
+    }
+
+    #[test]
+    fn a_result_shows_the_end_of_its_output() {
+        let content: String = (1..=8).map(|i| format!("out {i}\n")).collect();
+        let (out, _) = render(&[Event::ToolResult {
+            id: "b".into(),
+            summary: "exit code 3".into(),
+            content: Some(content),
+            is_error: false,
+        }]);
+        assert_eq!(
+            out,
+            "  ← exit code 3\n    │ … 3 more lines\n    │ out 4\n    │ out 5\n    │ out 6\n    │ out 7\n    │ out 8\ntokens: 0 in, 0 out\n"
+        );
     }
 
     #[test]

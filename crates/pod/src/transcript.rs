@@ -8,6 +8,36 @@ use session_store::LogEntry;
 /// Longest tool-call arguments shown.
 const ARGS_SHOWN: usize = 200;
 
+/// How many of a tool output's last lines the transcript shows (all with `--full`).
+pub const OUTPUT_LINES_SHOWN: usize = 5;
+
+/// Longest output line shown unless the whole output is asked for.
+const OUTPUT_LINE_SHOWN: usize = 200;
+
+/// Writes what a tool gave the model (its `content`) under the result's line: the
+/// last [`OUTPUT_LINES_SHOWN`] lines, after a count of those left out, or all of it
+/// when `full`. Shared by `pod logs` and the live renderer, so both read the same.
+pub fn write_output(out: &mut dyn Write, content: &str, full: bool) -> io::Result<()> {
+    let lines: Vec<&str> = content.lines().collect();
+    let shown = if full {
+        0
+    } else {
+        lines.len().saturating_sub(OUTPUT_LINES_SHOWN)
+    };
+    if shown > 0 {
+        let s = if shown == 1 { "" } else { "s" };
+        writeln!(out, "    │ … {shown} more line{s}")?;
+    }
+    for line in &lines[shown..] {
+        if full {
+            writeln!(out, "    │ {line}")?;
+        } else {
+            writeln!(out, "    │ {}", one_line(line, OUTPUT_LINE_SHOWN))?;
+        }
+    }
+    Ok(())
+}
+
 fn text_of(content: &[ContentPart]) -> String {
     content
         .iter()
@@ -26,7 +56,7 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-fn write_item(out: &mut dyn Write, item: &Item) -> io::Result<()> {
+fn write_item(out: &mut dyn Write, item: &Item, full: bool) -> io::Result<()> {
     match item {
         Item::Message { role, content, .. } => {
             let text = text_of(content);
@@ -49,10 +79,16 @@ fn write_item(out: &mut dyn Write, item: &Item) -> io::Result<()> {
             name, arguments, ..
         } => writeln!(out, "→ {name} {}", one_line(arguments, ARGS_SHOWN))?,
         Item::ToolResult {
-            summary, is_error, ..
+            summary,
+            is_error,
+            content,
+            ..
         } => {
             let mark = if *is_error { "✗" } else { "←" };
             writeln!(out, "  {mark} {}", one_line(summary, ARGS_SHOWN))?;
+            if let Some(content) = content {
+                write_output(out, content, full)?;
+            }
         }
         Item::ProviderItem { provider, .. } => {
             writeln!(out, "({provider:?} server-side block)")?;
@@ -64,6 +100,11 @@ fn write_item(out: &mut dyn Write, item: &Item) -> io::Result<()> {
 /// Writes one log entry as transcript lines (usage and segment marks are
 /// summarised or skipped).
 pub fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<()> {
+    write_entry_full(out, entry, false)
+}
+
+/// As [`write_entry`]; `full` shows tool outputs whole instead of their last lines.
+pub fn write_entry_full(out: &mut dyn Write, entry: &LogEntry, full: bool) -> io::Result<()> {
     match entry {
         LogEntry::SegmentStart { history, .. } => {
             if !history.is_empty() {
@@ -83,11 +124,11 @@ pub fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<()> {
                 .unwrap_or_default();
             writeln!(out, "── turn {turn} ({kind}) ──")?;
         }
-        LogEntry::UserInput { item, .. } => write_item(out, &item.0)?,
+        LogEntry::UserInput { item, .. } => write_item(out, &item.0, full)?,
         LogEntry::AssistantItem { item, .. } | LogEntry::ToolResult { item, .. } => {
-            write_item(out, &item.0)?;
+            write_item(out, &item.0, full)?;
         }
-        LogEntry::SystemItem { item, .. } => write_item(out, &item.0)?,
+        LogEntry::SystemItem { item, .. } => write_item(out, &item.0, full)?,
         LogEntry::Usage { .. } => {}
         LogEntry::TurnEnd { turn, result, .. } => {
             let result = serde_json::to_value(result)
@@ -116,6 +157,32 @@ mod tests {
     use super::*;
     use protocol::{InvokeKind, Segment, TurnResult};
     use session_store::{EntryBody, LoggedItem, SessionWriter, read_session};
+
+    #[test]
+    fn a_tool_output_shows_its_last_lines_or_all_of_them() {
+        let content: String = (1..=47).map(|i| format!("line {i}\n")).collect();
+        let item = Item::tool_result("c1", "exit code 3", Some(content), false);
+        let mut out = Vec::new();
+        write_item(&mut out, &item, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "  ← exit code 3\n    │ … 42 more lines\n    │ line 43\n    │ line 44\n    │ line 45\n    │ line 46\n    │ line 47\n"
+        );
+        let mut out = Vec::new();
+        write_item(&mut out, &item, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 48, "{text}");
+        assert!(text.contains("    │ line 1\n") && !text.contains("more line"));
+        // A short output is shown whole, a long line is cut unless asked for.
+        let mut out = Vec::new();
+        write_output(&mut out, &format!("a\n{}", "x".repeat(300)), false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("    │ a\n    │ xxx"), "{text}");
+        assert!(
+            text.ends_with("…\n") && text.chars().count() < 230,
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_turn_reads_like_a_conversation() {

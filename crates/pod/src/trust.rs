@@ -256,6 +256,7 @@ fn manifest_at(root: &Path) -> PathBuf {
 /// `pod trust [DIR]`: records the text of the project manifest that pods started in
 /// `dir` would load as trusted, after checking that it parses; prints it.
 pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
+    existing_dir(dir)?;
     let dir = canonical(dir);
     let Some(path) = project_manifest(&dir) else {
         anyhow::bail!(
@@ -288,6 +289,22 @@ pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Res
     Ok(0)
 }
 
+/// Refuses a `pod trust DIR` that is not a directory (a typo would otherwise read as
+/// "no project manifest there").
+fn existing_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!(
+            "{} is not a directory; give a directory in the project",
+            dir.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            anyhow::bail!("no such directory: {}", dir.display())
+        }
+        Err(e) => anyhow::bail!("cannot use {}: {e}", dir.display()),
+    }
+}
+
 /// The trust store of `env`'s config dir, or an error saying how to get one.
 fn store_of(env: &manifest::Env) -> anyhow::Result<TrustStore> {
     let config = env.config_dir().ok_or_else(|| {
@@ -299,6 +316,7 @@ fn store_of(env: &manifest::Env) -> anyhow::Result<TrustStore> {
 /// `pod trust --revoke [DIR]`: forgets the project manifest of `dir` (also when the
 /// file is gone or changed).
 pub fn revoke_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
+    existing_dir(dir)?;
     let dir = canonical(dir);
     let Some(root) = manifest::find_project_root(&dir) else {
         anyhow::bail!(
@@ -380,9 +398,17 @@ pub fn doctor_check(dir: &Path, env: &manifest::Env) -> crate::doctor::Check {
         Some(config) => TrustStore::in_config_dir(&config).check(&path, &text),
         None => Err("not trusted: no config dir (set HOME or POD_CONFIG_DIR)".to_owned()),
     };
-    match verdict {
-        Ok(()) => check(true, format!("{} (trusted)", path.display())),
-        Err(why) => check(false, format!("{}: {why}", path.display())),
+    // Parsing is inert, so an untrusted manifest is checked too: the user learns of
+    // a mistake before trusting it.
+    let parsed = manifest::ManifestLayer::parse(&text, &path.display().to_string());
+    match (verdict, parsed) {
+        (Ok(()), Ok(_)) => check(true, format!("{} (trusted)", path.display())),
+        (Ok(()), Err(e)) => check(
+            false,
+            format!("{e} (trusted, but this pod cannot parse it)"),
+        ),
+        (Err(why), Ok(_)) => check(false, format!("{}: {why}", path.display())),
+        (Err(why), Err(e)) => check(false, format!("{}: {why}; and: {e}", path.display())),
     }
 }
 
@@ -414,6 +440,24 @@ mod tests {
             manifest,
             _dir: dir,
         }
+    }
+
+    #[test]
+    fn the_doctor_line_reports_a_parse_error_even_when_untrusted() {
+        let fx = fx();
+        fs::write(&fx.manifest, "[worker]\nbogus = 1\n").unwrap();
+        let env = manifest::Env {
+            pod_config_dir: Some(fx.root().join("config")),
+            ..manifest::Env::default()
+        };
+        let line = doctor_check(&fx.root().join("repo"), &env);
+        assert!(!line.ok);
+        let at = format!("{}:2:1: unknown field `bogus`", fx.manifest.display());
+        assert!(
+            line.detail.contains("not trusted") && line.detail.contains(&at),
+            "{}",
+            line.detail
+        );
     }
 
     #[test]

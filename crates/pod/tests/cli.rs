@@ -485,3 +485,348 @@ async fn agents_cannot_read_session_logs() {
     );
     assert!(!system.contains("deny:"), "{system}");
 }
+
+/// Runs `pod ARGS` with some variables changed (`None` removes one).
+async fn pod_env(
+    home: &Home,
+    server: &FakeProvider,
+    args: &[&str],
+    vars: &[(&str, Option<&str>)],
+) -> Output {
+    let mut c = home.command(&server.base_url());
+    c.args(args);
+    for (k, v) in vars {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The doctor line called `name` from `pod doctor --json`.
+fn doctor_line(out: &Output, name: &str) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let all_ok = checks.iter().all(|c| c["ok"] == true);
+    assert_eq!(out.status.success(), all_ok, "{}", text(out));
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` line: {}", text(out)))
+        .clone()
+}
+
+#[tokio::test]
+async fn doctor_names_the_provider_checks_every_layer_and_fails_without_one() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // POD_BASE_URL + POD_MODEL: named, with where it came from (the fake answers).
+    let out = pod(&home, &server, &["doctor", "--json"]).await;
+    let line = doctor_line(&out, "provider");
+    let detail = line["detail"].as_str().unwrap();
+    assert_eq!(line["ok"], true, "{line}");
+    for part in [
+        "openai_chat",
+        server.base_url().as_str(),
+        "model test-model",
+        "from POD_BASE_URL and POD_MODEL",
+    ] {
+        assert!(detail.contains(part), "{part}: {detail}");
+    }
+
+    // No provider at all: an error, and exit 1.
+    let none = [("POD_BASE_URL", None), ("POD_MODEL", None)];
+    let out = pod_env(&home, &server, &["doctor"], &none).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ERR provider") && l.contains("no model provider")),
+        "{stdout}"
+    );
+    let out = pod_env(&home, &server, &["doctor", "--json"], &none).await;
+    assert_eq!(doctor_line(&out, "provider")["ok"], false);
+
+    // POD_BASE_URL without POD_MODEL: doctor and start name the missing variable.
+    let half = [("POD_MODEL", None)];
+    let out = pod_env(&home, &server, &["doctor", "--json"], &half).await;
+    let line = doctor_line(&out, "provider");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POD_BASE_URL is set but POD_MODEL is not"),
+        "{line}"
+    );
+    let out = pod_env(&home, &server, &["start", "--name", "half"], &half).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("set POD_MODEL"),
+        "{}",
+        text(&out)
+    );
+
+    // A key names its variable; a remote provider is not contacted.
+    let key = [
+        ("POD_BASE_URL", None),
+        ("POD_MODEL", None),
+        ("GEMINI_API_KEY", Some("k")),
+    ];
+    let out = pod_env(&home, &server, &["doctor", "--json"], &key).await;
+    let line = doctor_line(&out, "provider");
+    assert_eq!(line["ok"], true, "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gemini at https://generativelanguage.googleapis.com/v1beta, model gemini-2.5-pro (from GEMINI_API_KEY in the environment)"),
+        "{line}"
+    );
+
+    // A typo in the user manifest: its line names file and line, and doctor fails.
+    let user = home.path("config/manifest.toml");
+    std::fs::write(&user, "[model]\nmax_tokns = 4096\n").unwrap();
+    let out = pod(&home, &server, &["doctor", "--json"]).await;
+    let line = doctor_line(&out, "user manifest");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().starts_with(&format!(
+            "{}:2:1: unknown field `max_tokns`",
+            user.display()
+        )),
+        "{line}"
+    );
+    assert!(!out.status.success());
+    std::fs::remove_file(&user).unwrap();
+
+    // So does a bad overlay given to doctor.
+    let out = pod(
+        &home,
+        &server,
+        &["doctor", "--json", "--overlay", "[model]\nbogus = 1"],
+    )
+    .await;
+    let line = doctor_line(&out, "overlay");
+    assert_eq!(line["ok"], false, "{line}");
+    assert!(
+        line["detail"].as_str().unwrap().starts_with("overlay:2:1:"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_child_answers_to_its_short_name_and_unknown_names_get_a_suggestion() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let kid_dir = home.path("work/sleepy");
+    server.push_for(
+        "You are `boss`",
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": "sleepy", "task": "nap", "scope": [{"target": kid_dir, "permission": "write"}]})
+                .to_string(),
+        )),
+    );
+    server.push_for("You are `boss`", sse(Turn::new().text("Spawned.")));
+    server.push_for("You are `boss.sleepy`", sse(Turn::new().text("zzz done")));
+    let out = pod(&home, &server, &["start", "--name", "boss"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["send", "boss", "spawn sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("the child's turn", || turn_ends(&home, "boss.sleepy") >= 1).await;
+
+    // `ls --json`: each entry carries its instance id and its parent's name.
+    let out = pod(&home, &server, &["ls", "--json"]).await;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[1]["name"], "boss.sleepy", "{rows:?}");
+    assert_eq!(rows[1]["parent_name"], "boss");
+    assert_eq!(rows[0]["parent_name"], serde_json::Value::Null);
+    assert_eq!(rows[1]["parent"], rows[0]["instance_id"], "{rows:?}");
+    assert!(!rows[0]["instance_id"].as_str().unwrap().is_empty());
+
+    // The short name `ls` shows works for logs and attach.
+    let out = pod(&home, &server, &["logs", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("zzz done"),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["attach", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("attached to `boss.sleepy`"),
+        "{}",
+        text(&out)
+    );
+
+    // A typo gets the closest name.
+    let out = pod(&home, &server, &["logs", "sleepi"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `boss.sleepy`?"),
+        "{}",
+        text(&out)
+    );
+
+    // Stopped by its short name, it still answers to it, and says how to continue.
+    let out = pod(&home, &server, &["stop", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!alive(&home, "boss.sleepy"));
+    let out = pod(&home, &server, &["send", "sleepy", "wake up"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`boss.sleepy` is stopped — `pod restore boss.sleepy`"),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["logs", "sleepy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["stop", "--tree", "boss"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn run_and_logs_show_the_end_of_a_commands_output() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().call(
+        "b",
+        "Bash",
+        r#"{"command":"seq 1 47; exit 3"}"#,
+    )));
+    server.push(sse(Turn::new().text("It failed.")));
+    let out = pod(&home, &server, &["run", "--name", "seq", "count"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tail = "  ← exit code 3\n    │ … 42 more lines\n    │ 43\n    │ 44\n    │ 45\n    │ 46\n    │ 47\n";
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains(tail), "{stdout}");
+
+    let out = pod(&home, &server, &["logs", "seq"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains(tail), "{stdout}");
+    let out = pod(&home, &server, &["logs", "--full", "seq"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let whole: String = (1..=47).map(|i| format!("    │ {i}\n")).collect();
+    assert!(
+        stdout.contains(&format!("  ← exit code 3\n{whole}")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_overlay_example_of_the_help_works() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let help = pod(&home, &server, &["run", "--help"]).await;
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("'[model] max_tokens = 4096'"),
+        "{}",
+        text(&help)
+    );
+    server.push(sse(Turn::new().text("ok")));
+    let args = [
+        "run",
+        "--name",
+        "ov",
+        "--overlay",
+        "[model] max_tokens = 4096",
+        "hi",
+    ];
+    let out = pod(&home, &server, &args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server.requests()[0].body["max_tokens"], 4096);
+}
+
+#[tokio::test]
+async fn a_failed_start_shows_only_what_it_wrote() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let out = pod(&home, &server, &["start", "--name", "holder"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // Twice the same conflict: the second report must not repeat the first's log.
+    for attempt in 1..=2 {
+        let out = pod(&home, &server, &["start", "--name", "late"]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            stderr.matches("scope conflict").count(),
+            1,
+            "attempt {attempt}: {stderr}"
+        );
+    }
+    let out = pod(&home, &server, &["stop", "holder"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn an_error_says_its_cause_once() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let missing = home.path("missing.toml");
+    let out = pod(
+        &home,
+        &server,
+        &["start", "--manifest", missing.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn trust_of_a_missing_directory_says_so() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let missing = home.path("nonexistent");
+    for args in [vec!["trust"], vec!["trust", "--revoke"]] {
+        let mut args = args;
+        args.push(missing.to_str().unwrap());
+        let out = pod(&home, &server, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("pod: no such directory: {}\n", missing.display())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_name_or_a_missing_scope_is_refused_with_the_reason() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let out = pod(&home, &server, &["start", "--name", "Bad.Name"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr
+            .starts_with("pod: invalid pod name \"Bad.Name\": `Bad` has the upper-case letter `B`"),
+        "{stderr}"
+    );
+    let out = pod(&home, &server, &["start", "--name", "sc", "--scope", "sr"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.starts_with(&format!(
+            "pod: --scope sr: {} does not exist",
+            home.path("work/sr").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!alive(&home, "sc"));
+}

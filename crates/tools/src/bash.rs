@@ -135,11 +135,12 @@ pub fn meta(mode: SandboxMode) -> ToolMeta {
     let confinement = match mode {
         SandboxMode::Auto => {
             "Commands run in a sandbox: they can write only inside the pod's write scope and \
-             its shared cache dirs; the rest of the filesystem is read-only; /tmp is private \
-             to this pod (TMPDIR=/tmp); stdin is empty; provider API keys are not in the \
-             environment; and every process the command started, including background jobs \
-             (`&`, nohup, setsid), is killed when it returns, so do not start servers \
-             expecting them to keep running. setuid programs such as sudo do not work."
+             its shared cache dirs; the rest of the filesystem is read-only; stdin is empty; \
+             provider API keys are not in the environment; and every process the command \
+             started, including background jobs (`&`, nohup, setsid), is killed when it \
+             returns, so do not start servers expecting them to keep running. setuid programs \
+             such as sudo do not work. /tmp (TMPDIR) is private to your commands: the file \
+             tools, other pods and the user never see files written there."
         }
         SandboxMode::Off => {
             "The sandbox is off for this pod: commands are not confined, so keep them to the \
@@ -470,6 +471,14 @@ mod tests {
         assert_eq!(on.name, "Bash");
         assert!(on.description.contains("sandbox"));
         assert_eq!(on.input_schema["required"], serde_json::json!(["command"]));
+        // A file left in /tmp is lost to everyone else: the model must know.
+        assert!(
+            on.description.contains(
+                "/tmp (TMPDIR) is private to your commands: the file tools, other pods and the user never see files written there."
+            ),
+            "{}",
+            on.description
+        );
         let off = meta(SandboxMode::Off);
         assert!(off.description.contains("sandbox is off"));
     }
