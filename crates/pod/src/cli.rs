@@ -4,7 +4,7 @@
 //! Exit codes: 0 ok, 1 error, 2 usage error (clap), 3 the invocation failed or
 //! was cancelled.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command as ProcessCommand, Stdio};
@@ -791,7 +791,8 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
     let loc = PodLocation::of(&places()?, name);
     let runtime = current_thread()?;
     runtime.block_on(async {
-        use tokio::io::AsyncBufReadExt;
+        // Before anything is shown: a Ctrl-C from then on detaches cleanly.
+        let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut client = PodClient::connect_to(&loc).await?;
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();
@@ -810,15 +811,16 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
             )?;
         }
         let mut renderer = Renderer::new();
-        let mut input = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        // Typed at a terminal, end of input (Ctrl-D) means "detach now"; piped,
+        // it means "that was all": stream what the lines started until idle.
+        let interactive = std::io::stdin().is_terminal();
+        let mut input = stdin_lines();
         let mut input_open = true;
         let mut sent = 0usize;
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
         loop {
             tokio::select! {
-                _ = &mut ctrl_c => break,
-                line = input.next_line(), if input_open => match line? {
+                _ = ctrl_c.recv() => break,
+                line = input.recv(), if input_open => match line.transpose()? {
                     Some(line) if line.trim().is_empty() => {}
                     Some(line) => {
                         let busy = matches!(client.status, PodStatus::Running);
@@ -832,7 +834,7 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
                     }
                     None => {
                         input_open = false;
-                        if sent == 0 {
+                        if sent == 0 || interactive {
                             break;
                         }
                     }
@@ -863,8 +865,36 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
                 }
             }
         }
+        if !json && loc.is_alive() {
+            writeln!(err, "detached from `{name}`; it keeps running")?;
+        }
         anyhow::Ok(0)
     })
+}
+
+/// Lines of stdin, read on a thread of their own: a read blocked on a
+/// terminal cannot be cancelled, and a runtime's blocking pool would wait for
+/// it at shutdown (Ctrl-C would detach only once Enter was pressed). A plain
+/// thread does not keep the process alive; `None` ends the input.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let failed = line.is_err();
+                if tx.blocking_send(line).is_err() || failed {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread there is no input: report it as the first line's error.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.try_send(Err(e));
+        return rx;
+    }
+    rx
 }
 
 /// `pod logs N`: the session as a readable transcript (read-only; works while

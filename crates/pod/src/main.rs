@@ -121,7 +121,7 @@ enum Command {
         wait: bool,
     },
     /// Watch a running pod and talk to it: its session so far, then live events;
-    /// each line you type is sent as a run. Ctrl-C detaches (the pod keeps running).
+    /// each line you type is sent as a run. Ctrl-C or Ctrl-D detaches at once (the pod keeps running).
     #[command(
         after_help = "Examples:\n  pod attach api\n  echo \"run the tests\" | pod attach api   # send, stream until idle, detach"
     )]

@@ -485,3 +485,287 @@ async fn agents_cannot_read_session_logs() {
     );
     assert!(!system.contains("deny:"), "{system}");
 }
+
+/// The status a pod last wrote to its `status.json` (`running`, `idle`, ...).
+fn recorded_status(home: &Home, name: &str) -> String {
+    std::fs::read(home.path("runtime").join(name).join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["status"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Starts pod `name` detached and leaves it mid-invocation: its LLM request
+/// stalls (the fake never answers it) until the server is dropped.
+async fn busy_pod(home: &Home, server: &FakeProvider, name: &str) {
+    server.push(Scripted::stall(Vec::new()));
+    let out = pod(home, server, &["start", "--name", name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(home, server, &["send", name, "work for a long time"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("the pod's LLM request", || !server.requests().is_empty()).await;
+    assert_eq!(recorded_status(home, name), "running");
+}
+
+/// A `pod` process whose stdout and stderr are collected as they come.
+struct Watched {
+    child: common::Reaped,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    fn spawn(home: &Home, server: &FakeProvider, args: &[&str]) -> Watched {
+        use std::process::Stdio;
+        let mut c = home.command(&server.base_url());
+        c.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let collect = |mut from: Box<dyn std::io::Read + Send>| {
+            let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let into = text.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    into.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            text
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Watched {
+            child: common::Reaped(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.0.id()).unwrap();
+        // SAFETY: kill(2) of a process this test started and has not reaped.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Waits (bounded by WAIT) for the process to exit.
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit; stdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn attach_detaches_at_once_on_ctrl_c_or_end_of_input_while_the_pod_runs() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    busy_pod(&home, &server, "busy").await;
+
+    // Ctrl-C, with the input still open.
+    let mut attach = Watched::spawn(&home, &server, &["attach", "busy"]);
+    wait_for("attach to connect", || {
+        attach.stderr().contains("attached to")
+    })
+    .await;
+    attach.signal(libc::SIGINT);
+    let status = attach.exit().await;
+    assert!(status.success(), "{status:?}\n{}", attach.stderr());
+    assert!(
+        attach.stderr().contains("detached from `busy`"),
+        "{}",
+        attach.stderr()
+    );
+    assert!(alive(&home, "busy"));
+    assert_eq!(recorded_status(&home, "busy"), "running");
+
+    // End of input.
+    let mut attach = Watched::spawn(&home, &server, &["attach", "busy"]);
+    wait_for("attach to connect", || {
+        attach.stderr().contains("attached to")
+    })
+    .await;
+    drop(attach.child.0.stdin.take());
+    let status = attach.exit().await;
+    assert!(status.success(), "{status:?}\n{}", attach.stderr());
+    assert!(
+        attach.stderr().contains("detached from `busy`"),
+        "{}",
+        attach.stderr()
+    );
+    assert!(alive(&home, "busy"));
+    assert_eq!(recorded_status(&home, "busy"), "running");
+}
+
+/// A tmux server of one test (its own socket), killed when dropped.
+struct Tmux {
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Starts a detached session running `shell`. Fails loudly without tmux:
+    /// the terminal behaviour is tested nowhere else.
+    fn start(shell: &str) -> Tmux {
+        let dir = tempfile::tempdir().unwrap();
+        let tmux = Tmux {
+            socket: dir.path().join("tmux.sock"),
+            _dir: dir,
+        };
+        let status = tmux
+            .command()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                shell,
+            ])
+            .status()
+            .expect("tmux is needed for the terminal tests (apt-get install -y tmux)");
+        assert!(status.success(), "tmux new-session failed: {status:?}");
+        tmux
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("tmux");
+        c.arg("-S").arg(&self.socket);
+        c
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The pane's text, history included.
+    fn screen(&self) -> String {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "t", "-S", "-500"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Waits until `done` holds for the screen.
+    async fn wait(&self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+const PROMPT: &str = "pods-test$";
+
+/// Whether the shell's prompt is back after the last `what` on the screen.
+fn prompt_after(screen: &str, what: &str) -> bool {
+    screen
+        .rfind(what)
+        .is_some_and(|at| screen[at..].lines().skip(1).any(|l| l.trim_end() == PROMPT))
+}
+
+#[tokio::test]
+async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    busy_pod(&home, &server, "term").await;
+    let env: Vec<String> = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", home.path("home").display().to_string()),
+        (
+            "POD_RUNTIME_DIR",
+            home.path("runtime").display().to_string(),
+        ),
+        ("POD_HOME", home.path("state").display().to_string()),
+        ("POD_CONFIG_DIR", home.path("config").display().to_string()),
+        ("POD_MODEL_DIR", home.path("models").display().to_string()),
+        ("POD_BASE_URL", server.base_url()),
+        ("POD_MODEL", "test-model".to_string()),
+        ("TERM", "screen".to_string()),
+        ("PS1", format!("{PROMPT}\\n")),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}='{v}'"))
+    .collect();
+    let tmux = Tmux::start(&format!("env -i {} bash --norc --noprofile", env.join(" ")));
+    tmux.wait("the shell", |s| s.contains(PROMPT)).await;
+    let attach = format!("{} attach term", env!("CARGO_BIN_EXE_pod"));
+
+    tmux.keys(&[&attach, "Enter"]);
+    tmux.wait("attach", |s| s.contains("attached to `term`"))
+        .await;
+    tmux.keys(&["C-c"]);
+    tmux.wait("the prompt after Ctrl-C", |s| {
+        prompt_after(s, "detached from `term`")
+    })
+    .await;
+    assert!(alive(&home, "term"));
+    assert_eq!(recorded_status(&home, "term"), "running");
+
+    // A line typed (a notification: the pod is busy), then Ctrl-D.
+    tmux.keys(&[&attach, "Enter"]);
+    tmux.wait("attach", |s| s.matches("attached to `term`").count() == 2)
+        .await;
+    tmux.keys(&["also check the docs", "Enter"]);
+    wait_for("the notification", || {
+        std::fs::read_to_string(home.path("state/sessions/term/000001.jsonl"))
+            .is_ok_and(|log| log.contains("also check the docs"))
+    })
+    .await;
+    tmux.keys(&["C-d"]);
+    tmux.wait("the prompt after Ctrl-D", |s| {
+        s.matches("detached from `term`").count() == 2 && prompt_after(s, "detached from `term`")
+    })
+    .await;
+    assert!(alive(&home, "term"));
+    assert_eq!(recorded_status(&home, "term"), "running");
+}
