@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use protocol::{Event, Method, PodStatus, Segment, TurnResult};
 use serde::Serialize;
+use tokio::signal::unix::Signal;
 
 use crate::client::{PodClient, PodLocation};
 use crate::launch::{self, LaunchOptions, StoredLaunch, launch_file, process_var};
@@ -325,6 +326,7 @@ async fn follow(
     json: bool,
     renderer: &mut Renderer,
     tree: Option<&TreeWatch>,
+    mut interrupt: Option<&mut Signal>,
 ) -> anyhow::Result<Option<TurnResult>> {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -332,8 +334,6 @@ async fn follow(
     let mut cancelled = false;
     let mut own_idle = false;
     let mut quiet_ticks = 0;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut first = first.into_iter();
     loop {
@@ -341,11 +341,17 @@ async fn follow(
             Some(event) => Some(event),
             None => tokio::select! {
                 event = client.next_event() => event?,
-                _ = &mut ctrl_c, if tree.is_some() && !cancelled => {
+                () = interrupted(&mut interrupt), if !cancelled => {
                     cancelled = true;
-                    client.send(&Method::Cancel).await?;
+                    // Its own invocation over, the pod has nothing to cancel.
+                    if result.is_none() {
+                        client.send(&Method::Cancel).await?;
+                    }
                     if let Some(tree) = tree {
                         tree.cancel_descendants().await;
+                    }
+                    if own_idle {
+                        break;
                     }
                     continue;
                 }
@@ -362,6 +368,18 @@ async fn follow(
             },
         };
         let Some(event) = event else { break };
+        if cancelled
+            && matches!(
+                event,
+                Event::Error {
+                    code: protocol::ErrorCode::NotRunning,
+                    ..
+                }
+            )
+        {
+            // The invocation ended just before our cancel reached it.
+            continue;
+        }
         if json {
             serde_json::to_writer(&mut out, &event)?;
             writeln!(out)?;
@@ -386,6 +404,16 @@ async fn follow(
         }
     }
     Ok(result)
+}
+
+/// Resolves when `signal` arrives; never without one.
+async fn interrupted(signal: &mut Option<&mut Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// A pod and its descendants, watched through their status files.
@@ -433,29 +461,60 @@ fn exit_for(result: Option<TurnResult>) -> u8 {
 /// `pod run "task"`: starts a pod, runs the task, streams it, then stops the
 /// pod unless `keep`.
 pub fn run(opts: &LaunchOptions, task: &str, keep: bool, json: bool) -> anyhow::Result<u8> {
-    let ready = start_detached(opts, false)?;
     let runtime = current_thread()?;
+    // Handled before the pod is started: a Ctrl-C at any moment from here on is
+    // remembered (not fatal) and seen at the next await, so the pod is stopped.
+    // The process stays single-threaded while `start_detached` forks.
+    let mut interrupt = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?
+    };
+    let ready = start_detached(opts, false)?;
+    eprintln!("pod {}: started", ready.name);
+    // `None`: interrupted before the task was sent.
     let outcome = runtime.block_on(async {
-        let mut client = PodClient::connect(&ready.socket).await?;
-        let input = vec![Segment::text(task)];
+        let sent = async {
+            let mut client = PodClient::connect(&ready.socket).await?;
+            let input = vec![Segment::text(task)];
+            let (_, first) = client.request(&Method::Run { input }).await?;
+            anyhow::Ok((client, first))
+        };
+        let (mut client, first) = tokio::select! {
+            biased;
+            _ = interrupt.recv() => return anyhow::Ok(None),
+            sent = sent => sent?,
+        };
         let mut renderer = Renderer::new();
-        let (_, first) = client.request(&Method::Run { input }).await?;
         let tree = TreeWatch {
             places: places()?,
             name: ready.name.clone(),
         };
-        let result = follow(&mut client, first, json, &mut renderer, Some(&tree)).await?;
+        let result = follow(
+            &mut client,
+            first,
+            json,
+            &mut renderer,
+            Some(&tree),
+            Some(&mut interrupt),
+        )
+        .await?;
         if !json {
             renderer.finish(&mut std::io::stdout())?;
         }
-        anyhow::Ok(result)
+        anyhow::Ok(Some(result))
     });
+    if matches!(outcome, Ok(None)) {
+        // Cancelled before it began: nothing of the pod is worth keeping.
+        stop_tree_quietly(&ready.name)?;
+        eprintln!("cancelled; pod `{}` stopped", ready.name);
+        return Ok(EXIT_INVOCATION);
+    }
     let stopped = if keep {
         Ok(())
     } else {
         stop_tree_quietly(&ready.name)
     };
-    let result = outcome?;
+    let result = outcome?.flatten();
     stopped?;
     if keep && !json {
         eprintln!(
@@ -501,7 +560,7 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
             return Ok(0);
         }
         let mut renderer = Renderer::new();
-        let result = follow(&mut client, first, json, &mut renderer, None).await?;
+        let result = follow(&mut client, first, json, &mut renderer, None, None).await?;
         if !json {
             renderer.finish(&mut std::io::stdout())?;
         }

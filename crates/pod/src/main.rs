@@ -97,7 +97,10 @@ enum Command {
         after_help = "Examples:\n  pod run \"fix the failing test in tests/parse.rs\"\n  \
                             pod run --keep --scope src \"refactor the parser\"\n  \
                             pod run --json \"list the TODOs\"   # raw event lines\n\n\
-                            Ctrl-C cancels the invocation cleanly. Exit code 3 if it failed or was cancelled."
+                            First prints `pod NAME: started` on stderr (NAME for `pod logs`).\n\
+                            Ctrl-C at any moment cancels: the invocation ends cleanly and the pods it \
+                            started are stopped (kept with --keep once the task was sent).\n\
+                            Exit code 3 if it failed or was cancelled."
     )]
     Run {
         #[command(flatten)]

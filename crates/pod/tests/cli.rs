@@ -769,3 +769,94 @@ async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
     assert!(alive(&home, "term"));
     assert_eq!(recorded_status(&home, "term"), "running");
 }
+
+/// The pods alive under `home`.
+fn alive_pods(home: &Home) -> Vec<String> {
+    std::fs::read_dir(home.path("runtime"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir() && pod::ipc::listener::is_alive(&e.path()))
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn ctrl_c_at_any_early_moment_of_run_stops_the_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    // When `pod run NAME` gets SIGINT.
+    type Reached<'a> = &'a dyn Fn(&str) -> bool;
+    let moments: [(&str, Reached); 4] = [
+        ("right after spawn", &|_| true),
+        ("once its runtime dir exists", &|name| {
+            home.path("runtime").join(name).join("pod.log").exists()
+        }),
+        ("once its socket serves", &|name| {
+            home.path("runtime").join(name).join("status.json").exists()
+        }),
+        ("mid-invocation", &|name| {
+            server
+                .requests()
+                .iter()
+                .any(|r| r.body.to_string().contains(&format!("You are `{name}`")))
+        }),
+    ];
+    for (i, (moment, reached)) in moments.iter().enumerate() {
+        let name = format!("early{i}");
+        server.push_for(&format!("You are `{name}`"), Scripted::stall(Vec::new()));
+        let mut run = Watched::spawn(&home, &server, &["run", "--name", &name, "a long task"]);
+        wait_for(moment, || reached(&name)).await;
+        run.signal(libc::SIGINT);
+        let status = run.exit().await;
+        let stderr = run.stderr();
+        assert!(alive_pods(&home).is_empty(), "{moment}: {stderr}");
+        assert!(!stderr.contains("nothing to cancel"), "{moment}: {stderr}");
+        if i > 0 {
+            assert_eq!(status.code(), Some(3), "{moment}: {stderr}");
+            assert!(stderr.contains(&format!("pod {name}: started")), "{stderr}");
+        }
+        // The directory's scope is free again.
+        let after = format!("after{i}");
+        server.push_for(
+            &format!("You are `{after}`"),
+            sse(Turn::new().text("Done.")),
+        );
+        let out = pod(&home, &server, &["run", "--name", &after, "hello"]).await;
+        assert!(out.status.success(), "{moment}: {}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_after_the_root_finished_cancels_the_tree_quietly() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let kid_dir = home.path("work/kid");
+    let boss = "You are `lead`";
+    server.push_for(
+        boss,
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": "kid", "task": "work slowly", "scope": [{"target": kid_dir, "permission": "write"}]})
+                .to_string(),
+        )),
+    );
+    server.push_for(boss, sse(Turn::new().text("Waiting for kid.")));
+    server.push_for("You are `lead.kid`", Scripted::stall(Vec::new()));
+    // Told that the kid was cancelled, the lead may answer once more.
+    server.push_for(boss, sse(Turn::new().text("Kid cancelled.")));
+    let mut run = Watched::spawn(&home, &server, &["run", "--name", "lead", "delegate"]);
+    wait_for("the lead's turn to end while the kid works", || {
+        turn_ends(&home, "lead") >= 1
+            && recorded_status(&home, "lead") == "idle"
+            && recorded_status(&home, "lead.kid") == "running"
+    })
+    .await;
+    run.signal(libc::SIGINT);
+    let _ = run.exit().await;
+    let stderr = run.stderr();
+    assert!(!stderr.contains("nothing to cancel"), "{stderr}");
+    assert!(alive_pods(&home).is_empty(), "{stderr}");
+}
