@@ -536,6 +536,8 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
         let run = Method::Run {
             input: vec![Segment::text(message)],
         };
+        // Busy: sent as a notification instead.
+        let mut busy = false;
         let (seq, first) = match client.request(&run).await {
             Ok(answer) => answer,
             Err(crate::client::ClientError::Refused {
@@ -545,19 +547,23 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
                 let notify = Method::Notify {
                     message: message.to_string(),
                 };
-                let answer = client.request(&notify).await?;
-                if !json {
-                    eprintln!("`{name}` is busy: the message joins its next LLM request");
-                }
-                answer
+                busy = true;
+                client.request(&notify).await?
             }
             Err(e) => return Err(e.into()),
         };
-        if json && !wait {
-            println!("{}", serde_json::json!({"seq": seq}));
-        }
         if !wait {
+            if json {
+                println!("{}", serde_json::json!({"seq": seq, "notified": busy}));
+            } else if busy {
+                println!("notified {name} (busy; seq {seq})");
+            } else {
+                println!("sent to {name} (seq {seq})");
+            }
             return Ok(0);
+        }
+        if busy && !json {
+            eprintln!("`{name}` is busy: the message joins its next LLM request");
         }
         let mut renderer = Renderer::new();
         let result = follow(&mut client, first, json, &mut renderer, None, None).await?;
@@ -568,8 +574,9 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
     })
 }
 
-/// Asks pod `name` to shut down and waits for it to exit (then signals it).
-fn stop_pod(name: &str) -> anyhow::Result<bool> {
+/// Asks pod `name` to shut down and waits up to `timeout` for it to exit
+/// (then signals it); a pod stops its own children before it exits.
+fn stop_pod_within(name: &str, timeout: Duration) -> anyhow::Result<bool> {
     let places = places()?;
     let loc = PodLocation::of(&places, name);
     if !loc.is_alive() {
@@ -580,13 +587,13 @@ fn stop_pod(name: &str) -> anyhow::Result<bool> {
         let mut client = PodClient::connect_to(&loc).await?;
         client.send(&Method::Shutdown).await?;
         // Drain until the pod closes the connection.
-        let _ = tokio::time::timeout(STOP_TIMEOUT, async {
+        let _ = tokio::time::timeout(timeout, async {
             while let Ok(Some(_)) = client.next_event().await {}
         })
         .await;
         anyhow::Ok(())
     });
-    let deadline = Instant::now() + STOP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     while loc.is_alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -598,20 +605,31 @@ fn stop_pod(name: &str) -> anyhow::Result<bool> {
         }
         bail!(
             "pod `{name}` did not exit within {} s and was killed ({})",
-            STOP_TIMEOUT.as_secs(),
+            timeout.as_secs(),
             asked.err().map_or_else(String::new, |e| e.to_string())
         );
     }
     Ok(true)
 }
 
-/// `pod stop N`.
-pub fn stop(name: &str) -> anyhow::Result<u8> {
-    if stop_pod(name)? {
-        Ok(0)
+/// `pod stop N` (`--tree` is the same): stops N and its whole subtree, printing
+/// each pod that stopped, leaves first.
+pub fn stop(name: &str, json: bool) -> anyhow::Result<u8> {
+    let (stopped, failures) = stop_subtree(name)?;
+    if json {
+        println!("{}", serde_json::json!({ "stopped": stopped }));
     } else {
-        bail!("no pod named `{name}` is running; `pod ls` lists the pods")
+        for pod in &stopped {
+            println!("stopped {pod}");
+        }
     }
+    if !failures.is_empty() {
+        bail!("some pods could not be stopped:\n{}", failures.join("\n"));
+    }
+    if stopped.is_empty() {
+        bail!("no pod named `{name}` is running; `pod ls` lists the pods");
+    }
+    Ok(0)
 }
 
 /// One row of `pod ls`.
@@ -793,54 +811,115 @@ pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
 
 /// Stops a pod's whole tree without printing.
 fn stop_tree_quietly(name: &str) -> anyhow::Result<()> {
-    stop_tree_inner(name).map(|_| ())
-}
-
-/// `pod stop --tree N`: stops N and every descendant the registry links to
-/// it (grandchildren of a dead middle pod included), leaves first.
-pub fn stop_tree(name: &str) -> anyhow::Result<u8> {
-    let stopped = stop_tree_inner(name)?;
-    eprintln!("stopped {stopped} pod(s)");
-    Ok(0)
-}
-
-fn stop_tree_inner(name: &str) -> anyhow::Result<usize> {
-    let places = places()?;
-    let path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
-    let registry = crate::runtime::pod_registry::LockFileGuard::open(&path)
-        .and_then(|g| g.load())
-        .context("cannot read the scope registry")?;
-    let Some(root) = registry.pods.iter().find(|p| p.full_name == name) else {
-        return Ok(usize::from(stop_pod(name)?));
-    };
-    let mut tree = vec![root.clone()];
-    let mut i = 0;
-    while i < tree.len() {
-        let id = tree[i].instance_id.clone();
-        tree.extend(
-            registry
-                .pods
-                .iter()
-                .filter(|p| p.parent_instance_id.as_deref() == Some(id.as_str()))
-                .cloned(),
-        );
-        i += 1;
-    }
-    tree.sort_by_key(|p| std::cmp::Reverse(p.full_name.matches('.').count()));
-    let mut failures = Vec::new();
-    let mut stopped = 0;
-    for pod in &tree {
-        match stop_pod(&pod.full_name) {
-            Ok(true) => stopped += 1,
-            Ok(false) => {}
-            Err(e) => failures.push(format!("{}: {e:#}", pod.full_name)),
-        }
-    }
+    let (_, failures) = stop_subtree(name)?;
     if failures.is_empty() {
-        Ok(stopped)
+        Ok(())
     } else {
         bail!("some pods could not be stopped:\n{}", failures.join("\n"))
     }
+}
+
+/// `pod stop --tree N`: the same as `pod stop N`.
+pub fn stop_tree(name: &str, json: bool) -> anyhow::Result<u8> {
+    stop(name, json)
+}
+
+/// The parent of a pod, by name (`a.b` for `a.b.c`).
+fn parent_name(name: &str) -> Option<&str> {
+    name.rsplit_once('.').map(|(parent, _)| parent)
+}
+
+/// Pod `name` and its descendants, leaves first: those the registry links
+/// to it (grandchildren of a dead middle pod included) and every runtime dir
+/// named `name.*` (a child's name extends its parent's).
+fn subtree(places: &Places, name: &str) -> Vec<String> {
+    let mut members = vec![name.to_string()];
+    let path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
+    match crate::runtime::pod_registry::LockFileGuard::open(&path).and_then(|g| g.load()) {
+        Ok(registry) => {
+            let mut ids: Vec<String> = registry
+                .pods
+                .iter()
+                .filter(|p| p.full_name == name)
+                .map(|p| p.instance_id.clone())
+                .collect();
+            let mut i = 0;
+            while i < ids.len() {
+                let parent = ids[i].clone();
+                for pod in registry
+                    .pods
+                    .iter()
+                    .filter(|p| p.parent_instance_id.as_deref() == Some(parent.as_str()))
+                {
+                    ids.push(pod.instance_id.clone());
+                    members.push(pod.full_name.clone());
+                }
+                i += 1;
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: cannot read the scope registry ({e}); stopping `{name}` and the pods named `{name}.*`"
+        ),
+    }
+    let prefix = format!("{name}.");
+    if let Ok(dir) = std::fs::read_dir(&places.runtime) {
+        members.extend(
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.starts_with(&prefix)),
+        );
+    }
+    members.sort_by(|a, b| {
+        let depth = |n: &str| n.matches('.').count();
+        depth(b).cmp(&depth(a)).then_with(|| a.cmp(b))
+    });
+    members.dedup();
+    members
+}
+
+/// Stops pod `name` and its subtree: `shutdown` to `name` only (a pod stops
+/// its own children first, leaves first, before it exits), then whatever of
+/// the subtree is still alive, each pod only once its parent is gone (a live
+/// parent told that its child shut down would start a model turn). Returns
+/// the pods that stopped, leaves first, and the failures.
+fn stop_subtree(name: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let places = places()?;
+    let members = subtree(&places, name);
+    let alive = |n: &str| PodLocation::of(&places, n).is_alive();
+    let was_alive: Vec<&String> = members.iter().filter(|m| alive(m)).collect();
+    let within = |n: &str| {
+        let prefix = format!("{n}.");
+        let size = members
+            .iter()
+            .filter(|m| *m == n || m.starts_with(&prefix))
+            .count();
+        STOP_TIMEOUT.saturating_mul(u32::try_from(size).unwrap_or(u32::MAX))
+    };
+    let mut failures = Vec::new();
+    let mut asked = std::collections::HashSet::new();
+    let mut next = vec![name.to_string()];
+    // Each round stops the topmost survivors; their children go in a later
+    // round. Every pod is asked once, so this ends.
+    while !next.is_empty() {
+        for pod in next {
+            if let Err(e) = stop_pod_within(&pod, within(&pod)) {
+                failures.push(format!("{pod}: {e:#}"));
+            }
+            asked.insert(pod);
+        }
+        next = members
+            .iter()
+            .filter(|m| !asked.contains(*m) && alive(m))
+            .filter(|m| parent_name(m).is_none_or(|p| !alive(p)))
+            .cloned()
+            .collect();
+    }
+    let stopped = was_alive
+        .into_iter()
+        .filter(|m| !alive(m))
+        .cloned()
+        .collect();
+    Ok((stopped, failures))
 }
 
 /// `pod attach N`: the session so far, then live events; each line typed is a

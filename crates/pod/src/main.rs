@@ -132,14 +132,16 @@ enum Command {
         /// The pod's full name.
         name: String,
     },
-    /// Stop a running pod (it finishes writing its log; killed after 10 s).
+    /// Stop a running pod and every pod it spawned, leaves first; prints each
+    /// pod stopped (`stopped NAME`). A pod finishes writing its log; it is killed
+    /// after 10 s (plus 10 s per pod below it).
     #[command(
-        after_help = "Examples:\n  pod stop api\n  pod stop --tree api   # and every pod it spawned, leaves first"
+        after_help = "Examples:\n  pod stop api\n  pod stop api.worker   # just that child and its own children"
     )]
     Stop {
         /// The pod's full name.
         name: String,
-        /// Also stop its descendants (following the scope registry's links).
+        /// Accepted for compatibility: stopping always takes the descendants along.
         #[arg(long)]
         tree: bool,
     },
@@ -303,9 +305,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => cli::send(&name, &message, wait, json),
         Command::Stop { name, tree } => {
             if tree {
-                cli::stop_tree(&name)
+                cli::stop_tree(&name, json)
             } else {
-                cli::stop(&name)
+                cli::stop(&name, json)
             }
         }
         Command::Ls { tree } => cli::ls(json, tree),

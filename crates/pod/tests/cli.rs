@@ -860,3 +860,134 @@ async fn ctrl_c_after_the_root_finished_cancels_the_tree_quietly() {
     assert!(!stderr.contains("nothing to cancel"), "{stderr}");
     assert!(alive_pods(&home).is_empty(), "{stderr}");
 }
+
+/// Starts `root` in `cwd` and has it spawn `root.mid`, which spawns
+/// `root.mid.leaf`, whose LLM request then stalls: the leaf runs, the others
+/// are idle (or answering reports) when this returns.
+async fn three_levels(home: &Home, server: &FakeProvider, root: &str, cwd: &std::path::Path) {
+    std::fs::create_dir_all(cwd).unwrap();
+    let spawn = |name: &str, dir: std::path::PathBuf| {
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": name, "task": "work", "scope": [{"target": dir, "permission": "write"}]})
+                .to_string(),
+        ))
+    };
+    let top = format!("You are `{root}`");
+    let mid = format!("You are `{root}.mid`");
+    server.push_for(&top, spawn("mid", cwd.join("mid")));
+    server.push_for(&mid, spawn("leaf", cwd.join("mid/leaf")));
+    for key in [&top, &mid] {
+        for answer in ["Spawned.", "Noted.", "Noted again."] {
+            server.push_for(key, sse(Turn::new().text(answer)));
+        }
+    }
+    server.push_for(
+        &format!("You are `{root}.mid.leaf`"),
+        Scripted::stall(Vec::new()),
+    );
+    let cwd = cwd.display().to_string();
+    let out = pod(home, server, &["start", "--name", root, "--cwd", &cwd]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(home, server, &["send", root, "spawn"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let leaf = format!("{root}.mid.leaf");
+    wait_for("the leaf to run", || {
+        recorded_status(home, &leaf) == "running"
+    })
+    .await;
+    let mid = format!("{root}.mid");
+    wait_for("the middle pod's turn", || turn_ends(home, &mid) >= 1).await;
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn stop_takes_the_subtree_along_leaves_first_and_says_so() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    three_levels(&home, &server, "lead", &home.path("work/lead")).await;
+
+    let out = pod(&home, &server, &["stop", "lead"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lines(&out),
+        ["stopped lead.mid.leaf", "stopped lead.mid", "stopped lead"],
+        "{}",
+        text(&out)
+    );
+    assert!(alive_pods(&home).is_empty(), "{:?}", alive_pods(&home));
+    // No parent was left alive to hear that its child shut down (it would
+    // have started a model turn).
+    let heard: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("shut down"))
+        .collect();
+    assert!(heard.is_empty(), "{heard:?}");
+
+    // A dead middle pod: its child is still found and stopped; `--tree` is the same.
+    three_levels(&home, &server, "boss", &home.path("work/boss")).await;
+    let pid: i32 = std::fs::read_to_string(home.path("runtime/boss.mid/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) of a pod this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for("the middle pod to die", || !alive(&home, "boss.mid")).await;
+    let out = pod(&home, &server, &["stop", "--tree", "boss"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lines(&out),
+        ["stopped boss.mid.leaf", "stopped boss"],
+        "{}",
+        text(&out)
+    );
+    assert!(alive_pods(&home).is_empty(), "{:?}", alive_pods(&home));
+
+    let out = pod(&home, &server, &["stop", "boss"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no pod named `boss` is running"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn send_says_what_it_did() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(Scripted::stall(Vec::new()));
+    let out = pod(&home, &server, &["start", "--name", "talk"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["send", "talk", "first"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = lines(&out);
+    assert_eq!(said.len(), 1, "{}", text(&out));
+    assert!(
+        said[0].starts_with("sent to talk (seq ") && said[0].ends_with(')'),
+        "{}",
+        text(&out)
+    );
+    wait_for("the run", || recorded_status(&home, "talk") == "running").await;
+    let out = pod(&home, &server, &["send", "talk", "second"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = lines(&out);
+    assert!(
+        said.len() == 1 && said[0].starts_with("notified talk (busy; seq "),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["stop", "talk"]).await;
+    assert_eq!(lines(&out), ["stopped talk"], "{}", text(&out));
+}
