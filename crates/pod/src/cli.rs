@@ -433,9 +433,24 @@ impl TreeWatch {
 
     /// Whether every live member is idle or paused.
     fn idle(&self) -> bool {
-        self.members()
-            .iter()
-            .all(|r| !r.alive || r.status == "idle" || r.status == "paused")
+        // A child holds its lock (taken by its parent) before it has written
+        // its first status: starting is not idle.
+        let prefix = format!("{}.", self.name);
+        let starting = std::fs::read_dir(&self.places.runtime)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let path = e.path();
+                e.file_name().to_string_lossy().starts_with(&prefix)
+                    && !path.join("status.json").exists()
+                    && crate::ipc::listener::is_alive(&path)
+            });
+        !starting
+            && self
+                .members()
+                .iter()
+                .all(|r| !r.alive || r.status == "idle" || r.status == "paused")
     }
 
     /// Cancels whatever the descendants are running (best effort).
