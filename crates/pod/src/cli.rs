@@ -85,7 +85,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         let loc = PodLocation::of(&places, &name);
         if !loc.is_alive() {
             bail!(
-                "pod `{name}` has a stopped session in {}; `pod restore {name}` continues it, or choose another --name",
+                "pod `{name}` has a stopped session in {}: `pod restore {name}` continues it, `pod rm {name}` deletes it, or choose another --name",
                 places.session_dir(&name).display()
             );
         }
@@ -198,6 +198,13 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
     let loc = PodLocation::of(&places, &name);
     if loc.is_alive() {
         bail!("pod `{name}` is already running; `pod attach {name}` or `pod stop {name}`");
+    }
+    if !restoring && session_exists(&places, &name) {
+        bail!(
+            "pod `{name}` has a stopped session in {}: `pod restore {name}` continues it, \
+             `pod rm {name}` deletes it, or choose another --name",
+            places.session_dir(&name).display()
+        );
     }
     ensure_private_dir(&places.runtime, current_uid())?;
     ensure_private_dir(&loc.dir, current_uid())?;
@@ -668,6 +675,9 @@ pub struct PodRow {
     pub scope: String,
     /// Seconds since it started (0 when stopped).
     pub uptime_s: u64,
+    /// When it stopped (Unix milliseconds; `None` while it runs): its last
+    /// sign of life, the later of its last status and its last log write.
+    pub stopped_at_ms: Option<u64>,
     /// Tokens used (input incl. cache, plus output).
     pub tokens: u64,
     /// Tokens of it and all its descendants.
@@ -684,6 +694,42 @@ fn write_scope(summary: &str) -> String {
         "(read-only)".into()
     } else {
         parts.join(", ")
+    }
+}
+
+/// Unix milliseconds of a file's last change (0 if unknown).
+fn modified_ms(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// When a stopped pod stopped, as well as the files tell: a clean exit
+/// rewrites `status.json` last; a killed pod's last sign of life is the later
+/// of that and its session log's last write.
+fn stopped_at_ms(places: &Places, name: &str, runtime_dir: &Path) -> u64 {
+    let log = std::fs::read_dir(places.session_dir(name))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| modified_ms(&p))
+        .max()
+        .unwrap_or(0);
+    log.max(modified_ms(&runtime_dir.join("status.json")))
+}
+
+/// How long ago, in one unit (`42s`, `5m`, `3h`, `2d`).
+fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 
@@ -725,6 +771,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
             let u = record.usage;
             let tokens =
                 u.input_tokens + u.cache_read_tokens + u.cache_write_tokens + u.output_tokens;
+            let stopped_at_ms = (!alive).then(|| stopped_at_ms(places, &record.name, &path));
             let scope = scopes
                 .get(&record.name)
                 .filter(|s| !s.is_empty())
@@ -748,6 +795,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 } else {
                     0
                 },
+                stopped_at_ms,
                 tokens,
                 subtree_tokens: tokens,
             })
@@ -770,15 +818,36 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
     rows
 }
 
-/// `pod ls` (`tree`: with scopes and per-subtree token totals).
-pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
-    let rows = list_pods(&places()?);
+/// How long `pod ls` keeps showing a stopped pod (`--all` shows them all).
+const LS_STOPPED_FOR_MS: u64 = 24 * 3600 * 1000;
+
+/// `pod ls` (`tree`: with scopes and per-subtree token totals): running
+/// pods and those stopped in the last 24 h (`all`: every pod).
+pub fn ls(json: bool, tree: bool, all: bool) -> anyhow::Result<u8> {
+    let now = crate::state::now_ms();
+    let (rows, hidden): (Vec<PodRow>, Vec<PodRow>) =
+        list_pods(&places()?).into_iter().partition(|r| {
+            all || r
+                .stopped_at_ms
+                .is_none_or(|at| now.saturating_sub(at) < LS_STOPPED_FOR_MS)
+        });
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
+    let older = if hidden.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} pod(s) stopped more than 24 h ago: `pod ls --all` lists them, `pod rm --stopped` deletes every stopped session",
+            hidden.len()
+        )
+    };
     if rows.is_empty() {
         println!("no pods; `pod start` starts one");
+        if !older.is_empty() {
+            println!("{older}");
+        }
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();
@@ -791,7 +860,7 @@ pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
     } else {
         writeln!(
             out,
-            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10}",
+            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10}  STOPPED",
             "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS"
         )?;
     }
@@ -814,12 +883,166 @@ pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
                 r.status, r.tokens, r.subtree_tokens, r.scope
             )?;
         } else {
+            let (uptime, stopped) = match r.stopped_at_ms {
+                None => (format!("{}s", r.uptime_s), String::new()),
+                Some(at) => (
+                    "-".to_string(),
+                    format!("{} ago", ago(now.saturating_sub(at))),
+                ),
+            };
             writeln!(
                 out,
-                "{name:<32} {pid:>8} {:<8} {:<24} {:>7}s {:>10}",
-                r.status, r.model, r.uptime_s, r.tokens
+                "{name:<32} {pid:>8} {:<8} {:<24} {uptime:>8} {:>10}  {stopped}",
+                r.status, r.model, r.tokens
             )?;
         }
+    }
+    if !older.is_empty() {
+        writeln!(out, "{older}")?;
+    }
+    Ok(0)
+}
+
+/// Whether `name` is a full pod name (dot-separated valid parts), so that it
+/// names a directory under the state and runtime dirs and nothing else.
+fn is_pod_name(name: &str) -> bool {
+    name.split('.')
+        .all(|part| manifest::manifest::PodName::new(part).is_ok())
+}
+
+/// The pods with a session dir or a runtime dir (a directory holding pod files).
+fn known_pods(places: &Places) -> Vec<String> {
+    let sessions = std::fs::read_dir(places.state.join("sessions"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir());
+    let runtime = std::fs::read_dir(&places.runtime)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let dir = e.path();
+            ["status.json", "lock", "pod.log"]
+                .iter()
+                .any(|f| dir.join(f).exists())
+        });
+    let mut names: Vec<String> = sessions
+        .chain(runtime)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| is_pod_name(n))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `pod rm NAME…` / `pod rm --stopped`: deletes stopped pods' sessions and
+/// runtime leftovers (NAME's descendants' too), after a confirmation on the
+/// terminal unless `yes`; refuses running pods.
+pub fn rm(names: &[String], stopped: bool, yes: bool, json: bool) -> anyhow::Result<u8> {
+    let places = places()?;
+    let known = known_pods(&places);
+    let alive = |n: &str| PodLocation::of(&places, n).is_alive();
+    let mut targets: Vec<String> = Vec::new();
+    if stopped {
+        targets.extend(known.iter().filter(|n| !alive(n)).cloned());
+    }
+    for name in names {
+        if !is_pod_name(name) {
+            bail!(
+                "`{name}` is not a pod name (parts of [a-z0-9][a-z0-9_-]{{0,31}} joined by dots); `pod ls --all` lists the pods"
+            );
+        }
+        let prefix = format!("{name}.");
+        let mine: Vec<&String> = known
+            .iter()
+            .filter(|n| *n == name || n.starts_with(&prefix))
+            .collect();
+        if !mine.contains(&name) {
+            bail!(
+                "no pod named `{name}`: no session in {} and no runtime dir; `pod ls --all` lists the pods",
+                places.session_dir(name).display()
+            );
+        }
+        let running: Vec<&str> = mine
+            .iter()
+            .filter(|n| alive(n))
+            .map(|n| n.as_str())
+            .collect();
+        if !running.is_empty() {
+            bail!(
+                "pod `{}` is running; `pod stop {name}` first (nothing was removed)",
+                running.join("`, `")
+            );
+        }
+        targets.extend(mine.into_iter().cloned());
+    }
+    targets.sort();
+    targets.dedup();
+    if targets.is_empty() {
+        if json {
+            println!("{}", serde_json::json!({ "removed": [] }));
+        } else {
+            println!("no stopped pods to remove");
+        }
+        return Ok(0);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "not removing {} without a confirmation, and stdin is not a terminal to ask on; pass --yes to remove them",
+                targets.join(", ")
+            );
+        }
+        eprint!(
+            "remove {} stopped pod(s) and their sessions for good: {}? [y/N] ",
+            targets.len(),
+            targets.join(", ")
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing removed");
+            return Ok(1);
+        }
+    }
+    let mut removed = Vec::new();
+    let mut failures = Vec::new();
+    for name in &targets {
+        // It may have been restored since the check.
+        if alive(name) {
+            failures.push(format!("{name}: it is running again"));
+            continue;
+        }
+        let loc = PodLocation::of(&places, name);
+        let mut result = Ok(());
+        for dir in [places.session_dir(name), loc.dir.clone()] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => result = Err(format!("{name}: cannot remove {}: {e}", dir.display())),
+            }
+        }
+        // A long path puts the socket outside the pod's dir.
+        if !loc.socket.starts_with(&loc.dir) {
+            let _ = std::fs::remove_file(&loc.socket);
+        }
+        match result {
+            Ok(()) => removed.push(name.clone()),
+            Err(e) => failures.push(e),
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({ "removed": removed }));
+    } else {
+        for name in &removed {
+            println!("removed {name}");
+        }
+    }
+    if !failures.is_empty() {
+        bail!("some pods were not removed:\n{}", failures.join("\n"));
     }
     Ok(0)
 }

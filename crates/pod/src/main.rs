@@ -145,14 +145,36 @@ enum Command {
         #[arg(long)]
         tree: bool,
     },
-    /// List pods as a tree: name, pid, status, model, uptime, tokens.
+    /// List pods as a tree: name, pid, status, model, uptime, tokens, and when
+    /// stopped pods stopped. Shows running pods and those stopped in the last 24 h.
     #[command(
-        after_help = "Examples:\n  pod ls\n  pod ls --tree   # scopes and tokens per subtree\n  pod ls --json"
+        after_help = "Examples:\n  pod ls\n  pod ls --all    # stopped pods of any age too\n  \
+                            pod ls --tree   # scopes and tokens per subtree\n  pod ls --json   # stopped_at_ms: when it stopped (null while it runs)"
     )]
     Ls {
         /// Show each pod's write scope and the tokens of each subtree.
         #[arg(long)]
         tree: bool,
+        /// Also list pods stopped more than 24 h ago.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete stopped pods: their sessions and runtime leftovers (a pod's
+    /// descendants' too). Refuses running pods; asks first unless --yes.
+    #[command(
+        after_help = "Examples:\n  pod rm api\n  pod rm --stopped        # every stopped pod, after a confirmation\n  \
+                            pod rm --yes api web    # no question (scripts: required without a terminal)"
+    )]
+    Rm {
+        /// The pods' full names.
+        #[arg(required_unless_present = "stopped", conflicts_with = "stopped")]
+        names: Vec<String>,
+        /// Every stopped pod.
+        #[arg(long)]
+        stopped: bool,
+        /// Do not ask for a confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Print a pod's session as a transcript (read-only; works while it runs).
     #[command(
@@ -310,7 +332,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 cli::stop(&name, json)
             }
         }
-        Command::Ls { tree } => cli::ls(json, tree),
+        Command::Ls { tree, all } => cli::ls(json, tree, all),
+        Command::Rm {
+            names,
+            stopped,
+            yes,
+        } => cli::rm(&names, stopped, yes, json),
         Command::Attach { name } => cli::attach(&name, json),
         Command::Logs { name } => cli::logs(&name, json),
         Command::Restore { name } => cli::restore(&name, json),

@@ -706,6 +706,37 @@ impl Drop for Tmux {
 
 const PROMPT: &str = "pods-test$";
 
+impl Tmux {
+    /// A bash in tmux with the environment of `home.command`, at its prompt.
+    async fn shell(home: &Home, server: &FakeProvider) -> Tmux {
+        let env: Vec<String> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("HOME", home.path("home").display().to_string()),
+            (
+                "POD_RUNTIME_DIR",
+                home.path("runtime").display().to_string(),
+            ),
+            ("POD_HOME", home.path("state").display().to_string()),
+            ("POD_CONFIG_DIR", home.path("config").display().to_string()),
+            ("POD_MODEL_DIR", home.path("models").display().to_string()),
+            ("POD_BASE_URL", server.base_url()),
+            ("POD_MODEL", "test-model".to_string()),
+            ("TERM", "screen".to_string()),
+            ("PS1", format!("{PROMPT}\\n")),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}'"))
+        .collect();
+        let tmux = Tmux::start(&format!(
+            "cd '{}' && env -i {} bash --norc --noprofile",
+            home.path("work").display(),
+            env.join(" ")
+        ));
+        tmux.wait("the shell", |s| s.contains(PROMPT)).await;
+        tmux
+    }
+}
+
 /// Whether the shell's prompt is back after the last `what` on the screen.
 fn prompt_after(screen: &str, what: &str) -> bool {
     screen
@@ -718,26 +749,7 @@ async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     busy_pod(&home, &server, "term").await;
-    let env: Vec<String> = [
-        ("PATH", std::env::var("PATH").unwrap_or_default()),
-        ("HOME", home.path("home").display().to_string()),
-        (
-            "POD_RUNTIME_DIR",
-            home.path("runtime").display().to_string(),
-        ),
-        ("POD_HOME", home.path("state").display().to_string()),
-        ("POD_CONFIG_DIR", home.path("config").display().to_string()),
-        ("POD_MODEL_DIR", home.path("models").display().to_string()),
-        ("POD_BASE_URL", server.base_url()),
-        ("POD_MODEL", "test-model".to_string()),
-        ("TERM", "screen".to_string()),
-        ("PS1", format!("{PROMPT}\\n")),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}='{v}'"))
-    .collect();
-    let tmux = Tmux::start(&format!("env -i {} bash --norc --noprofile", env.join(" ")));
-    tmux.wait("the shell", |s| s.contains(PROMPT)).await;
+    let tmux = Tmux::shell(&home, &server).await;
     let attach = format!("{} attach term", env!("CARGO_BIN_EXE_pod"));
 
     tmux.keys(&[&attach, "Enter"]);
@@ -990,4 +1002,179 @@ async fn send_says_what_it_did() {
     );
     let out = pod(&home, &server, &["stop", "talk"]).await;
     assert_eq!(lines(&out), ["stopped talk"], "{}", text(&out));
+}
+
+/// Sets a file's modification time to `ago` before now.
+fn backdate(path: &std::path::Path, ago: Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+fn ls_json(out: &Output) -> Vec<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn ls_shows_stopped_pods_for_a_day_with_their_stop_time() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    for name in ["old", "fresh"] {
+        server.push(sse(Turn::new().text("Done.")));
+        let out = pod(&home, &server, &["run", "--name", name, "hello"]).await;
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with(&format!("pod {name}: started\n")),
+            "the name comes first: {}",
+            text(&out)
+        );
+    }
+    let two_days = Duration::from_secs(2 * 24 * 3600);
+    backdate(&home.path("runtime/old/status.json"), two_days);
+    backdate(&home.path("state/sessions/old/000001.jsonl"), two_days);
+    let out = pod(&home, &server, &["start", "--name", "live"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = pod(&home, &server, &["ls", "--json"]).await;
+    let rows = ls_json(&out);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fresh", "live"], "{}", text(&out));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let fresh = rows[0]["stopped_at_ms"].as_u64().unwrap();
+    assert!(now - fresh < 3600 * 1000, "{}", text(&out));
+    assert!(rows[1]["stopped_at_ms"].is_null(), "{}", text(&out));
+
+    let out = pod(&home, &server, &["ls", "--all", "--json"]).await;
+    let rows = ls_json(&out);
+    let old = rows.iter().find(|r| r["name"] == "old").unwrap();
+    let stopped = old["stopped_at_ms"].as_u64().unwrap();
+    assert!(now - stopped >= two_days.as_millis() as u64, "{old}");
+
+    let out = pod(&home, &server, &["ls"]).await;
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let fresh_line = listing.lines().find(|l| l.starts_with("fresh")).unwrap();
+    let fields: Vec<&str> = fresh_line.split_whitespace().collect();
+    assert_eq!(fields[4], "-", "no uptime for a stopped pod: {listing}");
+    assert!(fresh_line.ends_with(" ago"), "{listing}");
+    assert!(!listing.lines().any(|l| l.starts_with("old")), "{listing}");
+    assert!(
+        listing.contains("1 pod(s) stopped more than 24 h ago"),
+        "{listing}"
+    );
+    let out = pod(&home, &server, &["ls", "--all"]).await;
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let old_line = listing.lines().find(|l| l.starts_with("old")).unwrap();
+    assert!(old_line.trim_end().ends_with("2d ago"), "{listing}");
+    let out = pod(&home, &server, &["stop", "live"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn rm_deletes_stopped_sessions_and_a_taken_name_says_how_to_free_it() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // A manifest that names the pod: every run uses the same name.
+    let manifest = home.path("named.toml");
+    std::fs::write(&manifest, "[pod]\nname = \"named\"\n").unwrap();
+    let manifest = manifest.display().to_string();
+    server.push(sse(Turn::new().text("Done.")));
+    let out = pod(&home, &server, &["run", "--manifest", &manifest, "hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    for args in [
+        &["run", "--manifest", &manifest, "again"][..],
+        &["start", "--name", "named"][..],
+    ] {
+        let out = pod(&home, &server, args).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.contains("`pod restore named`") && stderr.contains("`pod rm named`"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("exited before serving"), "{stderr}");
+    }
+    assert!(!alive(&home, "named"));
+
+    // Without a terminal, rm asks for --yes; a running pod is refused.
+    let out = pod(&home, &server, &["rm", "named"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --yes"),
+        "{}",
+        text(&out)
+    );
+    assert!(home.path("state/sessions/named").exists());
+    let other = home.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other = other.display().to_string();
+    let out = pod(
+        &home,
+        &server,
+        &["start", "--name", "busy", "--cwd", &other],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["rm", "--yes", "busy"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`pod stop busy` first"),
+        "{}",
+        text(&out)
+    );
+    assert!(alive(&home, "busy"));
+    for bad in ["nosuch", "../state"] {
+        let out = pod(&home, &server, &["rm", "--yes", bad]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+
+    let out = pod(&home, &server, &["rm", "--yes", "named"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lines(&out), ["removed named"]);
+    assert!(!home.path("state/sessions/named").exists());
+    assert!(!home.path("runtime/named").exists());
+    server.push(sse(Turn::new().text("Fresh start.")));
+    let out = pod(&home, &server, &["run", "--manifest", &manifest, "again"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // --stopped takes every stopped pod, never a running one.
+    let out = pod(&home, &server, &["rm", "--stopped", "--yes"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lines(&out), ["removed named"]);
+    assert!(alive(&home, "busy"));
+    let out = pod(&home, &server, &["stop", "busy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn rm_asks_on_the_terminal() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().text("Done.")));
+    let out = pod(&home, &server, &["run", "--name", "asked", "hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tmux = Tmux::shell(&home, &server).await;
+    let rm = format!("{} rm asked", env!("CARGO_BIN_EXE_pod"));
+    tmux.keys(&[&rm, "Enter"]);
+    tmux.wait("the question", |s| s.contains("asked? [y/N]"))
+        .await;
+    tmux.keys(&["n", "Enter"]);
+    tmux.wait("the refusal", |s| prompt_after(s, "nothing removed"))
+        .await;
+    assert!(home.path("state/sessions/asked").exists());
+    tmux.keys(&[&rm, "Enter"]);
+    tmux.wait("the question again", |s| {
+        s.matches("asked? [y/N]").count() == 2
+    })
+    .await;
+    tmux.keys(&["y", "Enter"]);
+    tmux.wait("the removal", |s| prompt_after(s, "removed asked"))
+        .await;
+    assert!(!home.path("state/sessions/asked").exists());
 }
