@@ -4,7 +4,7 @@
 //! Exit codes: 0 ok, 1 error, 2 usage error (clap), 3 the invocation failed or
 //! was cancelled.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command as ProcessCommand, Stdio};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use protocol::{Event, Method, PodStatus, Segment, TurnResult};
 use serde::Serialize;
+use tokio::signal::unix::Signal;
 
 use crate::client::{PodClient, PodLocation};
 use crate::launch::{self, LaunchOptions, StoredLaunch, launch_file, process_var};
@@ -102,7 +103,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         let loc = PodLocation::of(&places, &name);
         if !loc.is_alive() {
             bail!(
-                "pod `{name}` has a stopped session in {}; `pod restore {name}` continues it, or choose another --name",
+                "pod `{name}` has a stopped session in {}: `pod restore {name}` continues it, `pod rm {name}` deletes it, or choose another --name",
                 places.session_dir(&name).display()
             );
         }
@@ -215,6 +216,13 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
     let loc = PodLocation::of(&places, &name);
     if loc.is_alive() {
         bail!("pod `{name}` is already running; `pod attach {name}` or `pod stop {name}`");
+    }
+    if !restoring && session_exists(&places, &name) {
+        bail!(
+            "pod `{name}` has a stopped session in {}: `pod restore {name}` continues it, \
+             `pod rm {name}` deletes it, or choose another --name",
+            places.session_dir(&name).display()
+        );
     }
     ensure_private_dir(&places.runtime, current_uid())?;
     ensure_private_dir(&loc.dir, current_uid())?;
@@ -353,6 +361,7 @@ async fn follow(
     json: bool,
     renderer: &mut Renderer,
     tree: Option<&TreeWatch>,
+    mut interrupt: Option<&mut Signal>,
 ) -> anyhow::Result<Option<TurnResult>> {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -360,8 +369,6 @@ async fn follow(
     let mut cancelled = false;
     let mut own_idle = false;
     let mut quiet_ticks = 0;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut first = first.into_iter();
     loop {
@@ -369,11 +376,17 @@ async fn follow(
             Some(event) => Some(event),
             None => tokio::select! {
                 event = client.next_event() => event?,
-                _ = &mut ctrl_c, if tree.is_some() && !cancelled => {
+                () = interrupted(&mut interrupt), if !cancelled => {
                     cancelled = true;
-                    client.send(&Method::Cancel).await?;
+                    // Its own invocation over, the pod has nothing to cancel.
+                    if result.is_none() {
+                        client.send(&Method::Cancel).await?;
+                    }
                     if let Some(tree) = tree {
                         tree.cancel_descendants().await;
+                    }
+                    if own_idle {
+                        break;
                     }
                     continue;
                 }
@@ -390,6 +403,18 @@ async fn follow(
             },
         };
         let Some(event) = event else { break };
+        if cancelled
+            && matches!(
+                event,
+                Event::Error {
+                    code: protocol::ErrorCode::NotRunning,
+                    ..
+                }
+            )
+        {
+            // The invocation ended just before our cancel reached it.
+            continue;
+        }
         if json {
             serde_json::to_writer(&mut out, &event)?;
             writeln!(out)?;
@@ -416,6 +441,16 @@ async fn follow(
     Ok(result)
 }
 
+/// Resolves when `signal` arrives; never without one.
+async fn interrupted(signal: &mut Option<&mut Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// A pod and its descendants, watched through their status files.
 pub struct TreeWatch {
     places: Places,
@@ -433,9 +468,24 @@ impl TreeWatch {
 
     /// Whether every live member is idle or paused.
     fn idle(&self) -> bool {
-        self.members()
-            .iter()
-            .all(|r| !r.alive || r.status == "idle" || r.status == "paused")
+        // A child holds its lock (taken by its parent) before it has written
+        // its first status: starting is not idle.
+        let prefix = format!("{}.", self.name);
+        let starting = std::fs::read_dir(&self.places.runtime)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let path = e.path();
+                e.file_name().to_string_lossy().starts_with(&prefix)
+                    && !path.join("status.json").exists()
+                    && crate::ipc::listener::is_alive(&path)
+            });
+        !starting
+            && self
+                .members()
+                .iter()
+                .all(|r| !r.alive || r.status == "idle" || r.status == "paused")
     }
 
     /// Cancels whatever the descendants are running (best effort).
@@ -461,29 +511,60 @@ fn exit_for(result: Option<TurnResult>) -> u8 {
 /// `pod run "task"`: starts a pod, runs the task, streams it, then stops the
 /// pod unless `keep`.
 pub fn run(opts: &LaunchOptions, task: &str, keep: bool, json: bool) -> anyhow::Result<u8> {
-    let ready = start_detached(opts, false)?;
     let runtime = current_thread()?;
+    // Handled before the pod is started: a Ctrl-C at any moment from here on is
+    // remembered (not fatal) and seen at the next await, so the pod is stopped.
+    // The process stays single-threaded while `start_detached` forks.
+    let mut interrupt = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?
+    };
+    let ready = start_detached(opts, false)?;
+    eprintln!("pod {}: started", ready.name);
+    // `None`: interrupted before the task was sent.
     let outcome = runtime.block_on(async {
-        let mut client = PodClient::connect(&ready.socket).await?;
-        let input = vec![Segment::text(task)];
+        let sent = async {
+            let mut client = PodClient::connect(&ready.socket).await?;
+            let input = vec![Segment::text(task)];
+            let (_, first) = client.request(&Method::Run { input }).await?;
+            anyhow::Ok((client, first))
+        };
+        let (mut client, first) = tokio::select! {
+            biased;
+            _ = interrupt.recv() => return anyhow::Ok(None),
+            sent = sent => sent?,
+        };
         let mut renderer = Renderer::new();
-        let (_, first) = client.request(&Method::Run { input }).await?;
         let tree = TreeWatch {
             places: places()?,
             name: ready.name.clone(),
         };
-        let result = follow(&mut client, first, json, &mut renderer, Some(&tree)).await?;
+        let result = follow(
+            &mut client,
+            first,
+            json,
+            &mut renderer,
+            Some(&tree),
+            Some(&mut interrupt),
+        )
+        .await?;
         if !json {
             renderer.finish(&mut std::io::stdout())?;
         }
-        anyhow::Ok(result)
+        anyhow::Ok(Some(result))
     });
+    if matches!(outcome, Ok(None)) {
+        // Cancelled before it began: nothing of the pod is worth keeping.
+        stop_tree_quietly(&ready.name)?;
+        eprintln!("cancelled; pod `{}` stopped", ready.name);
+        return Ok(EXIT_INVOCATION);
+    }
     let stopped = if keep {
         Ok(())
     } else {
         stop_tree_quietly(&ready.name)
     };
-    let result = outcome?;
+    let result = outcome?.flatten();
     stopped?;
     if keep && !json {
         eprintln!(
@@ -505,6 +586,8 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
         let run = Method::Run {
             input: vec![Segment::text(message)],
         };
+        // Busy: sent as a notification instead.
+        let mut busy = false;
         let (seq, first) = match client.request(&run).await {
             Ok(answer) => answer,
             Err(crate::client::ClientError::Refused {
@@ -514,22 +597,26 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
                 let notify = Method::Notify {
                     message: message.to_string(),
                 };
-                let answer = client.request(&notify).await?;
-                if !json {
-                    eprintln!("`{name}` is busy: the message joins its next LLM request");
-                }
-                answer
+                busy = true;
+                client.request(&notify).await?
             }
             Err(e) => return Err(e.into()),
         };
-        if json && !wait {
-            println!("{}", serde_json::json!({"seq": seq}));
-        }
         if !wait {
+            if json {
+                println!("{}", serde_json::json!({"seq": seq, "notified": busy}));
+            } else if busy {
+                println!("notified {name} (busy; seq {seq})");
+            } else {
+                println!("sent to {name} (seq {seq})");
+            }
             return Ok(0);
         }
+        if busy && !json {
+            eprintln!("`{name}` is busy: the message joins its next LLM request");
+        }
         let mut renderer = Renderer::new();
-        let result = follow(&mut client, first, json, &mut renderer, None).await?;
+        let result = follow(&mut client, first, json, &mut renderer, None, None).await?;
         if !json {
             renderer.finish(&mut std::io::stdout())?;
         }
@@ -537,8 +624,9 @@ pub fn send(name: &str, message: &str, wait: bool, json: bool) -> anyhow::Result
     })
 }
 
-/// Asks pod `name` to shut down and waits for it to exit (then signals it).
-fn stop_pod(name: &str) -> anyhow::Result<bool> {
+/// Asks pod `name` to shut down and waits up to `timeout` for it to exit
+/// (then signals it); a pod stops its own children before it exits.
+fn stop_pod_within(name: &str, timeout: Duration) -> anyhow::Result<bool> {
     let places = places()?;
     let loc = PodLocation::of(&places, name);
     if !loc.is_alive() {
@@ -549,13 +637,13 @@ fn stop_pod(name: &str) -> anyhow::Result<bool> {
         let mut client = PodClient::connect_to(&loc).await?;
         client.send(&Method::Shutdown).await?;
         // Drain until the pod closes the connection.
-        let _ = tokio::time::timeout(STOP_TIMEOUT, async {
+        let _ = tokio::time::timeout(timeout, async {
             while let Ok(Some(_)) = client.next_event().await {}
         })
         .await;
         anyhow::Ok(())
     });
-    let deadline = Instant::now() + STOP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     while loc.is_alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -567,20 +655,31 @@ fn stop_pod(name: &str) -> anyhow::Result<bool> {
         }
         bail!(
             "pod `{name}` did not exit within {} s and was killed ({})",
-            STOP_TIMEOUT.as_secs(),
+            timeout.as_secs(),
             asked.err().map_or_else(String::new, |e| e.to_string())
         );
     }
     Ok(true)
 }
 
-/// `pod stop N`.
-pub fn stop(name: &str) -> anyhow::Result<u8> {
-    if stop_pod(name)? {
-        Ok(0)
+/// `pod stop N` (`--tree` is the same): stops N and its whole subtree, printing
+/// each pod that stopped, leaves first.
+pub fn stop(name: &str, json: bool) -> anyhow::Result<u8> {
+    let (stopped, failures) = stop_subtree(name)?;
+    if json {
+        println!("{}", serde_json::json!({ "stopped": stopped }));
     } else {
-        bail!("no pod named `{name}` is running; `pod ls` lists the pods")
+        for pod in &stopped {
+            println!("stopped {pod}");
+        }
     }
+    if !failures.is_empty() {
+        bail!("some pods could not be stopped:\n{}", failures.join("\n"));
+    }
+    if stopped.is_empty() {
+        bail!("no pod named `{name}` is running; `pod ls` lists the pods");
+    }
+    Ok(0)
 }
 
 /// One row of `pod ls`.
@@ -604,6 +703,9 @@ pub struct PodRow {
     pub scope: String,
     /// Seconds since it started (0 when stopped).
     pub uptime_s: u64,
+    /// When it stopped (Unix milliseconds; `None` while it runs): its last
+    /// sign of life, the later of its last status and its last log write.
+    pub stopped_at_ms: Option<u64>,
     /// Tokens used (input incl. cache, plus output).
     pub tokens: u64,
     /// Tokens of it and all its descendants.
@@ -627,9 +729,40 @@ fn write_scope(summary: &str) -> String {
     }
 }
 
-/// The parent's full name of a child's full name (`a.b.c` → `a.b`).
-fn parent_name(full: &str) -> Option<String> {
-    full.rsplit_once('.').map(|(parent, _)| parent.to_string())
+/// Unix milliseconds of a file's last change (0 if unknown).
+fn modified_ms(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// When a stopped pod stopped, as well as the files tell: a clean exit
+/// rewrites `status.json` last; a killed pod's last sign of life is the later
+/// of that and its session log's last write.
+fn stopped_at_ms(places: &Places, name: &str, runtime_dir: &Path) -> u64 {
+    let log = std::fs::read_dir(places.session_dir(name))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| modified_ms(&p))
+        .max()
+        .unwrap_or(0);
+    log.max(modified_ms(&runtime_dir.join("status.json")))
+}
+
+/// How long ago, in one unit (`42s`, `5m`, `3h`, `2d`).
+fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
 }
 
 /// The pods with a runtime dir, from their status files (no socket round
@@ -670,6 +803,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
             let u = record.usage;
             let tokens =
                 u.input_tokens + u.cache_read_tokens + u.cache_write_tokens + u.output_tokens;
+            let stopped_at_ms = (!alive).then(|| stopped_at_ms(places, &record.name, &path));
             let scope = scopes
                 .get(&record.name)
                 .filter(|s| !s.is_empty())
@@ -677,7 +811,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 .unwrap_or_else(|| write_scope(&record.scope));
             Some(PodRow {
                 depth: record.name.matches('.').count(),
-                parent_name: parent_name(&record.name),
+                parent_name: parent_name(&record.name).map(str::to_string),
                 name: record.name,
                 alive,
                 status: if alive {
@@ -694,6 +828,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 } else {
                     0
                 },
+                stopped_at_ms,
                 tokens,
                 subtree_tokens: tokens,
                 instance_id: record.instance_id,
@@ -717,15 +852,36 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
     rows
 }
 
-/// `pod ls` (`tree`: with scopes and per-subtree token totals).
-pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
-    let rows = list_pods(&places()?);
+/// How long `pod ls` keeps showing a stopped pod (`--all` shows them all).
+const LS_STOPPED_FOR_MS: u64 = 24 * 3600 * 1000;
+
+/// `pod ls` (`tree`: with scopes and per-subtree token totals): running
+/// pods and those stopped in the last 24 h (`all`: every pod).
+pub fn ls(json: bool, tree: bool, all: bool) -> anyhow::Result<u8> {
+    let now = crate::state::now_ms();
+    let (rows, hidden): (Vec<PodRow>, Vec<PodRow>) =
+        list_pods(&places()?).into_iter().partition(|r| {
+            all || r
+                .stopped_at_ms
+                .is_none_or(|at| now.saturating_sub(at) < LS_STOPPED_FOR_MS)
+        });
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
+    let older = if hidden.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} pod(s) stopped more than 24 h ago: `pod ls --all` lists them, `pod rm --stopped` deletes every stopped session",
+            hidden.len()
+        )
+    };
     if rows.is_empty() {
         println!("no pods; `pod start` starts one");
+        if !older.is_empty() {
+            println!("{older}");
+        }
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();
@@ -738,7 +894,7 @@ pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
     } else {
         writeln!(
             out,
-            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10}",
+            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10}  STOPPED",
             "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS"
         )?;
     }
@@ -761,66 +917,281 @@ pub fn ls(json: bool, tree: bool) -> anyhow::Result<u8> {
                 r.status, r.tokens, r.subtree_tokens, r.scope
             )?;
         } else {
+            let (uptime, stopped) = match r.stopped_at_ms {
+                None => (format!("{}s", r.uptime_s), String::new()),
+                Some(at) => (
+                    "-".to_string(),
+                    format!("{} ago", ago(now.saturating_sub(at))),
+                ),
+            };
             writeln!(
                 out,
-                "{name:<32} {pid:>8} {:<8} {:<24} {:>7}s {:>10}",
-                r.status, r.model, r.uptime_s, r.tokens
+                "{name:<32} {pid:>8} {:<8} {:<24} {uptime:>8} {:>10}  {stopped}",
+                r.status, r.model, r.tokens
             )?;
         }
+    }
+    if !older.is_empty() {
+        writeln!(out, "{older}")?;
+    }
+    Ok(0)
+}
+
+/// Whether `name` is a full pod name (dot-separated valid parts), so that it
+/// names a directory under the state and runtime dirs and nothing else.
+fn is_pod_name(name: &str) -> bool {
+    name.split('.')
+        .all(|part| manifest::manifest::PodName::new(part).is_ok())
+}
+
+/// The pods with a session dir or a runtime dir (a directory holding pod files).
+fn known_pods(places: &Places) -> Vec<String> {
+    let sessions = std::fs::read_dir(places.state.join("sessions"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir());
+    let runtime = std::fs::read_dir(&places.runtime)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let dir = e.path();
+            ["status.json", "lock", "pod.log"]
+                .iter()
+                .any(|f| dir.join(f).exists())
+        });
+    let mut names: Vec<String> = sessions
+        .chain(runtime)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| is_pod_name(n))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `pod rm NAME…` / `pod rm --stopped`: deletes stopped pods' sessions and
+/// runtime leftovers (NAME's descendants' too), after a confirmation on the
+/// terminal unless `yes`; refuses running pods.
+pub fn rm(names: &[String], stopped: bool, yes: bool, json: bool) -> anyhow::Result<u8> {
+    let places = places()?;
+    let known = known_pods(&places);
+    let alive = |n: &str| PodLocation::of(&places, n).is_alive();
+    let mut targets: Vec<String> = Vec::new();
+    if stopped {
+        targets.extend(known.iter().filter(|n| !alive(n)).cloned());
+    }
+    for name in names {
+        if !is_pod_name(name) {
+            bail!(
+                "`{name}` is not a pod name (parts of [a-z0-9][a-z0-9_-]{{0,31}} joined by dots); `pod ls --all` lists the pods"
+            );
+        }
+        let prefix = format!("{name}.");
+        let mine: Vec<&String> = known
+            .iter()
+            .filter(|n| *n == name || n.starts_with(&prefix))
+            .collect();
+        if !mine.contains(&name) {
+            bail!(
+                "no pod named `{name}`: no session in {} and no runtime dir; `pod ls --all` lists the pods",
+                places.session_dir(name).display()
+            );
+        }
+        let running: Vec<&str> = mine
+            .iter()
+            .filter(|n| alive(n))
+            .map(|n| n.as_str())
+            .collect();
+        if !running.is_empty() {
+            bail!(
+                "pod `{}` is running; `pod stop {name}` first (nothing was removed)",
+                running.join("`, `")
+            );
+        }
+        targets.extend(mine.into_iter().cloned());
+    }
+    targets.sort();
+    targets.dedup();
+    if targets.is_empty() {
+        if json {
+            println!("{}", serde_json::json!({ "removed": [] }));
+        } else {
+            println!("no stopped pods to remove");
+        }
+        return Ok(0);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "not removing {} without a confirmation, and stdin is not a terminal to ask on; pass --yes to remove them",
+                targets.join(", ")
+            );
+        }
+        eprint!(
+            "remove {} stopped pod(s) and their sessions for good: {}? [y/N] ",
+            targets.len(),
+            targets.join(", ")
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing removed");
+            return Ok(1);
+        }
+    }
+    let mut removed = Vec::new();
+    let mut failures = Vec::new();
+    for name in &targets {
+        // It may have been restored since the check.
+        if alive(name) {
+            failures.push(format!("{name}: it is running again"));
+            continue;
+        }
+        let loc = PodLocation::of(&places, name);
+        let mut result = Ok(());
+        for dir in [places.session_dir(name), loc.dir.clone()] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => result = Err(format!("{name}: cannot remove {}: {e}", dir.display())),
+            }
+        }
+        // A long path puts the socket outside the pod's dir.
+        if !loc.socket.starts_with(&loc.dir) {
+            let _ = std::fs::remove_file(&loc.socket);
+        }
+        match result {
+            Ok(()) => removed.push(name.clone()),
+            Err(e) => failures.push(e),
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({ "removed": removed }));
+    } else {
+        for name in &removed {
+            println!("removed {name}");
+        }
+    }
+    if !failures.is_empty() {
+        bail!("some pods were not removed:\n{}", failures.join("\n"));
     }
     Ok(0)
 }
 
 /// Stops a pod's whole tree without printing.
 fn stop_tree_quietly(name: &str) -> anyhow::Result<()> {
-    stop_tree_inner(name).map(|_| ())
-}
-
-/// `pod stop --tree N`: stops N and every descendant the registry links to
-/// it (grandchildren of a dead middle pod included), leaves first.
-pub fn stop_tree(name: &str) -> anyhow::Result<u8> {
-    let stopped = stop_tree_inner(name)?;
-    eprintln!("stopped {stopped} pod(s)");
-    Ok(0)
-}
-
-fn stop_tree_inner(name: &str) -> anyhow::Result<usize> {
-    let places = places()?;
-    let path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
-    let registry = crate::runtime::pod_registry::LockFileGuard::open(&path)
-        .and_then(|g| g.load())
-        .context("cannot read the scope registry")?;
-    let Some(root) = registry.pods.iter().find(|p| p.full_name == name) else {
-        return Ok(usize::from(stop_pod(name)?));
-    };
-    let mut tree = vec![root.clone()];
-    let mut i = 0;
-    while i < tree.len() {
-        let id = tree[i].instance_id.clone();
-        tree.extend(
-            registry
-                .pods
-                .iter()
-                .filter(|p| p.parent_instance_id.as_deref() == Some(id.as_str()))
-                .cloned(),
-        );
-        i += 1;
-    }
-    tree.sort_by_key(|p| std::cmp::Reverse(p.full_name.matches('.').count()));
-    let mut failures = Vec::new();
-    let mut stopped = 0;
-    for pod in &tree {
-        match stop_pod(&pod.full_name) {
-            Ok(true) => stopped += 1,
-            Ok(false) => {}
-            Err(e) => failures.push(format!("{}: {e:#}", pod.full_name)),
-        }
-    }
+    let (_, failures) = stop_subtree(name)?;
     if failures.is_empty() {
-        Ok(stopped)
+        Ok(())
     } else {
         bail!("some pods could not be stopped:\n{}", failures.join("\n"))
     }
+}
+
+/// `pod stop --tree N`: the same as `pod stop N`.
+pub fn stop_tree(name: &str, json: bool) -> anyhow::Result<u8> {
+    stop(name, json)
+}
+
+/// The parent of a pod, by name (`a.b` for `a.b.c`).
+fn parent_name(name: &str) -> Option<&str> {
+    name.rsplit_once('.').map(|(parent, _)| parent)
+}
+
+/// Pod `name` and its descendants, leaves first: those the registry links
+/// to it (grandchildren of a dead middle pod included) and every runtime dir
+/// named `name.*` (a child's name extends its parent's).
+fn subtree(places: &Places, name: &str) -> Vec<String> {
+    let mut members = vec![name.to_string()];
+    let path = crate::runtime::pod_registry::registry_path_in(&places.runtime);
+    match crate::runtime::pod_registry::LockFileGuard::open(&path).and_then(|g| g.load()) {
+        Ok(registry) => {
+            let mut ids: Vec<String> = registry
+                .pods
+                .iter()
+                .filter(|p| p.full_name == name)
+                .map(|p| p.instance_id.clone())
+                .collect();
+            let mut i = 0;
+            while i < ids.len() {
+                let parent = ids[i].clone();
+                for pod in registry
+                    .pods
+                    .iter()
+                    .filter(|p| p.parent_instance_id.as_deref() == Some(parent.as_str()))
+                {
+                    ids.push(pod.instance_id.clone());
+                    members.push(pod.full_name.clone());
+                }
+                i += 1;
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: cannot read the scope registry ({e}); stopping `{name}` and the pods named `{name}.*`"
+        ),
+    }
+    let prefix = format!("{name}.");
+    if let Ok(dir) = std::fs::read_dir(&places.runtime) {
+        members.extend(
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.starts_with(&prefix)),
+        );
+    }
+    members.sort_by(|a, b| {
+        let depth = |n: &str| n.matches('.').count();
+        depth(b).cmp(&depth(a)).then_with(|| a.cmp(b))
+    });
+    members.dedup();
+    members
+}
+
+/// Stops pod `name` and its subtree: `shutdown` to `name` only (a pod stops
+/// its own children first, leaves first, before it exits), then whatever of
+/// the subtree is still alive, each pod only once its parent is gone (a live
+/// parent told that its child shut down would start a model turn). Returns
+/// the pods that stopped, leaves first, and the failures.
+fn stop_subtree(name: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let places = places()?;
+    let members = subtree(&places, name);
+    let alive = |n: &str| PodLocation::of(&places, n).is_alive();
+    let was_alive: Vec<&String> = members.iter().filter(|m| alive(m)).collect();
+    let within = |n: &str| {
+        let prefix = format!("{n}.");
+        let size = members
+            .iter()
+            .filter(|m| *m == n || m.starts_with(&prefix))
+            .count();
+        STOP_TIMEOUT.saturating_mul(u32::try_from(size).unwrap_or(u32::MAX))
+    };
+    let mut failures = Vec::new();
+    let mut asked = std::collections::HashSet::new();
+    let mut next = vec![name.to_string()];
+    // Each round stops the topmost survivors; their children go in a later
+    // round. Every pod is asked once, so this ends.
+    while !next.is_empty() {
+        for pod in next {
+            if let Err(e) = stop_pod_within(&pod, within(&pod)) {
+                failures.push(format!("{pod}: {e:#}"));
+            }
+            asked.insert(pod);
+        }
+        next = members
+            .iter()
+            .filter(|m| !asked.contains(*m) && alive(m))
+            .filter(|m| parent_name(m).is_none_or(|p| !alive(p)))
+            .cloned()
+            .collect();
+    }
+    let stopped = was_alive
+        .into_iter()
+        .filter(|m| !alive(m))
+        .cloned()
+        .collect();
+    Ok((stopped, failures))
 }
 
 /// `pod attach N`: the session so far, then live events; each line typed is a
@@ -830,7 +1201,8 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
     let loc = PodLocation::of(&places()?, name);
     let runtime = current_thread()?;
     runtime.block_on(async {
-        use tokio::io::AsyncBufReadExt;
+        // Before anything is shown: a Ctrl-C from then on detaches cleanly.
+        let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut client = PodClient::connect_to(&loc).await?;
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();
@@ -849,15 +1221,16 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
             )?;
         }
         let mut renderer = Renderer::new();
-        let mut input = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        // Typed at a terminal, end of input (Ctrl-D) means "detach now"; piped,
+        // it means "that was all": stream what the lines started until idle.
+        let interactive = std::io::stdin().is_terminal();
+        let mut input = stdin_lines();
         let mut input_open = true;
         let mut sent = 0usize;
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
         loop {
             tokio::select! {
-                _ = &mut ctrl_c => break,
-                line = input.next_line(), if input_open => match line? {
+                _ = ctrl_c.recv() => break,
+                line = input.recv(), if input_open => match line.transpose()? {
                     Some(line) if line.trim().is_empty() => {}
                     Some(line) => {
                         let busy = matches!(client.status, PodStatus::Running);
@@ -871,7 +1244,7 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
                     }
                     None => {
                         input_open = false;
-                        if sent == 0 {
+                        if sent == 0 || interactive {
                             break;
                         }
                     }
@@ -902,8 +1275,36 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
                 }
             }
         }
+        if !json && loc.is_alive() {
+            writeln!(err, "detached from `{name}`; it keeps running")?;
+        }
         anyhow::Ok(0)
     })
+}
+
+/// Lines of stdin, read on a thread of their own: a read blocked on a
+/// terminal cannot be cancelled, and a runtime's blocking pool would wait for
+/// it at shutdown (Ctrl-C would detach only once Enter was pressed). A plain
+/// thread does not keep the process alive; `None` ends the input.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let failed = line.is_err();
+                if tx.blocking_send(line).is_err() || failed {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the thread there is no input: report it as the first line's error.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.try_send(Err(e));
+        return rx;
+    }
+    rx
 }
 
 /// `pod logs N`: the session as a readable transcript (read-only; works while

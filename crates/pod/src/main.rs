@@ -98,7 +98,10 @@ enum Command {
         after_help = "Examples:\n  pod run \"fix the failing test in tests/parse.rs\"\n  \
                             pod run --keep --scope src \"refactor the parser\"\n  \
                             pod run --json \"list the TODOs\"   # raw event lines\n\n\
-                            Ctrl-C cancels the invocation cleanly. Exit code 3 if it failed or was cancelled."
+                            First prints `pod NAME: started` on stderr (NAME for `pod logs`).\n\
+                            Ctrl-C at any moment cancels: the invocation ends cleanly and the pods it \
+                            started are stopped (kept with --keep once the task was sent).\n\
+                            Exit code 3 if it failed or was cancelled."
     )]
     Run {
         #[command(flatten)]
@@ -122,7 +125,7 @@ enum Command {
         wait: bool,
     },
     /// Watch a running pod and talk to it: its session so far, then live events;
-    /// each line you type is sent as a run. Ctrl-C detaches (the pod keeps running).
+    /// each line you type is sent as a run. Ctrl-C or Ctrl-D detaches at once (the pod keeps running).
     #[command(
         after_help = "Examples:\n  pod attach api\n  echo \"run the tests\" | pod attach api   # send, stream until idle, detach"
     )]
@@ -130,25 +133,49 @@ enum Command {
         /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
     },
-    /// Stop a running pod (it finishes writing its log; killed after 10 s).
+    /// Stop a running pod and every pod it spawned, leaves first; prints each
+    /// pod stopped (`stopped NAME`). A pod finishes writing its log; it is killed
+    /// after 10 s (plus 10 s per pod below it).
     #[command(
-        after_help = "Examples:\n  pod stop api\n  pod stop --tree api   # and every pod it spawned, leaves first"
+        after_help = "Examples:\n  pod stop api\n  pod stop api.worker   # just that child and its own children"
     )]
     Stop {
         /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
         name: String,
-        /// Also stop its descendants (following the scope registry's links).
+        /// Accepted for compatibility: stopping always takes the descendants along.
         #[arg(long)]
         tree: bool,
     },
-    /// List pods as a tree: name, pid, status, model, uptime, tokens.
+    /// List pods as a tree: name, pid, status, model, uptime, tokens, and when
+    /// stopped pods stopped. Shows running pods and those stopped in the last 24 h.
     #[command(
-        after_help = "Examples:\n  pod ls\n  pod ls --tree   # scopes and tokens per subtree\n  pod ls --json"
+        after_help = "Examples:\n  pod ls\n  pod ls --all    # stopped pods of any age too\n  \
+                            pod ls --tree   # scopes and tokens per subtree\n  pod ls --json   # stopped_at_ms: when it stopped (null while it runs)"
     )]
     Ls {
         /// Show each pod's write scope and the tokens of each subtree.
         #[arg(long)]
         tree: bool,
+        /// Also list pods stopped more than 24 h ago.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete stopped pods: their sessions and runtime leftovers (a pod's
+    /// descendants' too). Refuses running pods; asks first unless --yes.
+    #[command(
+        after_help = "Examples:\n  pod rm api\n  pod rm --stopped        # every stopped pod, after a confirmation\n  \
+                            pod rm --yes api web    # no question (scripts: required without a terminal)"
+    )]
+    Rm {
+        /// The pods' full names.
+        #[arg(required_unless_present = "stopped", conflicts_with = "stopped")]
+        names: Vec<String>,
+        /// Every stopped pod.
+        #[arg(long)]
+        stopped: bool,
+        /// Do not ask for a confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Print a pod's session as a transcript (read-only; works while it runs).
     #[command(
@@ -314,12 +341,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             // A tree's root may be stopped while its children run.
             let name = resolve(&name, if tree { Want::Any } else { Want::Running })?;
             if tree {
-                cli::stop_tree(&name)
+                cli::stop_tree(&name, json)
             } else {
-                cli::stop(&name)
+                cli::stop(&name, json)
             }
         }
-        Command::Ls { tree } => cli::ls(json, tree),
+        Command::Ls { tree, all } => cli::ls(json, tree, all),
+        Command::Rm {
+            names,
+            stopped,
+            yes,
+        } => {
+            let names = names
+                .iter()
+                .map(|n| resolve(n, Want::Any))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            cli::rm(&names, stopped, yes, json)
+        }
         Command::Attach { name } => cli::attach(&resolve(&name, Want::Running)?, json),
         Command::Logs { name, full } => cli::logs(&resolve(&name, Want::Any)?, json, full),
         Command::Restore { name } => cli::restore(&resolve(&name, Want::Any)?, json),

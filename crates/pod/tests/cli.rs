@@ -830,3 +830,696 @@ async fn a_bad_name_or_a_missing_scope_is_refused_with_the_reason() {
     );
     assert!(!alive(&home, "sc"));
 }
+
+/// The status a pod last wrote to its `status.json` (`running`, `idle`, ...).
+fn recorded_status(home: &Home, name: &str) -> String {
+    std::fs::read(home.path("runtime").join(name).join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["status"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Starts pod `name` detached and leaves it mid-invocation: its LLM request
+/// stalls (the fake never answers it) until the server is dropped.
+async fn busy_pod(home: &Home, server: &FakeProvider, name: &str) {
+    server.push(Scripted::stall(Vec::new()));
+    let out = pod(home, server, &["start", "--name", name]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(home, server, &["send", name, "work for a long time"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("the pod's LLM request", || !server.requests().is_empty()).await;
+    assert_eq!(recorded_status(home, name), "running");
+}
+
+/// A `pod` process whose stdout and stderr are collected as they come.
+struct Watched {
+    child: common::Reaped,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    fn spawn(home: &Home, server: &FakeProvider, args: &[&str]) -> Watched {
+        use std::process::Stdio;
+        let mut c = home.command(&server.base_url());
+        c.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let collect = |mut from: Box<dyn std::io::Read + Send>| {
+            let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let into = text.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    into.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            text
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        Watched {
+            child: common::Reaped(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.0.id()).unwrap();
+        // SAFETY: kill(2) of a process this test started and has not reaped.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Waits (bounded by WAIT) for the process to exit.
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit; stdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn attach_detaches_at_once_on_ctrl_c_or_end_of_input_while_the_pod_runs() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    busy_pod(&home, &server, "busy").await;
+
+    // Ctrl-C, with the input still open.
+    let mut attach = Watched::spawn(&home, &server, &["attach", "busy"]);
+    wait_for("attach to connect", || {
+        attach.stderr().contains("attached to")
+    })
+    .await;
+    attach.signal(libc::SIGINT);
+    let status = attach.exit().await;
+    assert!(status.success(), "{status:?}\n{}", attach.stderr());
+    assert!(
+        attach.stderr().contains("detached from `busy`"),
+        "{}",
+        attach.stderr()
+    );
+    assert!(alive(&home, "busy"));
+    assert_eq!(recorded_status(&home, "busy"), "running");
+
+    // End of input.
+    let mut attach = Watched::spawn(&home, &server, &["attach", "busy"]);
+    wait_for("attach to connect", || {
+        attach.stderr().contains("attached to")
+    })
+    .await;
+    drop(attach.child.0.stdin.take());
+    let status = attach.exit().await;
+    assert!(status.success(), "{status:?}\n{}", attach.stderr());
+    assert!(
+        attach.stderr().contains("detached from `busy`"),
+        "{}",
+        attach.stderr()
+    );
+    assert!(alive(&home, "busy"));
+    assert_eq!(recorded_status(&home, "busy"), "running");
+}
+
+/// A tmux server of one test (its own socket), killed when dropped.
+struct Tmux {
+    socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Starts a detached session running `shell`. Fails loudly without tmux:
+    /// the terminal behaviour is tested nowhere else.
+    fn start(shell: &str) -> Tmux {
+        let dir = tempfile::tempdir().unwrap();
+        let tmux = Tmux {
+            socket: dir.path().join("tmux.sock"),
+            _dir: dir,
+        };
+        let status = tmux
+            .command()
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "200",
+                "-y",
+                "50",
+                shell,
+            ])
+            .status()
+            .expect("tmux is needed for the terminal tests (apt-get install -y tmux)");
+        assert!(status.success(), "tmux new-session failed: {status:?}");
+        tmux
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("tmux");
+        c.arg("-S").arg(&self.socket);
+        c
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The pane's text, history included.
+    fn screen(&self) -> String {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "t", "-S", "-500"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Waits until `done` holds for the screen.
+    async fn wait(&self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+const PROMPT: &str = "pods-test$";
+
+impl Tmux {
+    /// A bash in tmux with the environment of `home.command`, at its prompt.
+    async fn shell(home: &Home, server: &FakeProvider) -> Tmux {
+        let env: Vec<String> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("HOME", home.path("home").display().to_string()),
+            (
+                "POD_RUNTIME_DIR",
+                home.path("runtime").display().to_string(),
+            ),
+            ("POD_HOME", home.path("state").display().to_string()),
+            ("POD_CONFIG_DIR", home.path("config").display().to_string()),
+            ("POD_MODEL_DIR", home.path("models").display().to_string()),
+            ("POD_BASE_URL", server.base_url()),
+            ("POD_MODEL", "test-model".to_string()),
+            ("TERM", "screen".to_string()),
+            ("PS1", format!("{PROMPT}\\n")),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}='{v}'"))
+        .collect();
+        let tmux = Tmux::start(&format!(
+            "cd '{}' && env -i {} bash --norc --noprofile",
+            home.path("work").display(),
+            env.join(" ")
+        ));
+        tmux.wait("the shell", |s| s.contains(PROMPT)).await;
+        tmux
+    }
+}
+
+/// Whether the shell's prompt is back after the last `what` on the screen.
+fn prompt_after(screen: &str, what: &str) -> bool {
+    screen
+        .rfind(what)
+        .is_some_and(|at| screen[at..].lines().skip(1).any(|l| l.trim_end() == PROMPT))
+}
+
+#[tokio::test]
+async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    busy_pod(&home, &server, "term").await;
+    let tmux = Tmux::shell(&home, &server).await;
+    let attach = format!("{} attach term", env!("CARGO_BIN_EXE_pod"));
+
+    tmux.keys(&[&attach, "Enter"]);
+    tmux.wait("attach", |s| s.contains("attached to `term`"))
+        .await;
+    tmux.keys(&["C-c"]);
+    tmux.wait("the prompt after Ctrl-C", |s| {
+        prompt_after(s, "detached from `term`")
+    })
+    .await;
+    assert!(alive(&home, "term"));
+    assert_eq!(recorded_status(&home, "term"), "running");
+
+    // A line typed (a notification: the pod is busy), then Ctrl-D.
+    tmux.keys(&[&attach, "Enter"]);
+    tmux.wait("attach", |s| s.matches("attached to `term`").count() == 2)
+        .await;
+    tmux.keys(&["also check the docs", "Enter"]);
+    wait_for("the notification", || {
+        std::fs::read_to_string(home.path("state/sessions/term/000001.jsonl"))
+            .is_ok_and(|log| log.contains("also check the docs"))
+    })
+    .await;
+    tmux.keys(&["C-d"]);
+    tmux.wait("the prompt after Ctrl-D", |s| {
+        s.matches("detached from `term`").count() == 2 && prompt_after(s, "detached from `term`")
+    })
+    .await;
+    assert!(alive(&home, "term"));
+    assert_eq!(recorded_status(&home, "term"), "running");
+}
+
+/// The pods alive under `home`.
+fn alive_pods(home: &Home) -> Vec<String> {
+    std::fs::read_dir(home.path("runtime"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir() && pod::ipc::listener::is_alive(&e.path()))
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn ctrl_c_at_any_early_moment_of_run_stops_the_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    // When `pod run NAME` gets SIGINT.
+    type Reached<'a> = &'a dyn Fn(&str) -> bool;
+    let moments: [(&str, Reached); 4] = [
+        ("right after spawn", &|_| true),
+        ("once its runtime dir exists", &|name| {
+            home.path("runtime").join(name).join("pod.log").exists()
+        }),
+        ("once its socket serves", &|name| {
+            home.path("runtime").join(name).join("status.json").exists()
+        }),
+        ("mid-invocation", &|name| {
+            server
+                .requests()
+                .iter()
+                .any(|r| r.body.to_string().contains(&format!("You are `{name}`")))
+        }),
+    ];
+    for (i, (moment, reached)) in moments.iter().enumerate() {
+        let name = format!("early{i}");
+        server.push_for(&format!("You are `{name}`"), Scripted::stall(Vec::new()));
+        let mut run = Watched::spawn(&home, &server, &["run", "--name", &name, "a long task"]);
+        wait_for(moment, || reached(&name)).await;
+        run.signal(libc::SIGINT);
+        let status = run.exit().await;
+        let stderr = run.stderr();
+        assert!(alive_pods(&home).is_empty(), "{moment}: {stderr}");
+        assert!(!stderr.contains("nothing to cancel"), "{moment}: {stderr}");
+        if i > 0 {
+            assert_eq!(status.code(), Some(3), "{moment}: {stderr}");
+            assert!(stderr.contains(&format!("pod {name}: started")), "{stderr}");
+        }
+        // The directory's scope is free again.
+        let after = format!("after{i}");
+        server.push_for(
+            &format!("You are `{after}`"),
+            sse(Turn::new().text("Done.")),
+        );
+        let out = pod(&home, &server, &["run", "--name", &after, "hello"]).await;
+        assert!(out.status.success(), "{moment}: {}", text(&out));
+    }
+}
+
+#[tokio::test]
+async fn ctrl_c_after_the_root_finished_cancels_the_tree_quietly() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    let kid_dir = home.path("work/kid");
+    let boss = "You are `lead`";
+    server.push_for(
+        boss,
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": "kid", "task": "work slowly", "scope": [{"target": kid_dir, "permission": "write"}]})
+                .to_string(),
+        )),
+    );
+    server.push_for(boss, sse(Turn::new().text("Waiting for kid.")));
+    server.push_for("You are `lead.kid`", Scripted::stall(Vec::new()));
+    // Told that the kid was cancelled, the lead may answer once more.
+    server.push_for(boss, sse(Turn::new().text("Kid cancelled.")));
+    let mut run = Watched::spawn(&home, &server, &["run", "--name", "lead", "delegate"]);
+    wait_for("the lead's turn to end while the kid works", || {
+        turn_ends(&home, "lead") >= 1
+            && recorded_status(&home, "lead") == "idle"
+            && recorded_status(&home, "lead.kid") == "running"
+    })
+    .await;
+    run.signal(libc::SIGINT);
+    let _ = run.exit().await;
+    let stderr = run.stderr();
+    assert!(!stderr.contains("nothing to cancel"), "{stderr}");
+    assert!(alive_pods(&home).is_empty(), "{stderr}");
+}
+
+/// Starts `root` in `cwd` and has it spawn `root.mid`, which spawns
+/// `root.mid.leaf`, whose LLM request then stalls: the leaf runs, the others
+/// are idle (or answering reports) when this returns.
+async fn three_levels(home: &Home, server: &FakeProvider, root: &str, cwd: &std::path::Path) {
+    std::fs::create_dir_all(cwd).unwrap();
+    let spawn = |name: &str, dir: std::path::PathBuf| {
+        sse(Turn::new().call(
+            "s",
+            "SpawnPod",
+            serde_json::json!({"name": name, "task": "work", "scope": [{"target": dir, "permission": "write"}]})
+                .to_string(),
+        ))
+    };
+    let top = format!("You are `{root}`");
+    let mid = format!("You are `{root}.mid`");
+    server.push_for(&top, spawn("mid", cwd.join("mid")));
+    server.push_for(&mid, spawn("leaf", cwd.join("mid/leaf")));
+    for key in [&top, &mid] {
+        for answer in ["Spawned.", "Noted.", "Noted again."] {
+            server.push_for(key, sse(Turn::new().text(answer)));
+        }
+    }
+    server.push_for(
+        &format!("You are `{root}.mid.leaf`"),
+        Scripted::stall(Vec::new()),
+    );
+    let cwd = cwd.display().to_string();
+    let out = pod(home, server, &["start", "--name", root, "--cwd", &cwd]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(home, server, &["send", root, "spawn"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let leaf = format!("{root}.mid.leaf");
+    wait_for("the leaf to run", || {
+        recorded_status(home, &leaf) == "running"
+    })
+    .await;
+    let mid = format!("{root}.mid");
+    wait_for("the middle pod's turn", || turn_ends(home, &mid) >= 1).await;
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn stop_takes_the_subtree_along_leaves_first_and_says_so() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(Duration::from_secs(20));
+    three_levels(&home, &server, "lead", &home.path("work/lead")).await;
+
+    let out = pod(&home, &server, &["stop", "lead"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lines(&out),
+        ["stopped lead.mid.leaf", "stopped lead.mid", "stopped lead"],
+        "{}",
+        text(&out)
+    );
+    assert!(alive_pods(&home).is_empty(), "{:?}", alive_pods(&home));
+    // No parent was left alive to hear that its child shut down (it would
+    // have started a model turn).
+    let heard: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("shut down"))
+        .collect();
+    assert!(heard.is_empty(), "{heard:?}");
+
+    // A dead middle pod: its child is still found and stopped; `--tree` is the same.
+    three_levels(&home, &server, "boss", &home.path("work/boss")).await;
+    let pid: i32 = std::fs::read_to_string(home.path("runtime/boss.mid/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) of a pod this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for("the middle pod to die", || !alive(&home, "boss.mid")).await;
+    let out = pod(&home, &server, &["stop", "--tree", "boss"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lines(&out),
+        ["stopped boss.mid.leaf", "stopped boss"],
+        "{}",
+        text(&out)
+    );
+    assert!(alive_pods(&home).is_empty(), "{:?}", alive_pods(&home));
+
+    let out = pod(&home, &server, &["stop", "boss"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no pod named `boss` is running"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn send_says_what_it_did() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(Scripted::stall(Vec::new()));
+    let out = pod(&home, &server, &["start", "--name", "talk"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["send", "talk", "first"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = lines(&out);
+    assert_eq!(said.len(), 1, "{}", text(&out));
+    assert!(
+        said[0].starts_with("sent to talk (seq ") && said[0].ends_with(')'),
+        "{}",
+        text(&out)
+    );
+    wait_for("the run", || recorded_status(&home, "talk") == "running").await;
+    let out = pod(&home, &server, &["send", "talk", "second"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = lines(&out);
+    assert!(
+        said.len() == 1 && said[0].starts_with("notified talk (busy; seq "),
+        "{}",
+        text(&out)
+    );
+    let out = pod(&home, &server, &["stop", "talk"]).await;
+    assert_eq!(lines(&out), ["stopped talk"], "{}", text(&out));
+}
+
+/// Sets a file's modification time to `ago` before now.
+fn backdate(path: &std::path::Path, ago: Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+fn ls_json(out: &Output) -> Vec<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn ls_shows_stopped_pods_for_a_day_with_their_stop_time() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    for name in ["old", "fresh"] {
+        server.push(sse(Turn::new().text("Done.")));
+        let out = pod(&home, &server, &["run", "--name", name, "hello"]).await;
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with(&format!("pod {name}: started\n")),
+            "the name comes first: {}",
+            text(&out)
+        );
+    }
+    let two_days = Duration::from_secs(2 * 24 * 3600);
+    backdate(&home.path("runtime/old/status.json"), two_days);
+    backdate(&home.path("state/sessions/old/000001.jsonl"), two_days);
+    let out = pod(&home, &server, &["start", "--name", "live"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = pod(&home, &server, &["ls", "--json"]).await;
+    let rows = ls_json(&out);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fresh", "live"], "{}", text(&out));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let fresh = rows[0]["stopped_at_ms"].as_u64().unwrap();
+    assert!(now - fresh < 3600 * 1000, "{}", text(&out));
+    assert!(rows[1]["stopped_at_ms"].is_null(), "{}", text(&out));
+
+    let out = pod(&home, &server, &["ls", "--all", "--json"]).await;
+    let rows = ls_json(&out);
+    let old = rows.iter().find(|r| r["name"] == "old").unwrap();
+    let stopped = old["stopped_at_ms"].as_u64().unwrap();
+    assert!(now - stopped >= two_days.as_millis() as u64, "{old}");
+
+    let out = pod(&home, &server, &["ls"]).await;
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let fresh_line = listing.lines().find(|l| l.starts_with("fresh")).unwrap();
+    let fields: Vec<&str> = fresh_line.split_whitespace().collect();
+    assert_eq!(fields[4], "-", "no uptime for a stopped pod: {listing}");
+    assert!(fresh_line.ends_with(" ago"), "{listing}");
+    assert!(!listing.lines().any(|l| l.starts_with("old")), "{listing}");
+    assert!(
+        listing.contains("1 pod(s) stopped more than 24 h ago"),
+        "{listing}"
+    );
+    let out = pod(&home, &server, &["ls", "--all"]).await;
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let old_line = listing.lines().find(|l| l.starts_with("old")).unwrap();
+    assert!(old_line.trim_end().ends_with("2d ago"), "{listing}");
+    let out = pod(&home, &server, &["stop", "live"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn rm_deletes_stopped_sessions_and_a_taken_name_says_how_to_free_it() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // A manifest that names the pod: every run uses the same name.
+    let manifest = home.path("named.toml");
+    std::fs::write(&manifest, "[pod]\nname = \"named\"\n").unwrap();
+    let manifest = manifest.display().to_string();
+    server.push(sse(Turn::new().text("Done.")));
+    let out = pod(&home, &server, &["run", "--manifest", &manifest, "hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    for args in [
+        &["run", "--manifest", &manifest, "again"][..],
+        &["start", "--name", "named"][..],
+    ] {
+        let out = pod(&home, &server, args).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            stderr.contains("`pod restore named`") && stderr.contains("`pod rm named`"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("exited before serving"), "{stderr}");
+    }
+    assert!(!alive(&home, "named"));
+
+    // Without a terminal, rm asks for --yes; a running pod is refused.
+    let out = pod(&home, &server, &["rm", "named"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --yes"),
+        "{}",
+        text(&out)
+    );
+    assert!(home.path("state/sessions/named").exists());
+    let other = home.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other = other.display().to_string();
+    let out = pod(
+        &home,
+        &server,
+        &["start", "--name", "busy", "--cwd", &other],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = pod(&home, &server, &["rm", "--yes", "busy"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`pod stop busy` first"),
+        "{}",
+        text(&out)
+    );
+    assert!(alive(&home, "busy"));
+    for bad in ["nosuch", "../state"] {
+        let out = pod(&home, &server, &["rm", "--yes", bad]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    }
+
+    let out = pod(&home, &server, &["rm", "--yes", "named"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lines(&out), ["removed named"]);
+    assert!(!home.path("state/sessions/named").exists());
+    assert!(!home.path("runtime/named").exists());
+    server.push(sse(Turn::new().text("Fresh start.")));
+    let out = pod(&home, &server, &["run", "--manifest", &manifest, "again"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // --stopped takes every stopped pod, never a running one.
+    let out = pod(&home, &server, &["rm", "--stopped", "--yes"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lines(&out), ["removed named"]);
+    assert!(alive(&home, "busy"));
+    let out = pod(&home, &server, &["stop", "busy"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn rm_asks_on_the_terminal() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().text("Done.")));
+    let out = pod(&home, &server, &["run", "--name", "asked", "hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tmux = Tmux::shell(&home, &server).await;
+    let rm = format!("{} rm asked", env!("CARGO_BIN_EXE_pod"));
+    tmux.keys(&[&rm, "Enter"]);
+    tmux.wait("the question", |s| s.contains("asked? [y/N]"))
+        .await;
+    tmux.keys(&["n", "Enter"]);
+    tmux.wait("the refusal", |s| prompt_after(s, "nothing removed"))
+        .await;
+    assert!(home.path("state/sessions/asked").exists());
+    tmux.keys(&[&rm, "Enter"]);
+    tmux.wait("the question again", |s| {
+        s.matches("asked? [y/N]").count() == 2
+    })
+    .await;
+    tmux.keys(&["y", "Enter"]);
+    tmux.wait("the removal", |s| prompt_after(s, "removed asked"))
+        .await;
+    assert!(!home.path("state/sessions/asked").exists());
+}
