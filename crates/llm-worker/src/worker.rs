@@ -643,26 +643,30 @@ impl Worker {
     /// that has no result (used when the sink failed mid-step: nothing more can
     /// be persisted, but the in-memory history must stay valid).
     fn answer_open_calls(&mut self) {
-        let answered: std::collections::HashSet<&str> = self
-            .history
-            .iter()
-            .filter_map(|i| match i {
-                Item::ToolResult { call_id, .. } => Some(call_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        let open: Vec<String> = self
-            .history
-            .iter()
-            .filter_map(|i| match i {
-                Item::ToolCall { id, .. } if !answered.contains(id.as_str()) => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
-        for id in open {
+        for id in open_calls(&self.history) {
             self.history.push(interrupted_result(&id));
         }
     }
+}
+
+/// The ids of the tool calls in `history` that have no result yet, in order:
+/// what must be answered (`[interrupted]`) before the history is valid again,
+/// after a cut in the worker or a crash of the process that ran it.
+pub fn open_calls(history: &[Item]) -> Vec<String> {
+    let answered: std::collections::HashSet<&str> = history
+        .iter()
+        .filter_map(|i| match i {
+            Item::ToolResult { call_id, .. } => Some(call_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    history
+        .iter()
+        .filter_map(|i| match i {
+            Item::ToolCall { id, .. } if !answered.contains(id.as_str()) => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A function call cut inside its arguments keeps `{}` as arguments: the

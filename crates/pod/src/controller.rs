@@ -16,88 +16,16 @@ use protocol::{
     TurnResult,
 };
 use session_store::{EntryBody, LoggedItem};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+/// How long a pod on its way out waits for its parent to take its last report.
+const LAST_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
+
+use crate::inbox::{Command, FailureTaken, Input};
+use crate::parent::Reporter;
 use crate::sink::PodSink;
 use crate::spawn::registry::SpawnedPodRegistry;
 use crate::state::{SharedState, StateError, lock};
-
-/// Delivering a child's reports to its parent.
-mod report {
-    use std::time::Duration;
-
-    use protocol::stream::{JsonLineReader, JsonLineWriter};
-    use protocol::{Event, Method};
-    use tokio::net::UnixStream;
-
-    use super::ParentLink;
-    use crate::ipc::listener::is_alive;
-
-    const STEP: Duration = Duration::from_secs(5);
-
-    /// Sends `method` to the parent and waits for its `ack`; retries (up to
-    /// `attempts`, half a second apart) while the parent is alive and has not
-    /// acknowledged. An `error` answer is final.
-    pub async fn deliver(
-        parent: &ParentLink,
-        method: &Method,
-        attempts: u32,
-    ) -> Result<(), String> {
-        let mut last = String::from("not attempted");
-        for attempt in 0..attempts.max(1) {
-            if attempt > 0 {
-                if !is_alive(&parent.dir) {
-                    return Err(format!("the parent is gone ({last})"));
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            match once(parent, method).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(refused)) => return Err(refused),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// One attempt: `Err` to retry, `Ok(Err)` when the parent refused.
-    async fn once(parent: &ParentLink, method: &Method) -> Result<Result<(), String>, String> {
-        let stream = tokio::time::timeout(STEP, UnixStream::connect(&parent.socket))
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect: {e}"))?;
-        let (r, w) = stream.into_split();
-        let mut reader = JsonLineReader::new(r);
-        let mut writer = JsonLineWriter::new(w);
-        tokio::time::timeout(STEP, writer.write(method))
-            .await
-            .map_err(|_| "write timed out".to_string())?
-            .map_err(|e| format!("write: {e}"))?;
-        loop {
-            let event = tokio::time::timeout(STEP, reader.next::<Event>())
-                .await
-                .map_err(|_| "no answer in time".to_string())?
-                .map_err(|e| format!("read: {e}"))?;
-            match event {
-                Some(Event::Ack { .. }) => return Ok(Ok(())),
-                Some(Event::Error { message, .. }) => return Ok(Err(message)),
-                Some(_) => {}
-                None => return Err("the parent closed the connection".into()),
-            }
-        }
-    }
-}
-
-/// What a connection asks of the controller.
-#[derive(Debug)]
-pub struct Command {
-    /// The decoded method.
-    pub method: Method,
-    /// The sender's process id (from the socket's credentials), if known.
-    pub peer_pid: Option<u32>,
-    /// Where the answer for the sender goes (`ack` or `error`), if any.
-    pub reply: oneshot::Sender<Option<Event>>,
-}
 
 /// The running invocation.
 struct Running {
@@ -106,41 +34,6 @@ struct Running {
     /// Started by this pod's parent (its `run`, or the task it was spawned
     /// with): the parent is told when it ends.
     from_parent: bool,
-}
-
-/// A child pod's way back to the pod that spawned it.
-#[derive(Debug, Clone)]
-pub struct ParentLink {
-    /// This pod's short name (as the parent knows it).
-    pub short_name: String,
-    /// The parent's process id (a `run` from it counts as the parent's).
-    pub pid: u32,
-    /// The parent's socket.
-    pub socket: std::path::PathBuf,
-    /// The parent's runtime dir (its liveness lock).
-    pub dir: std::path::PathBuf,
-    /// The parent's instance id: a restored parent runs as another process,
-    /// found through the registry.
-    pub instance: String,
-    /// The per-user registry file.
-    pub registry: std::path::PathBuf,
-}
-
-impl ParentLink {
-    /// Whether process `pid` is the parent (as spawned, or restored since).
-    fn is_parent(&self, pid: u32) -> bool {
-        if pid == self.pid {
-            return true;
-        }
-        // Reading the file without the lock is safe: it is replaced atomically.
-        std::fs::read(&self.registry)
-            .ok()
-            .and_then(|b| {
-                crate::runtime::pod_registry::Registry::from_json(&b, &self.registry).ok()
-            })
-            .and_then(|r| r.get(&self.instance).map(|e| e.pid == pid))
-            .unwrap_or(false)
-    }
 }
 
 /// The pod's state machine.
@@ -153,7 +46,7 @@ pub struct Controller {
     done_tx: mpsc::Sender<(Worker, Outcome)>,
     done_rx: mpsc::Receiver<(Worker, Outcome)>,
     children: Arc<SpawnedPodRegistry>,
-    parent: Option<ParentLink>,
+    parent: Option<Reporter>,
     /// `shutdown` arrived: no new invocation starts (a notification or a
     /// child's report is still committed and acknowledged, and waits in the
     /// log for the next start of the session).
@@ -226,7 +119,7 @@ impl Controller {
     }
 
     /// The parent of this pod, told when invocations it started end.
-    pub fn with_parent(mut self, parent: ParentLink) -> Self {
+    pub fn with_parent(mut self, parent: Reporter) -> Self {
         self.parent = Some(parent);
         self
     }
@@ -253,9 +146,9 @@ impl Controller {
         lock(&self.state).set_status(PodStatus::Paused)
     }
 
-    /// Runs until a `shutdown` method arrives or every command sender is gone,
-    /// then shuts down (see [`Controller::shut_down`]).
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    /// Runs until a `shutdown` (method or signal) arrives or every sender is
+    /// gone, then shuts down (see [`Controller::shut_down`]).
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
         loop {
             tokio::select! {
                 done = self.done_rx.recv() => {
@@ -263,25 +156,50 @@ impl Controller {
                         self.finished(worker, outcome);
                     }
                 }
-                command = commands.recv() => {
-                    let Some(Command { method, peer_pid, reply }) = command else { break };
-                    if matches!(method, Method::Shutdown) {
+                input = inbox.recv() => match input {
+                    None | Some(Input::Shutdown) => break,
+                    Some(Input::Method(Command { method: Method::Shutdown, reply, .. })) => {
                         let _ = reply.send(None);
                         break;
                     }
-                    let answer = self.handle(method, peer_pid);
-                    let _ = reply.send(answer);
-                }
+                    Some(input) => self.take(input),
+                },
             }
         }
-        self.shut_down(commands).await;
+        self.shut_down(inbox).await;
+    }
+
+    /// Acts on one input (other than a shutdown).
+    fn take(&mut self, input: Input) {
+        match input {
+            Input::Method(Command {
+                method,
+                peer,
+                reply,
+            }) => {
+                let answer = match method {
+                    Method::Shutdown => None,
+                    method => self.handle(method, peer),
+                };
+                let _ = reply.send(answer);
+            }
+            Input::ChildFailed {
+                pod_name,
+                pid,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.child_failed(pod_name, pid, message));
+            }
+            Input::Shutdown => {}
+        }
     }
 
     /// Stops starting invocations, cancels the running one, stops this pod's
     /// children (each stops its own first, so leaves go first) while still
     /// answering methods (a child's last report must be acknowledged, not left
     /// waiting), then syncs the log and tells clients and the parent.
-    async fn shut_down(&mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn shut_down(&mut self, mut inbox: mpsc::Receiver<Input>) {
         self.stopping = true;
         if let Some(running) = &self.running {
             running.control.cancel.cancel();
@@ -298,14 +216,8 @@ impl Controller {
                         self.finished(worker, outcome);
                     }
                 }
-                command = commands.recv(), if listening => match command {
-                    Some(Command { method, peer_pid, reply }) => {
-                        let answer = match method {
-                            Method::Shutdown => None,
-                            method => self.handle(method, peer_pid),
-                        };
-                        let _ = reply.send(answer);
-                    }
+                input = inbox.recv(), if listening => match input {
+                    Some(input) => self.take(input),
                     None => listening = false,
                 },
             }
@@ -331,32 +243,22 @@ impl Controller {
             state.close_clients();
         }
         if let Some(parent) = &self.parent {
-            // Best effort and bounded: the parent may be gone too.
-            let event = Method::PodEvent(PodEvent::ShutDown {
-                pod_name: parent.short_name.clone(),
-            });
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                report::deliver(parent, &event, 1),
-            )
-            .await;
+            // Bounded: the parent may be gone too.
+            let event = PodEvent::ShutDown {
+                pod_name: parent.short_name().to_string(),
+            };
+            parent.report_last(event, LAST_REPORT).await;
         }
     }
 
-    fn handle(&mut self, method: Method, peer_pid: Option<u32>) -> Answer {
+    fn handle(&mut self, method: Method, peer: crate::inbox::Peer) -> Answer {
         match method {
-            Method::Run { input } => {
-                let from_parent = match (&self.parent, peer_pid) {
-                    (Some(parent), Some(pid)) => parent.is_parent(pid),
-                    _ => false,
-                };
-                self.run_input(input, from_parent)
-            }
+            Method::Run { input } => self.run_input(input, peer.is_parent),
             Method::Notify { message } => {
                 let item = Item::text(Role::User, format!("[notification] {message}"));
                 self.notification("notify", item, InvokeKind::Notify)
             }
-            Method::PodEvent(event) => self.pod_event(event, peer_pid),
+            Method::PodEvent(event) => self.pod_event(event, peer.pid),
             Method::Resume => {
                 if self.stopping {
                     return error(
@@ -539,19 +441,13 @@ impl Controller {
                     let state = self.state.clone();
                     let name = child.clone();
                     tokio::spawn(async move {
-                        for _ in 0..200 {
-                            match children.forget(&name, "it shut down").await {
-                                Ok(_) => return,
-                                Err(_) => {
-                                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
-                                }
-                            }
+                        if let Err(e) = children.forget_once_exited(&name, "it shut down").await {
+                            let _ = lock(&state).alert(
+                                AlertLevel::Warn,
+                                AlertSource::Registry,
+                                format!("child pod `{name}` reported shutting down: {e}"),
+                            );
                         }
-                        let _ = lock(&state).alert(
-                            AlertLevel::Warn,
-                            AlertSource::Registry,
-                            format!("child pod `{name}` reported shutting down but still runs; its scope stays delegated"),
-                        );
                     });
                 }
                 !stopping
@@ -566,6 +462,28 @@ impl Controller {
         self.notification("pod_event", item, InvokeKind::PodEvent)
     }
 
+    /// A child's process failed before it reported: taken as its `errored`
+    /// report if one is owed (the agent waits for it), unless this pod is
+    /// stopping the child itself.
+    fn child_failed(&mut self, pod_name: String, pid: u32, message: String) -> FailureTaken {
+        if self.children.name_of_pid(pid).as_deref() != Some(pod_name.as_str()) {
+            return FailureTaken::NotRecordedYet;
+        }
+        if self.children.is_stopping(&pod_name) || !self.children.take_report(&pod_name) {
+            return FailureTaken::Done;
+        }
+        let item = Item::text(
+            Role::User,
+            pod_event_text(&PodEvent::Errored { pod_name, message }),
+        );
+        if let Some(Event::Error { message, .. }) =
+            self.notification("pod_event", item, InvokeKind::PodEvent)
+        {
+            self.alert_error(format!("cannot record a child's failure: {message}"));
+        }
+        FailureTaken::Done
+    }
+
     /// Commits the end of the invocation and moves to idle or paused; starts
     /// the next invocation if notifications arrived after its last LLM call.
     fn finished(&mut self, worker: Worker, outcome: Outcome) {
@@ -574,26 +492,20 @@ impl Controller {
             .running
             .take()
             .map_or((self.turn, false), |r| (r.turn, r.from_parent));
-        if from_parent && let Some(parent) = self.parent.clone() {
+        if from_parent && let Some(parent) = &self.parent {
+            let pod_name = parent.short_name().to_string();
             let event = match &outcome {
                 Outcome::Failed(e) => PodEvent::Errored {
-                    pod_name: parent.short_name.clone(),
+                    pod_name,
                     message: e.to_string(),
                 },
-                _ => PodEvent::TurnEnded {
-                    pod_name: parent.short_name.clone(),
-                },
+                _ => PodEvent::TurnEnded { pod_name },
             };
-            let state = self.state.clone();
-            tokio::spawn(async move {
-                if let Err(e) = report::deliver(&parent, &Method::PodEvent(event), 20).await {
-                    let _ = lock(&state).alert(
-                        AlertLevel::Warn,
-                        AlertSource::Pod,
-                        format!("cannot tell the parent pod that turn {turn} ended: {e}"),
-                    );
-                }
-            });
+            parent.report(
+                event,
+                20,
+                format!("cannot tell the parent pod that turn {turn} ended"),
+            );
         }
         let (result, failure) = match &outcome {
             Outcome::Finished { .. } => (TurnResult::Finished, None),

@@ -90,7 +90,12 @@ const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// (a remote provider is not contacted: doctor must not spend or leak anything).
 pub fn provider_checks(opts: &LaunchOptions, env: &manifest::Env, vars: Vars<'_>) -> Vec<Check> {
     let mut checks = vec![user_manifest_check(env)];
-    checks.push(crate::trust::doctor_check(&opts.cwd, env));
+    let project = crate::trust::doctor_check(&opts.cwd, env);
+    checks.push(Check {
+        name: "project".into(),
+        ok: project.ok,
+        detail: project.detail,
+    });
     if let Some(file) = &opts.manifest {
         let path = if file.is_absolute() {
             file.clone()

@@ -2,5 +2,6 @@
 //! machine-wide records kept in them.
 
 pub mod dir;
+pub mod liveness;
 pub mod pod_registry;
 pub mod registry_health;

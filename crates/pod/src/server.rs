@@ -2,9 +2,8 @@
 //! restore) its session, bind its socket, serve until `shutdown` or a signal,
 //! and leave a log that a later `pod restore` continues.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use llm_types::Item;
@@ -13,21 +12,23 @@ use llm_worker::tool::ToolDefinition;
 use llm_worker::tool_server::{ToolServer, interrupted_result, output_limit};
 use llm_worker::worker::{Worker, WorkerConfig};
 use manifest::{Manifest, Permission, Scope};
-use protocol::{AlertLevel, AlertSource, Greeting, Method, PodStatus, TurnResult};
+use protocol::{AlertLevel, AlertSource, Greeting, PodStatus, TurnResult};
 use session_store::{EntryBody, LogEntry, LoggedItem, SessionWriter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use tools::sandbox::CommandGate;
 
-use crate::controller::{Command, Controller, ParentLink};
+use crate::controller::Controller;
+use crate::inbox::Input;
 use crate::ipc::listener::{self, PodLock};
 use crate::launch::ChildSpec;
+use crate::parent::{ParentIdentity, ParentLink, Reporter};
 use crate::runtime::dir::{Places, ensure_private_dir};
 use crate::runtime::pod_registry::{self, LockFileGuard, PodEntry, ProcessIdentity, RegistryError};
 use crate::spawn::comm_tools::{
     list_pods_tool, read_pod_output_tool, send_to_pod_tool, stop_pod_tool,
 };
-use crate::spawn::registry::{ChildJournal, ScopeHome, SpawnedPodRegistry};
+use crate::spawn::registry::{ScopeHome, SpawnedPodRegistry};
 use crate::spawn::tool::{ChildExits, SpawnLimits, SpawnSetup, spawn_pod_tool};
 use crate::state::{PodState, SharedState, StatusRecord, lock, now_ms};
 
@@ -168,20 +169,7 @@ fn repair_cut_invocation(
     history: &mut Vec<Item>,
     turn: u64,
 ) -> Result<(), crate::state::StateError> {
-    let answered: HashSet<String> = history
-        .iter()
-        .filter_map(|i| match i {
-            Item::ToolResult { call_id, .. } => Some(call_id.clone()),
-            _ => None,
-        })
-        .collect();
-    let open: Vec<String> = history
-        .iter()
-        .filter_map(|i| match i {
-            Item::ToolCall { id, .. } if !answered.contains(id) => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
+    let open = llm_worker::worker::open_calls(history);
     for id in open {
         let item = interrupted_result(&id);
         state.commit(EntryBody::ToolResult {
@@ -222,22 +210,6 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
         base
     } else {
         format!("{base}\n\n{instruction}")
-    }
-}
-
-/// The spawner's journal, bound to the pod state once it exists.
-#[derive(Default)]
-struct LateJournal(OnceLock<SharedState>);
-
-impl ChildJournal for LateJournal {
-    fn record(&self, body: EntryBody) -> Result<(), String> {
-        match self.0.get() {
-            Some(state) => lock(state)
-                .commit(body)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            None => Err("the session is not open yet".into()),
-        }
     }
 }
 
@@ -358,9 +330,20 @@ fn spawn_tools(
     ])
 }
 
-/// Runs the pod: returns after `shutdown`, SIGTERM or SIGINT, with the log
-/// flushed. `on_ready` is called once the socket accepts connections.
-pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
+/// A pod whose session is open and whose lock is held, before anything runs.
+struct Opened {
+    pod_dir: PathBuf,
+    pod_lock: PodLock,
+    log: SessionWriter,
+    report: session_store::OpenReport,
+    restored: Restored,
+    history: Vec<Item>,
+    entries: Vec<LogEntry>,
+}
+
+/// Takes the pod's liveness lock and opens its session, reading what earlier
+/// runs left (a pure scan: nothing is written yet).
+fn open_session(spec: &PodSpec) -> Result<Opened, ServeError> {
     ensure_private_dir(&spec.places.runtime, spec.uid)?;
     let pod_dir = spec.places.pod_runtime_dir(&spec.name);
     ensure_private_dir(&pod_dir, spec.uid)?;
@@ -369,7 +352,6 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         Some(fds) => unsafe { PodLock::inherited(fds.lock_fd, &pod_dir)? },
         None => PodLock::take(&pod_dir, &spec.name)?,
     };
-
     let session_dir = spec.places.session_dir(&spec.name);
     let (log, report) =
         SessionWriter::open(&session_dir).map_err(|source| ServeError::Session {
@@ -377,42 +359,76 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             source,
         })?;
     let restored = scan(&log);
-    let mut history = log.history().to_vec();
+    let history = log.history().to_vec();
     let entries: Vec<LogEntry> = log
         .current_lines()
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    Ok(Opened {
+        pod_dir,
+        pod_lock,
+        log,
+        report,
+        restored,
+        history,
+        entries,
+    })
+}
 
+/// A pod put together, ready to serve.
+struct Assembled {
+    pod_lock: PodLock,
+    socket: PathBuf,
+    instance_id: String,
+    state: SharedState,
+    controller: Controller,
+}
+
+/// Puts the pod together: its registry entry, state, children (the live ones
+/// keep their subtrees), tools, worker and controller; repairs a cut
+/// invocation. `inbox` is the controller's channel (the spawner reports a
+/// child's failure on it).
+async fn assemble(
+    spec: &PodSpec,
+    opened: Opened,
+    inbox: &mpsc::Sender<Input>,
+) -> Result<Assembled, ServeError> {
+    let Opened {
+        pod_dir,
+        pod_lock,
+        log,
+        report,
+        restored,
+        mut history,
+        entries,
+    } = opened;
     let socket = listener::socket_path(&spec.places.runtime, &pod_dir, &spec.name);
-    let instance_id = register(&spec, &pod_dir, &socket).await?;
+    let instance_id = register(spec, &pod_dir, &socket).await?;
 
-    // Children: replayed from the log; the live ones keep their subtrees.
-    let journal = Arc::new(LateJournal::default());
-    let registry_path = pod_registry::registry_path_in(&spec.places.runtime);
+    // The greeting is complete once the tools exist; nobody connects before.
+    let mut pod_state = PodState::new(
+        log,
+        Greeting {
+            pod_name: spec.name.clone(),
+            ..Greeting::default()
+        },
+    )?;
+    pod_state.add_usage(restored.usage, restored.context_tokens);
+    let state: SharedState = Arc::new(Mutex::new(pod_state));
+
+    // Children: replayed from the log (journaled in it from now on); the live
+    // ones keep their subtrees.
     let children = Arc::new(SpawnedPodRegistry::journaled(
-        journal.clone(),
+        Arc::new(state.clone()),
         ScopeHome {
             scope: Arc::clone(&spec.live_scope),
-            registry_path,
+            registry_path: pod_registry::registry_path_in(&spec.places.runtime),
             runtime: spec.places.runtime.clone(),
         },
     ));
     let problems = children.replay(&entries);
-    let mut gone = Vec::new();
-    for record in children.list().await {
-        if listener::is_alive(&spec.places.pod_runtime_dir(&record.full_name)) {
-            let mut scope = spec
-                .live_scope
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            for rule in &record.scope_delegated {
-                let _ = scope.delegate_rule(rule);
-            }
-        } else {
-            gone.push(record.pod_name.clone());
-        }
-    }
+    let gone = children.redelegate_live().await;
 
     let scope = spec
         .live_scope
@@ -421,13 +437,12 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         .clone();
     let m = &spec.manifest;
     let mut tool_defs = spec.tools.clone();
-    let exits = ChildExits::default();
     tool_defs.extend(spawn_tools(
-        &spec,
+        spec,
         &instance_id,
         &socket,
         &children,
-        &exits,
+        &ChildExits::new(inbox),
     )?);
     let mut tools = ToolServer::new(
         &tool_defs,
@@ -437,7 +452,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     tools.set_compact(compact);
     let tools = Arc::new(tools);
     let mut config = WorkerConfig::new(m.model.model.clone());
-    config.system = system_prompt(&spec, &scope);
+    config.system = system_prompt(spec, &scope);
     config.max_tokens = m.model.max_tokens;
     config.temperature = m.model.temperature;
     config.seed = m.model.seed;
@@ -449,44 +464,44 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     }
     config.cache_key = Some(spec.name.clone());
 
-    let greeting = Greeting {
-        pod_name: spec.name.clone(),
-        cwd: spec.cwd.display().to_string(),
-        provider: m.model.scheme.to_string(),
-        model: m.model.model.clone(),
-        scope_summary: format!("{scope}; sandbox: {}", spec.sandbox_level),
-        tools: tools.names().to_vec(),
-        context_window: m.model.context_window,
-        context_tokens: 0,
-    };
-    let mut pod_state = PodState::new(log, greeting)?;
-    pod_state.add_usage(restored.usage, restored.context_tokens);
-    for cut in &report.cuts {
-        pod_state.alert(
-            AlertLevel::Warn,
-            AlertSource::Pod,
-            format!(
-                "the session log {} ended in a torn write ({} bytes); it was cut back to its last complete entry",
-                cut.file.display(),
-                cut.cut_bytes
-            ),
-        )?;
-    }
-    for problem in problems {
-        pod_state.alert(AlertLevel::Warn, AlertSource::Pod, problem)?;
-    }
-    // A child's first task, written by its parent, runs now; any other cut
-    // invocation is repaired and waits for `resume`.
-    let pending_turn = match restored.cut_turn {
-        Some(turn) if spec.continue_pending && restored.llm_calls == 0 => Some(turn),
-        Some(turn) => {
-            repair_cut_invocation(&mut pod_state, &mut history, turn)?;
-            None
+    let pending_turn = {
+        let mut st = lock(&state);
+        let context_tokens = st.greeting().context_tokens;
+        st.set_greeting(Greeting {
+            pod_name: spec.name.clone(),
+            cwd: spec.cwd.display().to_string(),
+            provider: m.model.scheme.to_string(),
+            model: m.model.model.clone(),
+            scope_summary: format!("{scope}; sandbox: {}", spec.sandbox_level),
+            tools: tools.names().to_vec(),
+            context_window: m.model.context_window,
+            context_tokens,
+        });
+        for cut in &report.cuts {
+            st.alert(
+                AlertLevel::Warn,
+                AlertSource::Pod,
+                format!(
+                    "the session log {} ended in a torn write ({} bytes); it was cut back to its last complete entry",
+                    cut.file.display(),
+                    cut.cut_bytes
+                ),
+            )?;
         }
-        None => None,
+        for problem in problems {
+            st.alert(AlertLevel::Warn, AlertSource::Pod, problem)?;
+        }
+        // A child's first task, written by its parent, runs now; any other cut
+        // invocation is repaired and waits for `resume`.
+        match restored.cut_turn {
+            Some(turn) if spec.continue_pending && restored.llm_calls == 0 => Some(turn),
+            Some(turn) => {
+                repair_cut_invocation(&mut st, &mut history, turn)?;
+                None
+            }
+            None => None,
+        }
     };
-    let state = Arc::new(Mutex::new(pod_state));
-    let _ = journal.0.set(state.clone());
     for name in gone {
         // Children that died while this pod was down: their subtrees come back.
         let text = match children
@@ -506,7 +521,6 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
 
     let mut worker = Worker::new(Arc::clone(&spec.client), tools, config);
     worker.restore(history, restored.llm_calls);
-    let parent_instance = spec.child.as_ref().map(|c| c.parent_instance.clone());
     lock(&state).keep_status_file(
         pod_dir.join("status.json"),
         StatusRecord {
@@ -517,7 +531,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
             provider: m.model.scheme.to_string(),
             model: m.model.model.clone(),
             scope: scope.to_string(),
-            parent: parent_instance,
+            parent: spec.child.as_ref().map(|c| c.parent_instance.clone()),
             socket: socket.display().to_string(),
             started_ms: now_ms(),
             usage: Default::default(),
@@ -531,65 +545,82 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     );
     let mut controller =
         Controller::new(state.clone(), worker, restored.turns).with_children(Arc::clone(&children));
-    if let Some(child) = &spec.child {
-        let short = spec
-            .name
-            .rsplit('.')
-            .next()
-            .unwrap_or(&spec.name)
-            .to_string();
-        controller = controller.with_parent(ParentLink {
-            short_name: short,
-            pid: child.parent_pid,
-            socket: child.parent_socket.clone(),
-            dir: spec.places.pod_runtime_dir(&child.parent_name),
-            instance: child.parent_instance.clone(),
-            registry: pod_registry::registry_path_in(&spec.places.runtime),
-        });
+    if let Some(link) = parent_link(spec) {
+        controller = controller.with_parent(Reporter::spawn(link, state.clone()));
     }
     match pending_turn {
         Some(turn) => controller.continue_pending(turn)?,
         None if restored.cut_turn.is_some() => controller.set_paused()?,
         None => {}
     }
+    Ok(Assembled {
+        pod_lock,
+        socket,
+        instance_id,
+        state,
+        controller,
+    })
+}
 
+/// A child pod's link to its parent.
+fn parent_link(spec: &PodSpec) -> Option<ParentLink> {
+    let child = spec.child.as_ref()?;
+    let short = spec.name.rsplit('.').next().unwrap_or(&spec.name);
+    Some(ParentLink {
+        short_name: short.to_string(),
+        socket: child.parent_socket.clone(),
+        dir: spec.places.pod_runtime_dir(&child.parent_name),
+        identity: Arc::new(ParentIdentity {
+            pid: child.parent_pid,
+            instance: child.parent_instance.clone(),
+            registry: pod_registry::registry_path_in(&spec.places.runtime),
+        }),
+    })
+}
+
+/// Runs the pod: returns after `shutdown`, SIGTERM or SIGINT, with the log
+/// flushed. `on_ready` is called once the socket accepts connections.
+pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
+    let opened = open_session(&spec)?;
+    // The controller's inbox exists before anything that reports on it.
+    let (inbox, inbox_rx) = mpsc::channel::<Input>(256);
+    let pod = assemble(&spec, opened, &inbox).await?;
     let listener = match spec.inherited {
         // SAFETY: the parent bound this socket for us alone.
         Some(fds) => unsafe { listener::inherited_listener(fds.listen_fd)? },
-        None => listener::bind(&socket)?,
+        None => listener::bind(&pod.socket)?,
     };
-    let (commands_tx, commands_rx) = mpsc::channel::<Command>(256);
-    exits.bind(&commands_tx);
+    let parent = parent_link(&spec).map(|link| link.identity);
     let accept = tokio::spawn(listener::accept_loop(
         listener,
-        state.clone(),
-        commands_tx.clone(),
+        pod.state.clone(),
+        inbox.clone(),
         spec.uid,
+        parent,
     ));
-    let signals = tokio::spawn(shutdown_on_signal(commands_tx.clone()));
-    drop(commands_tx);
+    let signals = tokio::spawn(shutdown_on_signal(inbox));
     on_ready(&Ready {
         name: spec.name.clone(),
-        socket: socket.clone(),
+        socket: pod.socket.clone(),
         pid: std::process::id(),
-        instance_id: instance_id.clone(),
+        instance_id: pod.instance_id.clone(),
     });
 
-    controller.run(commands_rx).await;
+    pod.controller.run(inbox_rx).await;
 
     accept.abort();
     signals.abort();
-    let _ = std::fs::remove_file(&socket);
-    release_scope(&spec, &instance_id, &state).await;
-    lock(&state).finish_status_file();
+    let _ = std::fs::remove_file(&pod.socket);
+    release_scope(&spec, &pod.instance_id, &pod.state).await;
+    lock(&pod.state).finish_status_file();
     // Give writers a moment to deliver `shutdown` to the clients.
     for _ in 0..100 {
-        if lock(&state).writers() == 0 {
+        if lock(&pod.state).writers() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    drop(pod_lock);
+    drop(pod.pod_lock);
     Ok(())
 }
 
@@ -611,8 +642,8 @@ async fn release_scope(spec: &PodSpec, instance_id: &str, state: &crate::state::
     }
 }
 
-/// Turns SIGTERM and SIGINT into a `shutdown` method.
-async fn shutdown_on_signal(commands: mpsc::Sender<Command>) {
+/// Turns SIGTERM and SIGINT into the controller's [`Input::Shutdown`].
+async fn shutdown_on_signal(inbox: mpsc::Sender<Input>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -624,12 +655,5 @@ async fn shutdown_on_signal(commands: mpsc::Sender<Command>) {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    let (reply, _) = oneshot::channel();
-    let _ = commands
-        .send(Command {
-            method: Method::Shutdown,
-            peer_pid: None,
-            reply,
-        })
-        .await;
+    let _ = inbox.send(Input::Shutdown).await;
 }

@@ -176,7 +176,14 @@ impl PodState {
         self.status
     }
 
-    /// The greeting sent in snapshots.
+    /// Replaces the pod's static facts (set once the tools exist, before the
+    /// socket accepts anyone).
+    pub fn set_greeting(&mut self, greeting: Greeting) {
+        self.greeting = greeting;
+        self.snapshot = None;
+    }
+
+    /// The pod's static facts, as sent in every snapshot.
     pub fn greeting(&self) -> &Greeting {
         &self.greeting
     }

@@ -376,14 +376,19 @@ pub fn list_command(env: &manifest::Env, json: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// What `pod doctor` says of the project manifest of a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectCheck {
+    /// Usable: none, or trusted and parsed.
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do.
+    pub detail: String,
+}
+
 /// The `pod doctor` line for the project manifest of `dir`: none, trusted, or not
 /// (which makes pods started there fail).
-pub fn doctor_check(dir: &Path, env: &manifest::Env) -> crate::doctor::Check {
-    let check = |ok: bool, detail: String| crate::doctor::Check {
-        name: "project".into(),
-        ok,
-        detail,
-    };
+pub fn doctor_check(dir: &Path, env: &manifest::Env) -> ProjectCheck {
+    let check = |ok: bool, detail: String| ProjectCheck { ok, detail };
     let Some(path) = project_manifest(dir) else {
         return check(
             true,

@@ -849,7 +849,11 @@ async fn busy_pod(home: &Home, server: &FakeProvider, name: &str) {
     let out = pod(home, server, &["send", name, "work for a long time"]).await;
     assert!(out.status.success(), "{}", text(&out));
     wait_for("the pod's LLM request", || !server.requests().is_empty()).await;
-    assert_eq!(recorded_status(home, name), "running");
+    // status.json is written by a thread of its own: it follows shortly.
+    wait_for("the pod to record that it runs", || {
+        recorded_status(home, name) == "running"
+    })
+    .await;
 }
 
 /// A `pod` process whose stdout and stderr are collected as they come.

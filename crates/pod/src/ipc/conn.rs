@@ -14,7 +14,7 @@ use protocol::{ErrorCode, Event, Method};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::controller::Command;
+use crate::inbox::{Command, Input, Peer};
 use crate::ipc::hub::{Line, Subscription};
 use crate::state::{ReplayStep, SharedState, event_line, lock};
 
@@ -64,9 +64,9 @@ pub async fn serve<R, W>(
     read: R,
     write: W,
     state: SharedState,
-    commands: mpsc::Sender<Command>,
+    inbox: mpsc::Sender<Input>,
     subscription: Subscription,
-    peer_pid: Option<u32>,
+    peer: Peer,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -78,7 +78,7 @@ pub async fn serve<R, W>(
         write_loop(write, subscription, reply_rx, writer_state.clone()).await;
         lock(&writer_state).writer_done();
     });
-    read_loop(read, reply_tx, commands, peer_pid).await;
+    read_loop(read, reply_tx, inbox, peer).await;
     // The client sent its last method: give the writer a moment to deliver the
     // answers, then close.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
@@ -88,8 +88,8 @@ pub async fn serve<R, W>(
 async fn read_loop<R: AsyncRead + Unpin>(
     read: R,
     replies: mpsc::Sender<Line>,
-    commands: mpsc::Sender<Command>,
-    peer_pid: Option<u32>,
+    inbox: mpsc::Sender<Input>,
+    peer: Peer,
 ) {
     let mut reader = JsonLineReader::with_max_line_len(read, MAX_METHOD_LINE);
     loop {
@@ -100,10 +100,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let (tx, rx) = oneshot::channel();
                     let command = Command {
                         method,
-                        peer_pid,
+                        peer,
                         reply: tx,
                     };
-                    if commands.send(command).await.is_err() {
+                    if inbox.send(Input::Method(command)).await.is_err() {
                         // The controller is gone: the pod is shutting down.
                         break;
                     }

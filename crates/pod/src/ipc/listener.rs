@@ -9,12 +9,14 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
-use crate::controller::Command;
+use crate::inbox::{Input, Peer};
 use crate::ipc::conn;
+use crate::parent::ParentIdentity;
 use crate::state::{SharedState, lock};
 
 /// The longest socket path `sun_path` takes (108 bytes with its NUL).
@@ -128,23 +130,7 @@ impl PodLock {
     }
 }
 
-/// Whether a pod whose runtime dir is `dir` is alive (someone holds its lock).
-pub fn is_alive(dir: &Path) -> bool {
-    let Ok(file) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(dir.join("lock"))
-    else {
-        return false;
-    };
-    // SAFETY: flock on a descriptor we own.
-    let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if got {
-        // SAFETY: as above; we release what we just took.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-    }
-    !got
-}
+pub use crate::runtime::liveness::is_alive;
 
 /// Where the socket of a pod with runtime dir `pod_dir` lives: `<pod_dir>/sock`,
 /// or, when that is longer than `sun_path` allows, `<runtime>/s/<name hash>.sock`.
@@ -220,12 +206,15 @@ pub fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), String> {
     }
 }
 
-/// Accepts connections until the listener fails or the command channel closes.
+/// Accepts connections until the listener fails or the controller's inbox
+/// closes. `parent`: this pod's parent, if it is a child (whether a peer is the
+/// parent is checked once per connection, in the connection's own task).
 pub async fn accept_loop(
     listener: UnixListener,
     state: SharedState,
-    commands: mpsc::Sender<Command>,
+    inbox: mpsc::Sender<Input>,
     our_uid: u32,
+    parent: Option<Arc<ParentIdentity>>,
 ) {
     loop {
         let stream = match listener.accept().await {
@@ -241,15 +230,15 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        if commands.is_closed() {
+        if inbox.is_closed() {
             return;
         }
         let cred = stream.peer_cred().ok();
-        let peer = cred.map(|c| c.uid());
+        let peer_uid = cred.map(|c| c.uid());
         let peer_pid = cred
             .and_then(|c| c.pid())
             .and_then(|p| u32::try_from(p).ok());
-        if let Err(message) = check_peer(peer, our_uid) {
+        if let Err(message) = check_peer(peer_uid, our_uid) {
             tokio::spawn(refuse(stream, message));
             continue;
         }
@@ -261,10 +250,24 @@ pub async fn accept_loop(
             }
         };
         let state = state.clone();
-        let commands = commands.clone();
+        let inbox = inbox.clone();
+        let parent = parent.clone();
         tokio::spawn(async move {
+            let is_parent = match (parent, peer_pid) {
+                // It may read the registry file: off the async workers.
+                (Some(parent), Some(pid)) => {
+                    tokio::task::spawn_blocking(move || parent.is_parent(pid))
+                        .await
+                        .unwrap_or(false)
+                }
+                _ => false,
+            };
+            let peer = Peer {
+                pid: peer_pid,
+                is_parent,
+            };
             let (read, write) = stream.into_split();
-            conn::serve(read, write, state, commands, subscription, peer_pid).await;
+            conn::serve(read, write, state, inbox, subscription, peer).await;
         });
     }
 }

@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use manifest::Scope;
+use manifest::{Scope, ScopeRule};
 use protocol::Method;
 use session_store::{EntryBody, LogEntry};
 
-use crate::ipc::listener::is_alive;
 use crate::runtime::dir::SpawnedPodRecord;
+use crate::runtime::liveness::is_alive;
 use crate::runtime::pod_registry::{LockFileGuard, ReleaseOutcome};
+use crate::state::{SharedState, StateError, lock};
 
 /// How long a child gets to exit after `shutdown` before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -28,7 +29,25 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Records the registry's changes in the spawner's session log.
 pub trait ChildJournal: Send + Sync {
     /// Commits one entry; an error means it is not in the log.
-    fn record(&self, body: EntryBody) -> Result<(), String>;
+    fn record(&self, body: EntryBody) -> Result<(), StateError>;
+}
+
+/// The pod's own session log is the journal of its children.
+impl ChildJournal for SharedState {
+    fn record(&self, body: EntryBody) -> Result<(), StateError> {
+        lock(self).commit(body).map(|_| ())
+    }
+}
+
+/// Why a child could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// Its record does not encode.
+    #[error("cannot encode the child's record: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The journal refused it.
+    #[error("cannot journal the child: {0}")]
+    Journal(#[from] StateError),
 }
 
 /// Where a child's scope goes back to: the spawner's live scope and the
@@ -44,16 +63,34 @@ pub struct ScopeHome {
 }
 
 /// Why a child could not be removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoveError(pub String);
-
-impl fmt::Display for RemoveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    /// No child of that name.
+    #[error("no spawned pod named `{0}`")]
+    Unknown(String),
+    /// It exited on its own but its lock is still held.
+    #[error("pod `{0}` still runs; stop it to get its scope back")]
+    StillRuns(String),
+    /// Neither shutdown nor SIGKILL ended it.
+    #[error(
+        "pod `{name}` (pid {pid}) did not exit after shutdown and SIGKILL; its scope stays delegated"
+    )]
+    WontExit {
+        /// Its short name.
+        name: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// The registry task could not run.
+    #[error("scope registry task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The registry refused the release.
+    #[error("scope registry: {0}")]
+    Registry(#[from] crate::runtime::pod_registry::RegistryError),
+    /// The removal could not be journaled.
+    #[error("cannot journal the removal: {0}")]
+    Journal(#[from] StateError),
 }
-
-impl std::error::Error for RemoveError {}
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -108,7 +145,7 @@ impl SpawnedPodRegistry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record(&self, body: EntryBody) -> Result<(), String> {
+    fn record(&self, body: EntryBody) -> Result<(), StateError> {
         match &self.journal {
             Some(j) => j.record(body),
             None => Ok(()),
@@ -150,8 +187,8 @@ impl SpawnedPodRegistry {
     }
 
     /// Adds a child (journaled first). It owes one report: its first task.
-    pub fn insert(&self, record: SpawnedPodRecord) -> Result<(), String> {
-        let value = serde_json::to_value(&record).map_err(|e| e.to_string())?;
+    pub fn insert(&self, record: SpawnedPodRecord) -> Result<(), InsertError> {
+        let value = serde_json::to_value(&record)?;
         self.record(EntryBody::ChildSpawned {
             name: record.pod_name.clone(),
             record: value,
@@ -277,7 +314,7 @@ impl SpawnedPodRegistry {
         self.lock().stopping.extend(names.iter().cloned());
         let mut failures = Vec::new();
         for name in names {
-            if let Err(RemoveError(e)) = self.remove_because(&name, reason).await {
+            if let Err(e) = self.remove_because(&name, reason).await {
                 failures.push(format!("`{name}`: {e}"));
             }
         }
@@ -292,7 +329,7 @@ impl SpawnedPodRegistry {
         let record = self
             .get(name)
             .await
-            .ok_or_else(|| RemoveError(format!("no spawned pod named `{name}`")))?;
+            .ok_or_else(|| RemoveError::Unknown(name.to_string()))?;
         self.lock().stopping.insert(name.to_string());
         let stopped = self.stop_process(&record).await;
         if let Err(e) = stopped {
@@ -316,12 +353,75 @@ impl SpawnedPodRegistry {
         if let Some(home) = &self.home
             && is_alive(&child_dir(&home.runtime, &record))
         {
-            return Err(RemoveError(format!(
-                "pod `{name}` still runs; stop it to get its scope back"
-            )));
+            return Err(RemoveError::StillRuns(name.to_string()));
         }
         self.give_back(&record, reason).await?;
         Ok(Some(record))
+    }
+
+    /// Moves `rules` out of this pod's live scope (for a child about to get
+    /// them) and returns the roots delegated, in order. This registry is the
+    /// only writer of the live scope: delegating, giving back and restoring
+    /// all happen here. On an error the rules already moved stay moved; the
+    /// caller gives them back with [`SpawnedPodRegistry::give_back_roots`].
+    pub fn delegate_rules(
+        &self,
+        rules: &[ScopeRule],
+        delegated: &mut Vec<PathBuf>,
+    ) -> Result<(), (PathBuf, manifest::ScopeError)> {
+        let Some(home) = &self.home else {
+            return Ok(());
+        };
+        let mut scope = home.scope.write().unwrap_or_else(PoisonError::into_inner);
+        for rule in rules {
+            let root = scope
+                .delegate_rule(rule)
+                .map_err(|e| (rule.target.clone(), e))?;
+            delegated.push(root);
+        }
+        Ok(())
+    }
+
+    /// Gives delegated `roots` back to this pod's live scope (a spawn that
+    /// failed half-way).
+    pub fn give_back_roots(&self, roots: &[PathBuf]) {
+        if let Some(home) = &self.home {
+            let mut scope = home.scope.write().unwrap_or_else(PoisonError::into_inner);
+            for root in roots {
+                let _ = scope.give_back(root);
+            }
+        }
+    }
+
+    /// After a restart: takes the subtrees of the children still alive out of
+    /// the live scope again, and returns the names of those that are gone.
+    pub async fn redelegate_live(&self) -> Vec<String> {
+        let mut gone = Vec::new();
+        let Some(home) = &self.home else {
+            return gone;
+        };
+        for record in self.list().await {
+            if is_alive(&child_dir(&home.runtime, &record)) {
+                let mut scope = home.scope.write().unwrap_or_else(PoisonError::into_inner);
+                for rule in &record.scope_delegated {
+                    let _ = scope.delegate_rule(rule);
+                }
+            } else {
+                gone.push(record.pod_name.clone());
+            }
+        }
+        gone
+    }
+
+    /// Forgets a child that said it shut down, once its process is gone (its
+    /// lock is free within [`STOP_GRACE`]), giving its scope back.
+    pub async fn forget_once_exited(&self, name: &str, reason: &str) -> Result<(), RemoveError> {
+        if let Some(home) = &self.home
+            && let Some(record) = self.get(name).await
+        {
+            wait_dead(&child_dir(&home.runtime, &record), STOP_GRACE).await;
+        }
+        self.forget(name, reason).await.map(|_| ())
     }
 
     /// Shutdown, then kill the process group, until the liveness lock is free.
@@ -333,8 +433,10 @@ impl SpawnedPodRegistry {
         if !is_alive(&dir) {
             return Ok(());
         }
-        let _ = crate::spawn::comm_tools::connect_and_send(&record.socket_path, &Method::Shutdown)
-            .await;
+        // Best effort: if it cannot be asked, it is killed below.
+        if let Ok(mut client) = crate::client::PodClient::connect(&record.socket_path).await {
+            let _ = client.send(&Method::Shutdown).await;
+        }
         if wait_dead(&dir, STOP_GRACE).await {
             return Ok(());
         }
@@ -345,10 +447,10 @@ impl SpawnedPodRegistry {
         if wait_dead(&dir, STOP_GRACE).await {
             return Ok(());
         }
-        Err(RemoveError(format!(
-            "pod `{}` (pid {}) did not exit after shutdown and SIGKILL; its scope stays delegated",
-            record.pod_name, record.pid
-        )))
+        Err(RemoveError::WontExit {
+            name: record.pod_name.clone(),
+            pid: record.pid,
+        })
     }
 
     /// Releases the child's grant in the per-user registry, restores the
@@ -362,14 +464,13 @@ impl SpawnedPodRegistry {
                 let mut guard = LockFileGuard::open(&path)?;
                 guard.release(&instance)
             })
-            .await
-            .map_err(|e| RemoveError(format!("scope registry task failed: {e}")))?;
+            .await?;
             match outcome {
                 Ok(ReleaseOutcome::Suspended { .. }) => returned = false,
                 Ok(ReleaseOutcome::Removed { .. }) => {}
                 // Already gone from the registry (reclaimed): the grant is free.
                 Err(crate::runtime::pod_registry::RegistryError::UnknownPod { .. }) => {}
-                Err(e) => return Err(RemoveError(format!("scope registry: {e}"))),
+                Err(e) => return Err(e.into()),
             }
             if returned {
                 let mut scope = home.scope.write().unwrap_or_else(PoisonError::into_inner);
@@ -386,8 +487,7 @@ impl SpawnedPodRegistry {
         self.record(EntryBody::ChildRemoved {
             name: record.pod_name.clone(),
             reason,
-        })
-        .map_err(|e| RemoveError(format!("cannot journal the removal: {e}")))?;
+        })?;
         let mut inner = self.lock();
         inner.records.retain(|r| r.pod_name != record.pod_name);
         inner.cursors.remove(&record.pod_name);
@@ -436,7 +536,7 @@ mod tests {
     struct Log(Mutex<Vec<EntryBody>>);
 
     impl ChildJournal for Log {
-        fn record(&self, body: EntryBody) -> Result<(), String> {
+        fn record(&self, body: EntryBody) -> Result<(), StateError> {
             self.0.lock().unwrap().push(body);
             Ok(())
         }

@@ -20,19 +20,19 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use llm_types::{Item, Role};
 use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use manifest::{Manifest, Permission, PodName, Refusal, Scope, ScopeError, ScopeRule};
-use protocol::{Event, InvokeKind, Method, PodEvent, Segment};
+use protocol::{InvokeKind, Segment};
 use serde::Deserialize;
 use session_store::{EntryBody, LoggedItem, SessionWriter};
 use tokio::sync::{mpsc, oneshot};
 use tools::sandbox::CommandGate;
 
-use crate::controller::Command;
+use crate::inbox::{FailureTaken, Input};
 use crate::ipc::listener::{self, PodLock};
 use crate::launch::{ChildSpec, StoredLaunch, launch_file};
 use crate::runtime::dir::{Places, SpawnedPodRecord, ensure_private_dir};
@@ -97,16 +97,15 @@ pub struct SpawnSetup {
 
 /// Tells this pod when a child's process ends with an error before it reported
 /// (it could not start, or it crashed), so the agent is not left waiting for a
-/// report that will never come. It goes in as the child's own `errored` report
-/// (accepted only while one is owed), over the pod's command channel, which exists
-/// only once the controller runs: the tools are built before, so it is bound later.
-#[derive(Clone, Default)]
-pub struct ChildExits(Arc<OnceLock<mpsc::WeakSender<Command>>>);
+/// report that will never come: an [`Input::ChildFailed`] on the controller's
+/// inbox, which exists before the tools are built.
+#[derive(Debug, Clone)]
+pub struct ChildExits(mpsc::WeakSender<Input>);
 
 impl ChildExits {
-    /// Binds the pod's command channel (weakly: it must not keep the controller up).
-    pub fn bind(&self, commands: &mpsc::Sender<Command>) {
-        let _ = self.0.set(commands.downgrade());
+    /// Reports to `inbox`, weakly: it must not keep the controller up.
+    pub fn new(inbox: &mpsc::Sender<Input>) -> Self {
+        ChildExits(inbox.downgrade())
     }
 
     /// Reports child `pod_name` (process `pid`) as failed with `message`. Called
@@ -117,24 +116,22 @@ impl ChildExits {
         // Recording the child can wait on the registry lock (5 s at most): retry past it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::time::Instant::now() < deadline && still_ours() {
-            let Some(commands) = self.0.get().and_then(mpsc::WeakSender::upgrade) else {
+            let Some(inbox) = self.0.upgrade() else {
                 return;
             };
             let (reply, answer) = oneshot::channel();
-            let command = Command {
-                method: Method::PodEvent(PodEvent::Errored {
-                    pod_name: pod_name.to_string(),
-                    message: message.to_string(),
-                }),
-                peer_pid: Some(pid),
+            let input = Input::ChildFailed {
+                pod_name: pod_name.to_string(),
+                pid,
+                message: message.to_string(),
                 reply,
             };
-            if commands.blocking_send(command).is_err() {
+            if inbox.blocking_send(input).is_err() {
                 return;
             }
-            drop(commands);
+            drop(inbox);
             match answer.blocking_recv() {
-                Ok(Some(Event::Error { .. })) => {
+                Ok(FailureTaken::NotRecordedYet) => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 _ => return,
@@ -479,18 +476,14 @@ impl SpawnPod {
             RegistryError::ScopeConflict { .. } => failed(format!("scope_conflict: {e}")),
             other => failed(format!("scope registry: {other}")),
         })?;
-        {
-            let mut scope = s.scope.write().unwrap_or_else(PoisonError::into_inner);
-            for g in grants {
-                let root = scope.delegate_rule(g).map_err(|e| {
-                    failed(format!(
-                        "cannot move {} to the child: {e}",
-                        g.target.display()
-                    ))
-                })?;
-                reserved.delegated.push(root);
-            }
-        }
+        s.children
+            .delegate_rules(grants, &mut reserved.delegated)
+            .map_err(|(target, e)| {
+                failed(format!(
+                    "cannot move {} to the child: {e}",
+                    target.display()
+                ))
+            })?;
 
         // The child's scope: exactly the grant, our reads, our denies and shared paths.
         let (allow, deny, shared) = {
@@ -648,14 +641,7 @@ impl SpawnPod {
             })
             .await;
         }
-        let mut scope = self
-            .setup
-            .scope
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        for root in &reserved.delegated {
-            let _ = scope.give_back(root);
-        }
+        self.setup.children.give_back_roots(&reserved.delegated);
     }
 }
 
