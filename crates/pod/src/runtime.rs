@@ -1,7 +1,6 @@
-//! The pod's footprint on the machine: the directories it uses and the
-//! machine-wide records kept in them.
+//! The pod's footprint on the machine (the `pod-runtime` crate: directories,
+//! liveness, the scope registry) and what `pod doctor` checks of it.
 
-pub mod dir;
-pub mod liveness;
-pub mod pod_registry;
+pub use pod_runtime::{dir, liveness, pod_registry};
+
 pub mod registry_health;

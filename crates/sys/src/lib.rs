@@ -1,6 +1,7 @@
 //! Small OS helpers that several pods crates need, written once: wall-clock
-//! time, lowercase hex, and replacing a file so that readers see the old or the
-//! new content, never a mix.
+//! time, lowercase hex, replacing a file so that readers see the old or the
+//! new content, never a mix, and the few system calls std does not wrap (the
+//! only `unsafe` outside the sandbox crate lives here).
 //!
 //! It owns no policy: callers decide what an error means to the user.
 
@@ -99,6 +100,48 @@ pub fn replace_file_durably(
         .map_err(failed("fsync directory", dir))
 }
 
+/// The real user id of this process.
+pub fn uid() -> u32 {
+    // SAFETY: getuid(2) takes nothing, cannot fail and touches no memory of ours.
+    unsafe { libc::getuid() }
+}
+
+/// Fills `buf` from the kernel's random pool (getrandom(2), blocking until
+/// the pool is initialised; retried on EINTR).
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe `rest`, a live writable slice.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n.unsigned_abs();
+    }
+    Ok(())
+}
+
+/// The magic number of the filesystem `file` is on (`statfs.f_type`, low 32
+/// bits: the magics are 32-bit, the field's width varies by platform).
+pub fn filesystem_magic(file: &File) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: statfs is plain old data; all-zero is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statfs and the descriptor is open for
+    // as long as `file` is borrowed.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    Ok(st.f_type as u32)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -110,6 +153,26 @@ mod tests {
     fn hex_is_lowercase_and_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn random_bytes_differ_between_calls() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        fill_random(&mut a).unwrap();
+        fill_random(&mut b).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_filesystem_of_proc_is_procfs() {
+        let f = File::open("/proc/self/stat").unwrap();
+        assert_eq!(filesystem_magic(&f).unwrap(), 0x9fa0);
+    }
+
+    #[test]
+    fn uid_matches_the_owner_of_our_own_proc_dir() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(uid(), std::fs::metadata("/proc/self").unwrap().uid());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use manifest::ScopeRule;
 
-use crate::runtime::dir::{DIR_VARS, DirEnv, DirError, Places, current_uid};
+use crate::dir::{DIR_VARS, DirEnv, DirError, Places, current_uid};
 
 pub mod document;
 pub mod grants;

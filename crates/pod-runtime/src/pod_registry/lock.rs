@@ -8,16 +8,16 @@
 //! it under `tokio::task::spawn_blocking`.
 
 use std::ffi::OsString;
+use std::fs::TryLockError;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::RegistryError;
 use super::document::{Registry, read_registry, write_atomically};
-use crate::runtime::dir::{current_uid, ensure_private_dir};
+use crate::dir::{current_uid, ensure_private_dir};
 
 /// How long [`LockFileGuard::open`] waits for the lock by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -194,20 +194,16 @@ fn acquire(file: &File, lock_path: &Path, timeout: Duration) -> Result<(), Regis
     let mut backoff = FIRST_BACKOFF;
     let mut jitter = Jitter::seeded();
     loop {
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => {}
-            Some(libc::EINTR) => continue,
-            _ => {
+        // flock(2) LOCK_EX | LOCK_NB on Linux.
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(TryLockError::Error(source)) => {
                 return Err(RegistryError::Io {
                     action: "lock",
                     path: lock_path.to_path_buf(),
-                    source: err,
+                    source,
                 });
             }
         }
@@ -360,21 +356,11 @@ pub(crate) fn network_fs_name(f_type: u32) -> Option<&'static str> {
 
 /// Refuses a lock file on a network filesystem.
 fn refuse_network_fs(file: &File, path: &Path) -> Result<(), RegistryError> {
-    // SAFETY: statfs is plain old data; all-zero is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable statfs and the descriptor is ours.
-    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
-    if rc != 0 {
-        return Err(RegistryError::Io {
-            action: "statfs",
-            path: path.to_path_buf(),
-            source: io::Error::last_os_error(),
-        });
-    }
-    // f_type is a signed word of platform width holding a 32-bit magic; keep its low
-    // 32 bits so that magics above i32::MAX compare equal on every platform.
-    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-    let magic = st.f_type as u32;
+    let magic = sys::filesystem_magic(file).map_err(|source| RegistryError::Io {
+        action: "statfs",
+        path: path.to_path_buf(),
+        source,
+    })?;
     match network_fs_name(magic) {
         Some(fs) => Err(RegistryError::NetworkFilesystem {
             path: path.to_path_buf(),

@@ -67,8 +67,7 @@ impl DirEnv {
 
 /// The real uid of this process.
 pub fn current_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    sys::uid()
 }
 
 /// Why the directories could not be resolved or prepared.

@@ -10,7 +10,6 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -99,13 +98,13 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// A fresh random (version 4) UUID in its usual text form, for instance ids.
 pub fn new_instance_id() -> Result<String, RegistryError> {
     let mut bytes = [0u8; 16];
-    fill_random(&mut bytes).map_err(|source| RegistryError::Identity {
+    sys::fill_random(&mut bytes).map_err(|source| RegistryError::Identity {
         what: "random bytes for an instance id (getrandom)".into(),
         source,
     })?;
     bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let hex = crate::hex(&bytes);
+    let hex = sys::hex(&bytes);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -114,25 +113,6 @@ pub fn new_instance_id() -> Result<String, RegistryError> {
         &hex[16..20],
         &hex[20..32]
     ))
-}
-
-/// Fills `buf` from the kernel's random pool.
-fn fill_random(buf: &mut [u8]) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: the pointer and length describe `rest`, a live writable slice.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        filled += n.unsigned_abs();
-    }
-    Ok(())
 }
 
 /// What a probe of a pod's lock file found.
@@ -160,17 +140,12 @@ pub(crate) fn probe_lock(path: &Path) -> io::Result<LockProbe> {
         Err(e) => return Err(e),
     };
     loop {
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
+        match file.try_lock() {
             // Dropping the file closes the descriptor and releases the lock at once.
-            return Ok(LockProbe::Free);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(LockProbe::Held),
-            Some(libc::EINTR) => continue,
-            _ => return Err(err),
+            Ok(()) => return Ok(LockProbe::Free),
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(LockProbe::Held),
+            Err(std::fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
     }
 }
@@ -288,9 +263,7 @@ mod tests {
         assert_eq!(probe_lock(&path).unwrap(), LockProbe::Missing);
         let file = File::create(&path).unwrap();
         assert_eq!(probe_lock(&path).unwrap(), LockProbe::Free);
-        // SAFETY: flock on a descriptor the test owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(rc, 0);
+        file.try_lock().unwrap();
         assert_eq!(probe_lock(&path).unwrap(), LockProbe::Held);
         drop(file);
         assert_eq!(probe_lock(&path).unwrap(), LockProbe::Free);

@@ -3,7 +3,6 @@
 //! it ended. A leaf module: the socket server, the spawner and the CLI all ask it.
 
 use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -16,11 +15,6 @@ pub fn is_alive(dir: &Path) -> bool {
     else {
         return false;
     };
-    // SAFETY: flock on a descriptor we own.
-    let got = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if got {
-        // SAFETY: as above; we release what we just took.
-        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-    }
-    !got
+    // A free lock is taken here and released when `file` closes.
+    !matches!(file.try_lock(), Ok(()))
 }
