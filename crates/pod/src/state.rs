@@ -153,9 +153,12 @@ impl PodState {
 
     /// Keeps `status.json` at `path` current from now on (written now).
     pub fn keep_status_file(&mut self, path: PathBuf, record: StatusRecord) {
-        self.status_writer = StatusWriter::start(path.clone());
-        self.record = Some((path, record));
+        self.record = Some((path.clone(), record));
+        // The first one is written before this returns (`pod ls` finds a pod
+        // by its status file, and the pod may finish a turn within
+        // milliseconds); later ones by a thread of their own.
         self.write_status_file();
+        self.status_writer = StatusWriter::start(path);
     }
 
     /// Writes the last `status.json` and stops its writer (at exit).
