@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use manifest::SandboxMode;
 use serde::Deserialize;
+use tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
 use crate::sandbox::{
     self, CommandGate, CommandOutput, CommandStatus, HelperCommand, RunOptions, SandboxPolicy,

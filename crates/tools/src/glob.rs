@@ -6,9 +6,9 @@ use std::time::SystemTime;
 
 use globset::GlobBuilder;
 use ignore::WalkBuilder;
-use llm_worker::tool::ToolOutput;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tool::ToolOutput;
 
 use crate::context::ToolContext;
 use crate::error::FileToolError;
