@@ -21,7 +21,7 @@ use manifest::SandboxMode;
 use serde::Deserialize;
 use tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
-use crate::sandbox::{
+use sandbox::{
     self, CommandGate, CommandOutput, CommandStatus, HelperCommand, RunOptions, SandboxPolicy,
 };
 
@@ -369,7 +369,7 @@ fn unguarded_paths(policy: &SandboxPolicy) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::CapturedOutput;
+    use sandbox::CapturedOutput;
 
     fn output(status: CommandStatus, text: &str) -> CommandOutput {
         CommandOutput {
