@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p pod --bins   # pod and pod-sandbox (the helper pods use)
-cargo build --release -p tools --example sandbox_cost
+cargo build --release -p sandbox --example sandbox_cost
 "$target/release/examples/sandbox_cost" "$target/release/pod" "${1:-200}"

@@ -4,6 +4,7 @@
 //! wires it to those.
 
 pub mod llm_client;
-pub mod tool;
+/// The tool trait and its types (the `tool` crate), at the path tools and the seed use.
+pub use tool;
 pub mod tool_server;
 pub mod worker;

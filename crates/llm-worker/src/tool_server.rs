@@ -284,31 +284,9 @@ fn panic_message(e: tokio::task::JoinError) -> String {
     }
 }
 
-/// Cuts `text` to at most `limit` bytes (on character boundaries), keeping the
-/// head and the tail — errors and summaries tend to sit at either end — with a
-/// note in the middle saying how much was cut.
-pub fn cap(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_string();
-    }
-    let note_room = 64;
-    let keep = limit.saturating_sub(note_room);
-    let mut head_end = keep * 2 / 3;
-    while !text.is_char_boundary(head_end) {
-        head_end -= 1;
-    }
-    let mut tail_start = text.len() - (keep - keep * 2 / 3);
-    while !text.is_char_boundary(tail_start) {
-        tail_start += 1;
-    }
-    let cut = tail_start - head_end;
-    format!(
-        "{}\n[... {cut} of {} bytes cut to fit the model's context ...]\n{}",
-        &text[..head_end],
-        text.len(),
-        &text[tail_start..]
-    )
-}
+/// Cuts `text` to at most `limit` bytes, keeping head and tail (defined with the tool
+/// trait, so tools can cap their own output without this crate).
+pub use tool::cap;
 
 #[cfg(test)]
 mod tests {

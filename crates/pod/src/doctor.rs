@@ -2,8 +2,8 @@
 //! its files live, whether those places are usable, and which providers it can
 //! reach. Each check reports a verdict instead of failing on the first problem.
 
+use sandbox::{Level, SandboxReport};
 use serde::Serialize;
-use tools::sandbox::{Level, SandboxReport};
 
 use llm_worker::llm_client::http::is_loopback_url;
 

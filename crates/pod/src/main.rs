@@ -278,9 +278,9 @@ fn main() -> ExitCode {
     // The sandbox helper runs once per command: skip building the whole CLI for it
     // (clap's parser touches a few hundred pages, ~0.3 ms of a command's cost).
     let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() == Some(tools::sandbox::HELPER_SUBCOMMAND.as_ref()) {
+    if args.next().as_deref() == Some(sandbox::HELPER_SUBCOMMAND.as_ref()) {
         let rest: Vec<OsString> = args.collect();
-        let code = tools::sandbox::helper_main(&rest);
+        let code = sandbox::helper_main(&rest);
         return ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
     }
     let cli = match Cli::try_parse() {
@@ -307,7 +307,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = cli.json;
     match cli.command {
         Command::SandboxExec { args } => {
-            let code = tools::sandbox::helper_main(&args);
+            let code = sandbox::helper_main(&args);
             Ok(u8::try_from(code).unwrap_or(u8::MAX))
         }
         Command::Start { launch, foreground } => {
@@ -407,8 +407,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut report = doctor::run(&DirEnv::from_process(), current_uid());
             report
                 .checks
-                .push(match tools::sandbox::HelperCommand::current_exe() {
-                    Ok(helper) => doctor::sandbox_check(&tools::sandbox::detect(&helper)),
+                .push(match sandbox::HelperCommand::current_exe() {
+                    Ok(helper) => doctor::sandbox_check(&sandbox::detect(&helper)),
                     Err(e) => doctor::sandbox_unknown(&e.to_string()),
                 });
             if let Ok(places) = cli::places() {

@@ -8,8 +8,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use llm_worker::tool::ToolDefinition;
 use llm_worker::tool_server::output_limit;
 use manifest::{Manifest, SandboxMode, Scope};
+use sandbox::{CommandGate, HelperCommand, SandboxPolicy, detect};
 use tools::bash::{BashConfig, bash_tool};
-use tools::sandbox::{CommandGate, HelperCommand, SandboxPolicy, detect, find_pods_dirs};
+use tools::command_scope::{find_pods_dirs, policy_for};
 use tools::{ToolContext, file_tools};
 
 use crate::runtime::dir::{Places, ensure_private_dir};
@@ -64,7 +65,7 @@ fn policy(
     pods_dirs: &[PathBuf],
 ) -> SandboxPolicy {
     let scope = scope.read().unwrap_or_else(PoisonError::into_inner);
-    let mut policy = SandboxPolicy::from_scope(&scope, cwd, tmp)
+    let mut policy = policy_for(&scope, cwd, tmp)
         .hide(places.runtime.clone())
         .protect(places.state.clone())
         .protect(places.config.clone())

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use manifest::SandboxMode;
-use tools::bash::{Bash, BashConfig, PolicySource, SPILL_DIR_NAME};
-use tools::sandbox::{
+use sandbox::{
     self, CommandOutput, CommandStatus, HelperCommand, Level, RunOptions, SandboxError,
     SandboxPolicy, Unreadable, WriteRoot,
 };
+use tools::bash::{Bash, BashConfig, PolicySource, SPILL_DIR_NAME};
 
 fn helper() -> HelperCommand {
     HelperCommand::new(env!("CARGO_BIN_EXE_pod"), [sandbox::HELPER_SUBCOMMAND])

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use manifest::SandboxMode;
 use serde::Deserialize;
+use tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
-use crate::sandbox::{
+use sandbox::{
     self, CommandGate, CommandOutput, CommandStatus, HelperCommand, RunOptions, SandboxPolicy,
 };
 
@@ -369,7 +369,7 @@ fn unguarded_paths(policy: &SandboxPolicy) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::CapturedOutput;
+    use sandbox::CapturedOutput;
 
     fn output(status: CommandStatus, text: &str) -> CommandOutput {
         CommandOutput {

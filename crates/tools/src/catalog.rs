@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde::de::DeserializeOwned;
+use tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
 use crate::context::ToolContext;
 use crate::edit::{self, EditInput};

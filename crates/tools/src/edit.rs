@@ -4,10 +4,10 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use llm_worker::tool::ToolOutput;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use similar::TextDiff;
+use tool::ToolOutput;
 
 use crate::context::ToolContext;
 use crate::error::FileToolError;
@@ -118,6 +118,6 @@ pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileTool
     };
     Ok(ToolOutput {
         summary: format!("Edited {name}: replaced {occurrences} (+{added} -{removed} lines)"),
-        content: Some(llm_worker::tool_server::cap(&unified, ctx.output_limit())),
+        content: Some(tool::cap(&unified, ctx.output_limit())),
     })
 }

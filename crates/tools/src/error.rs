@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use llm_worker::tool::ToolError;
+use tool::ToolError;
 
 use crate::scoped_fs::AccessError;
 

@@ -6,13 +6,14 @@ use std::time::SystemTime;
 
 use globset::GlobBuilder;
 use ignore::WalkBuilder;
-use llm_worker::tool::ToolOutput;
+use sandbox::beneath::BeneathError;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tool::ToolOutput;
 
 use crate::context::ToolContext;
 use crate::error::FileToolError;
-use crate::scoped_fs::{self, AccessError};
+use crate::scoped_fs;
 use crate::walk::{may_read, readable_filter};
 
 /// How many paths one call lists at most.
@@ -142,7 +143,7 @@ pub fn glob(ctx: &ToolContext, input: &GlobInput) -> Result<ToolOutput, FileTool
         let Ok(rel) = path.strip_prefix(&root) else {
             continue;
         };
-        if let Err(AccessError::Raced { .. }) = dir.open_dir(rel.parent().unwrap_or(Path::new("")))
+        if let Err(BeneathError::Raced { .. }) = dir.open_dir(rel.parent().unwrap_or(Path::new("")))
         {
             continue;
         }

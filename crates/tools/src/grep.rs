@@ -18,9 +18,9 @@ use grep_searcher::{
 use ignore::overrides::OverrideBuilder;
 use ignore::types::TypesBuilder;
 use ignore::{WalkBuilder, WalkState};
-use llm_worker::tool::ToolOutput;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tool::ToolOutput;
 
 use crate::context::ToolContext;
 use crate::error::FileToolError;

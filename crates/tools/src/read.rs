@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::Path;
 
-use llm_worker::tool::ToolOutput;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tool::ToolOutput;
 
 use crate::context::{ReadRecord, ToolContext};
 use crate::error::FileToolError;

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use llm_worker::tool::ToolOutput;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tool::ToolOutput;
 
 use crate::context::ToolContext;
 use crate::error::FileToolError;

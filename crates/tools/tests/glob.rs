@@ -8,8 +8,8 @@ use std::fs;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use llm_worker::tool::ToolError;
 use serde_json::json;
+use tool::ToolError;
 
 /// Sets a file's modification time to `secs` after the epoch.
 fn set_mtime(path: &std::path::Path, secs: u64) {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use llm_worker::tool::ToolError;
 use serde_json::json;
+use tool::ToolError;
 
 /// A small tree: two Rust files, a Markdown file, a binary file.
 fn tree(fx: &Fixture) {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use llm_worker::tool::ToolError;
 use serde_json::json;
+use tool::ToolError;
 
 #[test]
 fn numbers_lines_like_cat_n() {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use llm_worker::tool::{Tool, ToolError};
 use manifest::SandboxMode;
+use tool::{Tool, ToolError};
 use tools::bash::{Bash, BashConfig, PolicySource, SPILL_DIR_NAME, bash_tool};
 use tools::sandbox::{HelperCommand, SandboxPolicy, WriteRoot};
 

@@ -9,8 +9,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use llm_worker::tool::ToolError;
 use serde_json::json;
+use tool::ToolError;
 
 #[test]
 fn write_creates_a_new_file_without_a_read() {

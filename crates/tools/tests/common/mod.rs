@@ -8,8 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use llm_worker::tool::{ToolError, ToolOutput};
 use manifest::{Permission, Scope, ScopeRule};
+use tool::{ToolError, ToolOutput};
 use tools::{ToolContext, file_tools};
 
 /// A temp dir with `scope/` and `outside/`, both canonical paths.

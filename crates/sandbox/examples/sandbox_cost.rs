@@ -8,7 +8,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tools::sandbox::{
+use sandbox::{
     self, HELPER_SUBCOMMAND, HelperCommand, Level, RunOptions, SandboxPolicy, WriteRoot,
 };
 

@@ -1,5 +1,8 @@
 //! The command sandbox (architecture rule 5): every `Bash` command runs confined to the
-//! pod's scope.
+//! pod's scope. This crate owns confinement and nothing else: it takes a
+//! [`SandboxPolicy`] its callers build (the pod from its scope, `tools::command_scope`),
+//! depends on no other pods crate, and holds the workspace's `unsafe` system calls
+//! (namespaces, mounts, Landlock, `openat2`).
 //!
 //! - [`detect`] finds the strongest [`Level`] this host supports, by trying.
 //! - [`run`] starts the helper (`pod __sandbox-exec`, [`helper_main`]) with posix_spawn,
@@ -9,10 +12,18 @@
 //!   [`run_unconfined`] is the path for `[sandbox] mode = "off"`.
 //! - [`CommandGate`] keeps commands and delegations apart (a Landlock domain cannot be
 //!   revoked).
+//! - [`beneath`] opens files beneath a directory handle with `openat2`, for the file
+//!   tools' scoped access.
+//! - [`helper_main`] is the helper itself: the `pod-sandbox` binary and
+//!   `pod __sandbox-exec` are thin mains around it, so the helper binary links this
+//!   crate alone and starts fast.
 //!
 //! Setuid programs (`sudo`, `ping` on some systems) cannot work inside: `no_new_privs` is
 //! set and every capability is dropped.
 
+#![warn(missing_docs)]
+
+pub mod beneath;
 mod cover;
 mod detect;
 mod gate;
@@ -29,7 +40,7 @@ pub use detect::{Level, SandboxReport, detect, probe};
 pub use gate::{CommandGate, CommandPermit, DelegationPermit};
 pub use helper::{HelperReport, HelperRequest, helper_main};
 pub use output::CapturedOutput;
-pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, Unreadable, WriteRoot, find_pods_dirs};
+pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, Unreadable, WriteRoot};
 pub use run::{
     CommandOutput, CommandStatus, RunOptions, detect_async, run, run_at, run_unconfined,
 };

@@ -1,6 +1,12 @@
-//! The tool framework: what a tool is, how it describes itself to the model, and
-//! what it returns. Tools are built by factories ([`ToolDefinition`]) so that each
-//! worker gets fresh instances while sharing whatever state the factory captured.
+//! What a tool is, how it describes itself to the model, and what it returns. Tools
+//! are built by factories ([`ToolDefinition`]) so that each worker gets fresh
+//! instances while sharing whatever state the factory captured.
+//!
+//! This crate owns only that contract (and [`cap`], the one output rule tools apply
+//! themselves), so the tools can be built without the provider clients' HTTP stack;
+//! `llm-worker` runs them and re-exports this crate as `llm_worker::tool`.
+
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::sync::Arc;
@@ -79,6 +85,32 @@ impl fmt::Display for ToolError {
 }
 
 impl std::error::Error for ToolError {}
+
+/// Cuts `text` to at most `limit` bytes (on character boundaries), keeping the
+/// head and the tail — errors and summaries tend to sit at either end — with a
+/// note in the middle saying how much was cut.
+pub fn cap(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let note_room = 64;
+    let keep = limit.saturating_sub(note_room);
+    let mut head_end = keep * 2 / 3;
+    while !text.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    let mut tail_start = text.len() - (keep - keep * 2 / 3);
+    while !text.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    let cut = tail_start - head_end;
+    format!(
+        "{}\n[... {cut} of {} bytes cut to fit the model's context ...]\n{}",
+        &text[..head_end],
+        text.len(),
+        &text[tail_start..]
+    )
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tools::sandbox::{CommandStatus, RunOptions, SandboxPolicy, WriteRoot, run_unconfined};
+use sandbox::{CommandStatus, RunOptions, SandboxPolicy, WriteRoot, run_unconfined};
 
 /// A canonical temp dir with `work/` (cwd) and `tmp/` (the pod's tmp dir).
 struct Fixture {
