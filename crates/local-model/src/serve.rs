@@ -20,6 +20,41 @@ use serde::Deserialize;
 use super::ModelError;
 use super::pip::tail_lines;
 
+/// Why `/health` could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// The URL is not `http://...`.
+    #[error("`{url}` is not an http:// URL")]
+    NotHttp {
+        /// The URL.
+        url: String,
+    },
+    /// The host name cannot be resolved.
+    #[error(transparent)]
+    Resolve(std::io::Error),
+    /// The host name resolves to nothing.
+    #[error("`{authority}` has no address")]
+    NoAddress {
+        /// `host:port`.
+        authority: String,
+    },
+    /// No connection within the timeout.
+    #[error(transparent)]
+    Connect(std::io::Error),
+    /// The request cannot be sent.
+    #[error(transparent)]
+    Send(std::io::Error),
+    /// The answer cannot be received.
+    #[error(transparent)]
+    Receive(std::io::Error),
+    /// The answer does not start with an HTTP status line.
+    #[error("not an HTTP answer: {line:?}")]
+    NotHttpAnswer {
+        /// What came back.
+        line: String,
+    },
+}
+
 /// How the server process is started.
 #[derive(Debug, Clone)]
 pub struct ServerCommand {
@@ -108,7 +143,7 @@ pub fn wait_ready(
                 .and_then(|t| serde_json::from_str(&t).ok());
         }
         if let Some(r) = &ready
-            && health(&r.url) == Ok(200)
+            && matches!(health(&r.url), Ok(200))
         {
             return Ok(r.clone());
         }
@@ -134,36 +169,40 @@ pub fn wait_ready(
 }
 
 /// `host:port` of an `http://host:port[/...]` URL.
-fn authority(url: &str) -> Result<&str, String> {
+fn authority(url: &str) -> Result<&str, HealthError> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("`{url}` is not an http:// URL"))?;
+        .ok_or_else(|| HealthError::NotHttp { url: url.into() })?;
     Ok(rest.split('/').next().unwrap_or(rest))
 }
 
 /// The HTTP status of `GET {url}/health` (url without `/v1`), with short timeouts.
-pub fn health(url: &str) -> Result<u16, String> {
+pub fn health(url: &str) -> Result<u16, HealthError> {
     let authority = authority(url)?;
     let addr = authority
         .to_socket_addrs()
-        .map_err(|e| e.to_string())?
+        .map_err(HealthError::Resolve)?
         .next()
-        .ok_or_else(|| format!("`{authority}` has no address"))?;
+        .ok_or_else(|| HealthError::NoAddress {
+            authority: authority.into(),
+        })?;
     let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(HealthError::Connect)?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let request = format!("GET /health HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(HealthError::Send)?;
     let mut head = [0u8; 64];
-    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
+    let n = stream.read(&mut head).map_err(HealthError::Receive)?;
     let line = String::from_utf8_lossy(&head[..n]);
     line.split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))
+        .ok_or_else(|| HealthError::NotHttpAnswer {
+            line: line.to_string(),
+        })
 }
 
 /// How a stop went.
@@ -250,8 +289,8 @@ mod tests {
                 s.write_all(answer.as_bytes()).unwrap();
             }
         });
-        assert_eq!(health(&url), Ok(503));
-        assert_eq!(health(&url), Ok(200));
+        assert_eq!(health(&url).ok(), Some(503));
+        assert_eq!(health(&url).ok(), Some(200));
         server.join().unwrap();
         // Nothing listens there any more.
         assert!(health(&url).is_err());

