@@ -151,6 +151,9 @@ async fn interrupted(signal: &mut Option<&mut Signal>) {
     }
 }
 
+/// How long cancelling one descendant may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A pod and its descendants, watched through their status files.
 pub struct TreeWatch {
     places: Places,
@@ -204,9 +207,12 @@ impl TreeWatch {
             .filter(|r| r.alive && r.name != self.name)
         {
             let loc = PodLocation::of(&self.places, &r.name);
-            if let Ok(mut client) = PodClient::connect(&loc.socket).await {
-                let _ = client.send(&Method::Cancel).await;
-            }
+            let cancel = async {
+                let mut client = PodClient::connect(&loc.socket).await?;
+                client.send(&Method::Cancel).await
+            };
+            // A stuck descendant must not hold the others' cancel back.
+            let _ = tokio::time::timeout(CANCEL_TIMEOUT, cancel).await;
         }
     }
 }
