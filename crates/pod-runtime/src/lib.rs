@@ -1,8 +1,10 @@
-//! The pods' footprint on the machine: the directories pods use ([`dir`]),
-//! whether a pod is alive ([`liveness`]: it holds its lock), and the per-user
-//! scope registry that keeps write scopes from overlapping ([`pod_registry`]).
-//! Both the pod process and its clients (the CLI, the UI) read these; only pod
-//! processes write the registry.
+//! The pods' footprint on the machine: the directories pods use and where a
+//! pod's socket is ([`dir`]), whether a pod is alive ([`liveness`]: it holds
+//! its lock), what a running pod says of itself ([`status`]: `status.json`),
+//! the per-user scope registry that keeps write scopes from overlapping
+//! ([`pod_registry`]), and the trusted project manifests ([`trust`]). Both the
+//! pod process and its clients (the CLI, the UI) read these; only pod
+//! processes write the registry and the status files.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -10,3 +12,5 @@
 pub mod dir;
 pub mod liveness;
 pub mod pod_registry;
+pub mod status;
+pub mod trust;

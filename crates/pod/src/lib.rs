@@ -21,5 +21,3 @@ pub mod state;
 pub mod toolset;
 pub mod transcript;
 pub mod trust;
-
-pub(crate) use sys::hex;

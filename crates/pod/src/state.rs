@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use llm_types::{Item, Usage};
 use protocol::{Alert, AlertLevel, AlertSource, Event, Greeting, PROTOCOL_VERSION, PodStatus};
-use serde::Serialize;
 use session_store::{EntryBody, LoggedItem, SessionWriter};
 
 use crate::ipc::hub::{Hub, Lag, Line, Subscription};
@@ -52,35 +51,7 @@ pub fn lock(state: &SharedState) -> MutexGuard<'_, PodState> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What the pod writes to `status.json` for `pod ls` and `pod doctor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StatusRecord {
-    /// Full pod name.
-    pub name: String,
-    /// This process's instance id.
-    pub instance_id: String,
-    /// Process id.
-    pub pid: u32,
-    /// What the pod is doing.
-    pub status: PodStatus,
-    /// Provider scheme.
-    pub provider: String,
-    /// Model name.
-    pub model: String,
-    /// Scope summary.
-    pub scope: String,
-    /// Instance id of the parent pod, if any.
-    pub parent: Option<String>,
-    /// Socket path.
-    pub socket: String,
-    /// When the pod started (Unix milliseconds).
-    pub started_ms: u64,
-    /// Token totals of this process's life.
-    pub usage: Usage,
-    /// Its write rules (for `pod doctor --repair`).
-    #[serde(default)]
-    pub write_rules: Vec<manifest::ScopeRule>,
-}
+pub use crate::runtime::status::StatusRecord;
 
 /// One step of a lagging client's catch-up.
 #[derive(Debug)]

@@ -126,6 +126,31 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends SIGKILL to process `pid` (kill(2)); `pid` must be positive, so this
+/// never signals a process group or every process by accident.
+pub fn kill(pid: u32) -> io::Result<()> {
+    signal(pid, libc::SIGKILL, false)
+}
+
+/// Sends SIGKILL to the process group led by `pgid` (kill(2) of `-pgid`).
+pub fn kill_group(pgid: u32) -> io::Result<()> {
+    signal(pgid, libc::SIGKILL, true)
+}
+
+fn signal(id: u32, sig: libc::c_int, group: bool) -> io::Result<()> {
+    let id = libc::pid_t::try_from(id)
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not a pid: {id}")))?;
+    let target = if group { -id } else { id };
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; `target`
+    // is never 0 or -1 (this process's group, every process).
+    if unsafe { libc::kill(target, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The magic number of the filesystem `file` is on (`statfs.f_type`, low 32
 /// bits: the magics are 32-bit, the field's width varies by platform).
 pub fn filesystem_magic(file: &File) -> io::Result<u32> {
@@ -173,6 +198,35 @@ mod tests {
     fn uid_matches_the_owner_of_our_own_proc_dir() {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(uid(), std::fs::metadata("/proc/self").unwrap().uid());
+    }
+
+    #[test]
+    fn kill_ends_a_process_and_refuses_what_is_not_a_pid() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        kill(child.id()).unwrap();
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(kill(0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            kill_group(u32::MAX).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn kill_group_ends_the_whole_group() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        kill_group(child.id()).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 
     #[test]

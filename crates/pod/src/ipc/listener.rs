@@ -19,8 +19,7 @@ use crate::ipc::conn;
 use crate::parent::ParentIdentity;
 use crate::state::{SharedState, lock};
 
-/// The longest socket path `sun_path` takes (108 bytes with its NUL).
-pub const MAX_SOCKET_PATH: usize = 107;
+pub use crate::runtime::dir::{MAX_SOCKET_PATH, socket_path};
 
 /// Why the pod could not start serving.
 #[derive(Debug, thiserror::Error)]
@@ -131,22 +130,6 @@ impl PodLock {
 }
 
 pub use crate::runtime::liveness::is_alive;
-
-/// Where the socket of a pod with runtime dir `pod_dir` lives: `<pod_dir>/sock`,
-/// or, when that is longer than `sun_path` allows, `<runtime>/s/<name hash>.sock`.
-pub fn socket_path(runtime: &Path, pod_dir: &Path, full_name: &str) -> PathBuf {
-    let direct = pod_dir.join("sock");
-    if direct.as_os_str().len() <= MAX_SOCKET_PATH {
-        return direct;
-    }
-    // FNV-1a: stable across builds, and short.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in full_name.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    runtime.join("s").join(format!("{hash:016x}.sock"))
-}
 
 /// Binds the socket at `path` as a std listener (to serve it, or to hand it to a
 /// child process), replacing a leftover file, with mode 0600.
@@ -295,18 +278,6 @@ mod tests {
         let err = check_peer(Some(0), 1000).unwrap_err();
         assert!(err.contains("peer uid 0"), "{err}");
         assert!(check_peer(None, 1000).is_err());
-    }
-
-    #[test]
-    fn long_socket_paths_move_to_a_short_alias() {
-        let runtime = Path::new("/run/user/1000/pods");
-        let short = socket_path(runtime, &runtime.join("main"), "main");
-        assert_eq!(short, runtime.join("main/sock"));
-        let name = "a".repeat(32) + "." + &"b".repeat(32) + "." + &"c".repeat(32);
-        let long = socket_path(runtime, &runtime.join(&name), &name);
-        assert!(long.starts_with(runtime.join("s")));
-        assert!(long.as_os_str().len() <= MAX_SOCKET_PATH);
-        assert_eq!(long, socket_path(runtime, &runtime.join(&name), &name));
     }
 
     #[test]

@@ -1,0 +1,19 @@
+//! Everything that talks to pods from outside: connecting to a pod's socket
+//! ([`client`]), which pod a typed name means ([`names`]), the pods as their
+//! files show them (the `pod ls` rows, [`pods`]), showing events and session
+//! logs in a terminal ([`render`], [`transcript`]), and the client-side `pod`
+//! commands ([`cli`], [`stop`], [`trust`]). The `pod` command uses it, and so
+//! will the interactive UI. It never starts a pod process: that is the `pod`
+//! crate's, which builds on this one.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod names;
+pub mod pods;
+pub mod render;
+pub mod stop;
+pub mod transcript;
+pub mod trust;

@@ -1,0 +1,51 @@
+//! `<pod runtime dir>/status.json`: what a running pod says of itself (name,
+//! pid, status, model, scope, usage). The pod rewrites it; `pod ls`, `pod
+//! doctor` and the UI read it instead of asking each pod over its socket.
+
+use std::path::Path;
+
+use llm_types::Usage;
+use protocol::PodStatus;
+use serde::{Deserialize, Serialize};
+
+/// The status file's name in a pod's runtime dir.
+pub const STATUS_FILE: &str = "status.json";
+
+/// What the pod writes to `status.json` for `pod ls` and `pod doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    /// Full pod name.
+    pub name: String,
+    /// This process's instance id.
+    pub instance_id: String,
+    /// Process id.
+    pub pid: u32,
+    /// What the pod is doing.
+    pub status: PodStatus,
+    /// Provider scheme.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// Scope summary.
+    pub scope: String,
+    /// Instance id of the parent pod, if any.
+    pub parent: Option<String>,
+    /// Socket path.
+    pub socket: String,
+    /// When the pod started (Unix milliseconds).
+    pub started_ms: u64,
+    /// Token totals of this process's life.
+    pub usage: Usage,
+    /// Its write rules (for `pod doctor --repair`).
+    #[serde(default)]
+    pub write_rules: Vec<manifest::ScopeRule>,
+}
+
+impl StatusRecord {
+    /// The record in pod runtime dir `dir`, if there is a readable one (a pod
+    /// that has not written it yet, or a torn read, gives `None`).
+    pub fn read(dir: &Path) -> Option<StatusRecord> {
+        let bytes = std::fs::read(dir.join(STATUS_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
