@@ -180,7 +180,20 @@ impl ToolServer {
                 let tool = Arc::clone(tool);
                 let arguments = call.arguments.clone();
                 // A task per call: calls overlap, and a panic stays inside its task.
-                let handle = set.spawn(async move { tool.execute(&arguments).await });
+                let span = tracing::info_span!("tool", name = %call.name, id = %call.id);
+                let handle = set.spawn(tracing::Instrument::instrument(
+                    async move {
+                        let started = std::time::Instant::now();
+                        let out = tool.execute(&arguments).await;
+                        tracing::info!(
+                            ms = started.elapsed().as_millis() as u64,
+                            ok = out.is_ok(),
+                            "tool call done"
+                        );
+                        out
+                    },
+                    span,
+                ));
                 task_index.insert(handle.id(), index);
             } else {
                 let err = ToolError::InvalidArgument(format!(

@@ -126,6 +126,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         limits: crate::spawn::tool::SpawnLimits::default(),
         sandbox_level: toolset.level,
         uid: current_uid(),
+        log_level: crate::logging::level(std::env::var("POD_LOG").ok().as_deref())?,
     };
     // One thread: every hop of a turn (connection → controller → invocation →
     // clients) is a task switch, not a cross-thread wake-up, and the pod's work

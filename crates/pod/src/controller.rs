@@ -200,6 +200,7 @@ impl Controller {
     /// answering methods (a child's last report must be acknowledged, not left
     /// waiting), then syncs the log and tells clients and the parent.
     async fn shut_down(&mut self, mut inbox: mpsc::Receiver<Input>) {
+        tracing::info!(children = self.children.len(), "shutting down");
         self.stopping = true;
         if let Some(running) = &self.running {
             running.control.cancel.cancel();
@@ -411,10 +412,21 @@ impl Controller {
         });
         let mut sink = PodSink::new(self.state.clone());
         let done = self.done_tx.clone();
-        tokio::spawn(async move {
-            let outcome = worker.invoke(Vec::new(), &mut sink, &control).await;
-            let _ = done.send((worker, outcome)).await;
-        });
+        let span = tracing::info_span!("invocation", turn, from_parent);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let started = std::time::Instant::now();
+                tracing::info!("invocation started");
+                let outcome = worker.invoke(Vec::new(), &mut sink, &control).await;
+                tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    outcome = ?outcome,
+                    "invocation ended"
+                );
+                let _ = done.send((worker, outcome)).await;
+            },
+            span,
+        ));
     }
 
     /// A child's report: accepted only over a connection from one of this
@@ -558,6 +570,7 @@ impl Controller {
     }
 
     fn alert_error(&self, message: String) {
+        tracing::error!("{message}");
         let _ = lock(&self.state).alert(AlertLevel::Error, AlertSource::Pod, message);
     }
 }

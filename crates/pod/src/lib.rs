@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod inbox;
 pub mod ipc;
 pub mod launch;
+pub mod logging;
 pub mod model;
 pub mod names;
 pub mod parent;

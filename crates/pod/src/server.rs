@@ -62,6 +62,8 @@ pub struct PodSpec {
     pub sandbox_level: String,
     /// Our uid (only it may connect).
     pub uid: u32,
+    /// What goes to `pod.log` (from `POD_LOG`).
+    pub log_level: tracing::level_filters::LevelFilter,
 }
 
 /// Descriptors a child pod inherits from its parent.
@@ -116,6 +118,9 @@ pub enum ServeError {
     /// holder) or could not be used.
     #[error("{0} (start the pod with --scope on a part of the tree no other pod writes)")]
     Registry(pod_registry::RegistryError),
+    /// The pod's log cannot be written.
+    #[error(transparent)]
+    Log(#[from] crate::logging::LogError),
     /// Another I/O step failed.
     #[error("{what}: {source}")]
     Io {
@@ -347,6 +352,7 @@ fn open_session(spec: &PodSpec) -> Result<Opened, ServeError> {
     ensure_private_dir(&spec.places.runtime, spec.uid)?;
     let pod_dir = spec.places.pod_runtime_dir(&spec.name);
     ensure_private_dir(&pod_dir, spec.uid)?;
+    crate::logging::init(&pod_dir, spec.log_level)?;
     let pod_lock = match spec.inherited {
         // SAFETY: the parent passed the lock at this descriptor for us alone.
         Some(fds) => unsafe { PodLock::inherited(fds.lock_fd, &pod_dir)? },
@@ -599,6 +605,13 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
         parent,
     ));
     let signals = tokio::spawn(shutdown_on_signal(inbox));
+    tracing::info!(
+        name = %spec.name,
+        instance = %pod.instance_id,
+        pid = std::process::id(),
+        socket = %pod.socket.display(),
+        "pod serving"
+    );
     on_ready(&Ready {
         name: spec.name.clone(),
         socket: pod.socket.clone(),
@@ -607,6 +620,7 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     });
 
     pod.controller.run(inbox_rx).await;
+    tracing::info!(name = %spec.name, "pod stopped");
 
     accept.abort();
     signals.abort();

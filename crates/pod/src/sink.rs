@@ -100,6 +100,7 @@ fn stream_event(event: &StreamEvent) -> Option<Event> {
 fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError> {
     match event {
         WorkerEvent::LlmCallStart { llm_call } => {
+            tracing::debug!(llm_call, "LLM call started");
             state.broadcast(&Event::LlmCallStart { llm_call })?;
         }
         WorkerEvent::Retry { llm_call, notice } => {
@@ -109,6 +110,7 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
                 notice.retry,
                 notice.delay.as_secs_f64()
             );
+            tracing::warn!("{message}");
             state.alert(AlertLevel::Warn, AlertSource::Worker, message)?;
         }
         WorkerEvent::Stream(delta) => {
@@ -141,6 +143,13 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
             }
         }
         WorkerEvent::Usage { llm_call, usage } => {
+            tracing::debug!(
+                llm_call,
+                input = usage.input_tokens,
+                cached = usage.cache_read_tokens,
+                output = usage.output_tokens,
+                "LLM call usage"
+            );
             state.commit(EntryBody::Usage { llm_call, usage })?;
             state.add_usage(usage, usage.total_input() + usage.output_tokens);
             state.broadcast(&Event::Usage {

@@ -369,7 +369,7 @@ impl PodState {
             Some(writer) => writer.send(bytes),
             None => {
                 if let Err(e) = write_atomically(path, &bytes) {
-                    eprintln!("pod: cannot write {}: {e}", path.display());
+                    tracing::warn!("cannot write {}: {e}", path.display());
                 }
             }
         }
@@ -403,7 +403,7 @@ impl StatusWriter {
                         latest = newer;
                     }
                     if let Err(e) = write_atomically(&path, &latest) {
-                        eprintln!("pod: cannot write {}: {e}", path.display());
+                        tracing::warn!("cannot write {}: {e}", path.display());
                     }
                 }
             })

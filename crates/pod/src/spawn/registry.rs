@@ -479,6 +479,7 @@ impl SpawnedPodRegistry {
                 }
             }
         }
+        tracing::info!(child = %record.pod_name, reason, returned, "child pod removed");
         let reason = if returned {
             reason.to_string()
         } else {

@@ -557,6 +557,7 @@ impl SpawnPod {
         let pid = spawn_child(&s.exe, &args, lock.file(), &listener, &log_file)
             .map_err(|e| failed(format!("cannot start the child: {e}")))?;
         reserved.pid = Some(pid);
+        tracing::info!(child = %full, pid, "child pod started");
         // Our copies go now: the child alone holds its lock and socket.
         drop(lock);
         drop(listener);
