@@ -595,6 +595,8 @@ impl Worker {
         // After a sink failure nothing more is reported (it could not be
         // persisted), but the in-memory history is still completed.
         let mut report = !matches!(outcome, Outcome::Failed(WorkerError::Sink(_)));
+        // Collected first: the items are moved out of `partial` right below.
+        #[allow(clippy::needless_collect)]
         let answers: Vec<Item> = partial
             .items
             .iter()

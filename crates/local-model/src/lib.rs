@@ -723,7 +723,7 @@ fn download(
     .chain([
         req.clone().into_os_string(),
         "-d".into(),
-        wheels.clone().into_os_string(),
+        wheels.into_os_string(),
     ])
     .collect();
     let mut seen = 0u64;

@@ -433,7 +433,7 @@ mod tests {
         );
         assert!(entries(&zip[..zip.len() - 30]).is_err());
         // Corrupt deflate data.
-        let mut broken = zip.clone();
+        let mut broken = zip;
         for b in &mut broken[30 + 5..30 + 5 + 4] {
             *b ^= 0xff;
         }

@@ -707,10 +707,7 @@ mod tests {
         assert_eq!(m.model.model, "from-file");
         assert_eq!(m.model.max_tokens, 10);
         assert_eq!(m.model.timeout_s, 9);
-        assert_eq!(
-            m.provenance["model.model"],
-            Origin::File { path: file.clone() }
-        );
+        assert_eq!(m.provenance["model.model"], Origin::File { path: file });
         // Relative targets resolve against the file's directory.
         assert!(
             m.scope
@@ -935,7 +932,7 @@ recursive = false
     fn config_dir_prefers_pod_config_dir_then_xdg_then_home() {
         let home = Some(PathBuf::from("/h"));
         let env = Env {
-            home: home.clone(),
+            home,
             pod_config_dir: Some("/pcd".into()),
             xdg_config_home: Some("/xdg".into()),
         };
@@ -973,7 +970,7 @@ recursive = false
             pod_config_dir: Some(other.clone()),
             ..fx.env()
         };
-        let m = ManifestLoader::new(fx.home.clone(), env).load().unwrap();
+        let m = ManifestLoader::new(fx.home, env).load().unwrap();
         assert_ne!(m.model.model, "ignored");
         assert!(
             m.scope
@@ -1103,7 +1100,7 @@ recursive = false
             "got: {err}"
         );
         // Without HOME the built-in `~` shared paths are simply absent.
-        let m = ManifestLoader::new(fx.project.clone(), Env::default())
+        let m = ManifestLoader::new(fx.project, Env::default())
             .load()
             .unwrap();
         assert!(m.scope.shared.is_empty());

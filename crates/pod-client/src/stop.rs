@@ -162,6 +162,8 @@ pub fn subtree(places: &Places, name: &str) -> Vec<String> {
 pub fn stop_subtree(places: &Places, name: &str) -> (Vec<String>, Vec<String>) {
     let members = subtree(places, name);
     let alive = |n: &str| PodLocation::of(places, n).is_alive();
+    // A snapshot: stopping changes what `alive` says.
+    #[allow(clippy::needless_collect)]
     let was_alive: Vec<&String> = members.iter().filter(|m| alive(m)).collect();
     let within = |n: &str| {
         let prefix = format!("{n}.");

@@ -59,7 +59,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
     if mode == StartMode::Child && stored.as_ref().and_then(|s| s.child.as_ref()).is_none() {
         bail!(
             "no child launch options for `{}`",
-            opts.name.clone().unwrap_or_default()
+            opts.name.unwrap_or_default()
         );
     }
     let opts = match (&stored, &opts.name) {
@@ -71,7 +71,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
     if let Some(child) = &child {
         launch::apply_child_scope(&mut manifest, child);
     }
-    let name = launch::pod_name(&opts, &manifest)?.to_string();
+    let name = launch::pod_name(&opts, &manifest)?;
     if mode == StartMode::Fresh && session_exists(&places, &name) && opts.name.is_some() {
         // Only an explicit name can collide; a default name is fresh each time.
         let loc = PodLocation::of(&places, &name);
@@ -111,7 +111,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
     let spec = PodSpec {
         name,
         places,
-        cwd: opts.cwd.clone(),
+        cwd: opts.cwd,
         manifest,
         client,
         tools: toolset.tools,
@@ -190,7 +190,7 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
     // Resolve the name (and fail on configuration errors) here, where the user sees them.
     let manifest = launch::load_manifest(opts, manifest::Env::from_process(), &process_var)?;
     launch::client_for(&manifest.model, &process_var)?;
-    let name = launch::pod_name(opts, &manifest)?.to_string();
+    let name = launch::pod_name(opts, &manifest)?;
     let loc = PodLocation::of(&places, &name);
     if loc.is_alive() {
         bail!("pod `{name}` is already running; `pod attach {name}` or `pod stop {name}`");

@@ -451,7 +451,7 @@ impl Controller {
                     // It left on its own: take its scope back (once its lock is free).
                     let children = Arc::clone(&self.children);
                     let state = self.state.clone();
-                    let name = child.clone();
+                    let name = child;
                     tokio::spawn(async move {
                         if let Err(e) = children.forget_once_exited(&name, "it shut down").await {
                             let _ = lock(&state).alert(

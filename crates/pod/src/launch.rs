@@ -325,8 +325,7 @@ pub fn choose_provider_sourced(
     );
     let env_origin = Origin::Overlay;
     m.model.scheme = scheme;
-    m.provenance
-        .insert("model.scheme".into(), env_origin.clone());
+    m.provenance.insert("model.scheme".into(), env_origin);
     if set_url {
         m.model.base_url = base_url.unwrap_or_else(|| scheme.default_base_url().to_string());
     }

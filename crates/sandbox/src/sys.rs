@@ -521,8 +521,8 @@ pub(crate) fn drop_all_capabilities() -> io::Result<()> {
             | libc::SECBIT_NO_SETUID_FIXUP
             | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
             | libc::SECBIT_KEEP_CAPS_LOCKED;
-        // SAFETY: prctl with integer arguments.
         check(
+            // SAFETY: prctl with integer arguments.
             unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) }.into(),
         )?;
         for cap in 0..64 {
@@ -538,8 +538,8 @@ pub(crate) fn drop_all_capabilities() -> io::Result<()> {
             }
         }
     }
-    // SAFETY: prctl with integer arguments.
     check(
+        // SAFETY: prctl with integer arguments.
         unsafe {
             libc::prctl(
                 libc::PR_CAP_AMBIENT,

@@ -184,7 +184,7 @@ mod tests {
             ("one\n".to_owned(), Some("one".to_owned())),
             ("one\ntwo\npart".to_owned(), Some("two".to_owned())),
             (format!("a\n{long}\n"), Some(long.clone())),
-            (format!("{long}\n{long}"), Some(long.clone())),
+            (format!("{long}\n{long}"), Some(long)),
         ] {
             std::fs::write(&path, &content).unwrap();
             assert_eq!(last_complete_line(&path).unwrap(), expected);

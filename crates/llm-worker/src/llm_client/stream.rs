@@ -475,15 +475,11 @@ impl Assembler {
     /// Completes every open tool call (emitting `ToolCallDone`) — for schemes
     /// that end calls implicitly at the end of the response.
     pub fn finish_open_tool_calls(&mut self) {
-        let keys: Vec<String> = self
+        let mut keys: Vec<(usize, String)> = self
             .by_key
             .iter()
             .filter(|(_, i)| matches!(self.blocks[**i], Block::ToolCall { done: false, .. }))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut keys: Vec<(usize, String)> = keys
-            .into_iter()
-            .filter_map(|k| self.by_key.get(&k).map(|&i| (i, k)))
+            .map(|(k, &i)| (i, k.clone()))
             .collect();
         keys.sort();
         for (_, k) in keys {
@@ -613,11 +609,11 @@ mod tests {
             ]
         );
         assert_eq!(c.stop, StopReason::ToolUse);
-        let done: Vec<_> = a
+        let done = a
             .drain_events()
             .filter(|e| matches!(e, StreamEvent::ToolCallDone { .. }))
-            .collect();
-        assert_eq!(done.len(), 2);
+            .count();
+        assert_eq!(done, 2);
     }
 
     #[test]

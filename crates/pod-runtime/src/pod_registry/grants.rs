@@ -822,7 +822,7 @@ mod tests {
         );
         assert!(reg.conflicts().is_empty(), "{:?}", reg.conflicts());
 
-        let mut third = reg.clone();
+        let mut third = reg;
         let err = third
             .claim(entry("web", vec![fx.w("repo/src/a/deep")]))
             .unwrap_err();

@@ -266,6 +266,7 @@ impl Tool for SendToPod {
     }
 }
 
+/// `SendToPod`: a run in a child (or a notification while it is busy).
 pub fn send_to_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(SendToPod {
@@ -327,6 +328,7 @@ impl Tool for ReadPodOutput {
     }
 }
 
+/// `ReadPodOutput`: a child's assistant text since the last read.
 pub fn read_pod_output_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(ReadPodOutput {
@@ -373,6 +375,7 @@ impl Tool for StopPod {
     }
 }
 
+/// `StopPod`: stops a child for real and takes its scope back.
 pub fn stop_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(StopPod {
@@ -447,6 +450,7 @@ impl Tool for ListPods {
     }
 }
 
+/// `ListPods`: this pod's children, with their scopes and states.
 pub fn list_pods_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(ListPods {
