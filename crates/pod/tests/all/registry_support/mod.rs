@@ -3,7 +3,7 @@
 //! `registry_overlap` each have one) with a role in the environment (set on the child
 //! only), and timeouts on every wait.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
