@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "all/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};

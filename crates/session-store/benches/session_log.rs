@@ -4,7 +4,7 @@
 // Benchmark code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/all/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

@@ -3,7 +3,7 @@
 //! The Anthropic Messages scheme against every recorded Anthropic stream, plus
 //! the request body it writes.
 
-mod common;
+use crate::common;
 
 use llm_types::{Item, ProviderFamily, Role, ToolCallKind, Usage};
 use llm_worker::llm_client::anthropic::Anthropic;

@@ -183,35 +183,119 @@ fn level_is_detected_as_full_with_landlock() {
     );
 }
 
-#[tokio::test]
-async fn redirects_out_of_the_scope_fail() {
-    if !sandbox_ready() {
-        return;
-    }
-    let fx = Fx::new();
-    let out = run(
-        &fx,
-        &format!(
-            "echo in > inside; echo x > {o}/f; echo x > ../outside/g; echo x >> {o}/f0",
-            o = fx.o()
-        ),
-    )
-    .await;
-    assert!(fx.scope.join("inside").exists(), "{out:?}");
-    assert!(
-        out.output.text().contains("Read-only file system"),
-        "{out:?}"
-    );
-    fx.assert_outside_untouched();
+/// One write out of the scope that must fail, at level `full`: what it needs in place, the
+/// command (it pairs the escape with a write that must work, so that a command that failed
+/// to run at all cannot pass) and what must hold afterwards. After every case nothing but
+/// `f0`, unchanged, is in `outside/`.
+struct Escape {
+    name: &'static str,
+    setup: fn(&Fx),
+    command: fn(&Fx) -> String,
+    check: fn(&Fx, &CommandOutput),
 }
 
-#[tokio::test]
-async fn cd_to_root_then_touch_fails() {
-    if !sandbox_ready() {
-        return;
-    }
-    let fx = Fx::new();
-    // A name no earlier run can have left behind.
+/// The cases of [`writes_out_of_the_scope_fail`].
+const ESCAPES: &[Escape] = &[
+    Escape {
+        name: "redirects_out_of_the_scope_fail",
+        setup: |_| {},
+        command: |fx| {
+            format!(
+                "echo in > inside; echo x > {o}/f; echo x > ../outside/g; echo x >> {o}/f0",
+                o = fx.o()
+            )
+        },
+        check: |fx, out| {
+            assert!(fx.scope.join("inside").exists(), "{out:?}");
+            assert!(
+                out.output.text().contains("Read-only file system"),
+                "{out:?}"
+            );
+        },
+    },
+    Escape {
+        name: "cd_to_root_then_touch_fails",
+        setup: |_| {},
+        command: |fx| {
+            format!(
+                "cd / && touch {o}/t; cd / && touch .{r}; echo ok > {s}/ok",
+                o = fx.o(),
+                r = at_root(fx).display(),
+                s = fx.scope.display()
+            )
+        },
+        check: |fx, _| {
+            let at_root = at_root(fx);
+            let escaped = at_root.exists();
+            let _ = std::fs::remove_file(&at_root);
+            assert!(!escaped, "created {}", at_root.display());
+            assert!(fx.scope.join("ok").exists());
+        },
+    },
+    Escape {
+        name: "mv_cp_and_links_out_of_the_scope_fail",
+        setup: |fx| std::fs::write(fx.scope.join("inside.txt"), "data").unwrap(),
+        command: |fx| {
+            format!(
+                "mv inside.txt {o}/moved; cp inside.txt {o}/copied; ln -s /etc/passwd {o}/sym; ln inside.txt {o}/hard; cp inside.txt copy-in",
+                o = fx.o()
+            )
+        },
+        check: |fx, _| {
+            assert_eq!(
+                std::fs::read_to_string(fx.scope.join("inside.txt")).unwrap(),
+                "data"
+            );
+            assert!(fx.scope.join("copy-in").exists());
+        },
+    },
+    Escape {
+        name: "writing_through_a_symlink_that_points_outside_fails",
+        setup: |fx| {
+            std::os::unix::fs::symlink(&fx.outside, fx.scope.join("to-dir")).unwrap();
+            std::os::unix::fs::symlink(fx.out("f0"), fx.scope.join("to-file")).unwrap();
+            std::os::unix::fs::symlink(fx.out("dangling"), fx.scope.join("to-new")).unwrap();
+        },
+        command: |_| {
+            "echo x > to-dir/new; echo pwned > to-file; echo x > to-new; echo ok > ok".into()
+        },
+        check: |fx, _| assert!(fx.scope.join("ok").exists()),
+    },
+    Escape {
+        name: "python_cannot_write_outside",
+        setup: |_| {},
+        command: |fx| {
+            format!(
+                "python3 -c \"open('py_in','w').write('ok')\"; python3 -c \"open('{o}/py_out','w').write('x')\"",
+                o = fx.o()
+            )
+        },
+        check: |fx, out| {
+            assert_eq!(
+                std::fs::read_to_string(fx.scope.join("py_in")).unwrap(),
+                "ok",
+                "{out:?}"
+            );
+            assert!(!out.status.success());
+        },
+    },
+    Escape {
+        name: "the_command_cannot_rearrange_mounts",
+        setup: |fx| std::fs::create_dir(fx.scope.join("in")).unwrap(),
+        command: |fx| {
+            format!(
+                "mount --bind {o} in; mount -o remount,rw /; umount -l {o}; echo x > in/via-bind; echo x > {o}/f; \
+                 unshare -rm sh -c 'echo x > {o}/nested'; echo ok > ok",
+                o = fx.o()
+            )
+        },
+        check: |fx, _| assert!(fx.scope.join("ok").exists()),
+    },
+];
+
+/// A path at the root named after `fx`'s temp dir: a name no earlier run can have left
+/// behind.
+fn at_root(fx: &Fx) -> PathBuf {
     let unique = fx
         .outside
         .parent()
@@ -219,86 +303,48 @@ async fn cd_to_root_then_touch_fails() {
         .file_name()
         .unwrap()
         .to_string_lossy();
-    let at_root = PathBuf::from(format!("/pods-escape-{unique}"));
-    run(
-        &fx,
-        &format!(
-            "cd / && touch {o}/t; cd / && touch .{r}; echo ok > {s}/ok",
-            o = fx.o(),
-            r = at_root.display(),
-            s = fx.scope.display()
-        ),
-    )
-    .await;
-    let escaped = at_root.exists();
-    let _ = std::fs::remove_file(&at_root);
-    assert!(!escaped, "created {}", at_root.display());
-    assert!(fx.scope.join("ok").exists());
-    fx.assert_outside_untouched();
+    PathBuf::from(format!("/pods-escape-{unique}"))
 }
 
+/// Every case of [`ESCAPES`] in a fresh [`Fx`], all at once; a failure names its case and
+/// what escaped.
 #[tokio::test]
-async fn mv_cp_and_links_out_of_the_scope_fail() {
+async fn writes_out_of_the_scope_fail() {
     if !sandbox_ready() {
         return;
     }
-    let fx = Fx::new();
-    std::fs::write(fx.scope.join("inside.txt"), "data").unwrap();
-    run(
-        &fx,
-        &format!(
-            "mv inside.txt {o}/moved; cp inside.txt {o}/copied; ln -s /etc/passwd {o}/sym; ln inside.txt {o}/hard; cp inside.txt copy-in",
-            o = fx.o()
-        ),
-    )
-    .await;
-    assert_eq!(
-        std::fs::read_to_string(fx.scope.join("inside.txt")).unwrap(),
-        "data"
+    let runs: Vec<_> = ESCAPES
+        .iter()
+        .map(|case| {
+            let run = tokio::spawn(async move {
+                let fx = Fx::new();
+                (case.setup)(&fx);
+                let out = run(&fx, &(case.command)(&fx)).await;
+                (case.check)(&fx, &out);
+                fx.assert_outside_untouched();
+            });
+            (case.name, run)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (name, run) in runs {
+        if let Err(e) = run.await {
+            let why = match e.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            failures.push(format!("case {name}: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "escape cases failed:\n{}",
+        failures.join("\n")
     );
-    assert!(fx.scope.join("copy-in").exists());
-    fx.assert_outside_untouched();
-}
-
-#[tokio::test]
-async fn writing_through_a_symlink_that_points_outside_fails() {
-    if !sandbox_ready() {
-        return;
-    }
-    let fx = Fx::new();
-    std::os::unix::fs::symlink(&fx.outside, fx.scope.join("to-dir")).unwrap();
-    std::os::unix::fs::symlink(fx.out("f0"), fx.scope.join("to-file")).unwrap();
-    std::os::unix::fs::symlink(fx.out("dangling"), fx.scope.join("to-new")).unwrap();
-    run(
-        &fx,
-        "echo x > to-dir/new; echo pwned > to-file; echo x > to-new; echo ok > ok",
-    )
-    .await;
-    assert!(fx.scope.join("ok").exists());
-    fx.assert_outside_untouched();
-}
-
-#[tokio::test]
-async fn python_cannot_write_outside() {
-    if !sandbox_ready() {
-        return;
-    }
-    let fx = Fx::new();
-    let out = run(
-        &fx,
-        &format!(
-            "python3 -c \"open('py_in','w').write('ok')\"; python3 -c \"open('{o}/py_out','w').write('x')\"",
-            o = fx.o()
-        ),
-    )
-    .await;
-    assert_eq!(
-        std::fs::read_to_string(fx.scope.join("py_in")).unwrap(),
-        "ok",
-        "{out:?}"
-    );
-    assert!(!out.status.success());
-    fx.assert_outside_untouched();
 }
 
 #[tokio::test]
@@ -867,26 +913,6 @@ async fn signals_cannot_reach_processes_outside() {
     )
     .await;
     assert_eq!(out.output.text(), "refused\npid=1\n");
-}
-
-#[tokio::test]
-async fn the_command_cannot_rearrange_mounts() {
-    if !sandbox_ready() {
-        return;
-    }
-    let fx = Fx::new();
-    std::fs::create_dir(fx.scope.join("in")).unwrap();
-    run(
-        &fx,
-        &format!(
-            "mount --bind {o} in; mount -o remount,rw /; umount -l {o}; echo x > in/via-bind; echo x > {o}/f; \
-             unshare -rm sh -c 'echo x > {o}/nested'; echo ok > ok",
-            o = fx.o()
-        ),
-    )
-    .await;
-    assert!(fx.scope.join("ok").exists());
-    fx.assert_outside_untouched();
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! Gemini `streamGenerateContent` scheme: every recorded stream, chunk-boundary
 //! independence, and the request body.
 
-mod common;
+use crate::common;
 
 use llm_types::{Item, ProviderFamily, Role, ToolCallKind, Usage};
 use llm_worker::llm_client::error::ClientError;

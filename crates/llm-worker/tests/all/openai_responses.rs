@@ -3,7 +3,7 @@
 //! OpenAI Responses scheme: every recorded stream, chunk-boundary invariance,
 //! and the request body.
 
-mod common;
+use crate::common;
 
 use llm_types::{ContentPart, Item, ProviderFamily, Role, ToolCallKind, Usage};
 use llm_worker::llm_client::error::ClientError;

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod registry_support;
+use crate::registry_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -131,6 +131,7 @@ fn thirty_two_processes_race_for_overlapping_scopes() {
     let mut helpers: Vec<Helper> = (0..CLAIMERS)
         .map(|i| {
             Helper::spawn(
+                module_path!(),
                 "claimer",
                 &[
                     ("POD_TEST_REGISTRY", &fx.registry),
@@ -205,6 +206,7 @@ fn kill_9_of_a_holder_then_reclaim_frees_its_grant() {
     let with_lock = fx.dir("work/with-lock");
     let without_lock = fx.dir("work/without-lock");
     let mut a = Helper::spawn(
+        module_path!(),
         "holder",
         &[
             ("POD_TEST_REGISTRY", &fx.registry),
@@ -215,6 +217,7 @@ fn kill_9_of_a_holder_then_reclaim_frees_its_grant() {
     a.expect("CLAIMED");
     // `b` has no lock file: liveness falls back to pid and start time.
     let mut b = Helper::spawn(
+        module_path!(),
         "holder",
         &[
             ("POD_TEST_REGISTRY", &fx.registry),
@@ -280,6 +283,7 @@ fn kill_between_temp_write_and_rename_leaves_a_valid_registry() {
     let before = std::fs::read(&fx.registry).unwrap();
 
     let mut crasher = Helper::spawn(
+        module_path!(),
         "crash_before_rename",
         &[
             ("POD_TEST_REGISTRY", &fx.registry),
@@ -318,6 +322,7 @@ fn a_dead_parent_with_a_live_child_is_suspended_and_keeps_its_grant() {
     let sub = fx.dir("work/repo/sub");
     let spawn = |name: &str| {
         let mut h = Helper::spawn(
+            module_path!(),
             "pod_lock",
             &[
                 ("POD_TEST_REGISTRY", &fx.registry),
@@ -419,7 +424,11 @@ fn corrupt_registry_is_reported_and_left_untouched() {
 #[test]
 fn lock_timeout_names_the_holder() {
     let fx = Fixture::new();
-    let mut holder = Helper::spawn("registry_lock", &[("POD_TEST_REGISTRY", &fx.registry)]);
+    let mut holder = Helper::spawn(
+        module_path!(),
+        "registry_lock",
+        &[("POD_TEST_REGISTRY", &fx.registry)],
+    );
     holder.expect("LOCKED");
     let options = LockOptions::default().with_timeout(Duration::from_millis(200));
     let err = LockFileGuard::open_with(&fx.registry, &options).unwrap_err();
@@ -465,7 +474,7 @@ fn default_registry_path_follows_the_runtime_dir_variables() {
         ),
     ];
     for (envs, want) in cases {
-        let mut helper = Helper::spawn_without("default_path", envs, &dir_vars);
+        let mut helper = Helper::spawn_without(module_path!(), "default_path", envs, &dir_vars);
         assert_eq!(
             helper.expect("PATH"),
             want.display().to_string(),

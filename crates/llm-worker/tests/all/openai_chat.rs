@@ -3,7 +3,7 @@
 //! OpenAI Chat Completions: every recorded stream decoded, chunk-boundary
 //! independence, and the exact request body.
 
-mod common;
+use crate::common;
 
 use llm_types::{Item, ProviderFamily, Role, Usage};
 use llm_worker::llm_client::error::ClientError;
@@ -16,7 +16,7 @@ use serde_json::json;
 use std::sync::Arc;
 use test_support::{Family, fixture, fixtures_of};
 
-#[path = "../benches/openai_chat_stream.rs"]
+#[path = "../../benches/openai_chat_stream.rs"]
 mod bench_src;
 
 /// Feeds `bytes` in slices of `slice` bytes (0 = all at once) through the SSE

@@ -1,6 +1,6 @@
 //! The Bash tool with the sandbox off (arguments, results, spilling, the gate, the policy
 //! source), and its refusal to run when the helper cannot be started. The sandboxed runs
-//! are tested with the pod binary in `crates/pod/tests/sandbox_escape.rs`.
+//! are tested with the pod binary in `crates/pod/tests/all/sandbox_escape.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,6 +1,6 @@
 //! The no-sandbox path (`[sandbox] mode = "off"`): plain `bash -c` in its own process
 //! group, killed as a group when bash exits or times out. The sandboxed path needs the
-//! pod binary as its helper and is tested in `crates/pod/tests/sandbox_escape.rs`.
+//! pod binary as its helper and is tested in `crates/pod/tests/all/sandbox_escape.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,8 +1,9 @@
 //! Shared by the registry integration tests: helper processes that re-run this test
-//! binary as the ignored test `child_role` with a role in the environment (set on the
-//! child only), and timeouts on every wait.
+//! binary as the ignored test `child_role` of the calling module (`registry_processes` and
+//! `registry_overlap` each have one) with a role in the environment (set on the child
+//! only), and timeouts on every wait.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -128,17 +129,26 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// Re-runs this test binary as `child_role` in `role`, with `envs` set on it only.
-    pub fn spawn(role: &str, envs: &[(&str, &Path)]) -> Helper {
-        Helper::spawn_without(role, envs, &[])
+    /// Re-runs this test binary as the test `child_role` of `module` (the caller's
+    /// `module_path!()`) in `role`, with `envs` set on it only.
+    pub fn spawn(module: &str, role: &str, envs: &[(&str, &Path)]) -> Helper {
+        Helper::spawn_without(module, role, envs, &[])
     }
 
     /// [`Helper::spawn`] with the variables in `remove` taken out of its environment.
-    pub fn spawn_without(role: &str, envs: &[(&str, &Path)], remove: &[&str]) -> Helper {
+    pub fn spawn_without(
+        module: &str,
+        role: &str,
+        envs: &[(&str, &Path)],
+        remove: &[&str],
+    ) -> Helper {
+        // Test names leave out the crate: `all::registry_processes` -> `registry_processes`.
+        let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+        let entry = format!("{module}::child_role");
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
-            "child_role",
+            &entry,
             "--include-ignored",
             "--nocapture",
             "--test-threads=1",
@@ -183,7 +193,7 @@ impl Helper {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    // The harness prints `test child_role ... ` before our first line.
+                    // The harness prints `test <module>::child_role ... ` before our first line.
                     if let Some(at) = line.find(prefix) {
                         return line[at + prefix.len()..].trim().to_owned();
                     }

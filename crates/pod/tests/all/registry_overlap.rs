@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod registry_support;
+use crate::registry_support;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -123,7 +123,7 @@ fn overlap_table() {
 #[test]
 fn bind_mount_alias_is_a_conflict() {
     let fx = Fixture::new();
-    let mut helper = Helper::spawn("bind_mount", &[("POD_TEST_ROOT", &fx.root)]);
+    let mut helper = Helper::spawn(module_path!(), "bind_mount", &[("POD_TEST_ROOT", &fx.root)]);
     match helper.expect("RESULT").as_str() {
         "ok" => {}
         "skipped" => {

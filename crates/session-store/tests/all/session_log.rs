@@ -5,7 +5,7 @@
 // `#[test]` functions, not in this file's helpers).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

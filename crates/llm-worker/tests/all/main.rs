@@ -1,0 +1,14 @@
+//! llm-worker's integration tests, one binary (`cargo test -p llm-worker --test all`): linking one
+//! test binary instead of one per file is most of what a test build costs on two cores.
+//! Each former `tests/<name>.rs` is the module `<name>` here, so its tests are named
+//! `<name>::<test>`.
+
+mod common;
+
+mod anthropic;
+mod gemini;
+mod http;
+mod openai_chat;
+mod openai_responses;
+mod replay;
+mod worker;

@@ -1,0 +1,6 @@
+//! manifest's integration tests, one binary (`cargo test -p manifest --test all`): linking one
+//! test binary instead of one per file is most of what a test build costs on two cores.
+//! Each former `tests/<name>.rs` is the module `<name>` here, so its tests are named
+//! `<name>::<test>`.
+
+mod schema;

@@ -1,0 +1,7 @@
+//! sandbox's integration tests, one binary (`cargo test -p sandbox --test all`): linking one
+//! test binary instead of one per file is most of what a test build costs on two cores.
+//! Each former `tests/<name>.rs` is the module `<name>` here, so its tests are named
+//! `<name>::<test>`.
+
+mod open_beneath;
+mod sandbox_unconfined;
