@@ -26,8 +26,11 @@ fn track_alloc(size: usize) {
     PEAK.fetch_max(now, Ordering::SeqCst);
 }
 
+// SAFETY: every call is passed to the system allocator unchanged; the
+// counters only observe sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             track_alloc(layout.size());
@@ -36,11 +39,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout (see `alloc`).
         unsafe { System.dealloc(ptr, layout) };
         CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `dealloc`; the caller's contract is passed on.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);

@@ -709,7 +709,7 @@ fn foreign_reasoning_and_provider_items_are_skipped_own_are_echoed() {
 fn decoded_response_round_trips_into_a_valid_history() {
     let c = run("deepseek-reasoner-reasoning-then-tool-call-cached.chunks.txt");
     let mut history = vec![Item::text(Role::User, "weather?")];
-    history.extend(c.items.clone());
+    history.extend(c.items);
     history.push(Item::tool_result(
         "call_00_ioIn7yN9p1ZOMNpDLwd4MgAF",
         "sunny",

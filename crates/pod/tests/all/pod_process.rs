@@ -902,3 +902,32 @@ async fn restored_request_is_the_live_one_anthropic() {
 async fn restored_request_is_the_live_one_gemini() {
     restored_request_is_the_live_one(Family::Gemini).await;
 }
+
+/// The pod keeps its own log in its runtime dir: its start, each invocation
+/// (in a span with its turn) and each tool call with its outcome.
+#[tokio::test]
+async fn the_pod_log_has_the_invocation_and_its_tool_calls() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(Scripted::sse(
+        Turn::new()
+            .call("g1", "Glob", r#"{"pattern":"*"}"#)
+            .sse(Family::OpenaiChat),
+    ));
+    server.push(text_turn("Nothing here."));
+    let pod = TestPod::start(&home, &server, "logged", &[]);
+    let mut client = pod.connect().await;
+    let (_, seen) = client.request(&run("list the files")).await.unwrap();
+    if !seen.iter().any(is_run_end) {
+        events_until(&mut client, is_run_end).await;
+    }
+    let log = std::fs::read_to_string(home.path("runtime/logged/pod.log")).unwrap();
+    for needle in [
+        "pod serving name=logged",
+        "invocation{turn=1 from_parent=false}: invocation started",
+        "tool{name=Glob id=g1}: tool call done",
+        "invocation ended",
+    ] {
+        assert!(log.contains(needle), "{needle:?} not in the pod log:\n{log}");
+    }
+}

@@ -150,7 +150,7 @@ async fn large_output_is_spilled_and_its_tail_kept() {
     assert_eq!(out.output.total_bytes, expected.len() as u64);
     assert_eq!(out.output.bytes.len(), 1000);
     assert!(expected.ends_with(&out.output.text()));
-    let file = out.output.spill_path.clone().unwrap();
+    let file = out.output.spill_path.unwrap();
     assert!(file.starts_with(&spill));
     assert_eq!(std::fs::read_to_string(file).unwrap(), expected);
 }

@@ -283,10 +283,7 @@ fn lines_from_returns_what_a_lagging_client_missed() {
     assert!(writer.lines_from(99).is_empty());
     let start = writer.start_segment(Vec::new()).unwrap();
     let next = writer.append(text_body("x")).unwrap();
-    assert_eq!(
-        writer.lines_from(3),
-        &[start.line.clone(), next.line.clone()][..]
-    );
+    assert_eq!(writer.lines_from(3), &[start.line, next.line.clone()][..]);
     assert_eq!(writer.lines_from(12), &[next.line][..]);
     let debug = format!("{writer:?}");
     assert!(debug.contains("next_seq: 13"), "{debug}");
@@ -362,7 +359,7 @@ fn wrong_seq_and_misplaced_kinds_are_refused() {
         r#"{{"kind":"spawn_record","seq":2,"prev":"{}","ts":0,"child":"w"}}"#,
         line_hash(first.as_bytes())
     );
-    write_raw(&path, &[first.clone(), unknown]);
+    write_raw(&path, &[first, unknown]);
     let (line, problem, message) = expect_corrupt(&dir, &path);
     assert_eq!(line, 2);
     assert_eq!(problem, Corruption::UnknownKind("spawn_record".into()));
@@ -468,7 +465,7 @@ fn segments_chain_across_files_and_replay_from_the_new_history() {
     writer.sync().unwrap();
     drop(writer);
 
-    let mut expected = summary.clone();
+    let mut expected = summary;
     expected.extend(items_of(&more));
 
     let (writer, report) = SessionWriter::open(&dir).unwrap();

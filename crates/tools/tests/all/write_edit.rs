@@ -284,7 +284,7 @@ fn edit_needs_a_read_and_an_unchanged_file() {
     ok(call(&ctx, "Read", json!({"path": "a.txt"})));
     fs::write(&path, "one!\n").unwrap();
     assert_contains(
-        &err(call(&ctx, "Edit", args.clone())),
+        &err(call(&ctx, "Edit", args)),
         &["changed since your last Read"],
     );
     assert_eq!(fs::read_to_string(&path).unwrap(), "one!\n");
