@@ -7,10 +7,10 @@
 //! for the registry lock and how long each operation took. The parent prints throughput
 //! and percentiles. `--dir` picks the filesystem (default: a temp dir under `$TMPDIR`).
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -125,11 +125,7 @@ fn worker(i: &str, registry: &Path, root: &Path, cycles: usize) {
     let runtime = registry.parent().unwrap();
     std::fs::create_dir_all(runtime.join(&name)).unwrap();
     let pod_lock = std::fs::File::create(runtime.join(&name).join("lock")).unwrap();
-    // SAFETY: flock on a descriptor this process owns.
-    assert_eq!(
-        unsafe { libc::flock(pod_lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-        0
-    );
+    pod_lock.try_lock().unwrap();
     let scope = root.join("work").join(&name);
     std::fs::create_dir_all(&scope).unwrap();
     let identity = ProcessIdentity::current().unwrap();
