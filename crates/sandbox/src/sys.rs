@@ -522,9 +522,8 @@ pub(crate) fn drop_all_capabilities() -> io::Result<()> {
             | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
             | libc::SECBIT_KEEP_CAPS_LOCKED;
         // SAFETY: prctl with integer arguments.
-        check(
-            unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) }.into(),
-        )?;
+        let rc = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) };
+        check(rc.into())?;
         for cap in 0..64 {
             // SAFETY: prctl with integer arguments.
             let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -539,18 +538,16 @@ pub(crate) fn drop_all_capabilities() -> io::Result<()> {
         }
     }
     // SAFETY: prctl with integer arguments.
-    check(
-        unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        }
-        .into(),
-    )?;
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    check(rc.into())?;
     let mut header = CapHeader {
         version: CAP_VERSION_3,
         pid: 0,
