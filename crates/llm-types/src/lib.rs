@@ -10,6 +10,8 @@
 //! blocks) travels in [`Item::Reasoning`], [`Item::ProviderItem`] and
 //! [`Item::ToolCall::signature`] so that no provider ever loses what it needs.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 
 /// Who wrote a message.

@@ -3,6 +3,7 @@
 //! through `SseParser` + the OpenAI Chat decoder + `Assembler` (events drained as
 //! a client would), reported in deltas per second.
 
+#![forbid(unsafe_code)]
 // Benchmark code: a panic is the failure report. Built as a libtest target
 // (no `[[bench]]` stanza) the criterion `main` is unused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -3,6 +3,8 @@
 //! agent loop. This crate knows nothing of sockets, sessions or scopes; the pod
 //! wires it to those.
 
+#![forbid(unsafe_code)]
+
 pub mod llm_client;
 /// The tool trait and its types (the `tool` crate), at the path tools and the seed use.
 pub use tool;

@@ -28,6 +28,8 @@
 //! slots/                        llama.cpp's slot save dir (unused; enables slot erase)
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod gguf;
 pub mod pins;
 pub mod pip;
@@ -425,7 +427,6 @@ impl DirLock {
         timeout: Duration,
         progress: &mut dyn Progress,
     ) -> Result<Self, ModelError> {
-        use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -435,13 +436,13 @@ impl DirLock {
         let deadline = Instant::now() + timeout;
         let mut told = false;
         loop {
-            // SAFETY: flock on a file descriptor we own; no memory is passed.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(DirLock { _file: file });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(ModelError::io("cannot lock", path, e));
+            // flock(2) LOCK_EX | LOCK_NB on Linux.
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(ModelError::io("cannot lock", path, e));
+                }
             }
             if Instant::now() > deadline {
                 return Err(ModelError::Busy {

@@ -14,13 +14,8 @@ use super::ModelError;
 
 /// Kills `child` and its process group, then reaps it.
 fn kill_group(child: &mut std::process::Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill has no memory preconditions; a negative pid names the group
-        // the child leads (it was started with process_group(0)).
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
+    // The child leads its group (it was started with process_group(0)).
+    let _ = sys::kill_group(child.id());
     let _ = child.kill();
     let _ = child.wait();
 }

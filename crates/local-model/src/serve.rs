@@ -10,7 +10,6 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,16 +93,7 @@ pub fn spawn(cmd: &ServerCommand) -> Result<Child, ModelError> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    // SAFETY: setsid is async-signal-safe and allocates nothing, so it is sound
-    // between fork and exec even if other threads exist.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sys::detach_from_session(&mut command);
     command.spawn().map_err(|e| ModelError::ServerStart {
         reason: format!("cannot run {}: {e}", cmd.python.display()),
         log: cmd.log.clone(),
@@ -218,27 +208,28 @@ pub enum Stopped {
 /// `grace` SIGKILL. Does nothing if that process is already gone.
 pub fn stop(pid: u32, start_ticks: u64, grace: Duration) -> Result<Stopped, ModelError> {
     let same = || super::record::start_ticks(pid) == Some(start_ticks);
-    let raw = i32::try_from(pid).map_err(|_| ModelError::Stop {
-        pid,
-        reason: "pid out of range".into(),
-    })?;
+    if i32::try_from(pid).is_err() {
+        return Err(ModelError::Stop {
+            pid,
+            reason: "pid out of range".into(),
+        });
+    }
+    let term: fn(u32) -> std::io::Result<()> = sys::terminate;
     for (signal, wait, outcome) in [
-        (libc::SIGTERM, grace, Stopped::Clean),
-        (libc::SIGKILL, Duration::from_secs(5), Stopped::Killed),
+        (term, grace, Stopped::Clean),
+        (sys::kill, Duration::from_secs(5), Stopped::Killed),
     ] {
         if !same() {
             return Ok(Stopped::Clean);
         }
-        // SAFETY: kill has no memory preconditions; the start time check above
-        // makes sure the pid still names our server.
-        if unsafe { libc::kill(raw, signal) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                return Err(ModelError::Stop {
-                    pid,
-                    reason: e.to_string(),
-                });
-            }
+        // The start time check above makes sure the pid still names our server.
+        if let Err(e) = signal(pid)
+            && e.raw_os_error() != Some(libc::ESRCH)
+        {
+            return Err(ModelError::Stop {
+                pid,
+                reason: e.to_string(),
+            });
         }
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {

@@ -7,6 +7,8 @@
 //! ([`scope`]). It does not enforce anything itself (that is `tools` and the sandbox) and
 //! does not know about other pods (the registry is in `pod`).
 
+#![forbid(unsafe_code)]
+
 pub mod cascade;
 pub mod error;
 pub mod layer;

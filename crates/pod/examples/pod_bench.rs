@@ -5,6 +5,7 @@
 //!
 //! Usage: `pod_bench <path to release pod binary> [runs]`
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bench_support;

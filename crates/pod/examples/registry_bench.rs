@@ -7,6 +7,7 @@
 //! for the registry lock and how long each operation took. The parent prints throughput
 //! and percentiles. `--dir` picks the filesystem (default: a temp dir under `$TMPDIR`).
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -7,6 +7,7 @@
 //!
 //! Run through `benches/tree_bench.sh`. Usage: `tree_bench <pod binary> [spawns] [idle pods]`
 
+#![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bench_support;
@@ -155,8 +156,7 @@ async fn main() {
         median(&mut times)
     );
     for p in &mut pods {
-        // SAFETY: kill(2) of our own child.
-        unsafe { libc::kill(p.id() as i32, libc::SIGTERM) };
+        let _ = sys::terminate(p.id());
     }
     for p in &mut pods {
         let _ = p.wait();

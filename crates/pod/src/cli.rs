@@ -8,7 +8,6 @@
 //! was cancelled.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command as ProcessCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -220,16 +219,7 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe and allocates nothing; this process
-    // is single-threaded here (no runtime has started), so the fork is plain.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sys::detach_from_session(&mut command);
     let mut child = command.spawn().context("cannot start the pod process")?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {

@@ -420,9 +420,7 @@ pub fn default_name(cwd: &Path, suffix: &str) -> String {
 /// A short random suffix for default names (4 hex digits).
 pub fn name_suffix() -> String {
     let mut bytes = [0u8; 2];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != 2 {
+    if sys::fill_random(&mut bytes).is_err() {
         // Extremely unlikely; fall back on the pid, which is unique enough here.
         let pid = std::process::id();
         bytes = [(pid >> 8) as u8, pid as u8];

@@ -2,6 +2,8 @@
 //! the session it keeps, and the `pod` commands. The `pod` binary is a thin
 //! shell over this library.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod client;
 pub mod controller;

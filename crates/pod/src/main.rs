@@ -1,6 +1,8 @@
 //! The `pod` command: argument parsing and wiring only; every behaviour lives in
 //! the `pod` library (`pod::cli` for the commands).
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -354,8 +354,8 @@ fn open_session(spec: &PodSpec) -> Result<Opened, ServeError> {
     ensure_private_dir(&pod_dir, spec.uid)?;
     crate::logging::init(&pod_dir, spec.log_level)?;
     let pod_lock = match spec.inherited {
-        // SAFETY: the parent passed the lock at this descriptor for us alone.
-        Some(fds) => unsafe { PodLock::inherited(fds.lock_fd, &pod_dir)? },
+        // The parent passed the lock at this descriptor for us alone.
+        Some(fds) => PodLock::inherited(fds.lock_fd, &pod_dir)?,
         None => PodLock::take(&pod_dir, &spec.name)?,
     };
     let session_dir = spec.places.session_dir(&spec.name);
@@ -592,8 +592,8 @@ pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), S
     let (inbox, inbox_rx) = mpsc::channel::<Input>(256);
     let pod = assemble(&spec, opened, &inbox).await?;
     let listener = match spec.inherited {
-        // SAFETY: the parent bound this socket for us alone.
-        Some(fds) => unsafe { listener::inherited_listener(fds.listen_fd)? },
+        // The parent bound this socket for us alone.
+        Some(fds) => listener::inherited_listener(fds.listen_fd)?,
         None => listener::bind(&pod.socket)?,
     };
     let parent = parent_link(&spec).map(|link| link.identity);

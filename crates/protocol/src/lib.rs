@@ -15,6 +15,7 @@
 //! The JSON Schemas of [`Method`] and [`Event`] are checked in under
 //! `crates/protocol/schema/` and kept current by a test.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod adjacent;

@@ -521,10 +521,9 @@ pub(crate) fn drop_all_capabilities() -> io::Result<()> {
             | libc::SECBIT_NO_SETUID_FIXUP
             | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
             | libc::SECBIT_KEEP_CAPS_LOCKED;
-        check(
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) }.into(),
-        )?;
+        // SAFETY: prctl with integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) };
+        check(rc.into())?;
         for cap in 0..64 {
             // SAFETY: prctl with integer arguments.
             let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -538,19 +537,17 @@ pub(crate) fn drop_all_capabilities() -> io::Result<()> {
             }
         }
     }
-    check(
-        // SAFETY: prctl with integer arguments.
-        unsafe {
-            libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        }
-        .into(),
-    )?;
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    check(rc.into())?;
     let mut header = CapHeader {
         version: CAP_VERSION_3,
         pid: 0,

@@ -1,6 +1,7 @@
 //! Session log benchmarks: append throughput, and open + verify + replay of a
 //! 100k-entry session of realistic traffic (≈ 500 bytes per line).
 
+#![forbid(unsafe_code)]
 // Benchmark code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -18,6 +18,7 @@
 //! acknowledged; a complete line that does not parse or chain is refused with an
 //! error naming its file and line, never repaired.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod chain;

@@ -1,17 +1,27 @@
 //! Small OS helpers that several pods crates need, written once: wall-clock
 //! time, lowercase hex, replacing a file so that readers see the old or the
-//! new content, never a mix, and the few system calls std does not wrap (the
-//! only `unsafe` outside the sandbox crate lives here).
+//! new content, never a mix, and safe wrappers for the few system calls std
+//! does not wrap: signals, waiting for a child, detaching a command from the
+//! session, taking over inherited descriptors, and `posix_spawn` with a
+//! descriptor map (the only `unsafe` outside the sandbox crate lives here;
+//! every other crate says `#![forbid(unsafe_code)]`).
 //!
 //! It owns no policy: callers decide what an error means to the user.
 
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+mod process;
+
+pub use process::{
+    ChildFd, adopt_inherited_fd, detach_from_session, set_cloexec, spawn_in_new_group, wait_pid,
+};
 
 /// Wall-clock unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
@@ -132,6 +142,11 @@ pub fn kill(pid: u32) -> io::Result<()> {
     signal(pid, libc::SIGKILL, false)
 }
 
+/// Sends SIGTERM to process `pid` (kill(2)); `pid` must be positive, as for [`kill`].
+pub fn terminate(pid: u32) -> io::Result<()> {
+    signal(pid, libc::SIGTERM, false)
+}
+
 /// Sends SIGKILL to the process group led by `pgid` (kill(2) of `-pgid`).
 pub fn kill_group(pgid: u32) -> io::Result<()> {
     signal(pgid, libc::SIGKILL, true)
@@ -213,6 +228,21 @@ mod tests {
         assert_eq!(kill(0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         assert_eq!(
             kill_group(u32::MAX).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn terminate_sends_sigterm() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        terminate(child.id()).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert_eq!(
+            terminate(0).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
     }

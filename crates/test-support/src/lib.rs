@@ -10,6 +10,8 @@
 //! real error body) any request whose history the real API would refuse, by the
 //! rules in [`strict`].
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,7 @@
 //! themselves), so the tools can be built without the provider clients' HTTP stack;
 //! `llm-worker` runs them and re-exports this crate as `llm_worker::tool`.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::fmt;

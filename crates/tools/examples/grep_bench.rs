@@ -5,6 +5,8 @@
 //! result (stderr). The scope is read access to `<dir>`, so every scope check and
 //! open-beneath of the real tool is part of the time.
 
+#![forbid(unsafe_code)]
+
 use std::error::Error;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

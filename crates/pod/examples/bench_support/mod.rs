@@ -93,7 +93,6 @@ pub fn median(v: &mut [f64]) -> f64 {
 
 /// SIGTERM, then wait.
 pub fn stop(child: &mut Child) {
-    // SAFETY: kill(2) of our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = sys::terminate(child.id());
     let _ = child.wait();
 }

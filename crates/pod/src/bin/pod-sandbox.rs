@@ -5,6 +5,8 @@
 //! time: the full `pod` binary spends most of its start-up relocating data the helper
 //! never uses. Keep it that way: name nothing here but `sandbox` and std.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 

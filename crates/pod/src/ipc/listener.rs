@@ -6,7 +6,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,11 +73,10 @@ impl PodLock {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(io_err("cannot open the lock file", &path))?;
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        // flock(2) LOCK_EX | LOCK_NB on Linux, like the liveness check.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
                 let pid = std::fs::read_to_string(dir.join("pid"))
                     .map(|s| s.trim().to_string())
                     .unwrap_or_else(|_| "?".into());
@@ -87,7 +85,9 @@ impl PodLock {
                     pid,
                 });
             }
-            return Err(io_err("cannot lock", &path)(err));
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(io_err("cannot lock", &path)(err));
+            }
         }
         let pid_path = dir.join("pid");
         std::fs::write(&pid_path, format!("{}\n", std::process::id()))
@@ -108,17 +108,17 @@ impl PodLock {
         &self._file
     }
 
-    /// A lock inherited from the process that started us (at a known
-    /// descriptor), already held.
-    ///
-    /// # Safety
-    /// `fd` must be an open descriptor this process owns and nothing else uses.
-    pub unsafe fn inherited(fd: std::os::fd::RawFd, dir: &Path) -> Result<PodLock, ListenError> {
-        // SAFETY: the caller passes an fd it owns.
-        let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // Close-on-exec from now on: our commands must not inherit it.
-        // SAFETY: fcntl on the descriptor we now own.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    /// A lock inherited from the process that started us (at descriptor `fd`,
+    /// which nothing else in this process owns), already held; from now on
+    /// closed on exec, so our commands do not inherit it.
+    pub fn inherited(fd: std::os::fd::RawFd, dir: &Path) -> Result<PodLock, ListenError> {
+        let file = File::from(
+            sys::adopt_inherited_fd(fd).map_err(|source| ListenError::Io {
+                what: "cannot use the inherited lock",
+                path: PathBuf::from(format!("fd {fd}")),
+                source,
+            })?,
+        );
         let pid_path = dir.join("pid");
         std::fs::write(&pid_path, format!("{}\n", std::process::id()))
             .map_err(io_err("cannot write", &pid_path))?;
@@ -149,21 +149,17 @@ pub fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenE
     Ok(listener)
 }
 
-/// A listening socket inherited from the process that started us.
-///
-/// # Safety
-/// `fd` must be an open listening Unix socket this process owns.
-pub unsafe fn inherited_listener(fd: std::os::fd::RawFd) -> Result<UnixListener, ListenError> {
-    // SAFETY: the caller passes a listening socket it owns.
-    let std_listener =
-        unsafe { <std::os::unix::net::UnixListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: fcntl on the descriptor we now own.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+/// A listening socket inherited from the process that started us (at
+/// descriptor `fd`, which nothing else in this process owns); from now on
+/// closed on exec, so our commands do not inherit it.
+pub fn inherited_listener(fd: std::os::fd::RawFd) -> Result<UnixListener, ListenError> {
     let wrap = |source| ListenError::Io {
         what: "cannot use the inherited socket",
         path: PathBuf::from(format!("fd {fd}")),
         source,
     };
+    let std_listener =
+        std::os::unix::net::UnixListener::from(sys::adopt_inherited_fd(fd).map_err(wrap)?);
     std_listener.set_nonblocking(true).map_err(wrap)?;
     UnixListener::from_std(std_listener).map_err(wrap)
 }

@@ -440,10 +440,8 @@ impl SpawnedPodRegistry {
         if wait_dead(&dir, STOP_GRACE).await {
             return Ok(());
         }
-        if let Ok(pgid) = i32::try_from(record.pid) {
-            // SAFETY: kill(2) of the child's own process group (it leads it).
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        }
+        // The child leads its own process group.
+        let _ = sys::kill_group(record.pid);
         if wait_dead(&dir, STOP_GRACE).await {
             return Ok(());
         }

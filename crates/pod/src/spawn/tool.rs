@@ -630,9 +630,9 @@ impl SpawnPod {
     /// Undoes a reservation: kills a started child, releases its registry
     /// entry and gives the subtrees back.
     async fn roll_back(&self, reserved: &Reserved, registry_path: &std::path::Path) {
-        if let Some(pid) = reserved.pid.and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: kill(2) of the process group we just created.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        if let Some(pid) = reserved.pid {
+            // The child leads the process group we just created.
+            let _ = sys::kill_group(pid);
         }
         if !reserved.instance.is_empty() {
             let instance = reserved.instance.clone();

@@ -928,6 +928,9 @@ async fn the_pod_log_has_the_invocation_and_its_tool_calls() {
         "tool{name=Glob id=g1}: tool call done",
         "invocation ended",
     ] {
-        assert!(log.contains(needle), "{needle:?} not in the pod log:\n{log}");
+        assert!(
+            log.contains(needle),
+            "{needle:?} not in the pod log:\n{log}"
+        );
     }
 }
