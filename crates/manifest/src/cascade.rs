@@ -174,12 +174,18 @@ pub struct ManifestLoader {
 #[derive(Clone)]
 pub struct ProjectGate(Arc<GateFn>);
 
+/// Why a [`ProjectGate`] refused a manifest: the gate's own error (its text says
+/// why and what to do).
+pub type GateError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What a [`ProjectGate`] calls: manifest path and text → allowed, or why not.
-type GateFn = dyn Fn(&Path, &str) -> Result<(), String> + Send + Sync;
+type GateFn = dyn Fn(&Path, &str) -> Result<(), GateError> + Send + Sync;
 
 impl ProjectGate {
     /// A gate deciding with `check`.
-    pub fn new(check: impl Fn(&Path, &str) -> Result<(), String> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        check: impl Fn(&Path, &str) -> Result<(), GateError> + Send + Sync + 'static,
+    ) -> Self {
         ProjectGate(Arc::new(check))
     }
 }

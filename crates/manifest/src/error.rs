@@ -89,7 +89,7 @@ pub enum ManifestError {
         /// The file.
         path: PathBuf,
         /// Why, and what to do.
-        reason: String,
+        reason: crate::GateError,
     },
     /// The loader was given a relative working directory.
     #[error("working directory {} is not absolute; pass an absolute path", cwd.display())]

@@ -17,7 +17,9 @@ pub mod path;
 pub mod rule;
 pub mod scope;
 
-pub use cascade::{Env, LayerInput, ManifestLoader, ProjectGate, find_project_root, merge_layers};
+pub use cascade::{
+    Env, GateError, LayerInput, ManifestLoader, ProjectGate, find_project_root, merge_layers,
+};
 pub use error::ManifestError;
 pub use layer::ManifestLayer;
 pub use manifest::{

@@ -141,20 +141,17 @@ impl TrustStore {
 
     /// Whether `text`, read from `manifest`, may be used; `Err` says why not and what to
     /// do, ready for the user.
-    pub fn check(&self, manifest: &Path, text: &str) -> Result<(), String> {
+    pub fn check(&self, manifest: &Path, text: &str) -> Result<(), Untrusted> {
         let root = root_of(manifest).display().to_string();
-        let why = "a project manifest can widen a pod's scope, turn its sandbox off and choose where requests and API keys go, and anyone who can write the project can write it (agents included)";
         match self.trusted_hash(manifest) {
-            Err(e) => Err(format!("cannot tell whether it is trusted: {e}")),
-            Ok(None) => Err(format!(
-                "not trusted: {why}. Read it, then run `pod trust {root}`"
-            )),
+            Err(e) => Err(Untrusted::Unknown(e)),
+            Ok(None) => Err(Untrusted::Never { root }),
             Ok(Some(hash)) if hash == text_hash(text) => Ok(()),
-            Ok(Some(hash)) => Err(format!(
-                "changed since you trusted it (sha256 {} then, {} now): {why}. Read it, then run `pod trust {root}` again",
-                &hash[..hash.len().min(12)],
-                &text_hash(text)[..12]
-            )),
+            Ok(Some(hash)) => Err(Untrusted::Changed {
+                then: hash[..hash.len().min(12)].to_string(),
+                now: text_hash(text)[..12].to_string(),
+                root,
+            }),
         }
     }
 
@@ -228,16 +225,48 @@ impl TrustStore {
     /// The loader gate that lets through only trusted project manifests.
     pub fn gate(&self) -> ProjectGate {
         let store = self.clone();
-        ProjectGate::new(move |path, text| store.check(path, text))
+        ProjectGate::new(move |path, text| Ok(store.check(path, text)?))
     }
 }
 
 /// A gate for when no config dir is known: nothing can be trusted.
 pub fn no_config_gate() -> ProjectGate {
-    ProjectGate::new(|_, _| {
-        Err("not trusted: no config dir to record trust in; set HOME or POD_CONFIG_DIR, then run `pod trust`".to_owned())
-    })
+    ProjectGate::new(|_, _| Err(Box::new(Untrusted::NoConfigDir)))
 }
+
+/// Why a project manifest may not be used; the text says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Untrusted {
+    /// The trust store cannot be read.
+    #[error("cannot tell whether it is trusted: {0}")]
+    Unknown(TrustError),
+    /// Never trusted.
+    #[error("not trusted: {WHY_TRUST}. Read it, then run `pod trust {root}`")]
+    Never {
+        /// The project's root.
+        root: String,
+    },
+    /// Trusted, but its text changed since.
+    #[error(
+        "changed since you trusted it (sha256 {then} then, {now} now): {WHY_TRUST}. Read it, then run `pod trust {root}` again"
+    )]
+    Changed {
+        /// The start of the trusted text's hash.
+        then: String,
+        /// The start of the current text's hash.
+        now: String,
+        /// The project's root.
+        root: String,
+    },
+    /// No config dir to record trust in.
+    #[error(
+        "not trusted: no config dir to record trust in; set HOME or POD_CONFIG_DIR, then run `pod trust`"
+    )]
+    NoConfigDir,
+}
+
+/// Why a project manifest needs the user's trust at all.
+const WHY_TRUST: &str = "a project manifest can widen a pod's scope, turn its sandbox off and choose where requests and API keys go, and anyone who can write the project can write it (agents included)";
 
 /// The project manifest that pods started in `dir` would load: the nearest
 /// `.pods/manifest.toml` at or above it, if any.
@@ -278,7 +307,7 @@ pub fn doctor_check(dir: &Path, env: &manifest::Env) -> ProjectCheck {
     };
     let verdict = match env.config_dir() {
         Some(config) => TrustStore::in_config_dir(&config).check(&path, &text),
-        None => Err("not trusted: no config dir (set HOME or POD_CONFIG_DIR)".to_owned()),
+        None => Err(Untrusted::NoConfigDir),
     };
     // Parsing is inert, so an untrusted manifest is checked too: the user learns of
     // a mistake before trusting it.
@@ -345,7 +374,11 @@ mod tests {
     #[test]
     fn only_the_exact_trusted_text_passes() {
         let f = fx();
-        let err = f.store.check(&f.manifest, "[worker]\n").unwrap_err();
+        let err = f
+            .store
+            .check(&f.manifest, "[worker]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("not trusted: "), "{err}");
         let root = f.manifest.parent().unwrap().parent().unwrap();
         assert!(
@@ -361,7 +394,8 @@ mod tests {
         let err = f
             .store
             .check(&f.manifest, "[sandbox]\nmode = \"off\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("changed since you trusted it"), "{err}");
         assert!(err.contains(&hash[..12]), "{err}");
     }
@@ -399,7 +433,7 @@ mod tests {
         let linked = root.join("victim/.pods/manifest.toml");
         let text =
             fs::read_to_string(&linked).unwrap_or_else(|_| "[sandbox]\nmode = \"off\"\n".into());
-        let err = f.store.check(&linked, &text).unwrap_err();
+        let err = f.store.check(&linked, &text).unwrap_err().to_string();
         assert!(err.starts_with("not trusted"), "{err}");
         f.store
             .check(&f.manifest, "[sandbox]\nmode = \"off\"\n")
@@ -411,14 +445,14 @@ mod tests {
         let f = fx();
         f.store.trust(&f.manifest, "a").unwrap();
         fs::write(f.store.path(), "{ not json").unwrap();
-        let err = f.store.check(&f.manifest, "a").unwrap_err();
+        let err = f.store.check(&f.manifest, "a").unwrap_err().to_string();
         assert!(err.contains("cannot tell whether it is trusted"), "{err}");
         assert!(err.contains(&f.store.path().display().to_string()), "{err}");
         let err = f.store.trust(&f.manifest, "a").unwrap_err();
         assert!(err.to_string().contains("fix it or remove it"), "{err}");
 
         fs::write(f.store.path(), r#"{"version":9,"manifests":{}}"#).unwrap();
-        let err = f.store.check(&f.manifest, "a").unwrap_err();
+        let err = f.store.check(&f.manifest, "a").unwrap_err().to_string();
         assert!(err.contains("version 9"), "{err}");
     }
 

@@ -221,8 +221,25 @@ fn provider_check(
     }
 }
 
+/// Why nothing answered at a loopback URL.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("cannot resolve {target}: {source}")]
+    Resolve {
+        target: String,
+        source: std::io::Error,
+    },
+    #[error("{0} resolves to no loopback address")]
+    NoLoopback(String),
+    #[error("{addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// Connects to the host and port of a loopback `url` (default port from its scheme).
-fn probe_loopback(url: &str) -> Result<std::net::SocketAddr, String> {
+fn probe_loopback(url: &str) -> Result<std::net::SocketAddr, ProbeError> {
     use std::net::ToSocketAddrs;
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -243,14 +260,17 @@ fn probe_loopback(url: &str) -> Result<std::net::SocketAddr, String> {
     };
     let addrs: Vec<_> = target
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {target}: {e}"))?
+        .map_err(|source| ProbeError::Resolve {
+            target: target.clone(),
+            source,
+        })?
         .filter(|a| a.ip().is_loopback())
         .collect();
-    let mut last = format!("{target} resolves to no loopback address");
+    let mut last = ProbeError::NoLoopback(target);
     for addr in addrs {
         match std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
             Ok(_) => return Ok(addr),
-            Err(e) => last = format!("{addr}: {e}"),
+            Err(source) => last = ProbeError::Connect { addr, source },
         }
     }
     Err(last)

@@ -32,23 +32,39 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// stopped sending, before the connection is closed anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Why a method line was refused, as the `invalid_request` message says it.
-pub fn decode_method(line: &[u8]) -> Result<Method, String> {
-    let text = std::str::from_utf8(line).map_err(|e| {
-        format!(
-            "the line is not UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        )
-    })?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+/// Why a method line was refused; its text is the `invalid_request` message.
+#[derive(Debug, thiserror::Error)]
+pub enum MethodError {
+    /// Not UTF-8.
+    #[error("the line is not UTF-8 (invalid byte at offset {0})")]
+    NotUtf8(usize),
+    /// Not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    /// A known method with parameters that do not fit.
+    #[error("wrong params for `{name}`: {source}")]
+    Params {
+        /// The method's name.
+        name: String,
+        /// What did not fit.
+        source: serde_json::Error,
+    },
+    /// JSON, but not a method object.
+    #[error("not a method (expected {{\"method\":...,\"params\":...}}): {0}")]
+    NotAMethod(serde_json::Error),
+}
+
+/// Decodes one method line.
+pub fn decode_method(line: &[u8]) -> Result<Method, MethodError> {
+    let text = std::str::from_utf8(line).map_err(|e| MethodError::NotUtf8(e.valid_up_to()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(MethodError::Json)?;
     let name = value
         .get("method")
         .and_then(|m| m.as_str())
         .map(str::to_owned);
-    serde_json::from_value::<Method>(value).map_err(|e| match name {
-        Some(name) => format!("wrong params for `{name}`: {e}"),
-        None => format!("not a method (expected {{\"method\":...,\"params\":...}}): {e}"),
+    serde_json::from_value::<Method>(value).map_err(|source| match name {
+        Some(name) => MethodError::Params { name, source },
+        None => MethodError::NotAMethod(source),
     })
 }
 
@@ -109,7 +125,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                     rx.await.ok().flatten()
                 }
-                Err(message) => Some(invalid(message)),
+                Err(e) => Some(invalid(e.to_string())),
             },
             Err(e) => match LineError::from_io(&e) {
                 Some(LineError::TooLong { limit }) => Some(invalid(format!(
@@ -269,21 +285,25 @@ mod tests {
         assert!(
             decode_method(b"\xff\xfe")
                 .unwrap_err()
+                .to_string()
                 .contains("not UTF-8")
         );
         assert!(
             decode_method(b"{nope")
                 .unwrap_err()
+                .to_string()
                 .starts_with("invalid JSON")
         );
         assert!(
             decode_method(br#"{"method":"run","params":{"input":"x"}}"#)
                 .unwrap_err()
+                .to_string()
                 .starts_with("wrong params for `run`")
         );
         assert!(
             decode_method(br#"[1,2]"#)
                 .unwrap_err()
+                .to_string()
                 .starts_with("not a method")
         );
         assert_eq!(

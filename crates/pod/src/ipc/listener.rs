@@ -174,14 +174,31 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
         .map_err(io_err("cannot listen on", path))
 }
 
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerRefused {
+    /// Another user.
+    #[error("connection refused: peer uid {peer} is not this pod's uid {ours}")]
+    OtherUser {
+        /// The peer's uid.
+        peer: u32,
+        /// Ours.
+        ours: u32,
+    },
+    /// The kernel did not say who it is.
+    #[error("connection refused: the peer's credentials are unavailable")]
+    Unknown,
+}
+
 /// Whether a peer with `peer_uid` may connect to a pod run by `our_uid`.
-pub fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), String> {
+pub fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), PeerRefused> {
     match peer_uid {
         Some(uid) if uid == our_uid => Ok(()),
-        Some(uid) => Err(format!(
-            "connection refused: peer uid {uid} is not this pod's uid {our_uid}"
-        )),
-        None => Err("connection refused: the peer's credentials are unavailable".into()),
+        Some(peer) => Err(PeerRefused::OtherUser {
+            peer,
+            ours: our_uid,
+        }),
+        None => Err(PeerRefused::Unknown),
     }
 }
 
@@ -217,7 +234,8 @@ pub async fn accept_loop(
         let peer_pid = cred
             .and_then(|c| c.pid())
             .and_then(|p| u32::try_from(p).ok());
-        if let Err(message) = check_peer(peer_uid, our_uid) {
+        if let Err(refused) = check_peer(peer_uid, our_uid) {
+            let message = refused.to_string();
             tokio::spawn(refuse(stream, message));
             continue;
         }
@@ -271,7 +289,7 @@ mod tests {
     #[test]
     fn only_our_uid_may_connect() {
         assert!(check_peer(Some(1000), 1000).is_ok());
-        let err = check_peer(Some(0), 1000).unwrap_err();
+        let err = check_peer(Some(0), 1000).unwrap_err().to_string();
         assert!(err.contains("peer uid 0"), "{err}");
         assert!(check_peer(None, 1000).is_err());
     }
