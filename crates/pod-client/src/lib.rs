@@ -17,3 +17,24 @@ pub mod render;
 pub mod stop;
 pub mod transcript;
 pub mod trust;
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+
+    use pod_runtime::dir::{DirEnv, Places, current_uid};
+
+    /// The places of a pods home in `dir` (runtime `rt/`, state `state/`).
+    pub(crate) fn places_in(dir: &Path) -> Places {
+        let env = DirEnv::from_pairs(
+            current_uid(),
+            [
+                ("POD_RUNTIME_DIR", dir.join("rt").to_str().unwrap()),
+                ("POD_HOME", dir.join("state").to_str().unwrap()),
+                ("HOME", dir.to_str().unwrap()),
+            ],
+        );
+        Places::resolve(&env).unwrap()
+    }
+}

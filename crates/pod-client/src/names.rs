@@ -232,15 +232,7 @@ mod tests {
     #[test]
     fn running_and_stopped_pods_are_found_and_a_stopped_one_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let env = pod_runtime::dir::DirEnv::from_pairs(
-            pod_runtime::dir::current_uid(),
-            [
-                ("POD_RUNTIME_DIR", dir.path().join("rt").to_str().unwrap()),
-                ("POD_HOME", dir.path().join("state").to_str().unwrap()),
-                ("HOME", dir.path().to_str().unwrap()),
-            ],
-        );
-        let places = Places::resolve(&env).unwrap();
+        let places = crate::testing::places_in(dir.path());
         std::fs::create_dir_all(places.pod_runtime_dir("boss.sleepy")).unwrap();
         std::fs::write(places.pod_runtime_dir("boss.sleepy").join("lock"), "").unwrap();
         std::fs::create_dir_all(dir.path().join("rt/s")).unwrap();

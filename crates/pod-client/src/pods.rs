@@ -229,17 +229,7 @@ pub fn parent_name(name: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn places(dir: &Path) -> Places {
-        let env = pod_runtime::dir::DirEnv::from_pairs(
-            pod_runtime::dir::current_uid(),
-            [
-                ("POD_RUNTIME_DIR", dir.join("rt").to_str().unwrap()),
-                ("POD_HOME", dir.join("state").to_str().unwrap()),
-                ("HOME", dir.to_str().unwrap()),
-            ],
-        );
-        Places::resolve(&env).unwrap()
-    }
+    use crate::testing::places_in as places;
 
     fn status(name: &str, tokens: u64) -> StatusRecord {
         StatusRecord {

@@ -207,15 +207,7 @@ mod tests {
     #[test]
     fn a_subtree_lists_leaves_first_and_stopping_dead_pods_stops_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let env = pod_runtime::dir::DirEnv::from_pairs(
-            pod_runtime::dir::current_uid(),
-            [
-                ("POD_RUNTIME_DIR", dir.path().join("rt").to_str().unwrap()),
-                ("POD_HOME", dir.path().join("state").to_str().unwrap()),
-                ("HOME", dir.path().to_str().unwrap()),
-            ],
-        );
-        let places = Places::resolve(&env).unwrap();
+        let places = crate::testing::places_in(dir.path());
         for name in ["boss", "boss.a", "boss.a.deep", "boss.b", "bossy"] {
             std::fs::create_dir_all(places.pod_runtime_dir(name)).unwrap();
         }

@@ -145,18 +145,18 @@ struct Restored {
     context_tokens: u64,
 }
 
-fn scan(log: &SessionWriter) -> Restored {
+fn scan(entries: &[LogEntry]) -> Restored {
     let mut r = Restored::default();
-    for line in log.current_lines() {
-        match serde_json::from_str::<LogEntry>(line) {
-            Ok(LogEntry::InvokeStart { turn, .. }) => {
+    for entry in entries {
+        match *entry {
+            LogEntry::InvokeStart { turn, .. } => {
                 r.turns = r.turns.max(turn);
                 r.cut_turn = Some(turn);
             }
-            Ok(LogEntry::TurnEnd { .. }) => r.cut_turn = None,
-            Ok(LogEntry::Usage {
+            LogEntry::TurnEnd { .. } => r.cut_turn = None,
+            LogEntry::Usage {
                 llm_call, usage, ..
-            }) => {
+            } => {
                 r.llm_calls = r.llm_calls.max(llm_call);
                 r.usage += usage;
                 r.context_tokens = usage.total_input() + usage.output_tokens;
@@ -364,13 +364,14 @@ fn open_session(spec: &PodSpec) -> Result<Opened, ServeError> {
             dir: session_dir.clone(),
             source,
         })?;
-    let restored = scan(&log);
-    let history = log.history().to_vec();
+    // Parsed once, for both the scan and the children's replay.
     let entries: Vec<LogEntry> = log
         .current_lines()
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    let restored = scan(&entries);
+    let history = log.history().to_vec();
     Ok(Opened {
         pod_dir,
         pod_lock,
