@@ -92,7 +92,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         std::fs::create_dir_all(places.session_dir(&name))
             .with_context(|| format!("cannot create {}", places.session_dir(&name).display()))?;
         let stored = serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?;
-        crate::state::write_atomically(&launch_file(&places, &name), &stored)
+        sys::replace_file(&launch_file(&places, &name), &stored)
             .context("cannot record the launch options")?;
     }
     // Session logs hold every pod's conversation, whatever was pasted into it: no

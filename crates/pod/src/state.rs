@@ -368,7 +368,7 @@ impl PodState {
         match &self.status_writer {
             Some(writer) => writer.send(bytes),
             None => {
-                if let Err(e) = write_atomically(path, &bytes) {
+                if let Err(e) = sys::replace_file(path, &bytes) {
                     tracing::warn!("cannot write {}: {e}", path.display());
                 }
             }
@@ -402,7 +402,7 @@ impl StatusWriter {
                     while let Ok(newer) = rx.try_recv() {
                         latest = newer;
                     }
-                    if let Err(e) = write_atomically(&path, &latest) {
+                    if let Err(e) = sys::replace_file(&path, &latest) {
                         tracing::warn!("cannot write {}: {e}", path.display());
                     }
                 }
@@ -420,12 +420,4 @@ impl StatusWriter {
         drop(self.tx);
         let _ = self.thread.join();
     }
-}
-
-/// Writes `bytes` to `path` through a temp file and a rename, so readers see
-/// the old or the new content, never a mix. Not fsynced: it is for advisory
-/// files (status, launch options, caches) that the next run rewrites; what
-/// must survive power loss is in the session log and the registry.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), sys::FileError> {
-    sys::replace_file(path, bytes)
 }

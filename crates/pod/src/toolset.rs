@@ -135,7 +135,7 @@ pub fn sandbox_level(runtime: &Path, helper: &HelperCommand) -> String {
         };
         if let Ok(bytes) = serde_json::to_vec(&cached) {
             // Best effort: without the cache the next pod probes again.
-            let _ = crate::state::write_atomically(&path, &bytes);
+            let _ = sys::replace_file(&path, &bytes);
         }
     }
     level

@@ -515,7 +515,7 @@ impl SpawnPod {
         std::fs::create_dir_all(&session_dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", session_dir.display())))?;
         let bytes = serde_json::to_vec_pretty(&stored).map_err(|e| failed(e.to_string()))?;
-        crate::state::write_atomically(&launch_file(places, full), &bytes)
+        sys::replace_file(&launch_file(places, full), &bytes)
             .map_err(|e| failed(format!("cannot write the child's launch options: {e}")))?;
 
         // The task is the first invocation of the child's log before it runs.
