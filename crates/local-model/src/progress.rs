@@ -54,7 +54,7 @@ impl Console {
 }
 
 /// `1117320768` bytes as `1065.6 MiB`; other units as the bare count.
-pub fn amount(n: u64, unit: &str) -> String {
+pub(crate) fn amount(n: u64, unit: &str) -> String {
     if unit == "bytes" {
         format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
     } else {
@@ -63,7 +63,7 @@ pub fn amount(n: u64, unit: &str) -> String {
 }
 
 /// One bar line: `label [#####.....]  50%  12/24 wheels`.
-pub fn bar_line(label: &str, done: u64, total: u64, unit: &str) -> String {
+pub(crate) fn bar_line(label: &str, done: u64, total: u64, unit: &str) -> String {
     const WIDTH: u64 = 30;
     let total = total.max(1);
     let done = done.min(total);

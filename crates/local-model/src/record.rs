@@ -91,7 +91,7 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 /// Field 22 of a `/proc/PID/stat` line, `None` for a zombie or a line it cannot read.
 /// The command name (field 2) is in parentheses and may hold spaces and `)`, so
 /// fields are counted from the last `)`.
-pub fn parse_stat(stat: &str) -> Option<u64> {
+pub(crate) fn parse_stat(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // fields[0] is field 3 (state); field 22 is fields[19].
@@ -107,13 +107,13 @@ pub fn is_alive(record: &ServerRecord) -> bool {
 }
 
 /// The resident memory of process `pid` in bytes (`VmRSS`).
-pub fn rss_bytes(pid: u32) -> Option<u64> {
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_rss(&status)
 }
 
 /// `VmRSS` of a `/proc/PID/status` text, in bytes.
-pub fn parse_rss(status: &str) -> Option<u64> {
+pub(crate) fn parse_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)

@@ -21,7 +21,7 @@ use super::pip::tail_lines;
 
 /// Why `/health` could not be asked.
 #[derive(Debug, thiserror::Error)]
-pub enum HealthError {
+pub(crate) enum HealthError {
     /// The URL is not `http://...`.
     #[error("`{url}` is not an http:// URL")]
     NotHttp {
@@ -56,7 +56,7 @@ pub enum HealthError {
 
 /// How the server process is started.
 #[derive(Debug, Clone)]
-pub struct ServerCommand {
+pub(crate) struct ServerCommand {
     /// The interpreter (the venv's python).
     pub python: PathBuf,
     /// Its arguments (the script and its options).
@@ -69,7 +69,7 @@ pub struct ServerCommand {
 
 /// What the ready file says.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Ready {
+pub(crate) struct Ready {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The server's pid.
@@ -77,7 +77,7 @@ pub struct Ready {
 }
 
 /// Starts the server detached; returns the child (for noticing an early death).
-pub fn spawn(cmd: &ServerCommand) -> Result<Child, ModelError> {
+pub(crate) fn spawn(cmd: &ServerCommand) -> Result<Child, ModelError> {
     let _ = std::fs::remove_file(&cmd.ready);
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -102,7 +102,7 @@ pub fn spawn(cmd: &ServerCommand) -> Result<Child, ModelError> {
 }
 
 /// The last lines of the log, for error messages.
-pub fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut f) = std::fs::File::open(log) {
         let _ = f.read_to_end(&mut bytes);
@@ -112,7 +112,7 @@ pub fn log_tail(log: &Path) -> String {
 
 /// Waits until the server has written its ready file and `/health` answers 200.
 /// Fails if the process exits first or `timeout` passes (and then kills it).
-pub fn wait_ready(
+pub(crate) fn wait_ready(
     child: &mut Child,
     cmd: &ServerCommand,
     timeout: Duration,
@@ -167,7 +167,7 @@ fn authority(url: &str) -> Result<&str, HealthError> {
 }
 
 /// The HTTP status of `GET {url}/health` (url without `/v1`), with short timeouts.
-pub fn health(url: &str) -> Result<u16, HealthError> {
+pub(crate) fn health(url: &str) -> Result<u16, HealthError> {
     let authority = authority(url)?;
     let addr = authority
         .to_socket_addrs()
@@ -197,7 +197,7 @@ pub fn health(url: &str) -> Result<u16, HealthError> {
 
 /// How a stop went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
+pub(crate) enum Stopped {
     /// It exited on SIGTERM.
     Clean,
     /// It had to be killed.
@@ -206,7 +206,7 @@ pub enum Stopped {
 
 /// Stops the server `pid` (started at `start_ticks`): SIGTERM, then after
 /// `grace` SIGKILL. Does nothing if that process is already gone.
-pub fn stop(pid: u32, start_ticks: u64, grace: Duration) -> Result<Stopped, ModelError> {
+pub(crate) fn stop(pid: u32, start_ticks: u64, grace: Duration) -> Result<Stopped, ModelError> {
     let same = || super::record::start_ticks(pid) == Some(start_ticks);
     if i32::try_from(pid).is_err() {
         return Err(ModelError::Stop {

@@ -17,7 +17,7 @@ use super::ModelError;
 /// in prose (which llama.cpp cannot parse), a JSON example in the instruction makes
 /// it echo the `<tools>` list, and without the sentence on paths it searches a
 /// made-up `src/main.rs`.
-pub const TOOL_INSTRUCTION: &str = "Use the functions to act: read, write and search files and run \
+pub(crate) const TOOL_INSTRUCTION: &str = "Use the functions to act: read, write and search files and run \
      commands through them, never by describing them. To call a function, your whole reply is a \
      single JSON object {\"name\": <function-name>, \"arguments\": <args-json-object>}, with \
      nothing before or after it. Call one function per reply. When the task is done, reply in \
@@ -51,7 +51,7 @@ fn jinja_escape(text: &str) -> String {
 /// the instruction between the tool list and the end of the system turn becomes
 /// [`TOOL_INSTRUCTION`], and the `<tool_call>` tags around earlier calls go.
 /// Fails, saying what it could not find, for a template of another shape.
-pub fn derive(stock: &str) -> Result<String, ModelError> {
+pub(crate) fn derive(stock: &str) -> Result<String, ModelError> {
     let unknown = |what: &str| ModelError::Template {
         reason: format!("the model's chat template has {what}; pods knows how to adapt Qwen2.5's"),
     };

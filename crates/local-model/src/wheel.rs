@@ -123,15 +123,15 @@ pub enum WheelError {
 
 /// One file in a zip archive, as its central directory describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZipEntry {
+pub(crate) struct ZipEntry {
     /// The path inside the archive.
     pub name: String,
     /// 0 (stored) or 8 (deflated); others are refused when read.
     pub method: u16,
     /// The CRC-32 of the uncompressed bytes.
-    pub crc32: u32,
+    pub(crate) crc32: u32,
     /// Bytes in the archive.
-    pub compressed_size: u64,
+    pub(crate) compressed_size: u64,
     /// Bytes once inflated.
     pub size: u64,
     flags: u16,
@@ -154,7 +154,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Lists the entries of the zip archive in `bytes`.
-pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, WheelError> {
+pub(crate) fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, WheelError> {
     // The end record sits in the last 22 bytes plus at most a 64 KiB comment.
     let earliest = bytes.len().saturating_sub(EOCD_LEN + 0xffff);
     let eocd = (earliest..=bytes.len().saturating_sub(EOCD_LEN))
@@ -216,7 +216,7 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<ZipEntry>, WheelError> {
 }
 
 /// The uncompressed bytes of `entry`, checked against its size and CRC-32.
-pub fn read_entry(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>, WheelError> {
+pub(crate) fn read_entry(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>, WheelError> {
     let name = || entry.name.clone();
     if entry.flags & 1 != 0 {
         return Err(WheelError::Encrypted { name: name() });
@@ -273,7 +273,7 @@ pub fn read_entry(bytes: &[u8], entry: &ZipEntry) -> Result<Vec<u8>, WheelError>
 }
 
 /// The CRC-32 (IEEE, as zip uses it) of `data`.
-pub fn crc32(data: &[u8]) -> u32 {
+pub(crate) fn crc32(data: &[u8]) -> u32 {
     static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let mut t = [0u32; 256];
@@ -299,9 +299,9 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// Builds zip archives for tests (and for the synthetic wheels of the model tests).
 #[cfg(test)]
-pub mod build {
+pub(crate) mod build {
     /// Writes a zip archive of `files` (name, bytes, deflate?).
-    pub fn zip(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    pub(crate) fn zip(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut central = Vec::new();
         for (name, data, deflate) in files {

@@ -32,21 +32,21 @@ pub mod defaults {
     use crate::manifest::{SandboxMode, Scheme};
 
     /// The scheme when no layer sets one.
-    pub const SCHEME: Scheme = Scheme::Anthropic;
+    pub(crate) const SCHEME: Scheme = Scheme::Anthropic;
     /// `model.context_window`.
-    pub const CONTEXT_WINDOW: u64 = 200_000;
+    pub(crate) const CONTEXT_WINDOW: u64 = 200_000;
     /// `model.max_tokens`.
     pub const MAX_TOKENS: u32 = 8_192;
     /// `model.timeout_s`: generous, because local servers can be slow to first byte.
-    pub const TIMEOUT_S: u64 = 600;
+    pub(crate) const TIMEOUT_S: u64 = 600;
     /// `worker.max_llm_calls`.
-    pub const MAX_LLM_CALLS: u32 = 200;
+    pub(crate) const MAX_LLM_CALLS: u32 = 200;
     /// `worker.tool_output_limit` in bytes.
-    pub const TOOL_OUTPUT_LIMIT: u64 = 64 * 1024;
+    pub(crate) const TOOL_OUTPUT_LIMIT: u64 = 64 * 1024;
     /// `sandbox.mode`.
-    pub const SANDBOX_MODE: SandboxMode = SandboxMode::Auto;
+    pub(crate) const SANDBOX_MODE: SandboxMode = SandboxMode::Auto;
     /// `sandbox.network`: commands fetch dependencies and run tests against services.
-    pub const SANDBOX_NETWORK: bool = true;
+    pub(crate) const SANDBOX_NETWORK: bool = true;
 
     /// `[[scope.shared]]` every pod gets: package caches that builds write to.
     ///
@@ -54,14 +54,14 @@ pub mod defaults {
     /// which agents must never write, and other programs' caches that run code later
     /// outside any sandbox. Add narrower cache dirs (`~/.cache/pip`, `~/.cache/go-build`)
     /// in a manifest where they are wanted.
-    pub const SHARED: &[&str] = &["~/.cargo/registry", "~/.cargo/git", "~/.npm"];
+    pub(crate) const SHARED: &[&str] = &["~/.cargo/registry", "~/.cargo/git", "~/.npm"];
 
     /// `[[scope.allow]]` every pod gets: reading the whole filesystem.
     ///
     /// Commands see all of `/` read-only anyway (architecture rule 5), so the read tools
     /// refusing it would only get in the way; keep things private with
     /// `[[scope.deny]] permission = "read"`.
-    pub const READ_ROOT: &str = "/";
+    pub(crate) const READ_ROOT: &str = "/";
 }
 
 /// The environment values the cascade depends on; unset and empty mean the same.
@@ -145,7 +145,7 @@ pub struct LayerInput {
     /// Where it came from.
     pub origin: Origin,
     /// What its relative scope targets are relative to.
-    pub base_dir: PathBuf,
+    pub(crate) base_dir: PathBuf,
 }
 
 /// Loads the manifest for a working directory: finds and reads the layers, then merges.

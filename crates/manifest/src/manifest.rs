@@ -278,7 +278,7 @@ impl ScopeConfig {
     }
 
     /// The shared rules without their origins (all `write`).
-    pub fn shared_rules(&self) -> impl Iterator<Item = &ScopeRule> {
+    pub(crate) fn shared_rules(&self) -> impl Iterator<Item = &ScopeRule> {
         self.shared.iter().map(|s| &s.rule)
     }
 }
@@ -297,7 +297,7 @@ pub struct Manifest {
     /// `[scope]`.
     pub scope: ScopeConfig,
     /// The directory holding `.pods/`, if one was found above the working directory.
-    pub project_root: Option<PathBuf>,
+    pub(crate) project_root: Option<PathBuf>,
     /// The layers that were read, lowest first (built-in defaults always first).
     pub layers: Vec<Origin>,
     /// Where each scalar came from, keyed by dotted name (`model.scheme`,

@@ -256,12 +256,14 @@ impl Scope {
     }
 
     /// Whether `path` may be read.
-    pub fn can_read(&self, path: &Path) -> bool {
+    #[cfg(test)]
+    pub(crate) fn can_read(&self, path: &Path) -> bool {
         self.permission(path).is_some()
     }
 
     /// Whether `path` may be written (created, changed, removed).
-    pub fn can_write(&self, path: &Path) -> bool {
+    #[cfg(test)]
+    pub(crate) fn can_write(&self, path: &Path) -> bool {
         self.permission(path) == Some(Permission::Write)
     }
 

@@ -20,7 +20,7 @@ use pod_runtime::liveness;
 const MAX_EVENT_LINE: usize = 1 << 30;
 
 /// Every socket operation of a command is bounded by this.
-pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why talking to a pod failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,7 @@ async fn timed<T>(
 
 impl PodClient {
     /// Connects to a live pod and reads up to its snapshot.
-    pub async fn connect_to(location: &PodLocation) -> Result<PodClient, ClientError> {
+    pub(crate) async fn connect_to(location: &PodLocation) -> Result<PodClient, ClientError> {
         if !location.is_alive() {
             return Err(ClientError::NotRunning {
                 name: location.name.clone(),

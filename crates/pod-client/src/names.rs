@@ -60,7 +60,7 @@ pub fn short_name(full: &str) -> &str {
 
 /// The full name `asked` means among `known` (full names): itself if known, else
 /// the one pod whose short name it is.
-pub fn resolve_among<'a>(
+pub(crate) fn resolve_among<'a>(
     known: impl IntoIterator<Item = &'a str> + Clone,
     asked: &str,
 ) -> Result<String, NameError> {
@@ -133,7 +133,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Every pod under `places` by full name, with whether it is running: each runtime
 /// dir (what `pod ls` lists) and each session (a stopped pod whose runtime dir is gone).
-pub fn known_pods(places: &Places) -> BTreeMap<String, bool> {
+pub(crate) fn known_pods(places: &Places) -> BTreeMap<String, bool> {
     let mut pods = BTreeMap::new();
     for entry in std::fs::read_dir(&places.runtime).into_iter().flatten() {
         let Ok(entry) = entry else { continue };

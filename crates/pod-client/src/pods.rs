@@ -35,7 +35,7 @@ pub struct PodRow {
     /// Its write scope (and what it delegated away), from its status file.
     pub scope: String,
     /// Seconds since it started (0 when stopped).
-    pub uptime_s: u64,
+    pub(crate) uptime_s: u64,
     /// When it stopped (Unix milliseconds; `None` while it runs): its last
     /// sign of life, the later of its last status and its last log write.
     pub stopped_at_ms: Option<u64>,
@@ -63,7 +63,7 @@ pub fn write_scope(summary: &str) -> String {
 }
 
 /// Unix milliseconds of a file's last change (0 if unknown).
-pub fn modified_ms(path: &Path) -> u64 {
+pub(crate) fn modified_ms(path: &Path) -> u64 {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
@@ -187,14 +187,14 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
 
 /// Whether `name` is a full pod name (dot-separated valid parts), so that it
 /// names a directory under the state and runtime dirs and nothing else.
-pub fn is_pod_name(name: &str) -> bool {
+pub(crate) fn is_pod_name(name: &str) -> bool {
     name.split('.')
         .all(|part| manifest::manifest::PodName::new(part).is_ok())
 }
 
 /// The pods with a session dir or a runtime dir (a directory holding pod files),
 /// by full name, sorted: what `pod rm` may remove.
-pub fn pods_on_disk(places: &Places) -> Vec<String> {
+pub(crate) fn pods_on_disk(places: &Places) -> Vec<String> {
     let sessions = std::fs::read_dir(places.state.join("sessions"))
         .into_iter()
         .flatten()

@@ -18,7 +18,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a pod could not be stopped cleanly.
 #[derive(Debug, thiserror::Error)]
-pub enum StopError {
+pub(crate) enum StopError {
     /// No runtime to talk to the pod could be built.
     #[error("{0}")]
     Runtime(std::io::Error),
@@ -37,7 +37,11 @@ pub enum StopError {
 /// Asks pod `name` to shut down and waits up to `timeout` for it to exit
 /// (then kills it); a pod stops its own children before it exits. Returns
 /// whether it was running.
-pub fn stop_pod_within(places: &Places, name: &str, timeout: Duration) -> Result<bool, StopError> {
+pub(crate) fn stop_pod_within(
+    places: &Places,
+    name: &str,
+    timeout: Duration,
+) -> Result<bool, StopError> {
     let loc = PodLocation::of(places, name);
     if !loc.is_alive() {
         return Ok(false);
@@ -159,7 +163,7 @@ pub fn subtree(places: &Places, name: &str) -> Vec<String> {
 /// the subtree is still alive, each pod only once its parent is gone (a live
 /// parent told that its child shut down would start a model turn). Returns
 /// the pods that stopped, leaves first, and the failures.
-pub fn stop_subtree(places: &Places, name: &str) -> (Vec<String>, Vec<String>) {
+pub(crate) fn stop_subtree(places: &Places, name: &str) -> (Vec<String>, Vec<String>) {
     let members = subtree(places, name);
     let alive = |n: &str| PodLocation::of(places, n).is_alive();
     // A snapshot: stopping changes what `alive` says.

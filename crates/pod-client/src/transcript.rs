@@ -9,7 +9,7 @@ use session_store::LogEntry;
 const ARGS_SHOWN: usize = 200;
 
 /// How many of a tool output's last lines the transcript shows (all with `--full`).
-pub const OUTPUT_LINES_SHOWN: usize = 5;
+pub(crate) const OUTPUT_LINES_SHOWN: usize = 5;
 
 /// Longest output line shown unless the whole output is asked for.
 const OUTPUT_LINE_SHOWN: usize = 200;
@@ -17,7 +17,7 @@ const OUTPUT_LINE_SHOWN: usize = 200;
 /// Writes what a tool gave the model (its `content`) under the result's line: the
 /// last [`OUTPUT_LINES_SHOWN`] lines, after a count of those left out, or all of it
 /// when `full`. Shared by `pod logs` and the live renderer, so both read the same.
-pub fn write_output(out: &mut dyn Write, content: &str, full: bool) -> io::Result<()> {
+pub(crate) fn write_output(out: &mut dyn Write, content: &str, full: bool) -> io::Result<()> {
     let lines: Vec<&str> = content.lines().collect();
     let shown = if full {
         0
@@ -99,12 +99,16 @@ fn write_item(out: &mut dyn Write, item: &Item, full: bool) -> io::Result<()> {
 
 /// Writes one log entry as transcript lines (usage and segment marks are
 /// summarised or skipped).
-pub fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<()> {
+pub(crate) fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<()> {
     write_entry_full(out, entry, false)
 }
 
 /// As [`write_entry`]; `full` shows tool outputs whole instead of their last lines.
-pub fn write_entry_full(out: &mut dyn Write, entry: &LogEntry, full: bool) -> io::Result<()> {
+pub(crate) fn write_entry_full(
+    out: &mut dyn Write,
+    entry: &LogEntry,
+    full: bool,
+) -> io::Result<()> {
     match entry {
         LogEntry::SegmentStart { history, .. } => {
             if !history.is_empty() {

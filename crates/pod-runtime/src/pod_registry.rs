@@ -55,7 +55,7 @@ use document::PodState as State;
 use liveness::{HostFacts, judge, judge_by_pid};
 
 /// The registry's file name inside the runtime dir.
-pub const REGISTRY_FILE_NAME: &str = "pods.json";
+pub(crate) const REGISTRY_FILE_NAME: &str = "pods.json";
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -331,7 +331,7 @@ pub fn reclaim_stale(guard: &mut LockFileGuard) -> ReclaimReport {
 }
 
 /// [`reclaim_stale`] with its failure as an error.
-pub fn try_reclaim_stale(guard: &mut LockFileGuard) -> Result<ReclaimReport, RegistryError> {
+pub(crate) fn try_reclaim_stale(guard: &mut LockFileGuard) -> Result<ReclaimReport, RegistryError> {
     reclaimed_registry(guard).map(|(_, report)| report)
 }
 

@@ -9,7 +9,7 @@ use protocol::PodStatus;
 use serde::{Deserialize, Serialize};
 
 /// The status file's name in a pod's runtime dir.
-pub const STATUS_FILE: &str = "status.json";
+pub(crate) const STATUS_FILE: &str = "status.json";
 
 /// What the pod writes to `status.json` for `pod ls` and `pod doctor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The trust file's name in the config dir.
-pub const TRUST_FILE: &str = "trusted.json";
+pub(crate) const TRUST_FILE: &str = "trusted.json";
 
 /// The trust file's format version.
 const TRUST_VERSION: u32 = 1;
@@ -135,7 +135,7 @@ impl TrustStore {
     }
 
     /// The sha256 trusted for `manifest`, if any.
-    pub fn trusted_hash(&self, manifest: &Path) -> Result<Option<String>, TrustError> {
+    pub(crate) fn trusted_hash(&self, manifest: &Path) -> Result<Option<String>, TrustError> {
         Ok(self.load()?.manifests.remove(&manifest_key(manifest)))
     }
 

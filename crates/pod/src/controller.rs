@@ -37,7 +37,7 @@ struct Running {
 }
 
 /// The pod's state machine.
-pub struct Controller {
+pub(crate) struct Controller {
     state: SharedState,
     worker: Option<Worker>,
     running: Option<Running>,
@@ -96,7 +96,7 @@ fn pod_event_text(event: &PodEvent) -> String {
 impl Controller {
     /// A controller over `state`, with `worker` idle. `turns` is the number of
     /// invocations the session already had (restored pods continue counting).
-    pub fn new(state: SharedState, worker: Worker, turns: u64) -> Self {
+    pub(crate) fn new(state: SharedState, worker: Worker, turns: u64) -> Self {
         let (done_tx, done_rx) = mpsc::channel(1);
         Controller {
             state,
@@ -113,20 +113,20 @@ impl Controller {
     }
 
     /// The children this pod spawned (their `pod_event`s are accepted).
-    pub fn with_children(mut self, children: Arc<SpawnedPodRegistry>) -> Self {
+    pub(crate) fn with_children(mut self, children: Arc<SpawnedPodRegistry>) -> Self {
         self.children = children;
         self
     }
 
     /// The parent of this pod, told when invocations it started end.
-    pub fn with_parent(mut self, parent: Reporter) -> Self {
+    pub(crate) fn with_parent(mut self, parent: Reporter) -> Self {
         self.parent = Some(parent);
         self
     }
 
     /// Continues invocation `turn`, whose `invoke_start` and input are already
     /// in the log (the task a parent wrote before starting this pod).
-    pub fn continue_pending(&mut self, turn: u64) -> Result<(), StateError> {
+    pub(crate) fn continue_pending(&mut self, turn: u64) -> Result<(), StateError> {
         let Some(worker) = self.worker.take() else {
             return Err(StateError::Busy);
         };
@@ -141,14 +141,14 @@ impl Controller {
     }
 
     /// Marks the pod paused (a restored session whose last invocation was cut).
-    pub fn set_paused(&mut self) -> Result<(), StateError> {
+    pub(crate) fn set_paused(&mut self) -> Result<(), StateError> {
         self.paused = true;
         lock(&self.state).set_status(PodStatus::Paused)
     }
 
     /// Runs until a `shutdown` (method or signal) arrives or every sender is
     /// gone, then shuts down (see [`Controller::shut_down`]).
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
+    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<Input>) {
         loop {
             tokio::select! {
                 done = self.done_rx.recv() => {

@@ -278,7 +278,7 @@ fn probe_loopback(url: &str) -> Result<std::net::SocketAddr, ProbeError> {
 
 /// The `local model` line: not downloaded, downloaded, or running (URL, pid, RSS).
 /// Always ok: a machine without the local model is a valid setup.
-pub fn model_check(models: &std::path::Path) -> Check {
+pub(crate) fn model_check(models: &std::path::Path) -> Check {
     let detail = match crate::model::ModelSpec::pinned() {
         Ok(spec) => crate::model::status(&spec, &crate::model::ModelDir::new(models)).summary(),
         Err(e) => e.to_string(),

@@ -9,17 +9,17 @@ use tokio::sync::oneshot;
 
 /// Who sent a method, from the socket's credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The sender's process id, if known.
     pub pid: Option<u32>,
     /// The sender is this pod's parent (as spawned, or restored since):
     /// checked once per connection, off the controller.
-    pub is_parent: bool,
+    pub(crate) is_parent: bool,
 }
 
 /// A method from a connection.
 #[derive(Debug)]
-pub struct Command {
+pub(crate) struct Command {
     /// The decoded method.
     pub method: Method,
     /// Who sent it.
@@ -30,7 +30,7 @@ pub struct Command {
 
 /// How the controller took a child's failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureTaken {
+pub(crate) enum FailureTaken {
     /// Recorded (the agent is told if it waits for the child), or not needed.
     Done,
     /// The child is not recorded yet (`SpawnPod` is still finishing): try again.
@@ -39,7 +39,7 @@ pub enum FailureTaken {
 
 /// Everything the controller acts on.
 #[derive(Debug)]
-pub enum Input {
+pub(crate) enum Input {
     /// A method a client sent.
     Method(Command),
     /// A child's process ended with an error before it reported (it could not

@@ -20,7 +20,7 @@ use manifest::{
 };
 
 /// Reads one environment variable (unset and empty are the same).
-pub type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The process environment as [`Vars`].
 pub fn process_var(name: &str) -> Option<String> {
@@ -124,7 +124,7 @@ pub enum LaunchError {
 /// Loads the manifest for `opts`, then fills in what the command line and the
 /// environment decide: the provider (when no layer names a scheme), the write
 /// scope (`--scope`, else the cwd when no layer grants a write), the sandbox mode.
-pub fn load_manifest(
+pub(crate) fn load_manifest(
     opts: &LaunchOptions,
     env: manifest::Env,
     vars: Vars<'_>,
@@ -133,7 +133,7 @@ pub fn load_manifest(
 }
 
 /// As [`load_manifest`], also saying where the provider came from (for `pod doctor`).
-pub fn load_manifest_sourced(
+pub(crate) fn load_manifest_sourced(
     opts: &LaunchOptions,
     env: manifest::Env,
     vars: Vars<'_>,
@@ -214,7 +214,7 @@ fn check_scope_paths(opts: &LaunchOptions) -> Result<(), LaunchError> {
 
 /// Where the provider of a pod was chosen: what `pod doctor` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProviderSource {
+pub(crate) enum ProviderSource {
     /// A manifest layer named `[model] scheme`.
     Layer(Origin),
     /// A manifest layer pointed `[model] base_url` at a server on this machine.
@@ -270,7 +270,7 @@ pub fn choose_provider(m: &mut Manifest, vars: Vars<'_>) -> Result<(), LaunchErr
 }
 
 /// As [`choose_provider`], also saying where the provider came from.
-pub fn choose_provider_sourced(
+pub(crate) fn choose_provider_sourced(
     m: &mut Manifest,
     vars: Vars<'_>,
 ) -> Result<ProviderSource, LaunchError> {
@@ -362,7 +362,7 @@ fn half_base_url(vars: Vars<'_>) -> Option<LaunchError> {
 }
 
 /// The wire scheme of a manifest scheme.
-pub fn wire_scheme(scheme: Scheme) -> Arc<dyn WireScheme> {
+pub(crate) fn wire_scheme(scheme: Scheme) -> Arc<dyn WireScheme> {
     match scheme {
         Scheme::Anthropic => Arc::new(Anthropic),
         Scheme::OpenaiChat => Arc::new(OpenaiChat),
@@ -373,7 +373,10 @@ pub fn wire_scheme(scheme: Scheme) -> Arc<dyn WireScheme> {
 
 /// The LLM client for a model section; the key comes from `api_key_env`, and
 /// is optional only for servers on this machine.
-pub fn client_for(model: &ModelConfig, vars: Vars<'_>) -> Result<Arc<dyn LlmClient>, LaunchError> {
+pub(crate) fn client_for(
+    model: &ModelConfig,
+    vars: Vars<'_>,
+) -> Result<Arc<dyn LlmClient>, LaunchError> {
     let key = vars(&model.api_key_env);
     if key.is_none() && !is_loopback_url(&model.base_url) {
         return Err(LaunchError::MissingKey {
@@ -391,7 +394,7 @@ pub fn client_for(model: &ModelConfig, vars: Vars<'_>) -> Result<Arc<dyn LlmClie
 
 /// The default pod name for a working directory: its base name lower-cased,
 /// other characters mapped to `-`, cut to fit, plus `-` and `suffix`.
-pub fn default_name(cwd: &Path, suffix: &str) -> String {
+pub(crate) fn default_name(cwd: &Path, suffix: &str) -> String {
     let base = cwd
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
@@ -418,7 +421,7 @@ pub fn default_name(cwd: &Path, suffix: &str) -> String {
 }
 
 /// A short random suffix for default names (4 hex digits).
-pub fn name_suffix() -> String {
+pub(crate) fn name_suffix() -> String {
     let mut bytes = [0u8; 2];
     if sys::fill_random(&mut bytes).is_err() {
         // Extremely unlikely; fall back on the pid, which is unique enough here.
@@ -479,7 +482,7 @@ fn name_problem(name: &str) -> Option<String> {
 /// Launch options as stored beside a session (`sessions/<name>/launch.json`),
 /// so `pod restore` starts the pod the way it was first started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StoredLaunch {
+pub(crate) struct StoredLaunch {
     /// `--manifest`.
     pub manifest: Option<PathBuf>,
     /// The working directory.
@@ -498,15 +501,15 @@ pub struct StoredLaunch {
 /// What makes a pod a child: who spawned it, its reserved registry entry,
 /// and its exact scope (never widened by any manifest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildSpec {
+pub(crate) struct ChildSpec {
     /// The parent's full name.
     pub parent_name: String,
     /// The parent's instance id.
     pub parent_instance: String,
     /// The parent's process id when it spawned this pod.
-    pub parent_pid: u32,
+    pub(crate) parent_pid: u32,
     /// The parent's socket.
-    pub parent_socket: PathBuf,
+    pub(crate) parent_socket: PathBuf,
     /// This pod's instance id, reserved in the registry by the parent.
     pub instance_id: String,
     /// Allow rules: the grant (recursive writes) plus the parent's reads.
@@ -519,7 +522,7 @@ pub struct ChildSpec {
 
 impl StoredLaunch {
     /// The options these were stored from.
-    pub fn of(opts: &LaunchOptions) -> Self {
+    pub(crate) fn of(opts: &LaunchOptions) -> Self {
         StoredLaunch {
             manifest: opts.manifest.clone(),
             cwd: opts.cwd.clone(),
@@ -531,7 +534,7 @@ impl StoredLaunch {
     }
 
     /// The options to start pod `name` with.
-    pub fn options(&self, name: &str) -> LaunchOptions {
+    pub(crate) fn options(&self, name: &str) -> LaunchOptions {
         LaunchOptions {
             name: Some(name.to_string()),
             manifest: self.manifest.clone(),
@@ -544,19 +547,19 @@ impl StoredLaunch {
     }
 
     /// Reads the stored options of pod `name`.
-    pub fn read(places: &crate::runtime::dir::Places, name: &str) -> Option<StoredLaunch> {
+    pub(crate) fn read(places: &crate::runtime::dir::Places, name: &str) -> Option<StoredLaunch> {
         let bytes = std::fs::read(launch_file(places, name)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 }
 
 /// Where the launch options of pod `name` are kept.
-pub fn launch_file(places: &crate::runtime::dir::Places, name: &str) -> PathBuf {
+pub(crate) fn launch_file(places: &crate::runtime::dir::Places, name: &str) -> PathBuf {
     places.session_dir(name).join("launch.json")
 }
 
 /// Replaces the manifest's scope with a child's exact rules.
-pub fn apply_child_scope(m: &mut Manifest, child: &ChildSpec) {
+pub(crate) fn apply_child_scope(m: &mut Manifest, child: &ChildSpec) {
     let sourced = |rules: &[ScopeRule]| -> Vec<SourcedRule> {
         rules
             .iter()

@@ -13,11 +13,11 @@ use std::sync::Mutex;
 use tracing::level_filters::LevelFilter;
 
 /// The level when `POD_LOG` is unset.
-pub const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
+pub(crate) const DEFAULT_LEVEL: LevelFilter = LevelFilter::INFO;
 
 /// Why the log could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum LogError {
+pub(crate) enum LogError {
     /// `POD_LOG` is not a level.
     #[error("POD_LOG={0:?} is not a log level; use error, warn, info, debug or trace")]
     BadLevel(String),
@@ -32,7 +32,7 @@ pub enum LogError {
 }
 
 /// The level a `POD_LOG` value names (`None`: the default).
-pub fn level(value: Option<&str>) -> Result<LevelFilter, LogError> {
+pub(crate) fn level(value: Option<&str>) -> Result<LevelFilter, LogError> {
     match value.map(str::trim) {
         None | Some("") => Ok(DEFAULT_LEVEL),
         Some(v) => match v.to_ascii_lowercase().as_str() {
@@ -51,7 +51,7 @@ pub fn level(value: Option<&str>) -> Result<LevelFilter, LogError> {
 /// appended) at `level`. A second call in the same process keeps the first
 /// subscriber (tests start several pods in one process only through the binary,
 /// so that does not happen in practice).
-pub fn init(pod_dir: &Path, level: LevelFilter) -> Result<(), LogError> {
+pub(crate) fn init(pod_dir: &Path, level: LevelFilter) -> Result<(), LogError> {
     let path = pod_dir.join("pod.log");
     let file = OpenOptions::new()
         .create(true)

@@ -7,30 +7,30 @@ pub mod command;
 pub use local_model::*;
 
 /// `[model] max_tokens` for the local model: enough for a file, small next to the window.
-pub const LOCAL_MAX_TOKENS: u32 = 2048;
+pub(crate) const LOCAL_MAX_TOKENS: u32 = 2048;
 /// `[model] temperature` for the local model: greedy decoding; at the server's
 /// default (0.8) the 1.5B model often wraps its tool calls in prose, which
 /// llama.cpp cannot parse.
-pub const LOCAL_TEMPERATURE: f64 = 0.0;
+pub(crate) const LOCAL_TEMPERATURE: f64 = 0.0;
 /// `[model] timeout_s` for the local model: a full 8k prompt takes ~100 s on 2 cores.
-pub const LOCAL_TIMEOUT_S: u64 = 600;
+pub(crate) const LOCAL_TIMEOUT_S: u64 = 600;
 /// `[worker] max_llm_calls` for the local model: when the 1.5B model goes wrong it
 /// tends to repeat the same failing call; 30 calls (~2-3 min) bound that.
-pub const LOCAL_MAX_LLM_CALLS: u32 = 30;
+pub(crate) const LOCAL_MAX_LLM_CALLS: u32 = 30;
 /// Tokens the local model may not produce (`logit_bias`): the Markdown fences it
 /// otherwise wraps its JSON tool calls in (llama.cpp then fails to parse the call).
 /// Each is one token of its vocabulary. Side effect: its plain-text answers cannot
 /// use fenced code blocks either (files are written with tools anyway).
-pub const FENCE_TOKENS: [&str; 6] = ["```", "``", " ```", " ``", "``\n", " ```\n"];
+pub(crate) const FENCE_TOKENS: [&str; 6] = ["```", "``", " ```", " ``", "``\n", " ```\n"];
 /// Where the local model's reply is cut (`stop`): asked for one call, it often
 /// writes its whole plan as several JSON objects, one a line, or closes a call
 /// with a fence spelt in single backticks; llama.cpp then fails to parse the
 /// reply (HTTP 500). Cut there, the reply is the first call, which parses. A
 /// newline inside a JSON string is `\n`, so file contents never match.
-pub const STOP_SEQUENCES: [&str; 2] = ["\n{\"name\"", "\n```"];
+pub(crate) const STOP_SEQUENCES: [&str; 2] = ["\n{\"name\"", "\n```"];
 
 /// The `logit_bias` that keeps the local model from fencing its tool calls.
-pub fn fence_logit_bias() -> serde_json::Value {
+pub(crate) fn fence_logit_bias() -> serde_json::Value {
     serde_json::Value::Array(
         FENCE_TOKENS
             .iter()

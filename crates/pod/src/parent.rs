@@ -20,7 +20,7 @@ const STEP: Duration = Duration::from_secs(5);
 
 /// Who this pod's parent is.
 #[derive(Debug, Clone)]
-pub struct ParentIdentity {
+pub(crate) struct ParentIdentity {
     /// The parent's process id when it spawned this pod.
     pub pid: u32,
     /// The parent's instance id: a restored parent runs as another process,
@@ -33,7 +33,7 @@ pub struct ParentIdentity {
 impl ParentIdentity {
     /// Whether process `pid` is the parent (as spawned, or restored since).
     /// May read the registry file: call it off the controller.
-    pub fn is_parent(&self, pid: u32) -> bool {
+    pub(crate) fn is_parent(&self, pid: u32) -> bool {
         if pid == self.pid {
             return true;
         }
@@ -50,7 +50,7 @@ impl ParentIdentity {
 
 /// Where this pod's reports go.
 #[derive(Debug, Clone)]
-pub struct ParentLink {
+pub(crate) struct ParentLink {
     /// This pod's short name (as the parent knows it).
     pub short_name: String,
     /// The parent's socket.
@@ -73,7 +73,7 @@ struct Report {
 
 /// The controller's handle on the reporter task; dropping every handle ends it.
 #[derive(Debug, Clone)]
-pub struct Reporter {
+pub(crate) struct Reporter {
     short_name: String,
     reports: mpsc::UnboundedSender<Report>,
 }
@@ -90,7 +90,7 @@ impl std::fmt::Debug for Report {
 impl Reporter {
     /// Starts the reporter task for `link`; undeliverable reports become
     /// warnings in `state`.
-    pub fn spawn(link: ParentLink, state: SharedState) -> Reporter {
+    pub(crate) fn spawn(link: ParentLink, state: SharedState) -> Reporter {
         let (reports, mut queue) = mpsc::unbounded_channel::<Report>();
         let short_name = link.short_name.clone();
         tokio::spawn(async move {
@@ -115,13 +115,13 @@ impl Reporter {
     }
 
     /// This pod's short name, as its parent knows it.
-    pub fn short_name(&self) -> &str {
+    pub(crate) fn short_name(&self) -> &str {
         &self.short_name
     }
 
     /// Queues `event` (retried up to `attempts` times while the parent lives);
     /// if it cannot be delivered, `on_failure` and the reason become an alert.
-    pub fn report(&self, event: PodEvent, attempts: u32, on_failure: String) {
+    pub(crate) fn report(&self, event: PodEvent, attempts: u32, on_failure: String) {
         let _ = self.reports.send(Report {
             event,
             attempts,
@@ -132,7 +132,7 @@ impl Reporter {
 
     /// Queues `event` (one attempt) and waits until it was delivered or failed,
     /// at most `within`: the last report of a pod on its way out.
-    pub async fn report_last(&self, event: PodEvent, within: Duration) {
+    pub(crate) async fn report_last(&self, event: PodEvent, within: Duration) {
         let (done, delivered) = oneshot::channel();
         let queued = self.reports.send(Report {
             event,

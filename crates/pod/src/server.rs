@@ -33,7 +33,7 @@ use crate::spawn::tool::{ChildExits, SpawnLimits, SpawnSetup, spawn_pod_tool};
 use crate::state::{PodState, SharedState, StatusRecord, lock, now_ms};
 
 /// Everything a pod process needs to run.
-pub struct PodSpec {
+pub(crate) struct PodSpec {
     /// Full name (`parent.child` for children).
     pub name: String,
     /// Where pods keeps its files.
@@ -47,7 +47,7 @@ pub struct PodSpec {
     /// The built-in tools (file tools, Bash); the pod adds the spawn tools.
     pub tools: Vec<ToolDefinition>,
     /// The live scope the tools check (delegation changes it).
-    pub live_scope: Arc<RwLock<Scope>>,
+    pub(crate) live_scope: Arc<RwLock<Scope>>,
     /// Held by running commands; delegation waits for it.
     pub gate: CommandGate,
     /// For a child pod: its parent and reserved registry entry.
@@ -55,24 +55,24 @@ pub struct PodSpec {
     /// Lock and listening socket handed over by the parent (child pods).
     pub inherited: Option<Inherited>,
     /// Continue the invocation already in the log (a child's first task).
-    pub continue_pending: bool,
+    pub(crate) continue_pending: bool,
     /// Limits on spawning.
     pub limits: SpawnLimits,
     /// How commands are confined (shown in the greeting's scope summary).
-    pub sandbox_level: String,
+    pub(crate) sandbox_level: String,
     /// Our uid (only it may connect).
     pub uid: u32,
     /// What goes to `pod.log` (from `POD_LOG`).
-    pub log_level: tracing::level_filters::LevelFilter,
+    pub(crate) log_level: tracing::level_filters::LevelFilter,
 }
 
 /// Descriptors a child pod inherits from its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inherited {
+pub(crate) struct Inherited {
     /// Its liveness lock, already held.
-    pub lock_fd: std::os::fd::RawFd,
+    pub(crate) lock_fd: std::os::fd::RawFd,
     /// Its listening socket, already bound.
-    pub listen_fd: std::os::fd::RawFd,
+    pub(crate) listen_fd: std::os::fd::RawFd,
 }
 
 /// What a started pod tells its launcher.
@@ -90,7 +90,7 @@ pub struct Ready {
 
 /// Why a pod could not run.
 #[derive(Debug, thiserror::Error)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     /// The runtime dir is unusable.
     #[error(transparent)]
     Dir(#[from] crate::runtime::dir::DirError),
@@ -293,12 +293,12 @@ async fn register(
 /// and it filled in optional parameters it did not need), a repeated
 /// successful call is not run again, and results carry
 /// [`SMALL_MODEL_RESULT_NOTE`].
-pub const COMPACT_TOOLS_BELOW: u64 = 32_000;
+pub(crate) const COMPACT_TOOLS_BELOW: u64 = 32_000;
 
 /// Appended to successful tool results for small models. Without it the 1.5B
 /// local model, having found the answer to a question with Grep, went on to
 /// rewrite the file it found; with it, it answered (docs/benchmarks.md).
-pub const SMALL_MODEL_RESULT_NOTE: &str =
+pub(crate) const SMALL_MODEL_RESULT_NOTE: &str =
     "Reply to the user in plain text if this is enough to answer them.";
 
 /// `SpawnPod` and the four tools to talk to children.
@@ -587,7 +587,7 @@ fn parent_link(spec: &PodSpec) -> Option<ParentLink> {
 
 /// Runs the pod: returns after `shutdown`, SIGTERM or SIGINT, with the log
 /// flushed. `on_ready` is called once the socket accepts connections.
-pub async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
+pub(crate) async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Result<(), ServeError> {
     let opened = open_session(&spec)?;
     // The controller's inbox exists before anything that reports on it.
     let (inbox, inbox_rx) = mpsc::channel::<Input>(256);

@@ -12,7 +12,7 @@ use crate::state::{PodState, SharedState, StateError, lock};
 
 /// The [`WorkerSink`] of a pod: writes through the shared state.
 #[derive(Debug, Clone)]
-pub struct PodSink {
+pub(crate) struct PodSink {
     state: SharedState,
     /// Why queued notifications could not join (their `queue_joined` entry was
     /// not written); the next event fails the invocation with it.
@@ -21,7 +21,7 @@ pub struct PodSink {
 
 impl PodSink {
     /// A sink writing to `state`.
-    pub fn new(state: SharedState) -> Self {
+    pub(crate) fn new(state: SharedState) -> Self {
         PodSink {
             state,
             join_failed: None,

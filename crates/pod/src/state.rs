@@ -43,35 +43,35 @@ pub enum StateError {
 
 /// The pod's state shared between the controller, the running invocation and
 /// the connections.
-pub type SharedState = Arc<Mutex<PodState>>;
+pub(crate) type SharedState = Arc<Mutex<PodState>>;
 
 /// Locks the state; a panic elsewhere while holding the lock does not make the
 /// state unusable (every change is one log append plus queue offers).
-pub fn lock(state: &SharedState) -> MutexGuard<'_, PodState> {
+pub(crate) fn lock(state: &SharedState) -> MutexGuard<'_, PodState> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-pub use crate::runtime::status::StatusRecord;
+pub(crate) use crate::runtime::status::StatusRecord;
 
 /// One step of a lagging client's catch-up.
 #[derive(Debug)]
-pub enum ReplayStep {
+pub(crate) enum ReplayStep {
     /// Write these `entry` lines, then ask again.
     Lines(Vec<Line>),
     /// Nothing left: the client is in step again; write this `status` line.
     CaughtUp(Line),
 }
 
-pub use sys::now_ms;
+pub(crate) use sys::now_ms;
 
 /// Serialises an event into a shareable line.
-pub fn event_line(event: &Event) -> Result<Line, serde_json::Error> {
+pub(crate) fn event_line(event: &Event) -> Result<Line, serde_json::Error> {
     serde_json::to_string(event).map(Line::from)
 }
 
 /// The committed state of one pod and the clients watching it.
 #[derive(Debug)]
-pub struct PodState {
+pub(crate) struct PodState {
     log: SessionWriter,
     hub: Hub,
     status: PodStatus,
@@ -98,7 +98,7 @@ pub struct PodState {
 
 impl PodState {
     /// State over an opened session log.
-    pub fn new(log: SessionWriter, greeting: Greeting) -> Result<Self, StateError> {
+    pub(crate) fn new(log: SessionWriter, greeting: Greeting) -> Result<Self, StateError> {
         let hello = event_line(&Event::Hello {
             protocol_version: PROTOCOL_VERSION,
             pod_name: greeting.pod_name.clone(),
@@ -123,7 +123,7 @@ impl PodState {
     }
 
     /// Keeps `status.json` at `path` current from now on (written now).
-    pub fn keep_status_file(&mut self, path: PathBuf, record: StatusRecord) {
+    pub(crate) fn keep_status_file(&mut self, path: PathBuf, record: StatusRecord) {
         self.record = Some((path.clone(), record));
         // The first one is written before this returns (`pod ls` finds a pod
         // by its status file, and the pod may finish a turn within
@@ -133,7 +133,7 @@ impl PodState {
     }
 
     /// Writes the last `status.json` and stops its writer (at exit).
-    pub fn finish_status_file(&mut self) {
+    pub(crate) fn finish_status_file(&mut self) {
         self.write_status_file();
         if let Some(writer) = self.status_writer.take() {
             writer.finish();
@@ -141,40 +141,25 @@ impl PodState {
     }
 
     /// The session log writer (read access: history, lines).
-    pub fn log(&self) -> &SessionWriter {
+    pub(crate) fn log(&self) -> &SessionWriter {
         &self.log
-    }
-
-    /// What the pod is doing.
-    pub fn status(&self) -> PodStatus {
-        self.status
     }
 
     /// Replaces the pod's static facts (set once the tools exist, before the
     /// socket accepts anyone).
-    pub fn set_greeting(&mut self, greeting: Greeting) {
+    pub(crate) fn set_greeting(&mut self, greeting: Greeting) {
         self.greeting = greeting;
         self.snapshot = None;
     }
 
     /// The pod's static facts, as sent in every snapshot.
-    pub fn greeting(&self) -> &Greeting {
+    pub(crate) fn greeting(&self) -> &Greeting {
         &self.greeting
-    }
-
-    /// Token totals of this process's life.
-    pub fn usage(&self) -> Usage {
-        self.usage
-    }
-
-    /// Connected clients.
-    pub fn clients(&self) -> usize {
-        self.hub.len()
     }
 
     /// Appends an entry to the log, then offers its `entry` line to the clients.
     /// Returns the entry's sequence number.
-    pub fn commit(&mut self, body: EntryBody) -> Result<u64, StateError> {
+    pub(crate) fn commit(&mut self, body: EntryBody) -> Result<u64, StateError> {
         let committed = self.log.append(body)?;
         let line: Line = Line::from(protocol::raw::entry_line(&committed.line)?);
         self.snapshot = None;
@@ -183,20 +168,20 @@ impl PodState {
     }
 
     /// Flushes the log to stable storage (invocation end, shutdown).
-    pub fn sync(&mut self) -> Result<(), StateError> {
+    pub(crate) fn sync(&mut self) -> Result<(), StateError> {
         self.log.sync()?;
         Ok(())
     }
 
     /// Offers a live event to the clients.
-    pub fn broadcast(&mut self, event: &Event) -> Result<(), StateError> {
+    pub(crate) fn broadcast(&mut self, event: &Event) -> Result<(), StateError> {
         let line = event_line(event)?;
         self.hub.live(&line, self.log.next_seq());
         Ok(())
     }
 
     /// Changes the status: broadcast, and written to `status.json`.
-    pub fn set_status(&mut self, status: PodStatus) -> Result<(), StateError> {
+    pub(crate) fn set_status(&mut self, status: PodStatus) -> Result<(), StateError> {
         if status == self.status {
             return Ok(());
         }
@@ -208,7 +193,7 @@ impl PodState {
     }
 
     /// Raises an alert: broadcast now and replayed to later connections.
-    pub fn alert(
+    pub(crate) fn alert(
         &mut self,
         level: AlertLevel,
         source: AlertSource,
@@ -229,17 +214,17 @@ impl PodState {
     }
 
     /// Records streamed assistant text (for clients attaching mid-message).
-    pub fn stream_text(&mut self, text: &str) {
+    pub(crate) fn stream_text(&mut self, text: &str) {
         self.partial.push_str(text);
     }
 
     /// The streamed text is complete (or abandoned).
-    pub fn end_stream_text(&mut self) {
+    pub(crate) fn end_stream_text(&mut self) {
         self.partial.clear();
     }
 
     /// Adds token usage to the totals.
-    pub fn add_usage(&mut self, usage: Usage, context_tokens: u64) {
+    pub(crate) fn add_usage(&mut self, usage: Usage, context_tokens: u64) {
         self.usage += usage;
         self.greeting.context_tokens = context_tokens;
         self.snapshot = None;
@@ -247,7 +232,7 @@ impl PodState {
 
     /// Commits a notification as queued (its seq is what the sender is
     /// acknowledged with) and keeps it for the next LLM request.
-    pub fn queue(&mut self, origin: &str, item: Item) -> Result<u64, StateError> {
+    pub(crate) fn queue(&mut self, origin: &str, item: Item) -> Result<u64, StateError> {
         let seq = self.commit(EntryBody::SystemItem {
             origin: origin.into(),
             item: LoggedItem(item.clone()),
@@ -261,7 +246,7 @@ impl PodState {
     /// `queue_joined` entry that records where they joined (so a replay puts
     /// them exactly there) and returns them. Under the one state lock, so none
     /// can arrive between the entry and the take.
-    pub fn join_pending(&mut self) -> Result<Vec<Item>, StateError> {
+    pub(crate) fn join_pending(&mut self) -> Result<Vec<Item>, StateError> {
         if self.pending.is_empty() {
             return Ok(Vec::new());
         }
@@ -274,7 +259,7 @@ impl PodState {
     }
 
     /// Whether notifications wait for the model.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
@@ -294,7 +279,7 @@ impl PodState {
 
     /// Adds a client: its queue starts with `hello`, the kept alerts, the
     /// snapshot and the partial message, and live lines follow.
-    pub fn subscribe(&mut self) -> Result<Subscription, StateError> {
+    pub(crate) fn subscribe(&mut self) -> Result<Subscription, StateError> {
         let mut first = Vec::with_capacity(self.alerts.len() + 3);
         first.push(Line::clone(&self.hello));
         first.extend(self.alerts.iter().cloned());
@@ -309,29 +294,29 @@ impl PodState {
     }
 
     /// A connection's writer finished.
-    pub fn writer_done(&mut self) {
+    pub(crate) fn writer_done(&mut self) {
         self.writers = self.writers.saturating_sub(1);
     }
 
     /// Connection writers still running.
-    pub fn writers(&self) -> usize {
+    pub(crate) fn writers(&self) -> usize {
         self.writers
     }
 
     /// Removes a client.
-    pub fn unsubscribe(&mut self, id: u64) {
+    pub(crate) fn unsubscribe(&mut self, id: u64) {
         self.hub.unsubscribe(id);
     }
 
     /// Drops every client's queue: writers send what is queued, then close.
-    pub fn close_clients(&mut self) {
+    pub(crate) fn close_clients(&mut self) {
         self.hub = Hub::new();
     }
 
     /// The next batch of a lagging client's catch-up; clears its lag mark when
     /// nothing is left (under this lock, so no entry is missed in between).
-    pub fn replay_step(&mut self, lag: &Lag) -> Result<ReplayStep, StateError> {
-        let Some(from) = lag.from_seq() else {
+    pub(crate) fn replay_step(&mut self, lag: &Lag) -> Result<ReplayStep, StateError> {
+        let Some(from) = lag.missed_from() else {
             return Ok(ReplayStep::CaughtUp(event_line(&Event::Status {
                 status: self.status,
             })?));
@@ -377,7 +362,7 @@ impl PodState {
 
     /// Refreshes `status.json` after usage changed, at most once a second (a
     /// status change always writes it).
-    pub fn refresh_status_file(&mut self) {
+    pub(crate) fn refresh_status_file(&mut self) {
         if self.status_written.elapsed() >= STATUS_REFRESH {
             self.write_status_file();
         }

@@ -16,7 +16,7 @@ use tools::{ToolContext, file_tools};
 use crate::runtime::dir::{Places, ensure_private_dir};
 
 /// A pod's tools and what confines them.
-pub struct Toolset {
+pub(crate) struct Toolset {
     /// Read, Write, Edit, Glob, Grep, Bash.
     pub tools: Vec<ToolDefinition>,
     /// The sandbox level, as the greeting and `pod doctor` say it.
@@ -29,7 +29,7 @@ pub struct Toolset {
 
 /// Why the tools could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum ToolsetError {
+pub(crate) enum ToolsetError {
     /// The runtime dirs are unusable.
     #[error(transparent)]
     Dir(#[from] crate::runtime::dir::DirError),
@@ -43,7 +43,7 @@ pub enum ToolsetError {
 
 /// The dirs no agent may write, whatever its scope: the pods state, config,
 /// model and runtime dirs.
-pub fn protected_dirs(places: &Places) -> Vec<PathBuf> {
+pub(crate) fn protected_dirs(places: &Places) -> Vec<PathBuf> {
     vec![
         places.runtime.clone(),
         places.state.clone(),
@@ -108,7 +108,7 @@ fn level_key(helper: &HelperCommand) -> Option<(String, String, u64, i128)> {
 /// The sandbox level as shown to users. Probing spawns the helper (a few ms),
 /// so the result is cached in `<runtime>/sandbox-level.json` for this boot and
 /// binary: a kernel or binary change means a new boot or a new key.
-pub fn sandbox_level(runtime: &Path, helper: &HelperCommand) -> String {
+pub(crate) fn sandbox_level(runtime: &Path, helper: &HelperCommand) -> String {
     let path = runtime.join("sandbox-level.json");
     let key = level_key(helper);
     if let (Some((boot_id, exe, exe_len, exe_mtime_ns)), Ok(bytes)) = (&key, std::fs::read(&path))
@@ -142,7 +142,7 @@ pub fn sandbox_level(runtime: &Path, helper: &HelperCommand) -> String {
 }
 
 /// Builds the tools of pod `name` over `scope`.
-pub fn builtin(
+pub(crate) fn builtin(
     places: &Places,
     name: &str,
     cwd: &Path,

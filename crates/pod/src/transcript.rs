@@ -1,3 +1,1 @@
 //! A session log as a transcript: `pod_client::transcript`, re-exported.
-
-pub use pod_client::transcript::*;

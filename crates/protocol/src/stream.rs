@@ -87,7 +87,7 @@ impl<R> JsonLineReader<R> {
     }
 
     /// Reads from an already buffered reader with a line limit of `max_line_len` bytes.
-    pub fn from_buf_read_with_max_line_len(reader: R, max_line_len: usize) -> Self {
+    pub(crate) fn from_buf_read_with_max_line_len(reader: R, max_line_len: usize) -> Self {
         JsonLineReader {
             inner: reader,
             line: Vec::new(),

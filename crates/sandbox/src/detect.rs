@@ -44,7 +44,7 @@ impl Level {
     }
 
     /// Whether this level uses user, mount, pid and IPC namespaces.
-    pub fn uses_namespaces(self) -> bool {
+    pub(crate) fn uses_namespaces(self) -> bool {
         matches!(self, Level::Full | Level::Namespaces)
     }
 }

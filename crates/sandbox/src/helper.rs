@@ -101,7 +101,7 @@ impl HelperRequest {
 
     /// The request as the JSON line the helper reads (fails for paths that are not UTF-8,
     /// which JSON cannot carry).
-    pub fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
+    pub(crate) fn to_line(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut line = serde_json::to_vec(self)?;
         line.push(b'\n');
         Ok(line)
@@ -138,7 +138,7 @@ pub enum HelperReport {
 
 impl HelperReport {
     /// The last report line in `text`, if any parses.
-    pub fn parse_last(text: &str) -> Option<Self> {
+    pub(crate) fn parse_last(text: &str) -> Option<Self> {
         text.lines()
             .rev()
             .find(|l| !l.trim().is_empty())
@@ -147,7 +147,7 @@ impl HelperReport {
 
     /// The helper's own exit code for this report (the command's, 128 + signal for a
     /// signal, as a shell does).
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             HelperReport::Exited { code } => *code,
             HelperReport::Signaled { signal } => 128 + signal,

@@ -50,7 +50,7 @@ pub const HELPER_SUBCOMMAND: &str = "__sandbox-exec";
 
 /// The dedicated helper binary, installed next to `pod` (the same code as
 /// `pod __sandbox-exec`, in a small binary).
-pub const HELPER_BINARY: &str = "pod-sandbox";
+pub(crate) const HELPER_BINARY: &str = "pod-sandbox";
 
 /// Why a command could not be run (its own failure is a normal [`CommandOutput`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -220,32 +220,32 @@ const RULE_PATH_BENEATH: libc::c_int = 1;
 /// Landlock filesystem access rights (linux/landlock.h).
 pub(crate) mod access {
     /// Open a file for writing.
-    pub const WRITE_FILE: u64 = 1 << 1;
+    pub(crate) const WRITE_FILE: u64 = 1 << 1;
     /// Remove an empty directory or rename one.
-    pub const REMOVE_DIR: u64 = 1 << 4;
+    pub(crate) const REMOVE_DIR: u64 = 1 << 4;
     /// Unlink or rename a file.
-    pub const REMOVE_FILE: u64 = 1 << 5;
+    pub(crate) const REMOVE_FILE: u64 = 1 << 5;
     /// Create a character device.
-    pub const MAKE_CHAR: u64 = 1 << 6;
+    pub(crate) const MAKE_CHAR: u64 = 1 << 6;
     /// Create a directory.
-    pub const MAKE_DIR: u64 = 1 << 7;
+    pub(crate) const MAKE_DIR: u64 = 1 << 7;
     /// Create a regular file.
-    pub const MAKE_REG: u64 = 1 << 8;
+    pub(crate) const MAKE_REG: u64 = 1 << 8;
     /// Create a Unix socket.
-    pub const MAKE_SOCK: u64 = 1 << 9;
+    pub(crate) const MAKE_SOCK: u64 = 1 << 9;
     /// Create a FIFO.
-    pub const MAKE_FIFO: u64 = 1 << 10;
+    pub(crate) const MAKE_FIFO: u64 = 1 << 10;
     /// Create a block device.
-    pub const MAKE_BLOCK: u64 = 1 << 11;
+    pub(crate) const MAKE_BLOCK: u64 = 1 << 11;
     /// Create a symlink.
-    pub const MAKE_SYM: u64 = 1 << 12;
+    pub(crate) const MAKE_SYM: u64 = 1 << 12;
     /// Link or rename a file into another directory (ABI 2).
-    pub const REFER: u64 = 1 << 13;
+    pub(crate) const REFER: u64 = 1 << 13;
     /// Truncate a file (ABI 3).
-    pub const TRUNCATE: u64 = 1 << 14;
+    pub(crate) const TRUNCATE: u64 = 1 << 14;
 
     /// Every right that changes the filesystem, for the given ABI.
-    pub fn writes(abi: u32) -> u64 {
+    pub(crate) fn writes(abi: u32) -> u64 {
         let mut all = WRITE_FILE
             | REMOVE_DIR
             | REMOVE_FILE
@@ -266,7 +266,7 @@ pub(crate) mod access {
     }
 
     /// The rights that make sense on a file (not a directory) rule.
-    pub const FILE_RIGHTS: u64 = WRITE_FILE | TRUNCATE;
+    pub(crate) const FILE_RIGHTS: u64 = WRITE_FILE | TRUNCATE;
 }
 
 /// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET` (ABI 6).

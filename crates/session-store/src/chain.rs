@@ -58,7 +58,7 @@ pub(crate) struct ChainPoint {
 
 impl ChainPoint {
     /// The start of a session.
-    pub fn genesis() -> Self {
+    pub(crate) fn genesis() -> Self {
         ChainPoint {
             next_seq: 1,
             prev: [b'0'; 64],
@@ -66,7 +66,7 @@ impl ChainPoint {
     }
 
     /// The point after `line`, which holds `entry`.
-    pub fn after(line: &str, entry: &LogEntry) -> Self {
+    pub(crate) fn after(line: &str, entry: &LogEntry) -> Self {
         ChainPoint {
             next_seq: entry.seq().saturating_add(1),
             prev: hex_hash(line.as_bytes()),
@@ -74,7 +74,7 @@ impl ChainPoint {
     }
 
     /// `prev` of the next entry.
-    pub fn prev(&self) -> String {
+    pub(crate) fn prev(&self) -> String {
         String::from_utf8_lossy(&self.prev).into_owned()
     }
 }
@@ -89,7 +89,7 @@ pub(crate) struct SegmentCheck<'a> {
     /// newer format version are acceptable. Readers: yes, they show what they can.
     /// The writer: no, because continuing a log it does not fully understand could
     /// lose history.
-    pub accept_newer: bool,
+    pub(crate) accept_newer: bool,
 }
 
 /// Length of the complete part of a segment: up to and including the last `\n`.

@@ -54,7 +54,8 @@ impl From<LoggedItem> for Item {
 
 impl LoggedItem {
     /// The item, borrowed.
-    pub fn as_item(&self) -> &Item {
+    #[cfg(test)]
+    pub(crate) fn as_item(&self) -> &Item {
         &self.0
     }
 }

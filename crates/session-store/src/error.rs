@@ -123,7 +123,7 @@ pub enum Corruption {
 
 impl Corruption {
     /// What the user should do about it.
-    pub fn advice(&self) -> &'static str {
+    pub(crate) fn advice(&self) -> &'static str {
         match self {
             Corruption::NewerFormat(_) | Corruption::UnknownKind(_) => {
                 "The session was written by a newer version of pods; use that version to \

@@ -39,7 +39,7 @@ pub(crate) struct Listing {
     /// Segment numbers, ascending.
     pub segments: Vec<u32>,
     /// Leftover temporary segment files.
-    pub temps: Vec<PathBuf>,
+    pub(crate) temps: Vec<PathBuf>,
 }
 
 /// Lists the segments of `dir` and checks they are numbered 1..=N without gaps.

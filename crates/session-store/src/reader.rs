@@ -31,9 +31,6 @@ pub struct SegmentLog {
     pub lines: Vec<LogLine>,
     /// The same lines, decoded (`entries[i]` is `lines[i]`).
     pub entries: Vec<LogEntry>,
-    /// Bytes after the last complete line that were ignored (a line being written,
-    /// or a torn tail the writer has not cut yet).
-    pub ignored_tail_bytes: u64,
 }
 
 /// Verified segments of a session, oldest first.
@@ -44,11 +41,6 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    /// The last segment read, if any.
-    pub fn last_segment(&self) -> Option<&SegmentLog> {
-        self.segments.last()
-    }
-
     /// All entries read, in log order.
     pub fn entries(&self) -> impl Iterator<Item = &LogEntry> {
         self.segments.iter().flat_map(|s| s.entries.iter())
@@ -145,9 +137,7 @@ pub fn read_session(dir: impl AsRef<Path>) -> Result<SessionLog> {
 fn read_segment(dir: &Path, number: u32, start: ChainPoint) -> Result<(SegmentLog, ChainPoint)> {
     let path = dir.join(segment_file_name(number));
     let mut bytes = files::read_segment(&path)?;
-    let total = bytes.len();
     bytes.truncate(chain::complete_len(&bytes));
-    let complete = bytes.len();
     let text = Arc::new(chain::into_text(bytes, &path)?);
     let check = SegmentCheck {
         file: &path,
@@ -165,7 +155,6 @@ fn read_segment(dir: &Path, number: u32, start: ChainPoint) -> Result<(SegmentLo
         path,
         lines,
         entries,
-        ignored_tail_bytes: (total - complete) as u64,
     };
     Ok((segment, after))
 }

@@ -19,9 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod process;
 
-pub use process::{
-    ChildFd, adopt_inherited_fd, detach_from_session, set_cloexec, spawn_in_new_group, wait_pid,
-};
+pub use process::{ChildFd, adopt_inherited_fd, detach_from_session, spawn_in_new_group, wait_pid};
 
 /// Wall-clock unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {

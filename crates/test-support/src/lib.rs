@@ -42,7 +42,7 @@ impl Family {
     ];
 
     /// The fixture directory name, as used in `MANIFEST.tsv`.
-    pub fn dir_name(self) -> &'static str {
+    pub(crate) fn dir_name(self) -> &'static str {
         match self {
             Family::OpenaiChat => "openai-chat",
             Family::Anthropic => "anthropic",
@@ -96,12 +96,12 @@ impl fmt::Display for FixtureError {
 impl std::error::Error for FixtureError {}
 
 /// The directory holding the recorded provider streams.
-pub fn fixtures_dir() -> PathBuf {
+pub(crate) fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/providers")
 }
 
 /// Every fixture listed in the manifest, in manifest order.
-pub fn all_fixtures() -> Result<Vec<Fixture>, FixtureError> {
+pub(crate) fn all_fixtures() -> Result<Vec<Fixture>, FixtureError> {
     let dir = fixtures_dir();
     let manifest = dir.join("MANIFEST.tsv");
     let text =

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::Family;
 
 /// The wire scheme a request path belongs to, if it is a generation endpoint.
-pub fn family_for_path(path: &str) -> Option<Family> {
+pub(crate) fn family_for_path(path: &str) -> Option<Family> {
     let path = path.split('?').next().unwrap_or(path);
     if path.ends_with("/chat/completions") {
         Some(Family::OpenaiChat)

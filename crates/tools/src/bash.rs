@@ -29,13 +29,13 @@ use sandbox::{
 pub const NAME: &str = "Bash";
 
 /// Timeout when the call gives none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The largest timeout a call may ask for; larger ones are clamped (with a note).
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Output returned inline; more is spilled to a file.
-pub const DEFAULT_OUTPUT_CAP: usize = 30 * 1024;
+pub(crate) const DEFAULT_OUTPUT_CAP: usize = 30 * 1024;
 
 /// The directory (under [`BashConfig::output_dir`]) that holds spilled outputs.
 pub const SPILL_DIR_NAME: &str = "bash-output";

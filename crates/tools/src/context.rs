@@ -31,7 +31,7 @@ pub enum ContextError {
 
 /// What this pod saw of a file when it last read (or wrote) it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadRecord {
+pub(crate) struct ReadRecord {
     /// SHA-256 of the whole file's bytes.
     pub hash: [u8; 32],
     /// Modification time then, if the filesystem reports one.
@@ -42,7 +42,7 @@ pub struct ReadRecord {
 
 /// Why a path may never be written, whatever the scope says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Protection {
+pub(crate) enum Protection {
     /// It lies inside one of the protected directories given to [`ToolContext::new`].
     Dir(PathBuf),
     /// It has a `.pods` component (project manifests and pod settings).
@@ -120,7 +120,7 @@ impl ToolContext {
     }
 
     /// A copy of the scope as it is now (for a walk that checks many paths).
-    pub fn scope_now(&self) -> Scope {
+    pub(crate) fn scope_now(&self) -> Scope {
         // A writer that panicked mid-update cannot leave a `Scope` half-changed (its
         // methods validate before they mutate), so a poisoned lock is still usable.
         self.inner
@@ -150,7 +150,7 @@ impl ToolContext {
     }
 
     /// Whether a canonical path is protected from writing, and why.
-    pub fn protection(&self, canonical: &Path) -> Option<Protection> {
+    pub(crate) fn protection(&self, canonical: &Path) -> Option<Protection> {
         if canonical
             .components()
             .any(|c| c == Component::Normal(".pods".as_ref()))
@@ -165,12 +165,12 @@ impl ToolContext {
     }
 
     /// What this pod last saw of the file at a canonical path, if it read it.
-    pub fn read_record(&self, canonical: &Path) -> Option<ReadRecord> {
+    pub(crate) fn read_record(&self, canonical: &Path) -> Option<ReadRecord> {
         self.reads().get(canonical).cloned()
     }
 
     /// Records that this pod has seen the file at a canonical path as `record`.
-    pub fn record_read(&self, canonical: PathBuf, record: ReadRecord) {
+    pub(crate) fn record_read(&self, canonical: PathBuf, record: ReadRecord) {
         self.reads().insert(canonical, record);
     }
 

@@ -17,7 +17,7 @@ use crate::scoped_fs;
 use crate::walk::{may_read, readable_filter};
 
 /// How many paths one call lists at most.
-pub const MAX_RESULTS: usize = 100;
+pub(crate) const MAX_RESULTS: usize = 100;
 
 /// Arguments of `Glob`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

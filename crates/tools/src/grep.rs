@@ -29,7 +29,7 @@ use crate::scoped_fs::{self, DirHandle};
 use crate::walk::readable_filter;
 
 /// Characters of one matching line shown before it is cut.
-pub const MAX_LINE_CHARS: usize = 500;
+pub(crate) const MAX_LINE_CHARS: usize = 500;
 /// Bytes of the output cap kept free for the closing note.
 const NOTE_ROOM: usize = 256;
 

@@ -23,7 +23,7 @@ pub mod grep;
 pub mod read;
 mod read_before_write;
 pub mod scoped_fs;
-pub mod sniff;
+pub(crate) mod sniff;
 mod walk;
 pub mod write;
 

@@ -20,9 +20,9 @@ use crate::scoped_fs;
 use crate::sniff::{SNIFF_LEN, Sniffed, sniff};
 
 /// Lines shown when the call gives no `limit`.
-pub const DEFAULT_LIMIT: usize = 2000;
+pub(crate) const DEFAULT_LIMIT: usize = 2000;
 /// Characters of one line shown before it is cut.
-pub const MAX_LINE_CHARS: usize = 2000;
+pub(crate) const MAX_LINE_CHARS: usize = 2000;
 /// Bytes of the output cap kept free for the closing notes.
 const NOTE_ROOM: usize = 256;
 

@@ -4,11 +4,11 @@
 use std::fmt;
 
 /// How many leading bytes decide whether a file is text.
-pub const SNIFF_LEN: usize = 8 * 1024;
+pub(crate) const SNIFF_LEN: usize = 8 * 1024;
 
 /// An image format recognised by its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageKind {
+pub(crate) enum ImageKind {
     /// Portable Network Graphics.
     Png,
     /// JPEG (JFIF/EXIF).
@@ -32,7 +32,7 @@ impl fmt::Display for ImageKind {
 
 /// What a file's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sniffed {
+pub(crate) enum Sniffed {
     /// UTF-8 text without NUL bytes (as far as the head shows).
     Text,
     /// An image, with its width and height when the head holds them.
@@ -44,7 +44,7 @@ pub enum Sniffed {
 }
 
 /// Classifies a file by its head (its first [`SNIFF_LEN`] bytes, or all of a shorter file).
-pub fn sniff(head: &[u8]) -> Sniffed {
+pub(crate) fn sniff(head: &[u8]) -> Sniffed {
     if let Some(kind) = image_kind(head) {
         return Sniffed::Image(kind, image_size(kind, head));
     }

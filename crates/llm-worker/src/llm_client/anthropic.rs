@@ -48,7 +48,7 @@ use crate::llm_client::sse::SseEvent;
 use crate::llm_client::stream::{Assembler, Flow, StopReason, StreamDecoder};
 
 /// The `anthropic-version` header value.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The Anthropic Messages wire scheme.
 #[derive(Debug, Clone, Copy, Default)]
@@ -424,7 +424,7 @@ enum Open {
 
 /// Decodes one Anthropic Messages event stream.
 #[derive(Default)]
-pub struct AnthropicDecoder {
+pub(crate) struct AnthropicDecoder {
     open: HashMap<u64, Open>,
     usage: Usage,
     done: bool,

@@ -16,11 +16,11 @@ use super::schema::inline_refs;
 /// Marks a parameter the compact form leaves out (`#[schemars(extend("x-pods-advanced"
 /// = true))]`): an optional one a small model fills with guesses when offered
 /// (it passed `"model": "rust"` to `SpawnPod`).
-pub const ADVANCED: &str = "x-pods-advanced";
+pub(crate) const ADVANCED: &str = "x-pods-advanced";
 
 /// The compact form of `spec`: its description cut to the first sentence, its
 /// schema to [`compact_schema`].
-pub fn compact_spec(spec: &ToolSpec) -> ToolSpec {
+pub(crate) fn compact_spec(spec: &ToolSpec) -> ToolSpec {
     ToolSpec {
         name: spec.name.clone(),
         description: first_sentence(&spec.description).to_string(),
@@ -31,7 +31,7 @@ pub fn compact_spec(spec: &ToolSpec) -> ToolSpec {
 /// `text` up to and including its first full stop that ends a sentence (one
 /// followed by white space and a capital letter or a backtick, not `e.g.` or
 /// `i.e.`), or all of it.
-pub fn first_sentence(text: &str) -> &str {
+pub(crate) fn first_sentence(text: &str) -> &str {
     let text = text.trim();
     let bytes = text.as_bytes();
     for (i, _) in text.match_indices(". ") {
@@ -75,7 +75,7 @@ const DROPPED: [&str; 10] = [
 /// `anyOf [X, null]` unions reduced to `T`/`X`, unions of string constants
 /// turned into `enum`s, and [`DROPPED`] keywords (and the root's description,
 /// which repeats the tool's) removed.
-pub fn compact_schema(schema: &Value) -> Value {
+pub(crate) fn compact_schema(schema: &Value) -> Value {
     let mut out = node(&inline_refs(&without_advanced(schema)));
     if let Value::Object(root) = &mut out {
         root.remove("description");

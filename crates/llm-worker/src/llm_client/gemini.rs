@@ -655,7 +655,7 @@ struct Streaming {
 
 /// Decodes Gemini `GenerateContentResponse` chunks.
 #[derive(Debug)]
-pub struct GeminiDecoder {
+pub(crate) struct GeminiDecoder {
     next_block: u32,
     current: Current,
     streaming: Option<Streaming>,

@@ -78,7 +78,7 @@ impl RetryPolicy {
 
     /// The full-jitter cap for retry number `attempt` (0-based):
     /// `min(max_delay, base_delay * 2^attempt)`.
-    pub fn backoff_cap(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff_cap(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
         self.base_delay
             .checked_mul(factor)
@@ -88,19 +88,19 @@ impl RetryPolicy {
 }
 
 /// Connect timeout default.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First-byte and idle timeout default for remote providers.
-pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// First-byte and idle timeout default for loopback servers (a small local
 /// model on 2 cores may take a minute before its first token).
-pub const LOOPBACK_STREAM_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const LOOPBACK_STREAM_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long an idle connection to a loopback server is kept for reuse. Local
 /// servers close idle keep-alive connections early (llama.cpp's after 5 s); a
 /// request sent on one it just closed fails and is retried with a warning,
 /// while a new loopback connection costs well under a millisecond.
-pub const LOOPBACK_POOL_IDLE: Duration = Duration::from_secs(2);
+pub(crate) const LOOPBACK_POOL_IDLE: Duration = Duration::from_secs(2);
 /// How much of an error response body is kept.
-pub const ERROR_BODY_LIMIT: usize = 2048;
+pub(crate) const ERROR_BODY_LIMIT: usize = 2048;
 
 /// Where and how to reach one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -535,7 +535,7 @@ impl LlmClient for ProviderClient {
 }
 
 /// Whether an HTTP status is worth another attempt.
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 409 | 425 | 429 | 500..=599)
 }
 

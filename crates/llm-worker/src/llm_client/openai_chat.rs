@@ -196,7 +196,7 @@ fn role_name(role: Role) -> &'static str {
 
 /// The text sent for a tool result: summary, then the full content; failures
 /// are prefixed with `error: ` (the scheme has no error flag).
-pub fn tool_result_text(summary: &str, content: Option<&str>, is_error: bool) -> String {
+pub(crate) fn tool_result_text(summary: &str, content: Option<&str>, is_error: bool) -> String {
     let mut text = String::new();
     if is_error {
         text.push_str("error: ");
@@ -532,7 +532,7 @@ const REASONING_KEY: &str = "reasoning";
 
 /// Per-response state of the OpenAI Chat decoder.
 #[derive(Debug, Default)]
-pub struct OpenaiChatDecoder {
+pub(crate) struct OpenaiChatDecoder {
     /// Tool calls seen: (wire index if any, id, assembler key).
     calls: Vec<(Option<u64>, String, String)>,
     refusal: String,
@@ -542,7 +542,7 @@ pub struct OpenaiChatDecoder {
 
 impl OpenaiChatDecoder {
     /// A decoder at the start of a response.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 

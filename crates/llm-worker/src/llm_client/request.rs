@@ -76,7 +76,7 @@ impl LlmRequest {
 }
 
 /// Merges the manifest's `extra` table into a request body: its keys win.
-pub fn apply_extra(
+pub(crate) fn apply_extra(
     body: &mut serde_json::Value,
     extra: &serde_json::Map<String, serde_json::Value>,
 ) {

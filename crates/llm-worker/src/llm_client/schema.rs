@@ -7,11 +7,11 @@ use serde_json::{Map, Value, json};
 
 /// `$ref` expansions nested deeper than this are cut to "anything" (`{}`): a
 /// recursive type cannot be inlined forever.
-pub const MAX_REF_DEPTH: usize = 32;
+pub(crate) const MAX_REF_DEPTH: usize = 32;
 
 /// The prefix of the schema keywords pods adds for itself (e.g.
 /// [`super::compact::ADVANCED`]); no provider is sent them.
-pub const POD_KEYWORD_PREFIX: &str = "x-pods-";
+pub(crate) const POD_KEYWORD_PREFIX: &str = "x-pods-";
 
 /// Keywords whose values are data, not schemas: copied verbatim (a default
 /// value may well contain a key called `title`).
@@ -33,7 +33,7 @@ fn definitions(schema: &Value) -> Map<String, Value> {
 /// siblings win over the target's keywords) and drops `$schema`, `$defs`,
 /// `definitions`, `title` and pods' own `x-pods-*` keywords. Property names are
 /// kept whatever they are.
-pub fn inline_refs(schema: &Value) -> Value {
+pub(crate) fn inline_refs(schema: &Value) -> Value {
     node(schema, &definitions(schema), 0)
 }
 
@@ -90,7 +90,7 @@ fn node(value: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
 /// Makes `schema` a valid function-parameters root: an object schema with
 /// `properties` (a schema that is not an object becomes the empty object
 /// schema; a root union `anyOf`/`oneOf` is left alone when `allow_union`).
-pub fn object_root(mut schema: Value, allow_union: bool) -> Value {
+pub(crate) fn object_root(mut schema: Value, allow_union: bool) -> Value {
     let Some(obj) = schema.as_object_mut() else {
         return json!({"type": "object", "properties": {}});
     };

@@ -200,12 +200,6 @@ impl Assembler {
         &mut self.blocks[idx]
     }
 
-    /// Forgets a key so that a later block may reuse it (schemes whose indexes
-    /// restart, e.g. per message); the block itself stays.
-    pub fn release_key(&mut self, key: &str) {
-        self.by_key.remove(key);
-    }
-
     /// Appends text to the text block `key` (creating it).
     pub fn text_delta(&mut self, key: &str, text: &str) {
         if let Block::Text { text: t, .. } = self.slot(key, || Block::Text {
@@ -224,7 +218,7 @@ impl Assembler {
 
     /// Records the provider's id of the text block `key` (echoed back only to
     /// the same family).
-    pub fn text_id(&mut self, key: &str, id: &str) {
+    pub(crate) fn text_id(&mut self, key: &str, id: &str) {
         let family = self.family;
         if let Block::Text {
             id: slot, provider, ..
@@ -273,7 +267,7 @@ impl Assembler {
 
     /// Sets the signature of the reasoning block `key` (appends: Anthropic may
     /// stream it in pieces).
-    pub fn thinking_signature(&mut self, key: &str, signature: &str) {
+    pub(crate) fn thinking_signature(&mut self, key: &str, signature: &str) {
         if let Block::Reasoning { signature: s, .. } = self.reasoning(key) {
             s.get_or_insert_with(String::new).push_str(signature);
         }
@@ -281,7 +275,7 @@ impl Assembler {
 
     /// Sets the opaque parts of the reasoning block `key`: redacted data,
     /// encrypted content, provider id (each only when `Some`).
-    pub fn reasoning_opaque(
+    pub(crate) fn reasoning_opaque(
         &mut self,
         key: &str,
         redacted_data: Option<&str>,
@@ -336,7 +330,7 @@ impl Assembler {
     }
 
     /// Appends an arguments fragment to the tool call `key`.
-    pub fn tool_call_args(&mut self, key: &str, fragment: &str) {
+    pub(crate) fn tool_call_args(&mut self, key: &str, fragment: &str) {
         if fragment.is_empty() {
             return;
         }
@@ -354,7 +348,7 @@ impl Assembler {
 
     /// Replaces the arguments of the tool call `key` with their complete text
     /// (schemes that send whole arguments at the end, or in one piece).
-    pub fn tool_call_set_args(&mut self, key: &str, full: &str) {
+    pub(crate) fn tool_call_set_args(&mut self, key: &str, full: &str) {
         let Some(&idx) = self.by_key.get(key) else {
             return;
         };
@@ -364,7 +358,7 @@ impl Assembler {
     }
 
     /// Fills in a tool call's name if it arrived late or empty.
-    pub fn tool_call_name(&mut self, key: &str, name: &str) {
+    pub(crate) fn tool_call_name(&mut self, key: &str, name: &str) {
         let Some(&idx) = self.by_key.get(key) else {
             return;
         };
@@ -377,7 +371,12 @@ impl Assembler {
 
     /// Records provider state on the tool call `key`: a signature (Gemini's
     /// `thoughtSignature`) and/or the provider's own item id.
-    pub fn tool_call_meta(&mut self, key: &str, signature: Option<&str>, item_id: Option<&str>) {
+    pub(crate) fn tool_call_meta(
+        &mut self,
+        key: &str,
+        signature: Option<&str>,
+        item_id: Option<&str>,
+    ) {
         let family = self.family;
         let Some(&idx) = self.by_key.get(key) else {
             return;
@@ -440,7 +439,7 @@ impl Assembler {
 
     /// Keeps a provider block under a key, so a later event can replace it with
     /// its completed form.
-    pub fn provider_item_keyed(&mut self, key: &str, value: serde_json::Value) {
+    pub(crate) fn provider_item_keyed(&mut self, key: &str, value: serde_json::Value) {
         let family = self.family;
         let slot = self.slot(key, || Block::Provider {
             provider: family,
@@ -452,7 +451,7 @@ impl Assembler {
     }
 
     /// Sets the call's usage so far (providers report cumulative figures).
-    pub fn set_usage(&mut self, usage: Usage) {
+    pub(crate) fn set_usage(&mut self, usage: Usage) {
         self.usage = usage;
         self.events.push(StreamEvent::Usage(usage));
     }
@@ -463,18 +462,18 @@ impl Assembler {
     }
 
     /// Records why the model stopped (the last word wins).
-    pub fn set_stop(&mut self, stop: StopReason) {
+    pub(crate) fn set_stop(&mut self, stop: StopReason) {
         self.stop = Some(stop);
     }
 
     /// Whether a stop reason has been recorded.
-    pub fn has_stop(&self) -> bool {
+    pub(crate) fn has_stop(&self) -> bool {
         self.stop.is_some()
     }
 
     /// Completes every open tool call (emitting `ToolCallDone`) — for schemes
     /// that end calls implicitly at the end of the response.
-    pub fn finish_open_tool_calls(&mut self) {
+    pub(crate) fn finish_open_tool_calls(&mut self) {
         let mut keys: Vec<(usize, String)> = self
             .by_key
             .iter()
@@ -577,7 +576,7 @@ impl Assembler {
 
     /// Whether any tool call was started but not completed (the stream was cut
     /// inside it).
-    pub fn has_open_tool_call(&self) -> bool {
+    pub(crate) fn has_open_tool_call(&self) -> bool {
         self.blocks
             .iter()
             .any(|b| matches!(b, Block::ToolCall { done: false, .. }))

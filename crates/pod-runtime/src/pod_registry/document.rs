@@ -41,7 +41,7 @@ pub struct PodEntry {
     /// Process id of the pod.
     pub pid: u32,
     /// Process start time in clock ticks after boot (`/proc/<pid>/stat` field 22).
-    pub start_time: u64,
+    pub(crate) start_time: u64,
     /// Host name when it registered.
     pub host: String,
     /// Boot id when it registered.
@@ -150,7 +150,7 @@ impl Registry {
     }
 
     /// The document as written to disk: pretty JSON with a final newline.
-    pub fn to_json(&self) -> Result<Vec<u8>, RegistryError> {
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, RegistryError> {
         let mut bytes =
             serde_json::to_vec_pretty(self).map_err(|e| RegistryError::Encode(e.to_string()))?;
         bytes.push(b'\n');

@@ -49,7 +49,7 @@ pub struct ReclaimedPod {
     /// Why it counts as gone.
     pub reason: DeathReason,
     /// For a removed pod: the pod its grant went back to (`None`: freed entirely).
-    pub returned_to: Option<String>,
+    pub(crate) returned_to: Option<String>,
 }
 
 /// What a reclaim pass changed.
@@ -61,7 +61,7 @@ pub struct ReclaimReport {
     pub suspended: Vec<ReclaimedPod>,
     /// Delegated roots dropped from a pod because no child holds them any more
     /// (`(pod, root)`); only an inconsistent file has these.
-    pub healed: Vec<(String, PathBuf)>,
+    pub(crate) healed: Vec<(String, PathBuf)>,
     /// Set by [`super::reclaim_stale`] when the pass could not run or save (lock
     /// timeout, corrupt registry, I/O); the pass is best-effort there.
     pub failure: Option<RegistryError>,

@@ -23,7 +23,7 @@ pub struct ProcessIdentity {
     pub pid: u32,
     /// Start time in clock ticks after boot (`/proc/<pid>/stat` field 22); a reused pid
     /// gets a different one.
-    pub start_time: u64,
+    pub(crate) start_time: u64,
     /// Host name (`/proc/sys/kernel/hostname`), for people reading the registry.
     pub host: String,
     /// Boot id (`/proc/sys/kernel/random/boot_id`); no process outlives its boot.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 /// A pods home (runtime, state, config dirs) and the binary under test.
-pub struct Env {
+pub(crate) struct Env {
     /// The temp dir everything lives in.
     pub dir: tempfile::TempDir,
     /// The release `pod` binary.
@@ -19,7 +19,7 @@ pub struct Env {
 
 impl Env {
     /// A fresh home for `bin` (made absolute), talking to `base_url`.
-    pub fn new(bin: &str, base_url: String) -> Env {
+    pub(crate) fn new(bin: &str, base_url: String) -> Env {
         let bin = PathBuf::from(bin)
             .canonicalize()
             .expect("the pod binary must exist");
@@ -36,7 +36,7 @@ impl Env {
     }
 
     /// The `pod` command with this home's environment only.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let p = |s: &str| self.dir.path().join(s);
         let mut c = Command::new(&self.bin);
         c.env_clear()
@@ -56,13 +56,13 @@ impl Env {
     }
 
     /// The socket of pod `name`.
-    pub fn socket(&self, name: &str) -> PathBuf {
+    pub(crate) fn socket(&self, name: &str) -> PathBuf {
         self.dir.path().join("runtime").join(name).join("sock")
     }
 
     /// `pod start --foreground` for `name` in a work dir of its own (each pod
     /// needs its own scope), its ready line on the child's stdout.
-    pub fn spawn(&self, name: &str, extra: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, name: &str, extra: &[&str]) -> Child {
         let work = self.dir.path().join("work").join(name);
         std::fs::create_dir_all(&work).unwrap();
         let mut c = self.command();
@@ -74,7 +74,7 @@ impl Env {
     }
 
     /// [`Env::spawn`], then waits for the ready line.
-    pub fn start(&self, name: &str) -> Child {
+    pub(crate) fn start(&self, name: &str) -> Child {
         use std::io::BufRead;
         let mut child = self.spawn(name, &[]);
         let mut line = String::new();
@@ -86,13 +86,13 @@ impl Env {
 }
 
 /// The median (sorts `v`).
-pub fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 /// SIGTERM, then wait.
-pub fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = sys::terminate(child.id());
     let _ = child.wait();
 }

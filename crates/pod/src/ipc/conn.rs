@@ -20,7 +20,7 @@ use crate::state::{ReplayStep, SharedState, event_line, lock};
 
 /// The longest method line a pod reads (16 MiB); longer lines are discarded as
 /// they stream in and answered with `invalid_request`.
-pub const MAX_METHOD_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_METHOD_LINE: usize = 16 * 1024 * 1024;
 
 /// Answers the writer holds before the reader waits (per connection).
 const REPLY_QUEUE: usize = 64;
@@ -34,7 +34,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a method line was refused; its text is the `invalid_request` message.
 #[derive(Debug, thiserror::Error)]
-pub enum MethodError {
+pub(crate) enum MethodError {
     /// Not UTF-8.
     #[error("the line is not UTF-8 (invalid byte at offset {0})")]
     NotUtf8(usize),
@@ -55,7 +55,7 @@ pub enum MethodError {
 }
 
 /// Decodes one method line.
-pub fn decode_method(line: &[u8]) -> Result<Method, MethodError> {
+pub(crate) fn decode_method(line: &[u8]) -> Result<Method, MethodError> {
     let text = std::str::from_utf8(line).map_err(|e| MethodError::NotUtf8(e.valid_up_to()))?;
     let value: serde_json::Value = serde_json::from_str(text).map_err(MethodError::Json)?;
     let name = value
@@ -76,7 +76,7 @@ fn invalid(message: String) -> Event {
 }
 
 /// Serves a connection until the client closes it (or the pod shuts down).
-pub async fn serve<R, W>(
+pub(crate) async fn serve<R, W>(
     read: R,
     write: W,
     state: SharedState,
@@ -182,7 +182,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if sent.is_err() || out.flush().await.is_err() {
             return;
         }
-        if sub.lag.from_seq().is_some()
+        if sub.lag.missed_from().is_some()
             && sub.queue.is_empty()
             && catch_up(&mut out, &sub, &state).await.is_err()
         {
@@ -252,7 +252,7 @@ async fn catch_up<W: AsyncWrite + Unpin>(
     sub: &Subscription,
     state: &SharedState,
 ) -> std::io::Result<()> {
-    let Some(from_seq) = sub.lag.from_seq() else {
+    let Some(from_seq) = sub.lag.missed_from() else {
         return Ok(());
     };
     let lagged = event_line(&Event::Lagged { from_seq }).map_err(std::io::Error::other)?;

@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, mpsc};
 
 /// One serialised event line (without `\n`), shared by every client it goes to.
-pub type Line = Arc<str>;
+pub(crate) type Line = Arc<str>;
 
 /// Lines a client's queue holds before the client counts as lagging.
-pub const CLIENT_QUEUE: usize = 8192;
+pub(crate) const CLIENT_QUEUE: usize = 8192;
 
 /// A client's lag mark, shared between the hub and the client's writer.
 #[derive(Debug, Default)]
-pub struct Lag {
+pub(crate) struct Lag {
     /// The first committed sequence number the client missed; 0 when in step.
     from_seq: AtomicU64,
     /// Wakes the writer when the client starts lagging.
@@ -30,7 +30,7 @@ pub struct Lag {
 
 impl Lag {
     /// The first missed sequence number, if the client is lagging.
-    pub fn from_seq(&self) -> Option<u64> {
+    pub(crate) fn missed_from(&self) -> Option<u64> {
         match self.from_seq.load(Ordering::Acquire) {
             0 => None,
             seq => Some(seq),
@@ -39,18 +39,18 @@ impl Lag {
 
     /// Waits until the client is marked lagging (returns at once if a mark was
     /// set since the last wait).
-    pub async fn marked(&self) {
+    pub(crate) async fn marked(&self) {
         self.wake.notified().await;
     }
 
     /// Clears the mark (the writer has replayed everything); call under the
     /// state lock so no broadcast slips between the last replayed entry and this.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.from_seq.store(0, Ordering::Release);
     }
 
     /// Moves the replay point forward after a batch was written.
-    pub fn advance(&self, next_seq: u64) {
+    pub(crate) fn advance(&self, next_seq: u64) {
         self.from_seq.store(next_seq.max(1), Ordering::Release);
     }
 
@@ -68,7 +68,7 @@ struct Client {
 
 /// The set of connected clients.
 #[derive(Default)]
-pub struct Hub {
+pub(crate) struct Hub {
     clients: Vec<Client>,
     next_id: u64,
 }
@@ -82,34 +82,24 @@ impl std::fmt::Debug for Hub {
 }
 
 /// What a new client gets: its id, its queue's receiving end and its lag mark.
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// The client's id (to unsubscribe).
     pub id: u64,
     /// Lines to write to the client, in order.
     pub queue: mpsc::Receiver<Line>,
     /// The client's lag mark.
-    pub lag: Arc<Lag>,
+    pub(crate) lag: Arc<Lag>,
 }
 
 impl Hub {
     /// An empty hub.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Hub::default()
-    }
-
-    /// Connected clients.
-    pub fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    /// Whether no client is connected.
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
     }
 
     /// Adds a client whose queue already holds `first` (hello, alerts, snapshot),
     /// with room for [`CLIENT_QUEUE`] more lines.
-    pub fn subscribe(&mut self, first: Vec<Line>) -> Subscription {
+    pub(crate) fn subscribe(&mut self, first: Vec<Line>) -> Subscription {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE + first.len());
         for line in first {
             // Cannot fail: the queue is new and has room for all of them.
@@ -130,24 +120,24 @@ impl Hub {
     }
 
     /// Removes a client (its writer ended).
-    pub fn unsubscribe(&mut self, id: u64) {
+    pub(crate) fn unsubscribe(&mut self, id: u64) {
         self.clients.retain(|c| c.id != id);
     }
 
     /// Offers the `entry` line of committed entry `seq` to every client in step.
-    pub fn entry(&mut self, seq: u64, line: &Line) {
+    pub(crate) fn entry(&mut self, seq: u64, line: &Line) {
         self.offer(line, seq);
     }
 
     /// Offers a live line (a delta, a state event) to every client in step; one
     /// that cannot take it lags from `next_seq`, the next entry to be committed.
-    pub fn live(&mut self, line: &Line, next_seq: u64) {
+    pub(crate) fn live(&mut self, line: &Line, next_seq: u64) {
         self.offer(line, next_seq);
     }
 
     fn offer(&mut self, line: &Line, lag_from: u64) {
         self.clients.retain(|c| {
-            if c.lag.from_seq().is_some() {
+            if c.lag.missed_from().is_some() {
                 return true;
             }
             match c.queue.try_send(Arc::clone(line)) {
@@ -195,12 +185,12 @@ mod tests {
             // The fast client keeps up.
             assert!(fast.queue.recv().await.is_some());
         }
-        assert_eq!(slow.lag.from_seq(), None);
+        assert_eq!(slow.lag.missed_from(), None);
         hub.entry(7, &line("e7"));
-        assert_eq!(slow.lag.from_seq(), Some(7));
+        assert_eq!(slow.lag.missed_from(), Some(7));
         // Nothing more is offered to it, even when there is room again.
         hub.entry(8, &line("e8"));
-        assert_eq!(slow.lag.from_seq(), Some(7));
+        assert_eq!(slow.lag.missed_from(), Some(7));
         assert_eq!(&*fast.queue.recv().await.unwrap(), "e7");
         assert_eq!(&*fast.queue.recv().await.unwrap(), "e8");
         // The writer is woken.
@@ -217,9 +207,9 @@ mod tests {
             hub.live(&line("d"), 5);
         }
         hub.live(&line("d"), 5);
-        assert_eq!(slow.lag.from_seq(), Some(5));
+        assert_eq!(slow.lag.missed_from(), Some(5));
         slow.lag.clear();
-        assert_eq!(slow.lag.from_seq(), None);
+        assert_eq!(slow.lag.missed_from(), None);
     }
 
     #[test]
@@ -229,8 +219,8 @@ mod tests {
         let _kept = hub.subscribe(vec![]);
         drop(sub.queue);
         hub.live(&line("x"), 1);
-        assert_eq!(hub.len(), 1);
+        assert_eq!(hub.clients.len(), 1);
         hub.unsubscribe(sub.id + 1);
-        assert!(hub.is_empty());
+        assert!(hub.clients.is_empty());
     }
 }

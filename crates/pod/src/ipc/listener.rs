@@ -54,15 +54,14 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> L
 /// The liveness lock of one pod, held for the process's life (closed on exec,
 /// so commands the pod runs do not inherit it).
 #[derive(Debug)]
-pub struct PodLock {
+pub(crate) struct PodLock {
     _file: File,
-    dir: PathBuf,
 }
 
 impl PodLock {
     /// Takes the lock in `dir` (the pod's runtime dir), writing our pid beside
     /// it; fails at once if a live pod holds it.
-    pub fn take(dir: &Path, name: &str) -> Result<PodLock, ListenError> {
+    pub(crate) fn take(dir: &Path, name: &str) -> Result<PodLock, ListenError> {
         let path = dir.join("lock");
         let file = OpenOptions::new()
             .read(true)
@@ -92,26 +91,18 @@ impl PodLock {
         let pid_path = dir.join("pid");
         std::fs::write(&pid_path, format!("{}\n", std::process::id()))
             .map_err(io_err("cannot write", &pid_path))?;
-        Ok(PodLock {
-            _file: file,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The pod's runtime dir.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+        Ok(PodLock { _file: file })
     }
 
     /// The locked file (to hand it to a child process).
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self._file
     }
 
     /// A lock inherited from the process that started us (at descriptor `fd`,
     /// which nothing else in this process owns), already held; from now on
     /// closed on exec, so our commands do not inherit it.
-    pub fn inherited(fd: std::os::fd::RawFd, dir: &Path) -> Result<PodLock, ListenError> {
+    pub(crate) fn inherited(fd: std::os::fd::RawFd, dir: &Path) -> Result<PodLock, ListenError> {
         let file = File::from(
             sys::adopt_inherited_fd(fd).map_err(|source| ListenError::Io {
                 what: "cannot use the inherited lock",
@@ -122,10 +113,7 @@ impl PodLock {
         let pid_path = dir.join("pid");
         std::fs::write(&pid_path, format!("{}\n", std::process::id()))
             .map_err(io_err("cannot write", &pid_path))?;
-        Ok(PodLock {
-            _file: file,
-            dir: dir.to_path_buf(),
-        })
+        Ok(PodLock { _file: file })
     }
 }
 
@@ -133,7 +121,7 @@ pub use crate::runtime::liveness::is_alive;
 
 /// Binds the socket at `path` as a std listener (to serve it, or to hand it to a
 /// child process), replacing a leftover file, with mode 0600.
-pub fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError> {
+pub(crate) fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
     }
@@ -152,7 +140,7 @@ pub fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenE
 /// A listening socket inherited from the process that started us (at
 /// descriptor `fd`, which nothing else in this process owns); from now on
 /// closed on exec, so our commands do not inherit it.
-pub fn inherited_listener(fd: std::os::fd::RawFd) -> Result<UnixListener, ListenError> {
+pub(crate) fn inherited_listener(fd: std::os::fd::RawFd) -> Result<UnixListener, ListenError> {
     let wrap = |source| ListenError::Io {
         what: "cannot use the inherited socket",
         path: PathBuf::from(format!("fd {fd}")),
@@ -176,7 +164,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PeerRefused {
+pub(crate) enum PeerRefused {
     /// Another user.
     #[error("connection refused: peer uid {peer} is not this pod's uid {ours}")]
     OtherUser {
@@ -191,7 +179,7 @@ pub enum PeerRefused {
 }
 
 /// Whether a peer with `peer_uid` may connect to a pod run by `our_uid`.
-pub fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), PeerRefused> {
+pub(crate) fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), PeerRefused> {
     match peer_uid {
         Some(uid) if uid == our_uid => Ok(()),
         Some(peer) => Err(PeerRefused::OtherUser {
@@ -205,7 +193,7 @@ pub fn check_peer(peer_uid: Option<u32>, our_uid: u32) -> Result<(), PeerRefused
 /// Accepts connections until the listener fails or the controller's inbox
 /// closes. `parent`: this pod's parent, if it is a child (whether a peer is the
 /// parent is checked once per connection, in the connection's own task).
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: UnixListener,
     state: SharedState,
     inbox: mpsc::Sender<Input>,

@@ -267,7 +267,7 @@ impl Tool for SendToPod {
 }
 
 /// `SendToPod`: a run in a child (or a notification while it is busy).
-pub fn send_to_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
+pub(crate) fn send_to_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(SendToPod {
             registry: Arc::clone(&registry),
@@ -329,7 +329,7 @@ impl Tool for ReadPodOutput {
 }
 
 /// `ReadPodOutput`: a child's assistant text since the last read.
-pub fn read_pod_output_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
+pub(crate) fn read_pod_output_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(ReadPodOutput {
             registry: Arc::clone(&registry),
@@ -376,7 +376,7 @@ impl Tool for StopPod {
 }
 
 /// `StopPod`: stops a child for real and takes its scope back.
-pub fn stop_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
+pub(crate) fn stop_pod_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(StopPod {
             registry: Arc::clone(&registry),
@@ -451,7 +451,7 @@ impl Tool for ListPods {
 }
 
 /// `ListPods`: this pod's children, with their scopes and states.
-pub fn list_pods_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
+pub(crate) fn list_pods_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinition {
     Arc::new(move || {
         let tool = Arc::new(ListPods {
             registry: Arc::clone(&registry),

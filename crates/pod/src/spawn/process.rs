@@ -10,14 +10,14 @@ use std::os::fd::{AsFd, RawFd};
 use std::path::Path;
 
 /// The descriptor number the child finds its liveness lock at.
-pub const CHILD_LOCK_FD: RawFd = 3;
+pub(crate) const CHILD_LOCK_FD: RawFd = 3;
 /// The descriptor number the child finds its listening socket at.
-pub const CHILD_LISTEN_FD: RawFd = 4;
+pub(crate) const CHILD_LISTEN_FD: RawFd = 4;
 
 /// Spawns `program args` with `lock` at fd 3, `listener` at fd 4, stdin from
 /// `/dev/null`, stdout and stderr to `log`, in a new process group, with this
 /// process's environment (`sys::spawn_in_new_group`). Returns the child's pid.
-pub fn spawn_child(
+pub(crate) fn spawn_child(
     program: &Path,
     args: &[String],
     lock: &impl AsFd,
@@ -45,7 +45,7 @@ pub fn spawn_child(
 
 /// Waits for child `pid` on a thread of its own (so it never lingers as a zombie),
 /// then calls `on_exit` with its wait status.
-pub fn reap_later(pid: u32, on_exit: impl FnOnce(i32) + Send + 'static) {
+pub(crate) fn reap_later(pid: u32, on_exit: impl FnOnce(i32) + Send + 'static) {
     if libc::pid_t::try_from(pid).is_err() {
         return;
     }
@@ -61,7 +61,7 @@ pub fn reap_later(pid: u32, on_exit: impl FnOnce(i32) + Send + 'static) {
 /// What to tell the parent about a child that ended with wait `status`, or `None`
 /// for a clean exit (code 0: it was stopped, or stopped itself after reporting).
 /// The message ends with the tail of its output in `log`, where startup errors go.
-pub fn exit_report(status: i32, log: &Path) -> Option<String> {
+pub(crate) fn exit_report(status: i32, log: &Path) -> Option<String> {
     let how = if libc::WIFEXITED(status) {
         match libc::WEXITSTATUS(status) {
             0 => return None,

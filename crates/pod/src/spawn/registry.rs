@@ -24,10 +24,10 @@ use crate::runtime::pod_registry::{LockFileGuard, ReleaseOutcome};
 use crate::state::{SharedState, StateError, lock};
 
 /// How long a child gets to exit after `shutdown` before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Records the registry's changes in the spawner's session log.
-pub trait ChildJournal: Send + Sync {
+pub(crate) trait ChildJournal: Send + Sync {
     /// Commits one entry; an error means it is not in the log.
     fn record(&self, body: EntryBody) -> Result<(), StateError>;
 }
@@ -53,7 +53,7 @@ pub enum InsertError {
 /// Where a child's scope goes back to: the spawner's live scope and the
 /// per-user registry file.
 #[derive(Debug, Clone)]
-pub struct ScopeHome {
+pub(crate) struct ScopeHome {
     /// The spawner's live scope (its tools and commands check it).
     pub scope: Arc<RwLock<Scope>>,
     /// `<runtime>/pods.json`.
@@ -133,7 +133,7 @@ impl SpawnedPodRegistry {
     }
 
     /// A registry journaled in the spawner's log that gives scope back to `home`.
-    pub fn journaled(journal: Arc<dyn ChildJournal>, home: ScopeHome) -> Self {
+    pub(crate) fn journaled(journal: Arc<dyn ChildJournal>, home: ScopeHome) -> Self {
         SpawnedPodRegistry {
             inner: Mutex::new(Inner::default()),
             journal: Some(journal),
@@ -235,13 +235,13 @@ impl SpawnedPodRegistry {
     }
 
     /// This pod started an invocation in `name`: it owes one more report.
-    pub fn expect_report(&self, name: &str) {
+    pub(crate) fn expect_report(&self, name: &str) {
         *self.lock().owed.entry(name.to_string()).or_default() += 1;
     }
 
     /// A report from `name` arrived: true if one was owed (the first of it
     /// counts, repeats are ignored).
-    pub fn take_report(&self, name: &str) -> bool {
+    pub(crate) fn take_report(&self, name: &str) -> bool {
         let mut inner = self.lock();
         match inner.owed.get_mut(name) {
             Some(n) if *n > 0 => {
@@ -253,7 +253,7 @@ impl SpawnedPodRegistry {
     }
 
     /// The short name of the child whose process is `pid`.
-    pub fn name_of_pid(&self, pid: u32) -> Option<String> {
+    pub(crate) fn name_of_pid(&self, pid: u32) -> Option<String> {
         self.lock()
             .records
             .iter()
@@ -262,7 +262,7 @@ impl SpawnedPodRegistry {
     }
 
     /// The short name of the child whose full name is `full_name`.
-    pub fn name_of(&self, full_name: &str) -> Option<String> {
+    pub(crate) fn name_of(&self, full_name: &str) -> Option<String> {
         self.lock()
             .records
             .iter()
@@ -271,7 +271,7 @@ impl SpawnedPodRegistry {
     }
 
     /// The child holding the delegated subtree `root`.
-    pub fn holder_of(&self, root: &Path) -> Option<String> {
+    pub(crate) fn holder_of(&self, root: &Path) -> Option<String> {
         self.lock()
             .records
             .iter()
@@ -280,7 +280,7 @@ impl SpawnedPodRegistry {
     }
 
     /// Whether this pod is stopping `name` itself.
-    pub fn is_stopping(&self, name: &str) -> bool {
+    pub(crate) fn is_stopping(&self, name: &str) -> bool {
         self.lock().stopping.contains(name)
     }
 
@@ -304,7 +304,7 @@ impl SpawnedPodRegistry {
     /// pod is shutting down; a child stops its own children before it exits).
     /// All are marked stopping first, so none of their last reports wakes this
     /// pod. Returns what could not be stopped, one message each.
-    pub async fn stop_all(&self, reason: &str) -> Vec<String> {
+    pub(crate) async fn stop_all(&self, reason: &str) -> Vec<String> {
         let names: Vec<String> = self
             .lock()
             .records
@@ -364,7 +364,7 @@ impl SpawnedPodRegistry {
     /// only writer of the live scope: delegating, giving back and restoring
     /// all happen here. On an error the rules already moved stay moved; the
     /// caller gives them back with [`SpawnedPodRegistry::give_back_roots`].
-    pub fn delegate_rules(
+    pub(crate) fn delegate_rules(
         &self,
         rules: &[ScopeRule],
         delegated: &mut Vec<PathBuf>,
@@ -384,7 +384,7 @@ impl SpawnedPodRegistry {
 
     /// Gives delegated `roots` back to this pod's live scope (a spawn that
     /// failed half-way).
-    pub fn give_back_roots(&self, roots: &[PathBuf]) {
+    pub(crate) fn give_back_roots(&self, roots: &[PathBuf]) {
         if let Some(home) = &self.home {
             let mut scope = home.scope.write().unwrap_or_else(PoisonError::into_inner);
             for root in roots {
@@ -395,7 +395,7 @@ impl SpawnedPodRegistry {
 
     /// After a restart: takes the subtrees of the children still alive out of
     /// the live scope again, and returns the names of those that are gone.
-    pub async fn redelegate_live(&self) -> Vec<String> {
+    pub(crate) async fn redelegate_live(&self) -> Vec<String> {
         let mut gone = Vec::new();
         let Some(home) = &self.home else {
             return gone;
@@ -415,7 +415,11 @@ impl SpawnedPodRegistry {
 
     /// Forgets a child that said it shut down, once its process is gone (its
     /// lock is free within [`STOP_GRACE`]), giving its scope back.
-    pub async fn forget_once_exited(&self, name: &str, reason: &str) -> Result<(), RemoveError> {
+    pub(crate) async fn forget_once_exited(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), RemoveError> {
         if let Some(home) = &self.home
             && let Some(record) = self.get(name).await
         {

@@ -45,13 +45,13 @@ use crate::state::now_ms;
 
 /// How far pods may spawn pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpawnLimits {
+pub(crate) struct SpawnLimits {
     /// Deepest full name (a top-level pod is depth 1).
     pub depth: usize,
     /// Live children per pod.
     pub children: usize,
     /// Live spawned pods per user (top-level pods not counted).
-    pub per_user: usize,
+    pub(crate) per_user: usize,
 }
 
 impl Default for SpawnLimits {
@@ -66,7 +66,7 @@ impl Default for SpawnLimits {
 
 /// Everything `SpawnPod` needs from the pod that calls it.
 #[derive(Clone)]
-pub struct SpawnSetup {
+pub(crate) struct SpawnSetup {
     /// Where pods keeps its files.
     pub places: Places,
     /// This pod's full name.
@@ -74,7 +74,7 @@ pub struct SpawnSetup {
     /// This pod's instance id.
     pub parent_instance: String,
     /// This pod's socket (children report to it).
-    pub parent_socket: PathBuf,
+    pub(crate) parent_socket: PathBuf,
     /// This pod's working directory (relative scope targets start there).
     pub cwd: PathBuf,
     /// This pod's live scope.
@@ -100,11 +100,11 @@ pub struct SpawnSetup {
 /// report that will never come: an [`Input::ChildFailed`] on the controller's
 /// inbox, which exists before the tools are built.
 #[derive(Debug, Clone)]
-pub struct ChildExits(mpsc::WeakSender<Input>);
+pub(crate) struct ChildExits(mpsc::WeakSender<Input>);
 
 impl ChildExits {
     /// Reports to `inbox`, weakly: it must not keep the controller up.
-    pub fn new(inbox: &mpsc::Sender<Input>) -> Self {
+    pub(crate) fn new(inbox: &mpsc::Sender<Input>) -> Self {
         ChildExits(inbox.downgrade())
     }
 
@@ -142,7 +142,7 @@ impl ChildExits {
 
 /// One rule of a `SpawnPod` request.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-pub struct RuleInput {
+pub(crate) struct RuleInput {
     /// The directory (absolute, or relative to your working directory).
     pub target: PathBuf,
     /// `write` (moved to the child) or `read`.
@@ -159,7 +159,7 @@ fn yes() -> bool {
 
 /// The `SpawnPod` input.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-pub struct SpawnPodInput {
+pub(crate) struct SpawnPodInput {
     /// The child's name: lowercase letters, digits, `-` and `_`, at most 32.
     pub name: String,
     /// What the child should do (its first user message).
@@ -656,7 +656,7 @@ impl Tool for SpawnPod {
 }
 
 /// The `SpawnPod` tool over `setup`.
-pub fn spawn_pod_tool(setup: SpawnSetup) -> ToolDefinition {
+pub(crate) fn spawn_pod_tool(setup: SpawnSetup) -> ToolDefinition {
     Arc::new(move || {
         let schema = serde_json::to_value(schemars::schema_for!(SpawnPodInput))
             .unwrap_or_else(|_| serde_json::json!({"type": "object"}));

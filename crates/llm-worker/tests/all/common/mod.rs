@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// Sends `request` through the real client to the fake provider and returns
 /// the request as the server received it (so shape tests assert on what went
 /// over the wire, not on what the builder returned in-process).
-pub async fn recorded_request(
+pub(crate) async fn recorded_request(
     scheme: Arc<dyn WireScheme>,
     request: &LlmRequest,
 ) -> RecordedRequest {

@@ -14,10 +14,10 @@ use tempfile::TempDir;
 use test_support::fake_provider::FakeProvider;
 
 /// Bounds every wait in these tests.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// Where a [`Home`] lives.
-pub enum HomeDir {
+pub(crate) enum HomeDir {
     /// A fresh temp dir, removed on drop.
     Temp(TempDir),
     /// A fixed path (emptied first, removed on drop), for the real-model tests:
@@ -27,7 +27,7 @@ pub enum HomeDir {
 }
 
 impl HomeDir {
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             HomeDir::Temp(t) => t.path(),
             HomeDir::Fixed(p) => p,
@@ -36,18 +36,18 @@ impl HomeDir {
 }
 
 /// Directories of one test's pods.
-pub struct Home {
+pub(crate) struct Home {
     pub dir: HomeDir,
 }
 
 impl Home {
-    pub fn new() -> Home {
+    pub(crate) fn new() -> Home {
         Home::in_dir(HomeDir::Temp(tempfile::tempdir().unwrap()))
     }
 
     /// A home at `path`, which is emptied first. The caller makes sure that no
     /// other test uses it at the same time.
-    pub fn fixed(path: &Path) -> Home {
+    pub(crate) fn fixed(path: &Path) -> Home {
         if path.exists() {
             std::fs::remove_dir_all(path).unwrap();
         }
@@ -68,12 +68,12 @@ impl Home {
         Home { dir }
     }
 
-    pub fn path(&self, sub: &str) -> PathBuf {
+    pub(crate) fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
 
     /// The `pod` command with this home's environment and a provider at `base_url`.
-    pub fn command(&self, base_url: &str) -> Command {
+    pub(crate) fn command(&self, base_url: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pod"));
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -114,7 +114,7 @@ impl Drop for Home {
 }
 
 /// A pod running in the foreground.
-pub struct TestPod {
+pub(crate) struct TestPod {
     pub child: Child,
     pub name: String,
     pub socket: PathBuf,
@@ -122,7 +122,7 @@ pub struct TestPod {
 
 impl TestPod {
     /// Starts `pod start --foreground --name NAME` and waits for its ready line.
-    pub fn start(home: &Home, server: &FakeProvider, name: &str, extra: &[&str]) -> TestPod {
+    pub(crate) fn start(home: &Home, server: &FakeProvider, name: &str, extra: &[&str]) -> TestPod {
         let mut args = vec!["start", "--foreground", "--name", name];
         args.extend(extra);
         TestPod::spawn(home, server, name, &args)
@@ -130,7 +130,7 @@ impl TestPod {
 
     /// Restarts a stopped pod from its session in the foreground (the mode
     /// `pod restore` starts detached).
-    pub fn restore(home: &Home, server: &FakeProvider, name: &str) -> TestPod {
+    pub(crate) fn restore(home: &Home, server: &FakeProvider, name: &str) -> TestPod {
         TestPod::spawn(
             home,
             server,
@@ -168,7 +168,7 @@ impl TestPod {
         }
     }
 
-    pub async fn connect(&self) -> PodClient {
+    pub(crate) async fn connect(&self) -> PodClient {
         tokio::time::timeout(WAIT, PodClient::connect(&self.socket))
             .await
             .unwrap()
@@ -176,7 +176,7 @@ impl TestPod {
     }
 
     /// Waits for the process to exit.
-    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -187,7 +187,7 @@ impl TestPod {
         }
     }
 
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -201,14 +201,17 @@ impl Drop for TestPod {
 }
 
 /// A `run` with text input.
-pub fn run(text: &str) -> Method {
+pub(crate) fn run(text: &str) -> Method {
     Method::Run {
         input: vec![Segment::text(text)],
     }
 }
 
 /// Reads events until `stop` matches one (included); bounded by [`WAIT`].
-pub async fn events_until(client: &mut PodClient, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
+pub(crate) async fn events_until(
+    client: &mut PodClient,
+    stop: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
     let mut seen = Vec::new();
     tokio::time::timeout(WAIT, async {
         while let Some(event) = client.next_event().await.unwrap() {
@@ -226,7 +229,7 @@ pub async fn events_until(client: &mut PodClient, stop: impl Fn(&Event) -> bool)
 }
 
 /// The `kind`s of log entries (as JSON values).
-pub fn kinds(entries: &[serde_json::Value]) -> Vec<String> {
+pub(crate) fn kinds(entries: &[serde_json::Value]) -> Vec<String> {
     entries
         .iter()
         .map(|e| e["kind"].as_str().unwrap_or("?").to_string())
@@ -234,13 +237,13 @@ pub fn kinds(entries: &[serde_json::Value]) -> Vec<String> {
 }
 
 /// Whether a path exists (for readable assertions).
-pub fn exists(p: &Path) -> bool {
+pub(crate) fn exists(p: &Path) -> bool {
     p.exists()
 }
 
 /// A child process killed and reaped when dropped (so a failing test leaves
 /// no pod behind holding the test's output pipes).
-pub struct Reaped(pub Child);
+pub(crate) struct Reaped(pub Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {

@@ -17,23 +17,23 @@ use manifest::{Permission, ScopeRule};
 use pod::runtime::pod_registry::{PodEntry, ProcessIdentity};
 
 /// Environment variable naming the role a helper process plays.
-pub const ROLE_VAR: &str = "POD_REGISTRY_TEST_ROLE";
+pub(crate) const ROLE_VAR: &str = "POD_REGISTRY_TEST_ROLE";
 
 /// Generous bound on any wait for a helper; a healthy one answers in milliseconds.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// The role this process was started in, if it is a helper.
-pub fn role() -> Option<String> {
+pub(crate) fn role() -> Option<String> {
     std::env::var(ROLE_VAR).ok()
 }
 
 /// An environment variable a helper needs.
-pub fn var(name: &str) -> String {
+pub(crate) fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("helper started without {name}"))
 }
 
 /// A canonical temp dir with a private runtime dir (`run/`, mode 0700) in it.
-pub struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
     /// Canonical root of the temp dir.
     pub root: PathBuf,
@@ -44,7 +44,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
         let runtime = root.join("run");
@@ -64,7 +64,7 @@ impl Fixture {
     }
 
     /// `root/rel`, created as a directory.
-    pub fn dir(&self, rel: &str) -> PathBuf {
+    pub(crate) fn dir(&self, rel: &str) -> PathBuf {
         let path = self.root.join(rel);
         std::fs::create_dir_all(&path).unwrap();
         path
@@ -72,17 +72,17 @@ impl Fixture {
 }
 
 /// A recursive write rule.
-pub fn write(path: impl Into<PathBuf>) -> ScopeRule {
+pub(crate) fn write(path: impl Into<PathBuf>) -> ScopeRule {
     ScopeRule::recursive(path, Permission::Write)
 }
 
 /// An entry for this process named `name` with `rules`.
-pub fn entry_for_me(name: &str, rules: Vec<ScopeRule>) -> PodEntry {
+pub(crate) fn entry_for_me(name: &str, rules: Vec<ScopeRule>) -> PodEntry {
     entry_for(name, std::process::id(), rules)
 }
 
 /// An entry for process `pid` named `name` with `rules`.
-pub fn entry_for(name: &str, pid: u32, rules: Vec<ScopeRule>) -> PodEntry {
+pub(crate) fn entry_for(name: &str, pid: u32, rules: Vec<ScopeRule>) -> PodEntry {
     PodEntry::new(
         name,
         format!("/nonexistent/{name}/sock"),
@@ -93,7 +93,7 @@ pub fn entry_for(name: &str, pid: u32, rules: Vec<ScopeRule>) -> PodEntry {
 }
 
 /// Takes the pod lock `<runtime>/<name>/lock` as a pod does; held while the file lives.
-pub fn hold_pod_lock(runtime: &Path, name: &str) -> File {
+pub(crate) fn hold_pod_lock(runtime: &Path, name: &str) -> File {
     let dir = runtime.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let file = File::create(dir.join("lock")).unwrap();
@@ -104,25 +104,25 @@ pub fn hold_pod_lock(runtime: &Path, name: &str) -> File {
 }
 
 /// In a helper: blocks until the parent writes one byte (or closes stdin).
-pub fn wait_for_go() {
+pub(crate) fn wait_for_go() {
     let mut byte = [0u8; 1];
     let _ = std::io::stdin().read(&mut byte);
 }
 
 /// In a helper: blocks until the parent closes stdin (or kills us).
-pub fn wait_for_eof() {
+pub(crate) fn wait_for_eof() {
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
 }
 
 /// In a helper: reports a line the parent waits for.
-pub fn report(line: &str) {
+pub(crate) fn report(line: &str) {
     println!("{line}");
     let _ = std::io::stdout().flush();
 }
 
 /// A helper process and its stdout lines.
-pub struct Helper {
+pub(crate) struct Helper {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -131,12 +131,12 @@ pub struct Helper {
 impl Helper {
     /// Re-runs this test binary as the test `child_role` of `module` (the caller's
     /// `module_path!()`) in `role`, with `envs` set on it only.
-    pub fn spawn(module: &str, role: &str, envs: &[(&str, &Path)]) -> Helper {
+    pub(crate) fn spawn(module: &str, role: &str, envs: &[(&str, &Path)]) -> Helper {
         Helper::spawn_without(module, role, envs, &[])
     }
 
     /// [`Helper::spawn`] with the variables in `remove` taken out of its environment.
-    pub fn spawn_without(
+    pub(crate) fn spawn_without(
         module: &str,
         role: &str,
         envs: &[(&str, &Path)],
@@ -182,12 +182,12 @@ impl Helper {
     }
 
     /// Its pid.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits for a line containing `prefix` and returns what follows it.
-    pub fn expect(&mut self, prefix: &str) -> String {
+    pub(crate) fn expect(&mut self, prefix: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -211,7 +211,7 @@ impl Helper {
     }
 
     /// Lets a helper blocked in [`wait_for_go`] continue.
-    pub fn go(&mut self) {
+    pub(crate) fn go(&mut self) {
         if let Some(stdin) = self.stdin.as_mut() {
             stdin.write_all(b"g").unwrap();
             stdin.flush().unwrap();
@@ -219,19 +219,19 @@ impl Helper {
     }
 
     /// Closes its stdin (ends [`wait_for_eof`]) and waits for it to exit.
-    pub fn finish(&mut self) -> ExitStatus {
+    pub(crate) fn finish(&mut self) -> ExitStatus {
         self.stdin = None;
         self.wait()
     }
 
     /// SIGKILLs it and reaps it.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.wait();
     }
 
     /// Waits for it to exit, at most [`WAIT`].
-    pub fn wait(&mut self) -> ExitStatus {
+    pub(crate) fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -7,14 +7,14 @@ use protocol::{InvokeKind, Segment, TurnResult};
 use session_store::EntryBody;
 
 /// xorshift64*: small, deterministic, good enough for test data.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -22,11 +22,11 @@ impl Rng {
     }
 
     /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
         lo + (self.next() % (hi - lo + 1) as u64) as usize
     }
 
-    pub fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
 }
@@ -74,7 +74,7 @@ const WORDS: &[&str] = &[
 ];
 
 /// Prose of about `len` bytes, with occasional line breaks.
-pub fn prose(rng: &mut Rng, len: usize) -> String {
+pub(crate) fn prose(rng: &mut Rng, len: usize) -> String {
     let mut out = String::with_capacity(len + 16);
     while out.len() < len {
         if !out.is_empty() {
@@ -86,7 +86,7 @@ pub fn prose(rng: &mut Rng, len: usize) -> String {
 }
 
 /// Source-like multi-line text of about `len` bytes (tabs, quotes, backslashes).
-pub fn code(rng: &mut Rng, len: usize) -> String {
+pub(crate) fn code(rng: &mut Rng, len: usize) -> String {
     let mut out = String::with_capacity(len + 64);
     let mut n = 1;
     while out.len() < len {
@@ -108,7 +108,7 @@ pub fn code(rng: &mut Rng, len: usize) -> String {
 /// Endless realistic session traffic: invocations with user input, tool calls with
 /// JSON arguments, multi-line tool results, reasoning, answers, usage, turn ends,
 /// and the occasional notification or error.
-pub struct Traffic {
+pub(crate) struct Traffic {
     rng: Rng,
     turn: u64,
     llm_call: u64,
@@ -117,7 +117,7 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Traffic {
             rng: Rng::new(seed),
             turn: 0,
@@ -254,7 +254,7 @@ impl Iterator for Traffic {
 }
 
 /// The items a list of bodies adds to the history (independent of `replay`).
-pub fn items_of(bodies: &[EntryBody]) -> Vec<Item> {
+pub(crate) fn items_of(bodies: &[EntryBody]) -> Vec<Item> {
     bodies
         .iter()
         .filter_map(|body| match body {

@@ -13,7 +13,7 @@ use tool::{ToolError, ToolOutput};
 use tools::{ToolContext, file_tools};
 
 /// A temp dir with `scope/` and `outside/`, both canonical paths.
-pub struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
     /// The temp dir itself.
     pub root: PathBuf,
@@ -24,7 +24,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = fs::canonicalize(dir.path()).unwrap();
         let scope = root.join("scope");
@@ -41,7 +41,7 @@ impl Fixture {
     }
 
     /// `scope/<rel>` with `content`, parents created.
-    pub fn file(&self, rel: &str, content: &str) -> PathBuf {
+    pub(crate) fn file(&self, rel: &str, content: &str) -> PathBuf {
         let path = self.scope.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, content).unwrap();
@@ -49,23 +49,28 @@ impl Fixture {
     }
 
     /// The default scope: `scope/` writable, recursively.
-    pub fn write_scope(&self) -> Scope {
+    pub(crate) fn write_scope(&self) -> Scope {
         Scope::new([ScopeRule::recursive(&self.scope, Permission::Write)], []).unwrap()
     }
 
     /// A context over `scope` with cwd `scope/`, no protected dirs and a roomy cap.
-    pub fn ctx(&self) -> ToolContext {
+    pub(crate) fn ctx(&self) -> ToolContext {
         self.ctx_with(self.write_scope(), Vec::new(), 256 * 1024)
     }
 
     /// A context with everything chosen.
-    pub fn ctx_with(&self, scope: Scope, protected: Vec<PathBuf>, limit: usize) -> ToolContext {
+    pub(crate) fn ctx_with(
+        &self,
+        scope: Scope,
+        protected: Vec<PathBuf>,
+        limit: usize,
+    ) -> ToolContext {
         ToolContext::new(&self.scope, Arc::new(RwLock::new(scope)), protected, limit).unwrap()
     }
 }
 
 /// Calls the tool `name` of `ctx` with JSON arguments, as the worker would.
-pub fn call(
+pub(crate) fn call(
     ctx: &ToolContext,
     name: &str,
     args: serde_json::Value,
@@ -89,7 +94,7 @@ pub fn call(
 }
 
 /// The call's output, or a panic naming the error.
-pub fn ok(result: Result<ToolOutput, ToolError>) -> ToolOutput {
+pub(crate) fn ok(result: Result<ToolOutput, ToolError>) -> ToolOutput {
     match result {
         Ok(out) => out,
         Err(e) => panic!("expected success, got: {e}"),
@@ -97,7 +102,7 @@ pub fn ok(result: Result<ToolOutput, ToolError>) -> ToolOutput {
 }
 
 /// The call's error message; panics when it succeeded.
-pub fn err(result: Result<ToolOutput, ToolError>) -> String {
+pub(crate) fn err(result: Result<ToolOutput, ToolError>) -> String {
     match result {
         Ok(out) => panic!("expected an error, got: {out:?}"),
         Err(e) => e.to_string(),
@@ -106,19 +111,19 @@ pub fn err(result: Result<ToolOutput, ToolError>) -> String {
 
 /// Asserts that `message` contains every one of `parts`.
 #[track_caller]
-pub fn assert_contains(message: &str, parts: &[&str]) {
+pub(crate) fn assert_contains(message: &str, parts: &[&str]) {
     for part in parts {
         assert!(message.contains(part), "expected {part:?} in:\n{message}");
     }
 }
 
 /// The content of a call's output (empty when none).
-pub fn content(out: &ToolOutput) -> &str {
+pub(crate) fn content(out: &ToolOutput) -> &str {
     out.content.as_deref().unwrap_or("")
 }
 
 /// Whether `dir` holds a leftover temporary file of an atomic write.
-pub fn has_temp_files(dir: &Path) -> bool {
+pub(crate) fn has_temp_files(dir: &Path) -> bool {
     fs::read_dir(dir).unwrap().any(|e| {
         e.unwrap()
             .file_name()
