@@ -14,35 +14,27 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-/// `openat2` resolve flag: no `/proc/*/fd`-style magic links.
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-/// `openat2` resolve flag: no symlinks at all.
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-/// `openat2` resolve flag: never leave the directory the lookup starts from.
-const RESOLVE_BENEATH: u64 = 0x08;
-/// How every lookup below a handle resolves.
-const BENEATH: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// How every lookup below a handle resolves: never leave the directory the lookup starts
+/// from, no symlinks at all, no `/proc/*/fd`-style magic links.
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
 /// How a handle's own (absolute, canonical) path resolves.
-const NO_LINKS: u64 = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+const NO_LINKS: ResolveFlags = ResolveFlags::NO_SYMLINKS.union(ResolveFlags::NO_MAGICLINKS);
 /// How often an `openat2` that reports a concurrent rename (`EAGAIN`) is retried.
 const EAGAIN_RETRIES: usize = 16;
 /// How many temporary names a write tries before giving up.
 const TEMP_NAME_TRIES: usize = 16;
-
-/// The kernel's `struct open_how` (openat2(2)).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
 
 /// Why an open (or a write) beneath a handle failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,79 +128,55 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path contains a NUL byte"))
 }
 
-/// `openat2(2)`: opens `path` relative to `dirfd` (or `AT_FDCWD`) with `resolve` flags.
+/// `openat2(2)`: opens `path` relative to `dirfd` (or [`CWD`]) with `resolve` flags.
 /// `O_CLOEXEC` is always added.
 fn openat2(
-    dirfd: RawFd,
+    dirfd: BorrowedFd<'_>,
     path: &Path,
-    flags: libc::c_int,
+    flags: OFlags,
     mode: u32,
-    resolve: u64,
+    resolve: ResolveFlags,
 ) -> io::Result<OwnedFd> {
     let c = c_path(path)?;
-    let how = OpenHow {
-        flags: u64::from((flags | libc::O_CLOEXEC).cast_unsigned()),
-        mode: u64::from(mode),
-        resolve,
-    };
+    let mode = Mode::from_raw_mode(mode);
     for _ in 0..EAGAIN_RETRIES {
-        // SAFETY: `c` is a valid NUL-terminated string and `how` a valid `open_how` of
-        // the size passed; both outlive the call. The kernel reads them and returns a
-        // new descriptor or -1.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                c.as_ptr(),
-                &raw const how,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if ret >= 0 {
-            let fd = RawFd::try_from(ret)
-                .map_err(|_| io::Error::other("openat2 returned an out-of-range descriptor"))?;
-            // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let err = io::Error::last_os_error();
-        // With RESOLVE_BENEATH the kernel answers EAGAIN when a rename raced the lookup;
-        // trying again is what openat2(2) recommends.
-        if err.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(err);
+        match rustix::fs::openat2(dirfd, c.as_c_str(), flags | OFlags::CLOEXEC, mode, resolve) {
+            Ok(fd) => return Ok(fd),
+            // With RESOLVE_BENEATH the kernel answers EAGAIN when a rename raced the
+            // lookup; trying again is what openat2(2) recommends.
+            Err(Errno::AGAIN) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(io::Error::from_raw_os_error(libc::EAGAIN))
-}
-
-/// Runs a libc *at call that returns 0 or -1 and turns -1 into the errno.
-fn cvt(ret: libc::c_int) -> io::Result<()> {
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Err(Errno::AGAIN.into())
 }
 
 /// `mkdirat(2)` beneath a handle; the name is a single component.
-fn mkdirat(dirfd: RawFd, name: &Path, mode: u32) -> io::Result<()> {
-    let c = c_path(name)?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    cvt(unsafe { libc::mkdirat(dirfd, c.as_ptr(), mode) })
+fn mkdirat(dirfd: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::mkdirat(
+        dirfd,
+        c_path(name)?.as_c_str(),
+        Mode::from_raw_mode(mode),
+    )?)
 }
 
 /// `renameat(2)` within one directory handle.
-fn renameat(dirfd: RawFd, from: &Path, to: &Path) -> io::Result<()> {
-    let from = c_path(from)?;
-    let to = c_path(to)?;
-    // SAFETY: both are valid NUL-terminated strings that outlive the call.
-    cvt(unsafe { libc::renameat(dirfd, from.as_ptr(), dirfd, to.as_ptr()) })
+fn renameat(dirfd: BorrowedFd<'_>, from: &Path, to: &Path) -> io::Result<()> {
+    Ok(rustix::fs::renameat(
+        dirfd,
+        c_path(from)?.as_c_str(),
+        dirfd,
+        c_path(to)?.as_c_str(),
+    )?)
 }
 
 /// `unlinkat(2)` of a file within a directory handle.
-fn unlinkat(dirfd: RawFd, name: &Path) -> io::Result<()> {
-    let c = c_path(name)?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    cvt(unsafe { libc::unlinkat(dirfd, c.as_ptr(), 0) })
+fn unlinkat(dirfd: BorrowedFd<'_>, name: &Path) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(
+        dirfd,
+        c_path(name)?.as_c_str(),
+        AtFlags::empty(),
+    )?)
 }
 
 /// An open directory whose canonical path was checked: files are opened beneath it only.
@@ -222,14 +190,8 @@ impl DirHandle {
     /// Opens the directory at an absolute canonical path (an `O_PATH` handle). Refuses a
     /// path with any symlink in it: canonical paths have none, so one means a race.
     pub fn open_canonical(path: &Path) -> Result<Self, BeneathError> {
-        let fd = openat2(
-            libc::AT_FDCWD,
-            path,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            NO_LINKS,
-        )
-        .map_err(|e| open_error(e, path, "open directory"))?;
+        let fd = openat2(CWD, path, OFlags::PATH | OFlags::DIRECTORY, 0, NO_LINKS)
+            .map_err(|e| open_error(e, path, "open directory"))?;
         Ok(DirHandle {
             path: path.to_path_buf(),
             fd,
@@ -245,9 +207,9 @@ impl DirHandle {
     pub fn open_dir(&self, rel: &Path) -> Result<DirHandle, BeneathError> {
         let path = self.path.join(rel);
         let fd = openat2(
-            self.fd.as_raw_fd(),
+            self.fd.as_fd(),
             rel,
-            libc::O_PATH | libc::O_DIRECTORY,
+            OFlags::PATH | OFlags::DIRECTORY,
             0,
             BENEATH,
         )
@@ -280,9 +242,9 @@ impl DirHandle {
     /// a FIFO swapped in meanwhile reads as empty, since the open is non-blocking).
     pub fn open_file_unverified(&self, rel: &Path) -> Result<File, BeneathError> {
         openat2(
-            self.fd.as_raw_fd(),
+            self.fd.as_fd(),
             rel,
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
             0,
             BENEATH,
         )
@@ -293,7 +255,7 @@ impl DirHandle {
     /// Creates the subdirectory `name` (one component) beneath this one; one that
     /// already exists (a concurrent creation) is fine.
     pub fn create_dir(&self, name: &Path) -> Result<(), BeneathError> {
-        match mkdirat(self.fd.as_raw_fd(), name, 0o777) {
+        match mkdirat(self.fd.as_fd(), name, 0o777) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             Err(e) => Err(open_error(e, &self.path.join(name), "create directory")),
@@ -303,9 +265,9 @@ impl DirHandle {
     /// Opens this directory itself for writing into it: readable, so it can be fsynced.
     pub fn open_writable(&self) -> Result<WritableDir, BeneathError> {
         let file = openat2(
-            self.fd.as_raw_fd(),
+            self.fd.as_fd(),
             Path::new("."),
-            libc::O_RDONLY | libc::O_DIRECTORY,
+            OFlags::RDONLY | OFlags::DIRECTORY,
             0,
             BENEATH,
         )
@@ -349,7 +311,7 @@ fn temp_name() -> PathBuf {
 
 /// Removes a temporary file unless disarmed (after the rename that makes it the target).
 struct TempGuard<'a> {
-    dirfd: RawFd,
+    dirfd: BorrowedFd<'a>,
     name: &'a Path,
     armed: bool,
 }
@@ -375,7 +337,7 @@ impl WritableDir {
     /// setgid); a directory, device, FIFO or socket there is refused.
     pub fn replace_file(&self, name: &Path, bytes: &[u8]) -> Result<Written, BeneathError> {
         let target = self.path.join(name);
-        let dirfd = self.file.as_raw_fd();
+        let dirfd = self.file.as_fd();
         let io_err = |op, source| BeneathError::Io {
             op,
             path: target.clone(),
@@ -383,7 +345,7 @@ impl WritableDir {
         };
 
         // The existing file, looked at without following anything.
-        let existing_mode = match openat2(dirfd, name, libc::O_PATH, 0, BENEATH) {
+        let existing_mode = match openat2(dirfd, name, OFlags::PATH, 0, BENEATH) {
             Ok(fd) => {
                 let meta = File::from(fd)
                     .metadata()
@@ -407,7 +369,7 @@ impl WritableDir {
             match openat2(
                 dirfd,
                 &tmp,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
                 0o666,
                 BENEATH,
             ) {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use super::helper::{c, step};
 use super::policy::Unreadable;
+use rustix::mount::MountFlags;
+
 use super::sys::{self, SetupError};
 
 /// Most directory entries looked at per command when searching for sockets: a busy
@@ -89,11 +91,10 @@ impl EmptySource {
         if !Path::new("/dev/shm").is_dir() {
             return false;
         }
-        let mounted = sys::mount(
-            Some(c"tmpfs"),
+        let mounted = sys::mount_fs(
+            c"tmpfs",
             STAGING,
-            Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
             Some(c"size=4k,mode=0755"),
         );
         if mounted.is_err() {
@@ -129,8 +130,8 @@ impl EmptySource {
 
 /// Unmounts the staging tmpfs from `/dev/shm`.
 fn detach_staging() {
-    // SAFETY: a valid C string; MNT_DETACH unmounts the top mount lazily.
-    unsafe { libc::umount2(STAGING.as_ptr(), libc::MNT_DETACH) };
+    // Best effort: a staging tmpfs left stacked on /dev/shm is covered by the fresh one.
+    let _ = sys::detach_mount(STAGING);
 }
 
 /// Puts a read-only copy of the empty file of `source` on top of the non-directory
@@ -148,11 +149,10 @@ pub(crate) fn cover_file(path: &Path, source: &EmptySource) -> Result<(), SetupE
 
 /// Covers the directory `dir` with an empty read-only tmpfs.
 pub(crate) fn cover_dir(dir: &Path, why: &str) -> Result<(), SetupError> {
-    sys::mount(
-        Some(c"tmpfs"),
+    sys::mount_fs(
+        c"tmpfs",
         &c(dir)?,
-        Some(c"tmpfs"),
-        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         Some(c"size=4k,mode=0755"),
     )
     .map_err(step(

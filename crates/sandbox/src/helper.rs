@@ -60,6 +60,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::Access;
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 use serde::{Deserialize, Serialize};
 
 use super::cover;
@@ -424,11 +429,7 @@ pub(crate) fn find_bash() -> Option<PathBuf> {
 
 /// Whether `path` is a file we may execute.
 fn is_executable(path: &Path) -> bool {
-    let Ok(cpath) = sys::cpath(path) else {
-        return false;
-    };
-    // SAFETY: a valid C string.
-    path.is_file() && unsafe { libc::access(cpath.as_ptr(), libc::X_OK) } == 0
+    path.is_file() && rustix::fs::access(path, Access::EXEC_OK).is_ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -437,8 +438,8 @@ fn is_executable(path: &Path) -> bool {
 /// Enters new user, mount, pid and IPC namespaces, mapping our uid and gid to themselves, and
 /// makes the mount tree private.
 fn enter_namespaces(private_network: bool) -> Result<(), SetupError> {
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
     // A new IPC namespace too: System V queues, semaphores and shared memory of the
     // user's other programs would otherwise be open to the command (same uid).
     let mut flags =
@@ -466,8 +467,7 @@ fn enter_namespaces(private_network: bool) -> Result<(), SetupError> {
         format!("map gid {gid} in the user namespace"),
         "write /proc/self/gid_map",
     ))?;
-    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
-        .map_err(step("make the mount tree private", "mount MS_PRIVATE"))?;
+    sys::make_private(c"/").map_err(step("make the mount tree private", "mount MS_PRIVATE"))?;
     if private_network {
         // Local servers a command starts (tests, dev servers) still work.
         sys::bring_up_loopback().map_err(step(
@@ -612,11 +612,10 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
         }
     }
     if Path::new("/dev/shm").is_dir() {
-        sys::mount(
-            Some(c"tmpfs"),
+        sys::mount_fs(
+            c"tmpfs",
             c"/dev/shm",
-            Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV,
+            MountFlags::NOSUID | MountFlags::NODEV,
             Some(c"mode=1777"),
         )
         .map_err(step("mount a private tmpfs on /dev/shm", "mount tmpfs"))?;
@@ -713,7 +712,7 @@ enum ChildTask<'a> {
 
 /// A forked child, seen from the helper.
 struct Child {
-    pid: libc::pid_t,
+    pid: Pid,
     pidfd: OwnedFd,
 }
 
@@ -748,11 +747,16 @@ fn fork_child(
     }
     drop(go_r);
     drop(err_w);
+    let Some(pid) = Pid::from_raw(pid) else {
+        return Err(HelperError::Other(format!(
+            "sandbox: fork returned pid {pid}"
+        )));
+    };
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
-            // SAFETY: pid is our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // pid is our unreaped child, so it cannot have been reused.
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
             let _ = wait_pid(pid);
             return Err(SetupError::new("watch the command", "pidfd_open", e).into());
         }
@@ -779,7 +783,7 @@ fn child_main(
     level: Level,
     go: OwnedFd,
 ) -> Result<i32, SetupError> {
-    sys::set_parent_death_signal(libc::SIGKILL).map_err(step(
+    sys::kill_me_when_parent_dies().map_err(step(
         "tie the command to the helper",
         "prctl PR_SET_PDEATHSIG",
     ))?;
@@ -791,24 +795,17 @@ fn child_main(
     }
     let mut fresh_proc = false;
     if level.uses_namespaces() {
-        fresh_proc = sys::mount(
-            Some(c"proc"),
+        fresh_proc = sys::mount_fs(
+            c"proc",
             c"/proc",
-            Some(c"proc"),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
             None,
         )
         .is_ok();
     }
     // A new session: no controlling terminal to inject keystrokes into (TIOCSTI).
-    // SAFETY: setsid has no preconditions; the child is not a group leader.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(SetupError::new(
-            "start a new session",
-            "setsid",
-            io::Error::last_os_error(),
-        ));
-    }
+    rustix::process::setsid()
+        .map_err(|e| SetupError::new("start a new session", "setsid", e.into()))?;
     sys::join_new_session_keyring().map_err(step(
         "leave the pod's session keyring",
         "keyctl KEYCTL_JOIN_SESSION_KEYRING",
@@ -817,14 +814,13 @@ fn child_main(
         ChildTask::Exec(exec) => exec.cwd.clone(),
         ChildTask::Probe => c"/".to_owned(),
     };
-    // SAFETY: a valid C string.
-    if unsafe { libc::chdir(cwd.as_ptr()) } < 0 {
-        return Err(SetupError::new(
+    rustix::process::chdir(cwd.as_c_str()).map_err(|e| {
+        SetupError::new(
             format!("enter the working directory {}", cwd.to_string_lossy()),
             "chdir",
-            io::Error::last_os_error(),
-        ));
-    }
+            e.into(),
+        )
+    })?;
     sys::set_no_new_privs().map_err(step("set no_new_privs", "prctl PR_SET_NO_NEW_PRIVS"))?;
     if let Some(ruleset) = ruleset {
         ruleset.restrict_self().map_err(step(
@@ -900,45 +896,41 @@ fn exec_command(exec: &Exec) -> Result<Infallible, SetupError> {
 /// Waits for the child to exit, killing it when stdin reaches end of file (when
 /// `watch_stdin`).
 fn wait_for(child: Child, watch_stdin: bool) -> Result<HelperReport, HelperError> {
-    let mut fds = [
-        libc::pollfd {
-            fd: if watch_stdin { 0 } else { -1 },
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: child.pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let stdin = io::stdin();
+    let mut watching = watch_stdin;
     let mut cancelled = false;
     loop {
-        // SAFETY: fds is a valid array of two pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        let mut fds = [
+            PollFd::new(&child.pidfd, PollFlags::IN),
+            PollFd::new(&stdin, PollFlags::IN),
+        ];
+        // Stdin only while it can still say "stop".
+        let fds = if watching {
+            &mut fds[..]
+        } else {
+            &mut fds[..1]
+        };
+        match rustix::event::poll(fds, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => {
+                // pid is our unreaped child, so it cannot have been reused.
+                let _ = rustix::process::kill_process(child.pid, Signal::KILL);
+                let _ = wait_pid(child.pid);
+                return Err(SetupError::new("wait for the command", "poll", e.into()).into());
             }
-            // SAFETY: pid is our unreaped child.
-            unsafe { libc::kill(child.pid, libc::SIGKILL) };
-            let _ = wait_pid(child.pid);
-            return Err(SetupError::new("wait for the command", "poll", err).into());
         }
-        if fds[1].revents != 0 {
+        if !fds[0].revents().is_empty() {
             break;
         }
-        if fds[0].revents != 0 {
+        if watching && !fds[1].revents().is_empty() {
             let mut buf = [0u8; 512];
-            // SAFETY: buf is valid for its length.
-            let got = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
+            // An error counts as end of file: either way the pod can no longer say "stop".
+            if rustix::io::read(&stdin, &mut buf).unwrap_or(0) == 0 {
                 // The pod closed our stdin (timeout, cancellation, or it died).
-                // SAFETY: pid is our unreaped child, so it cannot have been reused.
-                unsafe { libc::kill(child.pid, libc::SIGKILL) };
+                let _ = rustix::process::kill_process(child.pid, Signal::KILL);
                 cancelled = true;
-                fds[0].fd = -1;
+                watching = false;
             }
         }
     }
@@ -951,28 +943,23 @@ fn wait_for(child: Child, watch_stdin: bool) -> Result<HelperReport, HelperError
     })?;
     Ok(if cancelled {
         HelperReport::Cancelled
-    } else if libc::WIFSIGNALED(status) {
-        HelperReport::Signaled {
-            signal: libc::WTERMSIG(status),
-        }
+    } else if let Some(signal) = status.terminating_signal() {
+        HelperReport::Signaled { signal }
     } else {
         HelperReport::Exited {
-            code: libc::WEXITSTATUS(status),
+            code: status.exit_status().unwrap_or(0),
         }
     })
 }
 
 /// `waitpid(pid)`, retried on EINTR.
-fn wait_pid(pid: libc::pid_t) -> io::Result<libc::c_int> {
-    let mut status = 0;
+fn wait_pid(pid: Pid) -> io::Result<WaitStatus> {
     loop {
-        // SAFETY: status is a valid out pointer.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } >= 0 {
-            return Ok(status);
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => return Ok(status),
+            Ok(None) => return Err(io::Error::other("waitpid returned no status")),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -980,28 +967,27 @@ fn wait_pid(pid: libc::pid_t) -> io::Result<libc::c_int> {
 /// Kills and reaps every descendant left over (level `landlock`: they were reparented to
 /// us as the child subreaper).
 fn reap_descendants() {
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
+    let me = rustix::process::getpid().as_raw_nonzero().get();
     // Each round kills every current child; their orphans become our children next round.
     for _ in 0..10_000 {
         let kids = children_of(me);
-        for kid in &kids {
-            // SAFETY: each is our unreaped child (a zombie at worst), so not reused.
-            unsafe { libc::kill(*kid, libc::SIGKILL) };
+        for kid in kids.iter().filter_map(|k| Pid::from_raw(*k)) {
+            // Each is our unreaped child (a zombie at worst), so not reused.
+            let _ = rustix::process::kill_process(kid, Signal::KILL);
         }
-        let mut status = 0;
-        let flags = if kids.is_empty() { libc::WNOHANG } else { 0 };
-        // SAFETY: status is a valid out pointer.
-        let ret = unsafe { libc::waitpid(-1, &mut status, flags) };
-        if ret < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
+        let flags = if kids.is_empty() {
+            WaitOptions::NOHANG
+        } else {
+            WaitOptions::empty()
+        };
+        match rustix::process::wait(flags) {
+            Err(Errno::INTR) => continue,
+            Err(_) => return, // ECHILD: nothing left.
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // Children exist that the listing missed (just forked): look again.
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            return; // ECHILD: nothing left.
-        }
-        if ret == 0 {
-            // Children exist that the listing missed (just forked): look again.
-            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }

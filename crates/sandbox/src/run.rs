@@ -266,12 +266,14 @@ pub async fn run_unconfined(
         })?
     };
     // With process_group(0) the group id is bash's pid.
-    let group = child.id().map(|pid| pid as libc::pid_t);
+    let group = child
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid.cast_signed()));
     let kill_group = move || {
         if let Some(pgid) = group {
-            // SAFETY: kill with a negative pid signals the group; the group id cannot be
-            // reused while any member lives, and after that the call fails with ESRCH.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            // The group id cannot be reused while any member lives, and after that the
+            // call fails with ESRCH.
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
     };
     let mut capture = OutputCapture::new(options.output_limit, options.spill_dir.clone());

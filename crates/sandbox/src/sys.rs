@@ -1,7 +1,9 @@
-//! Thin wrappers over the Linux system calls the sandbox needs and `libc` does not wrap:
-//! the new mount API (`open_tree`, `move_mount`, `mount_setattr`), Landlock, capability
-//! sets and `pidfd_open`. Each returns `io::Error` from `errno`; callers add what they
-//! were doing when it failed ([`SetupError`]).
+//! Thin wrappers over the Linux system calls the sandbox needs: the mount API, Landlock,
+//! capability sets, `prctl`s and `pidfd_open`. Where rustix wraps a call safely it makes
+//! it (`open_tree`, `move_mount`, `mount`, capabilities, `prctl`, `pidfd_open`, `pipe2`);
+//! what rustix does not wrap stays a raw `libc` call here: `mount_setattr`, Landlock,
+//! `keyctl` and the loopback `ioctl`. Each returns `io::Error` from `errno`; callers add
+//! what they were doing when it failed ([`SetupError`]).
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -9,6 +11,15 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use rustix::fs::CWD;
+use rustix::io::Errno;
+use rustix::mount::{
+    MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+};
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, PidfdFlags, Signal};
+use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
 /// A failed sandbox step: what was being done, with which system call, and the errno.
 #[derive(Debug)]
@@ -108,12 +119,9 @@ pub(crate) fn cpath(path: &Path) -> io::Result<CString> {
 // ---------------------------------------------------------------------------------------
 // The new mount API.
 
-/// `AT_RECURSIVE` (linux/fcntl.h): apply to the whole mount tree.
+/// `AT_RECURSIVE` (linux/fcntl.h): apply to the whole mount tree (`mount_setattr`,
+/// which rustix does not wrap yet).
 const AT_RECURSIVE: libc::c_uint = 0x8000;
-/// `OPEN_TREE_CLONE`: detach a copy of the mount tree instead of opening it.
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-/// `MOVE_MOUNT_F_EMPTY_PATH`: the source is the fd itself.
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 /// `MOUNT_ATTR_RDONLY`.
 const MOUNT_ATTR_RDONLY: u64 = 1;
 
@@ -129,28 +137,21 @@ struct MountAttr {
 /// A detached recursive copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE |
 /// AT_RECURSIVE)`), to attach elsewhere or later with [`attach`].
 pub(crate) fn clone_tree(path: &CStr) -> io::Result<OwnedFd> {
-    let flags = OPEN_TREE_CLONE | AT_RECURSIVE | libc::O_CLOEXEC as libc::c_uint;
-    // SAFETY: path is a valid NUL-terminated string; the kernel returns a new fd or -1.
-    let fd =
-        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?;
-    // SAFETY: the fd was just returned by the kernel and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE
+        | OpenTreeFlags::AT_RECURSIVE
+        | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    Ok(rustix::mount::open_tree(CWD, path, flags)?)
 }
 
 /// Attaches a detached mount tree (from [`clone_tree`]) on `target`.
 pub(crate) fn attach(tree: &OwnedFd, target: &CStr) -> io::Result<()> {
-    // SAFETY: both paths are valid C strings; the fd is a detached mount we own.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })?;
-    Ok(())
+    Ok(rustix::mount::move_mount(
+        tree,
+        c"",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?)
 }
 
 /// Makes every mount of a tree read-only: the tree at `path`, or (with `path` empty) the
@@ -186,27 +187,29 @@ pub(crate) fn set_tree_readonly(tree: &OwnedFd) -> io::Result<()> {
     set_readonly_at(tree.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint)
 }
 
-/// `mount(2)` with optional source, type and data.
-pub(crate) fn mount(
-    source: Option<&CStr>,
+/// Mounts a fresh filesystem of type `fstype` (`tmpfs`, `proc`; also its source name)
+/// on `target`, with `flags` and optional `data`.
+pub(crate) fn mount_fs(
+    fstype: &CStr,
     target: &CStr,
-    fstype: Option<&CStr>,
-    flags: libc::c_ulong,
+    flags: MountFlags,
     data: Option<&CStr>,
 ) -> io::Result<()> {
-    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
-    // SAFETY: every pointer is NULL or a valid C string that outlives the call.
-    let ret = unsafe {
-        libc::mount(
-            ptr(source),
-            target.as_ptr(),
-            ptr(fstype),
-            flags,
-            ptr(data).cast(),
-        )
-    };
-    check(ret.into())?;
-    Ok(())
+    Ok(rustix::mount::mount(fstype, target, fstype, flags, data)?)
+}
+
+/// Makes the mount tree at `target` private, recursively: nothing mounted in it from
+/// here on propagates to the mount namespace it was copied from.
+pub(crate) fn make_private(target: &CStr) -> io::Result<()> {
+    Ok(rustix::mount::mount_change(
+        target,
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )?)
+}
+
+/// Detaches the top mount on `target` (`umount2(MNT_DETACH)`).
+pub(crate) fn detach_mount(target: &CStr) -> io::Result<()> {
+    Ok(rustix::mount::unmount(target, UnmountFlags::DETACH)?)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -433,9 +436,7 @@ pub(crate) fn bring_up_loopback() -> io::Result<()> {
 
 /// Sets `no_new_privs`: setuid bits and file capabilities stop working from here on.
 pub(crate) fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())?;
-    Ok(())
+    Ok(rustix::thread::set_no_new_privs(true)?)
 }
 
 /// Joins a new anonymous session keyring, so the keys the pod's session keyring holds
@@ -458,55 +459,19 @@ pub(crate) fn join_new_session_keyring() -> io::Result<()> {
     }
 }
 
-/// Asks for `signal` when the parent dies.
-pub(crate) fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal, 0, 0, 0) }.into())?;
-    Ok(())
+/// Asks for SIGKILL when the parent dies.
+pub(crate) fn kill_me_when_parent_dies() -> io::Result<()> {
+    Ok(rustix::process::set_parent_process_death_signal(Some(
+        Signal::KILL,
+    ))?)
 }
 
 /// Makes this process the reaper of its orphaned descendants.
 pub(crate) fn set_child_subreaper() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments.
-    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }.into())?;
-    Ok(())
-}
-
-/// `struct __user_cap_header_struct`.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-/// `struct __user_cap_data_struct`.
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit data words.
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
-/// Whether this process holds any permitted capability.
-fn has_capabilities() -> io::Result<bool> {
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: header and a two-element data array, as version 3 requires.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    })?;
-    Ok(data.iter().any(|d| d.permitted != 0))
+    // The kernel only asks for a non-zero argument; rustix takes it as a pid.
+    Ok(rustix::process::set_child_subreaper(Some(
+        rustix::process::getpid(),
+    ))?)
 }
 
 /// Drops every capability for good: securebits so that uid 0 gains none on exec, an
@@ -515,70 +480,44 @@ fn has_capabilities() -> io::Result<bool> {
 /// Inside the user namespace the helper holds all capabilities, and a command running
 /// as uid 0 would keep them across exec; with them it could undo the read-only mounts.
 pub(crate) fn drop_all_capabilities() -> io::Result<()> {
-    if has_capabilities()? {
-        let bits = libc::SECBIT_NOROOT
-            | libc::SECBIT_NOROOT_LOCKED
-            | libc::SECBIT_NO_SETUID_FIXUP
-            | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
-            | libc::SECBIT_KEEP_CAPS_LOCKED;
-        // SAFETY: prctl with integer arguments.
-        let rc = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) };
-        check(rc.into())?;
+    if !rustix::thread::capabilities(None)?.permitted.is_empty() {
+        rustix::thread::set_capabilities_secure_bits(
+            CapabilitiesSecureBits::NO_ROOT
+                | CapabilitiesSecureBits::NO_ROOT_LOCKED
+                | CapabilitiesSecureBits::NO_SETUID_FIXUP
+                | CapabilitiesSecureBits::NO_SETUID_FIXUP_LOCKED
+                | CapabilitiesSecureBits::KEEP_CAPS_LOCKED,
+        )?;
+        // By number, not by rustix's list of names: a kernel newer than rustix may know
+        // capabilities it has no name for, and those must go too.
         for cap in 0..64 {
-            // SAFETY: prctl with integer arguments.
-            let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-            if ret < 0 {
-                let err = last();
+            match rustix::thread::remove_capability_from_bounding_set(
+                CapabilitySet::from_bits_retain(1 << cap),
+            ) {
+                Ok(()) => {}
                 // EINVAL: past the last capability this kernel knows.
-                if err.raw_os_error() == Some(libc::EINVAL) {
-                    break;
-                }
-                return Err(err);
+                Err(Errno::INVAL) => break,
+                Err(e) => return Err(e.into()),
             }
         }
     }
-    // SAFETY: prctl with integer arguments.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
+    rustix::thread::clear_ambient_capability_set()?;
+    let none = CapabilitySets {
+        effective: CapabilitySet::empty(),
+        permitted: CapabilitySet::empty(),
+        inheritable: CapabilitySet::empty(),
     };
-    check(rc.into())?;
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let data = [CapData::default(); 2];
-    // SAFETY: header and a two-element data array, as version 3 requires.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    })?;
-    Ok(())
+    Ok(rustix::thread::set_capabilities(None, none)?)
 }
 
 /// A pollable fd that becomes readable when process `pid` exits.
-pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: integer arguments; the kernel returns a new fd or -1.
-    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
 /// A close-on-exec pipe: (read end, write end).
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?)
 }
 
 #[cfg(test)]

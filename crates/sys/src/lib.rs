@@ -17,6 +17,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+use rustix::rand::GetRandomFlags;
+
 mod process;
 
 pub use process::{ChildFd, adopt_inherited_fd, detach_from_session, spawn_in_new_group, wait_pid};
@@ -110,8 +114,7 @@ pub fn replace_file_durably(
 
 /// The real user id of this process.
 pub fn uid() -> u32 {
-    // SAFETY: getuid(2) takes nothing, cannot fail and touches no memory of ours.
-    unsafe { libc::getuid() }
+    rustix::process::getuid().as_raw()
 }
 
 /// Fills `buf` from the kernel's random pool (getrandom(2), blocking until
@@ -119,17 +122,11 @@ pub fn uid() -> u32 {
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: the pointer and length describe `rest`, a live writable slice.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
+        match rustix::rand::getrandom(&mut buf[filled..], GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        filled += n.unsigned_abs();
     }
     Ok(())
 }
@@ -137,29 +134,31 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
 /// Sends SIGKILL to process `pid` (kill(2)); `pid` must be positive, so this
 /// never signals a process group or every process by accident.
 pub fn kill(pid: u32) -> io::Result<()> {
-    signal(pid, libc::SIGKILL, false)
+    signal(pid, Signal::KILL, false)
 }
 
 /// Sends SIGTERM to process `pid` (kill(2)); `pid` must be positive, as for [`kill`].
 pub fn terminate(pid: u32) -> io::Result<()> {
-    signal(pid, libc::SIGTERM, false)
+    signal(pid, Signal::TERM, false)
 }
 
 /// Sends SIGKILL to the process group led by `pgid` (kill(2) of `-pgid`).
 pub fn kill_group(pgid: u32) -> io::Result<()> {
-    signal(pgid, libc::SIGKILL, true)
+    signal(pgid, Signal::KILL, true)
 }
 
-fn signal(id: u32, sig: libc::c_int, group: bool) -> io::Result<()> {
-    let id = libc::pid_t::try_from(id)
+fn signal(id: u32, sig: Signal, group: bool) -> io::Result<()> {
+    // A positive pid only (Pid cannot be 0), so this never means "our own group" or,
+    // as -1, "every process".
+    let pid = i32::try_from(id)
         .ok()
         .filter(|&id| id > 0)
+        .and_then(Pid::from_raw)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not a pid: {id}")))?;
-    let target = if group { -id } else { id };
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; `target`
-    // is never 0 or -1 (this process's group, every process).
-    if unsafe { libc::kill(target, sig) } != 0 {
-        return Err(io::Error::last_os_error());
+    if group {
+        rustix::process::kill_process_group(pid, sig)?;
+    } else {
+        rustix::process::kill_process(pid, sig)?;
     }
     Ok(())
 }
@@ -167,15 +166,7 @@ fn signal(id: u32, sig: libc::c_int, group: bool) -> io::Result<()> {
 /// The magic number of the filesystem `file` is on (`statfs.f_type`, low 32
 /// bits: the magics are 32-bit, the field's width varies by platform).
 pub fn filesystem_magic(file: &File) -> io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: statfs is plain old data; all-zero is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable statfs and the descriptor is open for
-    // as long as `file` is borrowed.
-    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let st = rustix::fs::fstatfs(file)?;
     #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
     Ok(st.f_type as u32)
 }

@@ -11,6 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
+use rustix::io::Errno;
+use rustix::process::{Pid, WaitOptions};
+
 /// Makes `command` start its child in a session (and process group) of its
 /// own, `setsid(2)` between fork and exec: a Ctrl-C or a hangup aimed at our
 /// terminal does not reach it, and it outlives our session. A failing
@@ -24,10 +27,7 @@ pub fn detach_from_session(command: &mut Command) -> &mut Command {
 }
 
 fn setsid_in_child() -> io::Result<()> {
-    // SAFETY: setsid(2) takes no arguments and touches no memory of ours.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::process::setsid()?;
     Ok(())
 }
 
@@ -76,12 +76,17 @@ pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Marks `fd` close-on-exec (`fcntl(F_SETFD, FD_CLOEXEC)`), so that programs
 /// this process runs do not inherit it.
+<<<<<<< HEAD
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: fcntl(2) on a descriptor that is open while `fd` is borrowed;
     // F_SETFD takes an integer and no memory.
     if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
+=======
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+>>>>>>> wip-libs
     Ok(())
 }
 
@@ -90,27 +95,23 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// `libc::WIFEXITED` and friends. `pid` must be positive: this never waits
 /// for "any child" or a process group by accident.
 pub fn wait_pid(pid: u32) -> io::Result<i32> {
-    let pid = libc::pid_t::try_from(pid)
+    let pid = i32::try_from(pid)
         .ok()
         .filter(|&p| p > 0)
+        .and_then(Pid::from_raw)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not a pid: {pid}")))?;
-    let mut status = 0;
     loop {
-        // SAFETY: waitpid(2) of one positive pid; `status` is a valid, writable
-        // int for the duration of the call.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            return Ok(status);
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((got, status))) if got == pid => return Ok(status.as_raw()),
+            Ok(other) => {
+                return Err(io::Error::other(format!(
+                    "waitpid({}) returned {other:?}",
+                    pid.as_raw_nonzero()
+                )));
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        let err = io::Error::last_os_error();
-        if rc < 0 && err.kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        return Err(if rc < 0 {
-            err
-        } else {
-            io::Error::other(format!("waitpid({pid}) returned {rc}"))
-        });
     }
 }
 
@@ -149,15 +150,7 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
 
 /// A close-on-exec duplicate of `fd` numbered `min` or above.
 fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl(2) on a descriptor open while `fd` is borrowed;
-    // F_DUPFD_CLOEXEC takes an integer and no memory.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `new` is a descriptor the kernel just created for us; nothing
-    // else knows it, so the OwnedFd is its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
 }
 
 /// posix_spawn's file actions, destroyed when dropped. Boxed: initialised in
