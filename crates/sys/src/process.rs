@@ -76,17 +76,8 @@ pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Marks `fd` close-on-exec (`fcntl(F_SETFD, FD_CLOEXEC)`), so that programs
 /// this process runs do not inherit it.
-<<<<<<< HEAD
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: fcntl(2) on a descriptor that is open while `fd` is borrowed;
-    // F_SETFD takes an integer and no memory.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-=======
-pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
     rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
->>>>>>> wip-libs
     Ok(())
 }
 
