@@ -237,6 +237,21 @@ impl PodClient {
         }
     }
 
+    /// Splits the connection so one task can read events while another sends
+    /// methods (an interactive client does both at once).
+    pub fn into_split(self) -> (PodEvents, PodSender) {
+        (
+            PodEvents {
+                socket: self.socket.clone(),
+                reader: self.reader,
+            },
+            PodSender {
+                socket: self.socket,
+                writer: self.writer,
+            },
+        )
+    }
+
     /// The next event, without a timeout (an invocation may take long);
     /// `None` when the pod closed the connection.
     pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
@@ -247,5 +262,39 @@ impl PodClient {
                 socket: self.socket.clone(),
                 source,
             })
+    }
+}
+
+/// The reading half of a split [`PodClient`].
+pub struct PodEvents {
+    socket: PathBuf,
+    reader: JsonLineReader<BufReader<OwnedReadHalf>>,
+}
+
+impl PodEvents {
+    /// The next event, without a timeout; `None` when the pod closed the connection.
+    pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
+        self.reader
+            .next::<Event>()
+            .await
+            .map_err(|source| ClientError::Io {
+                socket: self.socket.clone(),
+                source,
+            })
+    }
+}
+
+/// The sending half of a split [`PodClient`]; answers (`ack`, `error`) arrive on
+/// the [`PodEvents`] half.
+pub struct PodSender {
+    socket: PathBuf,
+    writer: JsonLineWriter<OwnedWriteHalf>,
+}
+
+impl PodSender {
+    /// Sends a method.
+    pub async fn send(&mut self, method: &Method) -> Result<(), ClientError> {
+        let socket = self.socket.clone();
+        timed(&socket, self.writer.write(method)).await
     }
 }

@@ -35,7 +35,7 @@ pub struct PodRow {
     /// Its write scope (and what it delegated away), from its status file.
     pub scope: String,
     /// Seconds since it started (0 when stopped).
-    pub(crate) uptime_s: u64,
+    pub uptime_s: u64,
     /// When it stopped (Unix milliseconds; `None` while it runs): its last
     /// sign of life, the later of its last status and its last log write.
     pub stopped_at_ms: Option<u64>,
@@ -47,6 +47,9 @@ pub struct PodRow {
     pub instance_id: String,
     /// Its parent's full name (`parent` is the parent's instance id).
     pub parent_name: Option<String>,
+    /// Whether it failed: its last invocation failed, or its process ended in
+    /// the middle of one (its last recorded status is running).
+    pub failed: bool,
 }
 
 /// The write part of a scope summary (`write:` and `delegated:` rules).
@@ -165,6 +168,8 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 tokens,
                 subtree_tokens: tokens,
                 instance_id: record.instance_id,
+                failed: record.last_result == Some(protocol::TurnResult::Failed)
+                    || (!alive && record.status == protocol::PodStatus::Running),
             })
         })
         .collect();
@@ -248,6 +253,7 @@ mod tests {
                 ..Default::default()
             },
             write_rules: Vec::new(),
+            last_result: None,
         }
     }
 

@@ -39,6 +39,10 @@ pub struct StatusRecord {
     /// Its write rules (for `pod doctor --repair`).
     #[serde(default)]
     pub write_rules: Vec<manifest::ScopeRule>,
+    /// How its last invocation ended (absent before the first one ends, and in
+    /// files written by older versions): lets `pod ls` and the UI show a failed pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<protocol::TurnResult>,
 }
 
 impl StatusRecord {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -256,6 +257,11 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Open the interactive UI (what `pod` alone does on a terminal), with NAME selected.
+    Ui {
+        /// The pod to select first: full (`boss.kid`) or short name.
+        name: Option<String>,
+    },
     /// Internal: the command sandbox helper, started by the pod itself.
     #[command(name = "__sandbox-exec", hide = true)]
     SandboxExec {
@@ -263,6 +269,28 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+}
+
+/// Replaces this process with the UI, `pod-ui` (next to this binary, else on
+/// the PATH); it is a binary of its own so pods never load its code.
+fn exec_ui(name: Option<&str>) -> anyhow::Result<u8> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let ui = exe
+        .parent()
+        .map(|dir| dir.join("pod-ui"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("pod-ui"));
+    let mut cmd = std::process::Command::new(&ui);
+    cmd.args(name).env("POD_BIN", &exe);
+    let err = cmd.exec();
+    if err.kind() == std::io::ErrorKind::NotFound {
+        anyhow::bail!(
+            "the UI is not installed: no pod-ui next to {} or on the PATH (cargo install --path crates/tui)",
+            exe.display()
+        );
+    }
+    Err(anyhow::anyhow!("cannot start {}: {err}", ui.display()))
 }
 
 /// `pod model` subcommands.
@@ -284,6 +312,20 @@ fn main() -> ExitCode {
         let rest: Vec<OsString> = args.collect();
         let code = sandbox::helper_main(&rest);
         return ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
+    }
+    // `pod` alone on a terminal opens the UI; elsewhere (scripts, pipes) it
+    // prints the help and exits 2, as it always did.
+    if std::env::args_os().len() == 1
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+    {
+        return match exec_ui(None) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("pod: {}", cli::error_text(&e));
+                ExitCode::FAILURE
+            }
+        };
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -308,6 +350,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = cli.json;
     match cli.command {
+        Command::Ui { name } => {
+            let name = name.map(|n| resolve(&n, Want::Any)).transpose()?;
+            exec_ui(name.as_deref())
+        }
         Command::SandboxExec { args } => {
             let code = sandbox::helper_main(&args);
             Ok(u8::try_from(code).unwrap_or(u8::MAX))

@@ -548,6 +548,7 @@ async fn assemble(
                 .filter(|r| r.permission == Permission::Write)
                 .cloned()
                 .collect(),
+            last_result: None,
         },
     );
     let mut controller =

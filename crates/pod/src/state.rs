@@ -160,6 +160,10 @@ impl PodState {
     /// Appends an entry to the log, then offers its `entry` line to the clients.
     /// Returns the entry's sequence number.
     pub(crate) fn commit(&mut self, body: EntryBody) -> Result<u64, StateError> {
+        if let (EntryBody::TurnEnd { result, .. }, Some((_, record))) = (&body, &mut self.record) {
+            // Written with the status change to idle that follows.
+            record.last_result = Some(*result);
+        }
         let committed = self.log.append(body)?;
         let line: Line = Line::from(protocol::raw::entry_line(&committed.line)?);
         self.snapshot = None;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub mod fake_provider;
 pub mod script;
 pub mod strict;
+pub mod tmux;
 
 /// The wire protocol a recorded stream belongs to (one fixture directory each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

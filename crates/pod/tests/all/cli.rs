@@ -12,6 +12,7 @@ use common::{Home, WAIT};
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
 use test_support::script::Turn;
+use test_support::tmux::Tmux;
 
 fn sse(turn: Turn) -> Scripted {
     Scripted::sse(turn.sse(Family::OpenaiChat))
@@ -970,120 +971,39 @@ async fn attach_detaches_at_once_on_ctrl_c_or_end_of_input_while_the_pod_runs() 
     assert_eq!(recorded_status(&home, "busy"), "running");
 }
 
-/// A tmux server of one test (its own socket), killed when dropped.
-struct Tmux {
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmux {
-    /// Starts a detached session running `shell`. Fails loudly without tmux:
-    /// the terminal behaviour is tested nowhere else.
-    fn start(shell: &str) -> Tmux {
-        let dir = tempfile::tempdir().unwrap();
-        let tmux = Tmux {
-            socket: dir.path().join("tmux.sock"),
-            _dir: dir,
-        };
-        let status = tmux
-            .command()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                "200",
-                "-y",
-                "50",
-                shell,
-            ])
-            .status()
-            .expect("tmux is needed for the terminal tests (apt-get install -y tmux)");
-        assert!(status.success(), "tmux new-session failed: {status:?}");
-        tmux
-    }
-
-    fn command(&self) -> std::process::Command {
-        let mut c = std::process::Command::new("tmux");
-        c.arg("-S").arg(&self.socket);
-        c
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status = self
-            .command()
-            .args(["send-keys", "-t", "t"])
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// The pane's text, history included.
-    fn screen(&self) -> String {
-        let out = self
-            .command()
-            .args(["capture-pane", "-p", "-t", "t", "-S", "-500"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// Waits until `done` holds for the screen.
-    async fn wait(&self, what: &str, done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let screen = self.screen();
-            if done(&screen) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").status();
-    }
-}
-
 const PROMPT: &str = "pods-test$";
 
-impl Tmux {
-    /// A bash in tmux with the environment of `home.command`, at its prompt.
-    async fn shell(home: &Home, server: &FakeProvider) -> Tmux {
-        let env: Vec<String> = [
-            ("PATH", std::env::var("PATH").unwrap_or_default()),
-            ("HOME", home.path("home").display().to_string()),
-            (
-                "POD_RUNTIME_DIR",
-                home.path("runtime").display().to_string(),
-            ),
-            ("POD_HOME", home.path("state").display().to_string()),
-            ("POD_CONFIG_DIR", home.path("config").display().to_string()),
-            ("POD_MODEL_DIR", home.path("models").display().to_string()),
-            ("POD_BASE_URL", server.base_url()),
-            ("POD_MODEL", "test-model".to_string()),
-            ("TERM", "screen".to_string()),
-            ("PS1", format!("{PROMPT}\\n")),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}='{v}'"))
-        .collect();
-        let tmux = Tmux::start(&format!(
+/// A bash in tmux with the environment of `home.command`, at its prompt.
+async fn shell(home: &Home, server: &FakeProvider) -> Tmux {
+    let env: Vec<String> = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", home.path("home").display().to_string()),
+        (
+            "POD_RUNTIME_DIR",
+            home.path("runtime").display().to_string(),
+        ),
+        ("POD_HOME", home.path("state").display().to_string()),
+        ("POD_CONFIG_DIR", home.path("config").display().to_string()),
+        ("POD_MODEL_DIR", home.path("models").display().to_string()),
+        ("POD_BASE_URL", server.base_url()),
+        ("POD_MODEL", "test-model".to_string()),
+        ("TERM", "screen".to_string()),
+        ("PS1", format!("{PROMPT}\\n")),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}='{v}'"))
+    .collect();
+    let tmux = Tmux::start(
+        &format!(
             "cd '{}' && env -i {} bash --norc --noprofile",
             home.path("work").display(),
             env.join(" ")
-        ));
-        tmux.wait("the shell", |s| s.contains(PROMPT)).await;
-        tmux
-    }
+        ),
+        200,
+        50,
+    );
+    tmux.wait("the shell", WAIT, |s| s.contains(PROMPT)).await;
+    tmux
 }
 
 /// Whether the shell's prompt is back after the last `what` on the screen.
@@ -1098,14 +1018,14 @@ async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     busy_pod(&home, &server, "term").await;
-    let tmux = Tmux::shell(&home, &server).await;
+    let tmux = shell(&home, &server).await;
     let attach = format!("{} attach term", env!("CARGO_BIN_EXE_pod"));
 
     tmux.keys(&[&attach, "Enter"]);
-    tmux.wait("attach", |s| s.contains("attached to `term`"))
+    tmux.wait("attach", WAIT, |s| s.contains("attached to `term`"))
         .await;
     tmux.keys(&["C-c"]);
-    tmux.wait("the prompt after Ctrl-C", |s| {
+    tmux.wait("the prompt after Ctrl-C", WAIT, |s| {
         prompt_after(s, "detached from `term`")
     })
     .await;
@@ -1114,8 +1034,10 @@ async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
 
     // A line typed (a notification: the pod is busy), then Ctrl-D.
     tmux.keys(&[&attach, "Enter"]);
-    tmux.wait("attach", |s| s.matches("attached to `term`").count() == 2)
-        .await;
+    tmux.wait("attach", WAIT, |s| {
+        s.matches("attached to `term`").count() == 2
+    })
+    .await;
     tmux.keys(&["also check the docs", "Enter"]);
     wait_for("the notification", || {
         std::fs::read_to_string(home.path("state/sessions/term/000001.jsonl"))
@@ -1123,7 +1045,7 @@ async fn attach_in_a_terminal_detaches_on_ctrl_c_and_ctrl_d() {
     })
     .await;
     tmux.keys(&["C-d"]);
-    tmux.wait("the prompt after Ctrl-D", |s| {
+    tmux.wait("the prompt after Ctrl-D", WAIT, |s| {
         s.matches("detached from `term`").count() == 2 && prompt_after(s, "detached from `term`")
     })
     .await;
@@ -1508,22 +1430,22 @@ async fn rm_asks_on_the_terminal() {
     server.push(sse(Turn::new().text("Done.")));
     let out = pod(&home, &server, &["run", "--name", "asked", "hello"]).await;
     assert!(out.status.success(), "{}", text(&out));
-    let tmux = Tmux::shell(&home, &server).await;
+    let tmux = shell(&home, &server).await;
     let rm = format!("{} rm asked", env!("CARGO_BIN_EXE_pod"));
     tmux.keys(&[&rm, "Enter"]);
-    tmux.wait("the question", |s| s.contains("asked? [y/N]"))
+    tmux.wait("the question", WAIT, |s| s.contains("asked? [y/N]"))
         .await;
     tmux.keys(&["n", "Enter"]);
-    tmux.wait("the refusal", |s| prompt_after(s, "nothing removed"))
+    tmux.wait("the refusal", WAIT, |s| prompt_after(s, "nothing removed"))
         .await;
     assert!(home.path("state/sessions/asked").exists());
     tmux.keys(&[&rm, "Enter"]);
-    tmux.wait("the question again", |s| {
+    tmux.wait("the question again", WAIT, |s| {
         s.matches("asked? [y/N]").count() == 2
     })
     .await;
     tmux.keys(&["y", "Enter"]);
-    tmux.wait("the removal", |s| prompt_after(s, "removed asked"))
+    tmux.wait("the removal", WAIT, |s| prompt_after(s, "removed asked"))
         .await;
     assert!(!home.path("state/sessions/asked").exists());
 }

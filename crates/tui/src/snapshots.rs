@@ -1,0 +1,261 @@
+//! Views of the UI drawn on ratatui's `TestBackend` and compared with insta
+//! snapshots (`src/snapshots/`), plus what keys do to the state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use pod_client::pods::PodRow;
+use protocol::{Event, Greeting, PodStatus};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::{Value, json};
+
+use crate::app::{Action, App, Focus, Overlay};
+use crate::theme::Theme;
+use crate::ui;
+
+fn row(name: &str, status: &str, tokens: u64, subtree: u64) -> PodRow {
+    PodRow {
+        name: name.into(),
+        depth: name.matches('.').count(),
+        alive: status != "stopped",
+        status: status.into(),
+        pid: 1,
+        model: "test-model".into(),
+        parent: None,
+        scope: format!("write:/work/{}", name.replace('.', "/")),
+        uptime_s: 10,
+        stopped_at_ms: None,
+        tokens,
+        subtree_tokens: subtree,
+        instance_id: format!("id-{name}"),
+        parent_name: name.rsplit_once('.').map(|(p, _)| p.to_string()),
+        failed: false,
+    }
+}
+
+fn entry(seq: u64, kind: &str, rest: Value) -> Value {
+    let mut v = json!({"kind": kind, "seq": seq, "prev": "0".repeat(64), "ts": 1});
+    v.as_object_mut()
+        .unwrap()
+        .extend(rest.as_object().unwrap().clone());
+    v
+}
+
+fn user(seq: u64, text: &str) -> Value {
+    entry(
+        seq,
+        "user_input",
+        json!({"segments": [{"kind": "text", "content": text}],
+               "item": {"type": "message", "role": "user", "content": [{"type": "text", "text": text}]}}),
+    )
+}
+
+fn assistant(seq: u64, text: &str) -> Value {
+    entry(
+        seq,
+        "assistant_item",
+        json!({"item": {"type": "message", "role": "assistant", "content": [{"type": "text", "text": text}]}}),
+    )
+}
+
+fn call(seq: u64, id: &str, name: &str, args: Value) -> Value {
+    entry(
+        seq,
+        "assistant_item",
+        json!({"item": {"type": "tool_call", "id": id, "name": name, "arguments": args.to_string()}}),
+    )
+}
+
+fn result(seq: u64, id: &str, summary: &str, content: &str) -> Value {
+    entry(
+        seq,
+        "tool_result",
+        json!({"item": {"type": "tool_result", "call_id": id, "summary": summary, "content": content}}),
+    )
+}
+
+fn greeting(name: &str) -> Greeting {
+    Greeting {
+        pod_name: name.into(),
+        cwd: "/work".into(),
+        provider: "openai_chat".into(),
+        model: "test-model".into(),
+        scope_summary: "write: /work (sandbox: full)".into(),
+        tools: vec![],
+        context_window: 128_000,
+        context_tokens: 0,
+    }
+}
+
+/// A parent with two children; the parent's conversation has a question, an
+/// edit, a command and an answer.
+fn team() -> App {
+    let mut app = App::new(Theme { color: false }, Some("boss".into()));
+    app.set_rows(vec![
+        row("boss", "running", 12_400, 20_100),
+        row("boss.api", "idle", 5_200, 5_200),
+        row("boss.docs", "stopped", 2_500, 2_500),
+    ]);
+    let entries = vec![
+        user(1, "Fix the failing parse test and tell me why it failed."),
+        call(
+            2,
+            "c1",
+            "Edit",
+            json!({"path": "src/parse.rs", "old_string": "let n = s.len();\nparse(n)", "new_string": "let n = s.trim().len();\nparse(n)"}),
+        ),
+        result(3, "c1", "edited src/parse.rs (1 replacement)", ""),
+        call(4, "c2", "Bash", json!({"command": "cargo test parse"})),
+        result(
+            5,
+            "c2",
+            "exit code 0",
+            "running 3 tests\ntest parse::empty ... ok\ntest parse::spaces ... ok\ntest parse::unicode ... ok\n\ntest result: ok. 3 passed",
+        ),
+        assistant(
+            6,
+            "Fixed. The input kept its **trailing newline**, so `len()` counted it:\n\n```rust\nlet n = s.trim().len(); // ignore the newline\n```\n\n- one edit\n- tests pass",
+        ),
+    ];
+    app.connected(
+        "boss",
+        Event::Snapshot {
+            entries,
+            greeting: greeting("boss"),
+            status: PodStatus::Running,
+        },
+        vec![],
+    );
+    app
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    let now = Instant::now();
+    terminal.draw(|f| ui::draw(f, app, now)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        let mut line = String::new();
+        for x in 0..buffer.area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Action> {
+    app.key(KeyEvent::new(code, KeyModifiers::NONE), Instant::now())
+}
+
+#[test]
+fn a_parent_with_two_children_at_100x30() {
+    insta::assert_snapshot!(draw(&mut team(), 100, 30));
+}
+
+#[test]
+fn the_whole_ui_fits_80x24() {
+    insta::assert_snapshot!(draw(&mut team(), 80, 24));
+}
+
+#[test]
+fn a_tool_call_unfolds_to_its_output_and_an_edit_to_a_diff() {
+    let mut app = team();
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.focus, Focus::Conversation);
+    // From the last block up to the Bash call, unfold it, then the Edit.
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!(draw(&mut app, 100, 36));
+}
+
+#[test]
+fn the_help_lists_every_key() {
+    let mut app = team();
+    app.overlay = Some(Overlay::Help);
+    insta::assert_snapshot!(draw(&mut app, 100, 34));
+}
+
+#[test]
+fn tab_then_down_selects_a_child() {
+    let mut app = team();
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Focus::Tree);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.selected.as_deref(), Some("boss.api"));
+}
+
+#[test]
+fn enter_sends_a_run_to_an_idle_pod_and_a_notification_to_a_busy_one() {
+    let mut app = team();
+    for c in "check the docs".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    let actions = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        actions,
+        vec![Action::Send(
+            "boss".into(),
+            protocol::Method::Notify {
+                message: "check the docs".into()
+            }
+        )]
+    );
+    assert!(app.composer.is_empty());
+}
+
+#[test]
+fn esc_esc_cancels_but_one_esc_does_not() {
+    let mut app = team();
+    let t0 = Instant::now();
+    let esc = KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE);
+    assert!(app.key(esc, t0).is_empty());
+    let later = t0 + std::time::Duration::from_secs(2);
+    assert!(
+        app.key(esc, later).is_empty(),
+        "a second Esc 2 s later is a new first"
+    );
+    let actions = app.key(esc, later + std::time::Duration::from_millis(300));
+    assert_eq!(
+        actions,
+        vec![Action::Send("boss".into(), protocol::Method::Cancel)]
+    );
+}
+
+#[test]
+fn stopping_asks_first_and_names_the_subtree() {
+    let mut app = team();
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('x'));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::ConfirmStop("boss".into(), vec!["boss.api".into()]))
+    );
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    press(&mut app, KeyCode::Char('x'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('y')),
+        vec![Action::Stop("boss".into())]
+    );
+}
+
+#[test]
+fn ctrl_c_clears_the_composer_then_warns_while_a_pod_runs() {
+    let mut app = team();
+    press(&mut app, KeyCode::Char('a'));
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    app.key(ctrl_c, Instant::now());
+    assert!(app.composer.is_empty() && !app.quit);
+    app.key(ctrl_c, Instant::now());
+    assert!(!app.quit, "the selected pod is running");
+    let ctrl_d = KeyEvent::new(KeyCode::Char('d'), KeyModifiers::CONTROL);
+    app.key(ctrl_d, Instant::now());
+    assert!(app.quit);
+}
