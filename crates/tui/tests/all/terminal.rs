@@ -194,6 +194,11 @@ async fn the_ui_streams_shows_children_cancels_and_restores_the_terminal() {
     })
     .await;
 
+    // The README shows this screen.
+    if let Some(path) = std::env::var_os("POD_UI_CAPTURE") {
+        std::fs::write(path, tmux.capture(0)).unwrap();
+    }
+
     // Select the child in the tree: its conversation shows.
     tmux.keys(&["Tab"]);
     tmux.keys(&["Down"]);
@@ -201,9 +206,6 @@ async fn the_ui_streams_shows_children_cancels_and_restores_the_terminal() {
         s.contains("boss.kid") && s.contains("kid here: there are no files.")
     })
     .await;
-    if let Some(path) = std::env::var_os("POD_UI_CAPTURE") {
-        std::fs::write(path, tmux.capture(0)).unwrap();
-    }
 
     // Back to boss and the composer; a run that hangs is cancelled with Esc Esc.
     tmux.keys(&["Up"]);
