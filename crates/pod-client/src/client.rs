@@ -17,7 +17,7 @@ use pod_runtime::dir::{Places, socket_path};
 use pod_runtime::liveness;
 
 /// Snapshots can be large (a long session); the reader takes lines up to this.
-const MAX_EVENT_LINE: usize = 1 << 30;
+pub(crate) const MAX_EVENT_LINE: usize = 1 << 30;
 
 /// Every socket operation of a command is bounded by this.
 pub(crate) const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,7 +116,7 @@ impl std::fmt::Debug for PodClient {
     }
 }
 
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     socket: &Path,
     fut: impl Future<Output = io::Result<T>>,
 ) -> Result<T, ClientError> {
@@ -272,6 +272,17 @@ pub struct PodEvents {
 }
 
 impl PodEvents {
+    /// The reading half over `reader` (already past the snapshot).
+    pub(crate) fn new(
+        socket: &Path,
+        reader: JsonLineReader<BufReader<OwnedReadHalf>>,
+    ) -> PodEvents {
+        PodEvents {
+            socket: socket.to_path_buf(),
+            reader,
+        }
+    }
+
     /// The next event, without a timeout; `None` when the pod closed the connection.
     pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
         self.reader
@@ -292,6 +303,14 @@ pub struct PodSender {
 }
 
 impl PodSender {
+    /// The sending half over `writer`.
+    pub(crate) fn new(socket: &Path, writer: JsonLineWriter<OwnedWriteHalf>) -> PodSender {
+        PodSender {
+            socket: socket.to_path_buf(),
+            writer,
+        }
+    }
+
     /// Sends a method.
     pub async fn send(&mut self, method: &Method) -> Result<(), ClientError> {
         let socket = self.socket.clone();

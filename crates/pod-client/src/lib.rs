@@ -14,6 +14,7 @@ pub mod client;
 pub mod names;
 pub mod pods;
 pub mod render;
+pub mod snapshot;
 pub mod stop;
 pub mod transcript;
 pub mod trust;

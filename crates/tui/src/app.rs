@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pod_client::pods::PodRow;
+use pod_client::snapshot::Greeted;
 use protocol::{ErrorCode, Event, Method, PodStatus, Segment};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui_textarea::TextArea;
@@ -200,15 +201,17 @@ impl App {
             })
     }
 
-    /// A connection to `pod` opened (its snapshot is applied).
-    pub(crate) fn connected(&mut self, pod: &str, snapshot: Event, alerts: Vec<protocol::Alert>) {
+    /// A connection to `pod` opened: `conv` is its snapshot's conversation.
+    pub(crate) fn connected(&mut self, pod: &str, mut conv: Box<Conversation>, greeted: Greeted) {
+        conv.greeting = Some(greeted.greeting);
+        conv.status = Some(greeted.status);
+        for alert in greeted.alerts {
+            conv.apply_event(Event::Alert(alert));
+        }
         let pane = self.panes.entry(pod.to_string()).or_default();
         pane.connected = true;
-        pane.conv.apply_event(snapshot);
+        pane.conv = *conv;
         pane.view.invalidate();
-        for alert in alerts {
-            pane.conv.apply_event(Event::Alert(alert));
-        }
     }
 
     /// The connection to `pod` closed.

@@ -138,7 +138,6 @@ pub(crate) struct Conversation {
 
 impl Conversation {
     /// An empty conversation.
-    #[cfg(test)]
     pub(crate) fn new() -> Conversation {
         Conversation::default()
     }

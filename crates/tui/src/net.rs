@@ -7,10 +7,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use pod_client::client::{PodClient, PodLocation};
+use pod_client::client::PodLocation;
+use pod_client::snapshot::{Greeted, connect_streaming};
 use pod_runtime::dir::Places;
 use protocol::{Event, Method};
 use tokio::sync::mpsc;
+
+use crate::conversation::Conversation;
 
 /// Events queued from all pods to the UI. Bounded: when the UI falls behind,
 /// the readers wait, the socket fills, and the pod marks this client lagging
@@ -37,8 +40,9 @@ pub(crate) enum UiError {
 /// What the network side tells the UI.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    /// A connection opened: its snapshot (as an event) and replayed alerts.
-    Connected(String, Event, Vec<protocol::Alert>),
+    /// A connection opened: the conversation built from its snapshot, and
+    /// the greeting, status and replayed alerts.
+    Connected(String, Box<Conversation>, Greeted),
     /// A live event.
     Event(String, Event),
     /// The connection closed (the pod stopped or restarts).
@@ -214,22 +218,19 @@ async fn connection(
     tx: mpsc::Sender<Msg>,
     mut methods: mpsc::UnboundedReceiver<Method>,
 ) {
-    let client = match PodClient::connect(&socket).await {
+    // The conversation is built while the snapshot is decoded, entry by
+    // entry, so a long one never exists as JSON values.
+    let mut conv = Box::new(Conversation::new());
+    let connected = connect_streaming(&socket, |entry| conv.apply_entry(&entry)).await;
+    let (greeted, mut events, mut sender) = match connected {
         Ok(c) => c,
         Err(e) => {
             let _sent = tx.send(Msg::Unreachable(name, e.to_string())).await;
             return;
         }
     };
-    let snapshot = Event::Snapshot {
-        entries: client.entries.clone(),
-        greeting: client.greeting.clone(),
-        status: client.status,
-    };
-    let alerts = client.alerts.clone();
-    let (mut events, mut sender) = client.into_split();
     if tx
-        .send(Msg::Connected(name.clone(), snapshot, alerts))
+        .send(Msg::Connected(name.clone(), conv, greeted))
         .await
         .is_err()
     {

@@ -121,6 +121,7 @@ async fn event_loop(
     options: Options,
 ) -> anyhow::Result<()> {
     let mut app = App::new(Theme::from_env(), options.pod);
+    let mut trace = Trace::from_env();
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let mut links = Links::new(places, tx);
     let mut input = spawn_input();
@@ -133,6 +134,7 @@ async fn event_loop(
     let mut next_tree = Instant::now() + TREE_EVERY;
     loop {
         if app.quit {
+            trace.finish();
             return Ok(());
         }
         let now = Instant::now();
@@ -146,6 +148,7 @@ async fn event_loop(
         if dirty && now >= last_frame + FRAME {
             app.tick += 1;
             terminal.draw(|f| ui::draw(f, &mut app, now))?;
+            trace.frame(now.elapsed());
             last_frame = now;
             dirty = false;
         }
@@ -165,6 +168,7 @@ async fn event_loop(
             key = input.recv() => {
                 match key {
                     Some(Ok(TermEvent::Key(key))) => {
+                        trace.key_at.get_or_insert_with(Instant::now);
                         let actions = app.key(key, Instant::now());
                         perform(&mut app, &mut links, &env, actions);
                     }
@@ -180,11 +184,13 @@ async fn event_loop(
             }
             msg = rx.recv() => {
                 if let Some(msg) = msg {
+                    trace.events += 1;
                     handle(&mut app, &mut links, msg);
                     // Take whatever else is queued before drawing again.
                     let mut more = 0;
                     while more < QUEUE {
                         let Ok(msg) = rx.try_recv() else { break };
+                        trace.events += 1;
                         handle(&mut app, &mut links, msg);
                         more += 1;
                     }
@@ -192,8 +198,14 @@ async fn event_loop(
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => dirty = true,
-            _ = sigterm.recv() => return Ok(()),
-            _ = sighup.recv() => return Ok(()),
+            _ = sigterm.recv() => {
+                trace.finish();
+                return Ok(());
+            }
+            _ = sighup.recv() => {
+                trace.finish();
+                return Ok(());
+            }
         }
     }
 }
@@ -210,7 +222,7 @@ fn refresh_tree(app: &mut App, links: &mut Links) {
 fn handle(app: &mut App, links: &mut Links, msg: Msg) {
     let now = Instant::now();
     match msg {
-        Msg::Connected(pod, snapshot, alerts) => app.connected(&pod, snapshot, alerts),
+        Msg::Connected(pod, conv, greeted) => app.connected(&pod, conv, greeted),
         Msg::Event(pod, event) => {
             let actions = app.event(&pod, event);
             for action in actions {
@@ -292,4 +304,65 @@ fn start(app: &mut App, links: &Links, name: Option<String>) {
     let what = format!("start {}", name.as_deref().unwrap_or("a pod"));
     app.note(format!("{what}…"), Instant::now());
     links.pod_command(args, what);
+}
+
+/// Figures for the benchmarks (`benches/ui_bench.sh`): with `POD_UI_TRACE=FILE`
+/// the UI writes when its first frame was drawn and, when it quits, how many
+/// frames and pod events it handled and how long drawing took.
+#[derive(Default)]
+struct Trace {
+    file: Option<std::fs::File>,
+    frames: u64,
+    events: u64,
+    draw_total: Duration,
+    draw_max: Duration,
+    /// When a key came that no frame has shown yet.
+    key_at: Option<Instant>,
+    /// Key to frame, the longest and the last.
+    key_max: Duration,
+    key_last: Duration,
+}
+
+impl Trace {
+    fn from_env() -> Trace {
+        let file = std::env::var_os("POD_UI_TRACE").and_then(|p| std::fs::File::create(p).ok());
+        Trace {
+            file,
+            ..Trace::default()
+        }
+    }
+
+    fn write(&self, line: &str) {
+        use std::io::Write;
+        if let Some(mut file) = self.file.as_ref() {
+            // Best effort: the trace is for benchmarks only.
+            let _written = writeln!(file, "{line}");
+        }
+    }
+
+    fn frame(&mut self, took: Duration) {
+        if self.frames == 0 {
+            self.write(&format!("{{\"first_frame_unix_ms\":{}}}", sys::now_ms()));
+        }
+        self.frames += 1;
+        if let Some(at) = self.key_at.take() {
+            self.key_last = at.elapsed();
+            self.key_max = self.key_max.max(self.key_last);
+        }
+        self.draw_total += took;
+        self.draw_max = self.draw_max.max(took);
+    }
+
+    fn finish(&self) {
+        self.write(&format!(
+            "{{\"frames\":{},\"events\":{},\"draw_ms_total\":{:.1},\"draw_ms_max\":{:.2},\"key_ms_max\":{:.2},\"key_ms_last\":{:.2},\"end_unix_ms\":{}}}",
+            self.frames,
+            self.events,
+            self.draw_total.as_secs_f64() * 1e3,
+            self.draw_max.as_secs_f64() * 1e3,
+            self.key_max.as_secs_f64() * 1e3,
+            self.key_last.as_secs_f64() * 1e3,
+            sys::now_ms()
+        ));
+    }
 }

@@ -6,13 +6,15 @@
 use std::time::Instant;
 
 use pod_client::pods::PodRow;
-use protocol::{Event, Greeting, PodStatus};
+use pod_client::snapshot::Greeted;
+use protocol::{Greeting, PodStatus};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::{Value, json};
 
 use crate::app::{Action, App, Focus, Overlay};
+use crate::conversation::Conversation;
 use crate::theme::Theme;
 use crate::ui;
 
@@ -120,15 +122,16 @@ fn team() -> App {
             "Fixed. The input kept its **trailing newline**, so `len()` counted it:\n\n```rust\nlet n = s.trim().len(); // ignore the newline\n```\n\n- one edit\n- tests pass",
         ),
     ];
-    app.connected(
-        "boss",
-        Event::Snapshot {
-            entries,
-            greeting: greeting("boss"),
-            status: PodStatus::Running,
-        },
-        vec![],
-    );
+    let mut conv = Box::new(Conversation::new());
+    for e in entries {
+        conv.apply_json(e);
+    }
+    let greeted = Greeted {
+        greeting: greeting("boss"),
+        status: PodStatus::Running,
+        alerts: vec![],
+    };
+    app.connected("boss", conv, greeted);
     app
 }
 
