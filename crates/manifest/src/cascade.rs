@@ -442,6 +442,9 @@ pub fn merge_layers(
     let mut temperature = None;
     let mut seed = None;
     let mut timeout_s = None;
+    let mut price_in = None;
+    let mut price_out = None;
+    let mut price_cache_read = None;
     let mut extra = toml::Table::new();
     let mut extra_origins: BTreeMap<String, Origin> = BTreeMap::new();
     let mut instruction = None;
@@ -489,6 +492,9 @@ pub fn merge_layers(
         take(&mut temperature, m.temperature, o);
         take(&mut seed, m.seed, o);
         take(&mut timeout_s, m.timeout_s, o);
+        take(&mut price_in, m.price_in, o);
+        take(&mut price_out, m.price_out, o);
+        take(&mut price_cache_read, m.price_cache_read, o);
         if let Some(table) = m.extra {
             for key in table.keys() {
                 extra_origins.insert(key.clone(), origin.clone());
@@ -573,6 +579,9 @@ pub fn merge_layers(
         temperature: finish_optional(temperature, "model.temperature", p),
         seed: finish_optional(seed, "model.seed", p),
         timeout_s: finish(timeout_s, "model.timeout_s", p, || defaults::TIMEOUT_S),
+        price_in: finish_optional(price_in, "model.price_in", p),
+        price_out: finish_optional(price_out, "model.price_out", p),
+        price_cache_read: finish_optional(price_cache_read, "model.price_cache_read", p),
         extra: extra_json,
     };
     let worker = WorkerConfig {

@@ -58,6 +58,12 @@ pub struct ModelLayer {
     pub seed: Option<i64>,
     /// Bound in seconds on waiting for the provider.
     pub timeout_s: Option<u64>,
+    /// Price of a million input tokens (for the cost clients show).
+    pub price_in: Option<f64>,
+    /// Price of a million output tokens.
+    pub price_out: Option<f64>,
+    /// Price of a million input tokens read from the provider's cache (default: `price_in`).
+    pub price_cache_read: Option<f64>,
     /// Fields merged into every request body (tables merge key-wise across layers).
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub extra: Option<toml::Table>,

@@ -228,6 +228,12 @@ pub struct ModelConfig {
     pub seed: Option<i64>,
     /// Bound in seconds on waiting for the provider (connect, first byte, each chunk).
     pub timeout_s: u64,
+    /// Price of a million input tokens, when the manifest gives one.
+    pub price_in: Option<f64>,
+    /// Price of a million output tokens, when the manifest gives one.
+    pub price_out: Option<f64>,
+    /// Price of a million cached input tokens (`None`: `price_in`).
+    pub price_cache_read: Option<f64>,
     /// Extra fields merged into every request body as they are.
     pub extra: serde_json::Map<String, serde_json::Value>,
 }

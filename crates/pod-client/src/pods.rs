@@ -16,7 +16,7 @@ pub fn session_exists(places: &Places, name: &str) -> bool {
 }
 
 /// One row of `pod ls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PodRow {
     /// Full name.
     pub name: String,
@@ -50,6 +50,9 @@ pub struct PodRow {
     /// Whether it failed: its last invocation failed, or its process ended in
     /// the middle of one (its last recorded status is running).
     pub failed: bool,
+    /// Its token prices, when its manifest gives them (for showing cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prices: Option<pod_runtime::status::Prices>,
 }
 
 /// The write part of a scope summary (`write:` and `delegated:` rules).
@@ -168,6 +171,7 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 tokens,
                 subtree_tokens: tokens,
                 instance_id: record.instance_id,
+                prices: record.prices,
                 failed: record.last_result == Some(protocol::TurnResult::Failed)
                     || (!alive && record.status == protocol::PodStatus::Running),
             })
@@ -254,6 +258,7 @@ mod tests {
             },
             write_rules: Vec::new(),
             last_result: None,
+            prices: None,
         }
     }
 

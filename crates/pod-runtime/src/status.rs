@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const STATUS_FILE: &str = "status.json";
 
 /// What the pod writes to `status.json` for `pod ls` and `pod doctor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusRecord {
     /// Full pod name.
     pub name: String,
@@ -43,6 +43,42 @@ pub struct StatusRecord {
     /// files written by older versions): lets `pod ls` and the UI show a failed pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<protocol::TurnResult>,
+    /// Token prices from the pod's manifest, when it gives them (clients show
+    /// the cost); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Prices>,
+}
+
+/// Prices of a million tokens, from `[model] price_in`, `price_out` and
+/// `price_cache_read`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prices {
+    /// Input tokens (uncached, and written to the cache).
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
+    /// Input tokens read from the cache.
+    pub cache_read: f64,
+}
+
+impl Prices {
+    /// The prices `model` gives, if it gives an input and an output price.
+    pub fn of(model: &manifest::ModelConfig) -> Option<Prices> {
+        let (input, output) = (model.price_in?, model.price_out?);
+        Some(Prices {
+            input,
+            output,
+            cache_read: model.price_cache_read.unwrap_or(input),
+        })
+    }
+
+    /// The cost of `usage` at these prices.
+    pub fn cost(&self, usage: &Usage) -> f64 {
+        let m = 1e6;
+        (usage.input_tokens + usage.cache_write_tokens) as f64 * self.input / m
+            + usage.output_tokens as f64 * self.output / m
+            + usage.cache_read_tokens as f64 * self.cache_read / m
+    }
 }
 
 impl StatusRecord {

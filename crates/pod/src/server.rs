@@ -549,6 +549,7 @@ async fn assemble(
                 .cloned()
                 .collect(),
             last_result: None,
+            prices: pod_runtime::status::Prices::of(&m.model),
         },
     );
     let mut controller =

@@ -542,4 +542,30 @@ mod tests {
         assert!(kept.len() <= OUTPUT_KEPT);
         assert!(kept.starts_with("line ") && kept.ends_with("line 1999\n"));
     }
+
+    #[test]
+    fn a_lagged_replay_shows_each_entry_once_and_drops_the_stale_stream() {
+        let mut c = Conversation::new();
+        c.apply_json(user(1, "one"));
+        c.apply_event(Event::TextDelta {
+            text: "partial ans".into(),
+        });
+        c.apply_event(Event::Lagged { from_seq: 1 });
+        assert!(c.streaming.is_empty());
+        // The replay starts at the first missed entry, which may repeat seen ones.
+        c.apply_json(user(1, "one"));
+        c.apply_json(entry(
+            2,
+            "assistant_item",
+            json!({"item": {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "partial answer"}]}}),
+        ));
+        let kinds: Vec<&BlockKind> = c.blocks.iter().map(|b| &b.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &BlockKind::User("one".into()),
+                &BlockKind::Assistant("partial answer".into())
+            ]
+        );
+    }
 }

@@ -35,6 +35,11 @@ fn row(name: &str, status: &str, tokens: u64, subtree: u64) -> PodRow {
         instance_id: format!("id-{name}"),
         parent_name: name.rsplit_once('.').map(|(p, _)| p.to_string()),
         failed: false,
+        prices: Some(pod_runtime::status::Prices {
+            input: 3.0,
+            output: 15.0,
+            cache_read: 0.3,
+        }),
     }
 }
 
@@ -117,8 +122,13 @@ fn team() -> App {
             "exit code 0",
             "running 3 tests\ntest parse::empty ... ok\ntest parse::spaces ... ok\ntest parse::unicode ... ok\n\ntest result: ok. 3 passed",
         ),
-        assistant(
+        entry(
             6,
+            "usage",
+            json!({"llm_call": 1, "usage": {"input_tokens": 12000, "output_tokens": 400, "cache_read_tokens": 30000, "cache_write_tokens": 0}}),
+        ),
+        assistant(
+            7,
             "Fixed. The input kept its **trailing newline**, so `len()` counted it:\n\n```rust\nlet n = s.trim().len(); // ignore the newline\n```\n\n- one edit\n- tests pass",
         ),
     ];
@@ -261,4 +271,91 @@ fn ctrl_c_clears_the_composer_then_warns_while_a_pod_runs() {
     let ctrl_d = KeyEvent::new(KeyCode::Char('d'), KeyModifiers::CONTROL);
     app.key(ctrl_d, Instant::now());
     assert!(app.quit);
+}
+
+#[test]
+fn a_restarted_pod_replaces_its_conversation_in_one_step() {
+    let mut app = team();
+    app.disconnected("boss");
+    assert!(!app.panes["boss"].connected);
+    // The old conversation stays on screen until the new snapshot is in.
+    assert!(draw(&mut app, 100, 30).contains("Fix the failing parse test"));
+    let mut conv = Box::new(Conversation::new());
+    conv.apply_json(user(1, "after the restart"));
+    let greeted = Greeted {
+        greeting: greeting("boss"),
+        status: PodStatus::Idle,
+        alerts: vec![],
+    };
+    app.connected("boss", conv, greeted);
+    let screen = draw(&mut app, 100, 30);
+    assert!(screen.contains("after the restart") && !screen.contains("Fix the failing"));
+}
+
+#[test]
+fn an_untrusted_manifest_is_shown_and_trusted_only_on_y() {
+    let mut app = team();
+    let trust = Overlay::Trust {
+        path: "/p/.pods/manifest.toml".into(),
+        text: "[model]\nbase_url = \"http://example\"\n".into(),
+        name: "new".into(),
+    };
+    app.overlay = Some(trust.clone());
+    let screen = draw(&mut app, 100, 30);
+    assert!(
+        screen.contains("is not trusted yet") && screen.contains("base_url"),
+        "{screen}"
+    );
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert_eq!(app.overlay, None);
+    app.overlay = Some(trust);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('y')),
+        vec![Action::TrustAndStart {
+            path: "/p/.pods/manifest.toml".into(),
+            text: "[model]\nbase_url = \"http://example\"\n".into(),
+            name: "new".into(),
+        }]
+    );
+}
+
+#[test]
+fn the_trust_store_is_asked_before_a_project_manifest_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join(".pods")).unwrap();
+    let manifest = project.join(".pods/manifest.toml");
+    std::fs::write(&manifest, "[model]\nmax_tokens = 100\n").unwrap();
+    let env = manifest::Env {
+        home: Some(dir.path().join("home")),
+        pod_config_dir: Some(dir.path().join("config")),
+        xdg_config_home: None,
+    };
+    let (path, text) = crate::net::untrusted_manifest(&project, &env).expect("untrusted at first");
+    assert!(text.contains("max_tokens"));
+    crate::net::trust(&path, &text, &env).unwrap();
+    assert_eq!(crate::net::untrusted_manifest(&project, &env), None);
+    // A changed manifest must be trusted again; a broken one cannot be.
+    std::fs::write(&manifest, "[model\n").unwrap();
+    let (path, text) = crate::net::untrusted_manifest(&project, &env).unwrap();
+    let err = crate::net::trust(&path, &text, &env).unwrap_err();
+    assert!(
+        err.to_string().contains("fix it before trusting it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn new_pod_asks_for_a_name_and_starts_it() {
+    let mut app = team();
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('n'));
+    for c in "api2".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    assert_eq!(app.overlay, Some(Overlay::NewPod("api2".into())));
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Action::Start(Some("api2".into()))]
+    );
 }

@@ -92,6 +92,17 @@ pub(crate) fn tokens(n: u64) -> String {
     }
 }
 
+/// A cost, with the precision a person reads: 0.0123, 1.23, 123.
+pub(crate) fn cost(amount: f64) -> String {
+    if amount < 1.0 {
+        format!("{amount:.4}")
+    } else if amount < 100.0 {
+        format!("{amount:.2}")
+    } else {
+        format!("{amount:.0}")
+    }
+}
+
 /// A pod's state glyph and word.
 fn state(app: &App, row: &PodRow, theme: Theme) -> (String, ratatui::style::Style, &'static str) {
     if row.failed && !matches!(app.status_of(&row.name), Some(PodStatus::Running)) {
@@ -265,21 +276,52 @@ fn draw_bar(frame: &mut Frame<'_>, app: &mut App, area: Rect, theme: Theme, now:
             },
         );
         let usage = pane.map(|p| p.conv.usage).unwrap_or_default();
-        let mut parts = vec![format!(" {name}"), model];
+        // (priority, text) in display order; the lowest priorities go first
+        // when the bar is too narrow for all of them.
+        let mut parts: Vec<(u8, String)> = vec![(0, format!(" {name}")), (1, model)];
         if !provider.is_empty() {
-            parts.push(provider);
+            parts.push((4, provider));
         }
         if !sandbox.is_empty() {
-            parts.push(format!("sandbox {sandbox}"));
+            parts.push((3, format!("sandbox {sandbox}")));
         }
-        parts.push(format!(
-            "in {} out {} cached {}",
-            tokens(usage.input_tokens + usage.cache_write_tokens),
-            tokens(usage.output_tokens),
-            tokens(usage.cache_read_tokens)
+        parts.push((
+            0,
+            format!(
+                "in {} out {} cached {}",
+                tokens(usage.input_tokens + usage.cache_write_tokens),
+                tokens(usage.output_tokens),
+                tokens(usage.cache_read_tokens)
+            ),
         ));
-        parts.push("F1 help".into());
-        parts.join(" │ ")
+        if let Some(prices) = app.selected_row().and_then(|r| r.prices) {
+            parts.push((2, format!("cost {}", cost(prices.cost(&usage)))));
+        }
+        parts.push((5, "F1 help".into()));
+        let width = area.width as usize;
+        let fits = |parts: &[(u8, String)]| {
+            parts
+                .iter()
+                .map(|(_, p)| crate::wrap::width_of(p) + 3)
+                .sum::<usize>()
+                <= width
+        };
+        while !fits(&parts) && parts.len() > 1 {
+            let Some(drop) = parts
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, (prio, _))| (*prio, *i))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            parts.remove(drop);
+        }
+        parts
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect::<Vec<_>>()
+            .join(" │ ")
     } else {
         " no pod · n in the tree starts one · F1 help".into()
     };

@@ -2,7 +2,7 @@
 //! generated from [`manifest::ManifestLayer`] and checked in; `docs/manifest.md`
 //! documents every key the schema has, and its examples parse.
 //!
-//! Regenerate the schema with `UPDATE_SCHEMA=1 cargo test -p manifest --test schema`.
+//! Regenerate the schema with `UPDATE_SCHEMA=1 cargo test -p manifest --test all schema`.
 
 // Helpers here are test code too: a panic is how they report a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,7 +30,7 @@ fn the_checked_in_schema_is_current() {
     assert!(
         checked_in == fresh,
         "{} is stale (or missing): the manifest types changed. Regenerate it with \
-         `UPDATE_SCHEMA=1 cargo test -p manifest --test schema` and review the diff.",
+         `UPDATE_SCHEMA=1 cargo test -p manifest --test all schema` and review the diff.",
         path.display()
     );
 }
