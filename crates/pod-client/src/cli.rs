@@ -316,8 +316,8 @@ pub fn ls(json: bool, tree: bool, all: bool) -> anyhow::Result<u8> {
     } else {
         writeln!(
             out,
-            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10}  STOPPED",
-            "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS"
+            "{:<32} {:>8} {:<8} {:<24} {:>8} {:>10} {:>4}  STOPPED",
+            "NAME", "PID", "STATUS", "MODEL", "UPTIME", "TOKENS", "CTX"
         )?;
     }
     for r in rows {
@@ -346,9 +346,12 @@ pub fn ls(json: bool, tree: bool, all: bool) -> anyhow::Result<u8> {
                     format!("{} ago", ago(now.saturating_sub(at))),
                 ),
             };
+            let ctx = r
+                .context_percent()
+                .map_or_else(|| "-".to_string(), |p| format!("{p}%"));
             writeln!(
                 out,
-                "{name:<32} {pid:>8} {:<8} {:<24} {uptime:>8} {:>10}  {stopped}",
+                "{name:<32} {pid:>8} {:<8} {:<24} {uptime:>8} {:>10} {ctx:>4}  {stopped}",
                 r.status, r.model, r.tokens
             )?;
         }

@@ -50,9 +50,20 @@ pub struct PodRow {
     /// Whether it failed: its last invocation failed, or its process ended in
     /// the middle of one (its last recorded status is running).
     pub failed: bool,
+    /// Tokens its model's context takes now.
+    pub context_tokens: u64,
+    /// Its model's context window (0 when its status file does not say).
+    pub context_window: u64,
     /// Its token prices, when its manifest gives them (for showing cost).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prices: Option<pod_runtime::status::Prices>,
+}
+
+impl PodRow {
+    /// How full its context is, in percent (`None` when the window is unknown).
+    pub fn context_percent(&self) -> Option<u64> {
+        (self.context_window > 0).then(|| self.context_tokens * 100 / self.context_window)
+    }
 }
 
 /// The write part of a scope summary (`write:` and `delegated:` rules).
@@ -172,6 +183,8 @@ pub fn list_pods(places: &Places) -> Vec<PodRow> {
                 subtree_tokens: tokens,
                 instance_id: record.instance_id,
                 prices: record.prices,
+                context_tokens: record.context_tokens,
+                context_window: record.context_window,
                 failed: record.last_result == Some(protocol::TurnResult::Failed)
                     || (!alive && record.status == protocol::PodStatus::Running),
             })
@@ -258,6 +271,8 @@ mod tests {
             },
             write_rules: Vec::new(),
             last_result: None,
+            context_tokens: 0,
+            context_window: 0,
             prices: None,
         }
     }

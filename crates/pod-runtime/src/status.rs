@@ -43,6 +43,12 @@ pub struct StatusRecord {
     /// files written by older versions): lets `pod ls` and the UI show a failed pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<protocol::TurnResult>,
+    /// Tokens the model's context takes now (the last call's input and output).
+    #[serde(default)]
+    pub context_tokens: u64,
+    /// The model's context window in tokens (0 in files of older versions).
+    #[serde(default)]
+    pub context_window: u64,
     /// Token prices from the pod's manifest, when it gives them (clients show
     /// the cost); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -549,6 +549,8 @@ async fn assemble(
                 .cloned()
                 .collect(),
             last_result: None,
+            context_tokens: 0,
+            context_window: m.model.context_window,
             prices: pod_runtime::status::Prices::of(&m.model),
         },
     );

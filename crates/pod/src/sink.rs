@@ -158,6 +158,12 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
                 cache_read_tokens: usage.cache_read_tokens,
                 cache_write_tokens: usage.cache_write_tokens,
             })?;
+            let greeting = state.greeting();
+            let context = Event::Context {
+                context_tokens: greeting.context_tokens,
+                context_window: greeting.context_window,
+            };
+            state.broadcast(&context)?;
         }
         WorkerEvent::LlmCallEnd { llm_call, .. } => {
             state.end_stream_text();

@@ -351,6 +351,8 @@ impl PodState {
         self.status_written = std::time::Instant::now();
         record.status = self.status;
         record.usage = self.usage;
+        record.context_tokens = self.greeting.context_tokens;
+        record.context_window = self.greeting.context_window;
         let Ok(bytes) = serde_json::to_vec_pretty(&*record) else {
             return;
         };

@@ -142,6 +142,14 @@ pub enum Event {
         /// Input tokens written to the provider's cache.
         cache_write_tokens: u64,
     },
+    /// How full the model's context is, after each LLM call (and on restore):
+    /// the same numbers as the greeting's.
+    Context {
+        /// Tokens the current context takes (the last call's input and output).
+        context_tokens: u64,
+        /// The model's context window, in tokens.
+        context_window: u64,
+    },
     /// A committed log entry, exactly as its log line.
     Entry(serde_json::Value),
     /// The invocation ended without error; a failed one ends with `error` instead.
@@ -202,6 +210,7 @@ impl Event {
             Event::ToolCallDone { .. } => "tool_call_done",
             Event::ToolResult { .. } => "tool_result",
             Event::Usage { .. } => "usage",
+            Event::Context { .. } => "context",
             Event::Entry(_) => "entry",
             Event::RunEnd { .. } => "run_end",
             Event::Lagged { .. } => "lagged",
@@ -289,6 +298,10 @@ enum EventDef {
         output_tokens: u64,
         cache_read_tokens: u64,
         cache_write_tokens: u64,
+    },
+    Context {
+        context_tokens: u64,
+        context_window: u64,
     },
     Entry(serde_json::Value),
     RunEnd {

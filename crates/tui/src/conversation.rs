@@ -258,6 +258,15 @@ impl Conversation {
                 }
             }
             Event::Entry(value) => self.apply_json(value),
+            Event::Context {
+                context_tokens,
+                context_window,
+            } => {
+                if let Some(g) = &mut self.greeting {
+                    g.context_tokens = context_tokens;
+                    g.context_window = context_window;
+                }
+            }
             Event::Status { status } => {
                 self.status = Some(status);
                 self.generation += 1;

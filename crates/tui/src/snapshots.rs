@@ -35,6 +35,8 @@ fn row(name: &str, status: &str, tokens: u64, subtree: u64) -> PodRow {
         instance_id: format!("id-{name}"),
         parent_name: name.rsplit_once('.').map(|(p, _)| p.to_string()),
         failed: false,
+        context_tokens: tokens / 2,
+        context_window: 128_000,
         prices: Some(pod_runtime::status::Prices {
             input: 3.0,
             output: 15.0,

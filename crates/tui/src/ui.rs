@@ -144,11 +144,13 @@ fn draw_tree(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
             .rows
             .iter()
             .any(|r| r.parent_name.as_deref() == Some(row.name.as_str()));
-        let count = if has_children && row.subtree_tokens != row.tokens {
-            format!("{} Σ{}", tokens(row.tokens), tokens(row.subtree_tokens))
-        } else {
-            tokens(row.tokens)
-        };
+        let mut count = tokens(row.tokens);
+        if let Some(pct) = row.context_percent().filter(|_| row.alive) {
+            count.push_str(&format!(" {pct}%"));
+        }
+        if has_children && row.subtree_tokens != row.tokens {
+            count.push_str(&format!(" Σ{}", tokens(row.subtree_tokens)));
+        }
         let indent = "  ".repeat(row.depth);
         let short = pod_client::names::short_name(&row.name).to_string();
         let room = width.saturating_sub(indent.len() + 2 + count.chars().count() + 1);
@@ -184,6 +186,12 @@ fn draw_tree(frame: &mut Frame<'_>, app: &App, area: Rect, theme: Theme) {
             Line::from(vec![
                 Span::styled(word, style),
                 Span::styled(format!(" · {}", row.model), theme.dim()),
+                Span::styled(
+                    row.context_percent()
+                        .map(|p| format!(" · ctx {p}% of {}", tokens(row.context_window)))
+                        .unwrap_or_default(),
+                    theme.dim(),
+                ),
             ]),
             Line::styled(truncate(&row.scope, width), theme.dim()),
         ];

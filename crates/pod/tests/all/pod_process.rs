@@ -123,6 +123,57 @@ async fn connect_sequence_then_a_run_streams_and_commits() {
 }
 
 #[tokio::test]
+async fn each_call_reports_how_full_the_context_is() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(Scripted::sse(
+        Turn::new()
+            .text("Short.")
+            .usage(1200, 80)
+            .sse(Family::OpenaiChat),
+    ));
+    let pod = TestPod::start(
+        &home,
+        &server,
+        "ctx",
+        &["--overlay", "[model] context_window = 4000"],
+    );
+    let mut client = pod.connect().await;
+    assert_eq!(client.greeting.context_window, 4000);
+    client.request(&run("go")).await.unwrap();
+    let events = events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let at = |pred: &dyn Fn(&Event) -> bool| events.iter().position(|e| pred(e));
+    let usage = at(&|e| matches!(e, Event::Usage { .. })).expect("usage");
+    let context = at(&|e| {
+        matches!(
+            e,
+            Event::Context {
+                context_tokens: 1280,
+                context_window: 4000
+            }
+        )
+    })
+    .unwrap_or_else(|| panic!("no context event: {events:#?}"));
+    assert!(usage < context, "the context event follows the usage");
+    // status.json (what `pod ls` and the UI read) says the same.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let record = pod_runtime::status::StatusRecord::read(&home.path("runtime").join("ctx"));
+        if record
+            .as_ref()
+            .is_some_and(|r| r.context_tokens == 1280 && r.context_window == 4000)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status.json: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn the_state_machine_answers_only_the_asker() {
     let home = Home::new();
     let server = FakeProvider::start().await;
