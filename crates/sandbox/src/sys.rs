@@ -522,6 +522,24 @@ mod tests {
     }
 
     #[test]
+    fn rules_on_files_keep_only_file_rights_under_the_hard_requirement() {
+        // Without the masking in `allow`, the crate would refuse directory rights on a
+        // file (hard requirement); the helper allows every write on each device this way.
+        let Ok(abi) = landlock_abi() else {
+            return; // No Landlock on this kernel: nothing to build.
+        };
+        let mut ruleset = Ruleset::new(abi, abi >= 4).unwrap();
+        ruleset.allow(c"/dev/null", access::writes(abi)).unwrap();
+        ruleset.allow(c"/tmp", access::writes(abi)).unwrap();
+        let missing = ruleset.allow(c"/nonexistent-pods-test", access::writes(abi));
+        assert_eq!(
+            missing.unwrap_err().raw_os_error(),
+            Some(libc::ENOENT),
+            "the helper skips missing paths by this errno"
+        );
+    }
+
+    #[test]
     fn paths_with_nul_bytes_are_refused() {
         use std::os::unix::ffi::OsStrExt;
         let bad = Path::new(std::ffi::OsStr::from_bytes(b"/a\0b"));
