@@ -321,7 +321,7 @@ fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperRepo
         }
         _ => None,
     };
-    let child = fork_child(&ChildTask::Exec(&exec), ruleset.as_ref(), level)?;
+    let child = fork_child(&ChildTask::Exec(&exec), ruleset, level)?;
     let report = wait_for(child, true)?;
     if level == Level::Landlock {
         reap_descendants();
@@ -348,7 +348,7 @@ fn probe() -> Result<HelperReport, HelperError> {
         )?),
         None => None,
     };
-    let child = fork_child(&ChildTask::Probe, ruleset.as_ref(), Level::Full)?;
+    let child = fork_child(&ChildTask::Probe, ruleset, Level::Full)?;
     // The prober closes our stdin right after the request: do not take that as "stop".
     match wait_for(child, false)? {
         HelperReport::Exited { code: 0 } => Ok(HelperReport::Probe { fresh_proc: true }),
@@ -719,7 +719,7 @@ struct Child {
 /// Forks the child, lets it go, and waits until it has exec'd (or reports why not).
 fn fork_child(
     task: &ChildTask<'_>,
-    ruleset: Option<&sys::Ruleset>,
+    ruleset: Option<sys::Ruleset>,
     level: Level,
 ) -> Result<Child, HelperError> {
     let (go_r, go_w) = sys::pipe().map_err(step("create a pipe", "pipe2"))?;
@@ -747,6 +747,8 @@ fn fork_child(
     }
     drop(go_r);
     drop(err_w);
+    // The child enforces its own copy; the helper has no use for the ruleset any more.
+    drop(ruleset);
     let Some(pid) = Pid::from_raw(pid) else {
         return Err(HelperError::Other(format!(
             "sandbox: fork returned pid {pid}"
@@ -779,7 +781,7 @@ fn fork_child(
 /// The child's side: confine, then exec (never returns `Ok` for [`ChildTask::Exec`]).
 fn child_main(
     task: &ChildTask<'_>,
-    ruleset: Option<&sys::Ruleset>,
+    ruleset: Option<sys::Ruleset>,
     level: Level,
     go: OwnedFd,
 ) -> Result<i32, SetupError> {

@@ -1,8 +1,9 @@
 //! Thin wrappers over the Linux system calls the sandbox needs: the mount API, Landlock,
 //! capability sets, `prctl`s and `pidfd_open`. Where rustix wraps a call safely it makes
 //! it (`open_tree`, `move_mount`, `mount`, capabilities, `prctl`, `pidfd_open`, `pipe2`);
-//! what rustix does not wrap stays a raw `libc` call here: `mount_setattr`, Landlock,
-//! `keyctl` and the loopback `ioctl`. Each returns `io::Error` from `errno`; callers add
+//! the `landlock` crate builds and enforces the Landlock ruleset; what neither wraps stays
+//! a raw `libc` call here: `mount_setattr`, the Landlock ABI query, `keyctl` and the
+//! loopback `ioctl`. Each returns `io::Error` from `errno`; callers add
 //! what they were doing when it failed ([`SetupError`]).
 
 use std::ffi::{CStr, CString};
@@ -11,6 +12,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use landlock::{
+    AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, PathFdError,
+    Ruleset as LlRuleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetError, Scope,
+};
 
 use rustix::fs::CWD;
 use rustix::io::Errno;
@@ -214,83 +220,40 @@ pub(crate) fn detach_mount(target: &CStr) -> io::Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // Landlock.
+//
+// The ruleset is built with the `landlock` crate, set to a hard requirement throughout:
+// the helper only asks for what the ABI it measured offers, so any right the crate would
+// otherwise drop silently is an error here, as it was with the raw calls. The ABI number
+// itself stays a raw query ([`landlock_abi`]): the crate does not expose it, and the helper
+// needs it to choose (TCP rules from 4, scopes from 6, "needs ABI 4").
 
 /// `LANDLOCK_CREATE_RULESET_VERSION`.
 const CREATE_RULESET_VERSION: libc::c_uint = 1;
-/// `LANDLOCK_RULE_PATH_BENEATH`.
-const RULE_PATH_BENEATH: libc::c_int = 1;
 
-/// Landlock filesystem access rights (linux/landlock.h).
+/// Landlock filesystem access rights, listed by name (not `AccessFs::from_write`, which
+/// grows with the crate: from ABI 5 it adds `IOCTL_DEV`, which the helper leaves free).
 pub(crate) mod access {
-    /// Open a file for writing.
-    pub(crate) const WRITE_FILE: u64 = 1 << 1;
-    /// Remove an empty directory or rename one.
-    pub(crate) const REMOVE_DIR: u64 = 1 << 4;
-    /// Unlink or rename a file.
-    pub(crate) const REMOVE_FILE: u64 = 1 << 5;
-    /// Create a character device.
-    pub(crate) const MAKE_CHAR: u64 = 1 << 6;
-    /// Create a directory.
-    pub(crate) const MAKE_DIR: u64 = 1 << 7;
-    /// Create a regular file.
-    pub(crate) const MAKE_REG: u64 = 1 << 8;
-    /// Create a Unix socket.
-    pub(crate) const MAKE_SOCK: u64 = 1 << 9;
-    /// Create a FIFO.
-    pub(crate) const MAKE_FIFO: u64 = 1 << 10;
-    /// Create a block device.
-    pub(crate) const MAKE_BLOCK: u64 = 1 << 11;
-    /// Create a symlink.
-    pub(crate) const MAKE_SYM: u64 = 1 << 12;
-    /// Link or rename a file into another directory (ABI 2).
-    pub(crate) const REFER: u64 = 1 << 13;
-    /// Truncate a file (ABI 3).
-    pub(crate) const TRUNCATE: u64 = 1 << 14;
+    use landlock::{AccessFs, BitFlags, make_bitflags};
 
     /// Every right that changes the filesystem, for the given ABI.
-    pub(crate) fn writes(abi: u32) -> u64 {
-        let mut all = WRITE_FILE
-            | REMOVE_DIR
-            | REMOVE_FILE
-            | MAKE_CHAR
-            | MAKE_DIR
-            | MAKE_REG
-            | MAKE_SOCK
-            | MAKE_FIFO
-            | MAKE_BLOCK
-            | MAKE_SYM;
+    pub(crate) fn writes(abi: u32) -> BitFlags<AccessFs> {
+        let mut all = make_bitflags!(AccessFs::{
+            WriteFile | RemoveDir | RemoveFile | MakeChar | MakeDir | MakeReg | MakeSock
+                | MakeFifo | MakeBlock | MakeSym
+        });
         if abi >= 2 {
-            all |= REFER;
+            // Link or rename into another directory.
+            all |= AccessFs::Refer;
         }
         if abi >= 3 {
-            all |= TRUNCATE;
+            all |= AccessFs::Truncate;
         }
         all
     }
 
     /// The rights that make sense on a file (not a directory) rule.
-    pub(crate) const FILE_RIGHTS: u64 = WRITE_FILE | TRUNCATE;
-}
-
-/// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET` (ABI 6).
-const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
-/// `LANDLOCK_SCOPE_SIGNAL` (ABI 6).
-const SCOPE_SIGNAL: u64 = 1 << 1;
-
-/// `struct landlock_ruleset_attr` with every field up to ABI 6; the kernel accepts the
-/// larger struct from older ABIs as long as the fields it does not know are zero.
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-    handled_access_net: u64,
-    scoped: u64,
-}
-
-/// `struct landlock_path_beneath_attr` (packed in the UAPI header).
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
+    pub(crate) const FILE_RIGHTS: BitFlags<AccessFs> =
+        make_bitflags!(AccessFs::{WriteFile | Truncate});
 }
 
 /// The Landlock ABI version the kernel supports (an error when Landlock is unavailable).
@@ -299,7 +262,7 @@ pub(crate) fn landlock_abi() -> io::Result<u32> {
     let ret = check(unsafe {
         libc::syscall(
             libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<RulesetAttr>(),
+            std::ptr::null::<u8>(),
             0usize,
             CREATE_RULESET_VERSION,
         )
@@ -307,98 +270,88 @@ pub(crate) fn landlock_abi() -> io::Result<u32> {
     Ok(ret as u32)
 }
 
+/// The errno behind a `landlock` crate error, so setup messages name it as before; the
+/// crate's own text for what is not a system call (a right the ABI lacks).
+fn landlock_error(err: RulesetError) -> io::Error {
+    use landlock::{
+        AddRuleError, AddRulesError, CreateRulesetError, PathBeneathError, RestrictSelfError,
+    };
+    match err {
+        RulesetError::CreateRuleset(CreateRulesetError::CreateRulesetCall { source, .. })
+        | RulesetError::AddRules(AddRulesError::Fs(AddRuleError::AddRuleCall { source, .. }))
+        | RulesetError::AddRules(AddRulesError::Fs(AddRuleError::Compat(
+            landlock::CompatError::PathBeneath(PathBeneathError::StatCall { source, .. }),
+        )))
+        | RulesetError::RestrictSelf(RestrictSelfError::RestrictSelfCall { source, .. }) => source,
+        other => io::Error::other(other),
+    }
+}
+
 /// A Landlock ruleset being built: handles every write right (reads stay free), and
 /// scopes signals and abstract Unix sockets where the ABI allows.
 pub(crate) struct Ruleset {
-    fd: OwnedFd,
-    handled: u64,
+    inner: RulesetCreated,
+    handled: BitFlags<AccessFs>,
 }
-
-/// `LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP` (ABI 4).
-pub(crate) const NET_TCP: u64 = (1 << 0) | (1 << 1);
 
 impl Ruleset {
     /// A ruleset for `abi` (from [`landlock_abi`]); with `deny_tcp` (ABI ≥ 4) every TCP
     /// bind and connect is refused too, since no net rule is ever added.
     pub(crate) fn new(abi: u32, deny_tcp: bool) -> io::Result<Self> {
         let handled = access::writes(abi);
-        let attr = RulesetAttr {
-            handled_access_fs: handled,
-            handled_access_net: if deny_tcp && abi >= 4 { NET_TCP } else { 0 },
-            scoped: if abi >= 6 {
-                SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
-            } else {
-                0
-            },
-        };
-        // SAFETY: attr is a valid ruleset attr of the size passed.
-        let fd = check(unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                &attr as *const RulesetAttr,
-                std::mem::size_of::<RulesetAttr>(),
-                0u32,
-            )
-        })?;
-        // SAFETY: a fresh fd from the kernel, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
-        Ok(Ruleset { fd, handled })
+        let mut ruleset = LlRuleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(handled)
+            .map_err(landlock_error)?;
+        if deny_tcp && abi >= 4 {
+            ruleset = ruleset
+                .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+                .map_err(landlock_error)?;
+        }
+        if abi >= 6 {
+            ruleset = ruleset
+                .scope(Scope::AbstractUnixSocket | Scope::Signal)
+                .map_err(landlock_error)?;
+        }
+        // no_new_privs is set by the child itself (with its own error message) just
+        // before it restricts itself.
+        let inner = ruleset
+            .create()
+            .map_err(landlock_error)?
+            .no_new_privs(false);
+        Ok(Ruleset { inner, handled })
     }
 
     /// Allows `rights` (masked to what the ruleset handles, and to file rights when the
     /// path is not a directory) beneath `path`.
-    pub(crate) fn allow(&mut self, path: &CStr, rights: u64) -> io::Result<()> {
-        // SAFETY: path is a valid C string; O_PATH opens without access checks.
-        let raw = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-        if raw < 0 {
-            return Err(last());
-        }
-        // SAFETY: a fresh fd we own.
-        let target = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut st: libc::stat = unsafe_zeroed_stat();
-        // SAFETY: st is a valid stat buffer; target a valid fd.
-        if unsafe { libc::fstat(target.as_raw_fd(), &mut st) } < 0 {
-            return Err(last());
-        }
+    pub(crate) fn allow(&mut self, path: &CStr, rights: BitFlags<AccessFs>) -> io::Result<()> {
+        let path = Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+        let target = PathFd::new(path).map_err(|e| match e {
+            PathFdError::OpenCall { source, .. } => source,
+            other => io::Error::other(other),
+        })?;
+        // Masked here rather than by the crate, which under a hard requirement refuses
+        // directory rights on a file instead of dropping them.
         let mut allowed = rights & self.handled;
-        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        let mode = rustix::fs::fstat(&target)?.st_mode;
+        if !rustix::fs::FileType::from_raw_mode(mode).is_dir() {
             allowed &= access::FILE_RIGHTS;
         }
-        if allowed == 0 {
+        if allowed.is_empty() {
             return Ok(());
         }
-        let attr = PathBeneathAttr {
-            allowed_access: allowed,
-            parent_fd: target.as_raw_fd(),
-        };
-        // SAFETY: attr is a valid path-beneath attr; the fds are open.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_landlock_add_rule,
-                self.fd.as_raw_fd(),
-                RULE_PATH_BENEATH,
-                &attr as *const PathBeneathAttr,
-                0u32,
-            )
-        })?;
+        (&mut self.inner)
+            .add_rule(PathBeneath::new(target, allowed))
+            .map_err(landlock_error)?;
         Ok(())
     }
 
     /// Enforces the ruleset on the calling thread (and so on what it execs). Needs
     /// `no_new_privs` (see [`set_no_new_privs`]).
-    pub(crate) fn restrict_self(&self) -> io::Result<()> {
-        // SAFETY: the ruleset fd is open.
-        check(unsafe {
-            libc::syscall(libc::SYS_landlock_restrict_self, self.fd.as_raw_fd(), 0u32)
-        })?;
+    pub(crate) fn restrict_self(self) -> io::Result<()> {
+        self.inner.restrict_self().map_err(landlock_error)?;
         Ok(())
     }
-}
-
-/// A zeroed `stat` buffer.
-fn unsafe_zeroed_stat() -> libc::stat {
-    // SAFETY: stat is plain old data; all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
 }
 
 /// Brings the loopback interface of the current network namespace up (a new network
@@ -547,10 +500,43 @@ mod tests {
 
     #[test]
     fn write_rights_grow_with_the_abi() {
-        assert_eq!(access::writes(1) & access::REFER, 0);
-        assert_ne!(access::writes(2) & access::REFER, 0);
-        assert_eq!(access::writes(2) & access::TRUNCATE, 0);
-        assert_ne!(access::writes(3) & access::TRUNCATE, 0);
+        use landlock::AccessFs;
+        assert!(!access::writes(1).contains(AccessFs::Refer));
+        assert!(access::writes(2).contains(AccessFs::Refer));
+        assert!(!access::writes(2).contains(AccessFs::Truncate));
+        assert!(access::writes(3).contains(AccessFs::Truncate));
+    }
+
+    #[test]
+    fn write_rights_are_the_raw_bits_of_before() {
+        // The bits the hand-written ruleset handled (linux/landlock.h): WRITE_FILE (1 << 1),
+        // REMOVE_DIR .. MAKE_SYM (1 << 4 .. 1 << 12), REFER (1 << 13), TRUNCATE (1 << 14);
+        // never IOCTL_DEV (1 << 15), whatever the ABI.
+        let v1: u64 = (1 << 1) | (0x1ff << 4);
+        assert_eq!(access::writes(1).bits(), v1);
+        assert_eq!(access::writes(2).bits(), v1 | (1 << 13));
+        for abi in 3..=9 {
+            assert_eq!(access::writes(abi).bits(), v1 | (1 << 13) | (1 << 14));
+        }
+        assert_eq!(access::FILE_RIGHTS.bits(), (1 << 1) | (1 << 14));
+    }
+
+    #[test]
+    fn rules_on_files_keep_only_file_rights_under_the_hard_requirement() {
+        // Without the masking in `allow`, the crate would refuse directory rights on a
+        // file (hard requirement); the helper allows every write on each device this way.
+        let Ok(abi) = landlock_abi() else {
+            return; // No Landlock on this kernel: nothing to build.
+        };
+        let mut ruleset = Ruleset::new(abi, abi >= 4).unwrap();
+        ruleset.allow(c"/dev/null", access::writes(abi)).unwrap();
+        ruleset.allow(c"/tmp", access::writes(abi)).unwrap();
+        let missing = ruleset.allow(c"/nonexistent-pods-test", access::writes(abi));
+        assert_eq!(
+            missing.unwrap_err().raw_os_error(),
+            Some(libc::ENOENT),
+            "the helper skips missing paths by this errno"
+        );
     }
 
     #[test]
