@@ -142,7 +142,7 @@ async fn each_call_reports_how_full_the_context_is() {
     assert_eq!(client.greeting.context_window, 4000);
     client.request(&run("go")).await.unwrap();
     let events = events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
-    let at = |pred: &dyn Fn(&Event) -> bool| events.iter().position(|e| pred(e));
+    let at = |pred: &dyn Fn(&Event) -> bool| events.iter().position(pred);
     let usage = at(&|e| matches!(e, Event::Usage { .. })).expect("usage");
     let context = at(&|e| {
         matches!(
