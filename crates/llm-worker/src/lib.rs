@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod llm_client;
+pub mod prune;
 /// The tool trait and its types (the `tool` crate), at the path tools and the seed use.
 pub use tool;
 pub mod tool_server;

@@ -24,6 +24,7 @@ use crate::llm_client::error::ClientError;
 use crate::llm_client::http::{LlmClient, RetryNotice};
 use crate::llm_client::request::{LlmRequest, ToolChoice};
 use crate::llm_client::stream::{Completion, StopReason, StreamEvent};
+use crate::prune::{self, Calibration, ContextPolicy};
 use crate::tool_server::{CallInfo, ToolServer, interrupted_result};
 
 /// The request settings that stay the same for every LLM call of a worker.
@@ -56,6 +57,8 @@ pub struct WorkerConfig {
     /// result: a nudge for small models, which otherwise keep calling tools
     /// after they have what they need.
     pub result_note: Option<String>,
+    /// How requests are kept inside the window (`None`: sent whole).
+    pub context: Option<ContextPolicy>,
 }
 
 /// The start of the result a skipped repeated call gets (see
@@ -78,6 +81,7 @@ impl WorkerConfig {
             max_llm_calls: 200,
             skip_repeated_calls: false,
             result_note: None,
+            context: None,
         }
     }
 }
@@ -224,6 +228,13 @@ pub struct Worker {
     /// The calls of the last step that succeeded: (name, arguments as
     /// canonical JSON, result summary).
     last_ok: Vec<(String, String, String)>,
+    /// Tool outputs before this history index are stubbed in requests (see
+    /// [`crate::prune`]); it only moves forward.
+    pruned_before: usize,
+    /// The last call's measured size, for estimating the next request.
+    calibration: Option<Calibration>,
+    /// History bytes of the request being answered.
+    request_bytes: usize,
 }
 
 /// `arguments` with its keys sorted and no spacing, so that equal calls
@@ -275,6 +286,9 @@ impl Worker {
             history: Vec::new(),
             llm_calls: 0,
             last_ok: Vec::new(),
+            pruned_before: 0,
+            calibration: None,
+            request_bytes: 0,
         }
     }
 
@@ -315,13 +329,58 @@ impl Worker {
         &self.tools
     }
 
-    /// The request the next LLM call would send.
+    /// The request the next LLM call would send (with the tool outputs pruned
+    /// so far stubbed).
     pub fn request(&self) -> LlmRequest {
+        let history = if self.config.context.is_some() {
+            prune::project(&self.history, self.pruned_before)
+        } else {
+            self.history.clone()
+        };
+        self.request_with(history)
+    }
+
+    /// The request for the next LLM call: pruned further first when the
+    /// estimate passes the policy's threshold.
+    fn prepare_request(&mut self) -> LlmRequest {
+        let Some(policy) = self.config.context else {
+            return self.request();
+        };
+        let mut history = prune::project(&self.history, self.pruned_before);
+        let mut bytes = prune::history_bytes(&history);
+        let before = prune::estimate(bytes, self.calibration);
+        if before > policy.prune_threshold() {
+            let boundary = prune::keep_boundary(&self.history, policy.keep_calls);
+            if boundary > self.pruned_before {
+                self.pruned_before = boundary;
+                history = prune::project(&self.history, boundary);
+                bytes = prune::history_bytes(&history);
+                let after = prune::estimate(bytes, self.calibration);
+                tracing::info!(
+                    before,
+                    after,
+                    window = policy.window,
+                    kept_calls = policy.keep_calls,
+                    "pruned old tool outputs from the request (the log keeps them)"
+                );
+            } else {
+                tracing::warn!(
+                    estimate = before,
+                    window = policy.window,
+                    "the request is above the pruning threshold with nothing left to prune"
+                );
+            }
+        }
+        self.request_bytes = bytes;
+        self.request_with(history)
+    }
+
+    fn request_with(&self, history: Vec<Item>) -> LlmRequest {
         let c = &self.config;
         LlmRequest {
             model: c.model.clone(),
             system: c.system.clone(),
-            history: self.history.clone(),
+            history,
             tools: self.tools.specs(),
             tool_choice: c.tool_choice.clone(),
             max_tokens: c.max_tokens,
@@ -387,7 +446,7 @@ impl Worker {
         if let Err(e) = sink.on_event(WorkerEvent::LlmCallStart { llm_call }) {
             return Step::End(Outcome::Failed(WorkerError::Sink(e)));
         }
-        let request = self.request();
+        let request = self.prepare_request();
         let stream_cancel = control.cancel.child_token();
         let guarded = Mutex::new(GuardedSink {
             sink: &mut *sink,
@@ -451,6 +510,13 @@ impl Worker {
             );
         }
         let Completion { items, usage, stop } = completion;
+        if usage.total_input() > 0 {
+            self.calibration = Some(Calibration::observe(
+                self.calibration,
+                usage.total_input(),
+                self.request_bytes,
+            ));
+        }
         let calls: Vec<CallInfo> = items
             .iter()
             .filter_map(|item| match item {

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use crate::error::ManifestError;
 use crate::layer::ManifestLayer;
 use crate::manifest::{
-    Manifest, ModelConfig, Origin, PodConfig, SandboxConfig, ScopeConfig, SourcedRule, WorkerConfig,
+    ContextConfig, Manifest, ModelConfig, Origin, PodConfig, SandboxConfig, ScopeConfig,
+    SourcedRule, WorkerConfig,
 };
 use crate::path::{TildeError, resolve_target};
 use crate::rule::{Permission, ScopeRule};
@@ -43,6 +44,13 @@ pub mod defaults {
     pub(crate) const MAX_LLM_CALLS: u32 = 200;
     /// `worker.tool_output_limit` in bytes.
     pub(crate) const TOOL_OUTPUT_LIMIT: u64 = 64 * 1024;
+    /// `context.auto`.
+    pub(crate) const CONTEXT_AUTO: bool = true;
+    /// `context.prune_at`: prune well before the window, so a long tool output
+    /// arriving next still fits.
+    pub(crate) const PRUNE_AT: f64 = 0.6;
+    /// `context.keep_calls`.
+    pub(crate) const KEEP_CALLS: u32 = 3;
     /// `sandbox.mode`.
     pub(crate) const SANDBOX_MODE: SandboxMode = SandboxMode::Auto;
     /// `sandbox.network`: commands fetch dependencies and run tests against services.
@@ -453,6 +461,9 @@ pub fn merge_layers(
     let mut mode = None;
     let mut network = None;
     let mut env_remove: Vec<String> = Vec::new();
+    let mut context_auto = None;
+    let mut prune_at = None;
+    let mut keep_calls = None;
 
     let mut scope = ScopeConfig::default();
     let built_in = Origin::BuiltIn;
@@ -501,6 +512,11 @@ pub fn merge_layers(
             }
             merge_table(&mut extra, table);
         }
+
+        let c = layer.context;
+        take(&mut context_auto, c.auto, o);
+        take(&mut prune_at, c.prune_at, o);
+        take(&mut keep_calls, c.keep_calls, o);
 
         let w = layer.worker;
         take(&mut instruction, w.instruction, o);
@@ -601,6 +617,25 @@ pub fn merge_layers(
     let pod = PodConfig {
         name: finish_optional(name, "pod.name", p),
     };
+    let context = ContextConfig {
+        auto: finish(context_auto, "context.auto", p, || defaults::CONTEXT_AUTO),
+        prune_at: finish(prune_at, "context.prune_at", p, || defaults::PRUNE_AT),
+        keep_calls: finish(keep_calls, "context.keep_calls", p, || defaults::KEEP_CALLS),
+    };
+    if !(context.prune_at > 0.0 && context.prune_at <= 1.0) {
+        return Err(ManifestError::OutOfRange {
+            key: "context.prune_at",
+            value: context.prune_at.to_string(),
+            expected: "a fraction of the window, above 0 and at most 1",
+        });
+    }
+    if context.keep_calls == 0 {
+        return Err(ManifestError::OutOfRange {
+            key: "context.keep_calls",
+            value: "0".into(),
+            expected: "at least 1 (the latest call's outputs are what the model works on)",
+        });
+    }
 
     Ok(Manifest {
         pod,
@@ -608,6 +643,7 @@ pub fn merge_layers(
         worker,
         sandbox,
         scope,
+        context,
         project_root,
         layers: origins,
         provenance,
@@ -1141,5 +1177,38 @@ recursive = false
             .load()
             .unwrap_err();
         assert!(matches!(err, ManifestError::RelativeCwd { .. }));
+    }
+
+    #[test]
+    fn context_keys_default_merge_and_refuse_out_of_range_values() {
+        let fx = Fixture::new();
+        let m = ManifestLoader::new(fx.project.clone(), fx.env())
+            .load()
+            .unwrap();
+        assert!(m.context.auto);
+        assert!((m.context.prune_at - 0.6).abs() < 1e-9);
+        assert_eq!(m.context.keep_calls, 3);
+        fx.write_user("[context]\nkeep_calls = 5\n");
+        let m = ManifestLoader::new(fx.project.clone(), fx.env())
+            .overlay("[context]\nprune_at = 0.4\nauto = false")
+            .load()
+            .unwrap();
+        assert_eq!((m.context.keep_calls, m.context.auto), (5, false));
+        assert_eq!(m.provenance["context.prune_at"], Origin::Overlay);
+        for (bad, key) in [
+            ("prune_at = 1.5", "context.prune_at"),
+            ("prune_at = 0.0", "context.prune_at"),
+            ("keep_calls = 0", "context.keep_calls"),
+        ] {
+            let err = ManifestLoader::new(fx.project.clone(), fx.env())
+                .overlay(format!("[context]\n{bad}"))
+                .load()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("out of range"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -91,6 +91,16 @@ pub enum ManifestError {
         /// Why, and what to do.
         reason: crate::GateError,
     },
+    /// A value outside the range its key allows.
+    #[error("{key} = {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The dotted key.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
     /// The loader was given a relative working directory.
     #[error("working directory {} is not absolute; pass an absolute path", cwd.display())]
     RelativeCwd {

@@ -26,6 +26,8 @@ pub struct ManifestLayer {
     pub sandbox: SandboxLayer,
     /// `[scope]`.
     pub scope: ScopeLayer,
+    /// `[context]`.
+    pub context: ContextLayer,
 }
 
 /// `[pod]` as written.
@@ -79,6 +81,18 @@ pub struct WorkerLayer {
     pub max_llm_calls: Option<u32>,
     /// The most bytes of one tool's output passed to the model.
     pub tool_output_limit: Option<u64>,
+}
+
+/// `[context]` as written: how the pod keeps its requests inside the window.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextLayer {
+    /// Whether the pod manages its context by itself.
+    pub auto: Option<bool>,
+    /// The fraction of the context window above which old tool outputs are pruned from requests.
+    pub prune_at: Option<f64>,
+    /// How many of the latest LLM calls keep their tool outputs whole.
+    pub keep_calls: Option<u32>,
 }
 
 /// `[sandbox]` as written.

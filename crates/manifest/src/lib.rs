@@ -23,8 +23,8 @@ pub use cascade::{
 pub use error::ManifestError;
 pub use layer::ManifestLayer;
 pub use manifest::{
-    InvalidPodName, Manifest, ModelConfig, Origin, PodConfig, PodName, SandboxConfig, SandboxMode,
-    Scheme, ScopeConfig, SourcedRule, WorkerConfig,
+    ContextConfig, InvalidPodName, Manifest, ModelConfig, Origin, PodConfig, PodName,
+    SandboxConfig, SandboxMode, Scheme, ScopeConfig, SourcedRule, WorkerConfig,
 };
 pub use path::canonicalize_lenient;
 pub use rule::{Permission, ScopeRule};

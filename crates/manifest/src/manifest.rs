@@ -249,6 +249,17 @@ pub struct WorkerConfig {
     pub tool_output_limit: u64,
 }
 
+/// `[context]`: how the pod keeps its requests inside the model's window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContextConfig {
+    /// Whether the pod manages its context by itself (pruning).
+    pub auto: bool,
+    /// Above this fraction of the window, old tool outputs are pruned from requests.
+    pub prune_at: f64,
+    /// How many of the latest LLM calls keep their tool outputs whole.
+    pub keep_calls: u32,
+}
+
 /// `[sandbox]`: how commands are confined.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct SandboxConfig {
@@ -302,6 +313,8 @@ pub struct Manifest {
     pub sandbox: SandboxConfig,
     /// `[scope]`.
     pub scope: ScopeConfig,
+    /// `[context]`.
+    pub context: ContextConfig,
     /// The directory holding `.pods/`, if one was found above the working directory.
     pub(crate) project_root: Option<PathBuf>,
     /// The layers that were read, lowest first (built-in defaults always first).

@@ -470,6 +470,17 @@ async fn assemble(
         config.result_note = Some(SMALL_MODEL_RESULT_NOTE.into());
     }
     config.cache_key = Some(spec.name.clone());
+    // The request must also leave room for the response.
+    let room = m
+        .model
+        .context_window
+        .saturating_sub(u64::from(m.model.max_tokens))
+        .max(1);
+    config.context = m.context.auto.then_some(llm_worker::prune::ContextPolicy {
+        window: room,
+        prune_at: m.context.prune_at,
+        keep_calls: m.context.keep_calls as usize,
+    });
 
     let pending_turn = {
         let mut st = lock(&state);

@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::script::COUNTED_INPUT;
 use crate::strict;
 
 /// How an SSE body is cut into writes.
@@ -392,7 +393,38 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         }
         scripted = lock(&state).take_for(&body);
     }
+    let scripted = scripted.map(|s| s.count_input(body.len()));
     let _ = answer(&mut stream, scripted).await;
+}
+
+impl Scripted {
+    /// Replaces [`COUNTED_INPUT`] in a streamed body with the request's size
+    /// in tokens as the fake counts them: ⌈bytes / 4⌉.
+    fn count_input(self, request_bytes: usize) -> Scripted {
+        let Scripted::Sse {
+            body,
+            chunking,
+            pause,
+        } = self
+        else {
+            return self;
+        };
+        let sentinel = COUNTED_INPUT.to_string();
+        let text = String::from_utf8_lossy(&body);
+        if !text.contains(&sentinel) {
+            return Scripted::Sse {
+                body,
+                chunking,
+                pause,
+            };
+        }
+        let counted = request_bytes.div_ceil(4).to_string();
+        Scripted::Sse {
+            body: text.replace(&sentinel, &counted).into_bytes(),
+            chunking,
+            pause,
+        }
+    }
 }
 
 fn sse_head() -> Vec<u8> {

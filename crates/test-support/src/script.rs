@@ -28,6 +28,10 @@ pub struct Call {
     pub arguments: String,
 }
 
+/// An input token count that [`crate::fake_provider::FakeProvider`] replaces in
+/// the response with its own count of the request it answers: ⌈bytes / 4⌉.
+pub const COUNTED_INPUT: u64 = 987_654_321;
+
 /// What the scripted model does in one response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Turn {
@@ -152,6 +156,13 @@ impl Turn {
             arguments: arguments.into(),
         });
         self
+    }
+
+    /// Reports as input tokens what the fake provider counts for the request
+    /// it answers (⌈bytes / 4⌉, see [`COUNTED_INPUT`]), as a real provider's
+    /// usage would.
+    pub fn counted_usage(self, output_tokens: u64) -> Self {
+        self.usage(COUNTED_INPUT, output_tokens)
     }
 
     /// Token usage the response reports.

@@ -7,6 +7,7 @@ mod common;
 mod registry_support;
 
 mod cli;
+mod context;
 mod multi_pod;
 mod pod_process;
 mod pod_streaming;

@@ -1,0 +1,103 @@
+//! Context management: old tool outputs are pruned from requests once they
+//! pass the threshold, in one step, while the session log keeps them whole.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+
+use common::{Home, TestPod, events_until, run};
+use protocol::{Event, TurnResult};
+use test_support::Family;
+use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::script::Turn;
+
+fn sse(turn: Turn) -> Scripted {
+    Scripted::sse(turn.sse(Family::OpenaiChat))
+}
+
+#[tokio::test]
+async fn old_tool_outputs_are_pruned_from_requests_and_kept_in_the_log() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // Eight files of 3,000 bytes each, read one per LLM call.
+    for i in 0..8 {
+        let line = format!("file {i} marker-{i} ");
+        std::fs::write(
+            home.path("work").join(format!("f{i}.txt")),
+            line.repeat(3000 / line.len()),
+        )
+        .unwrap();
+        server.push(sse(Turn::new()
+            .call(
+                format!("r{i}"),
+                "Read",
+                serde_json::json!({"path": format!("f{i}.txt")}).to_string(),
+            )
+            .counted_usage(20)));
+    }
+    server.push(sse(Turn::new().text("Read them all.").counted_usage(5)));
+    // Room for requests: 9,000 - 1,000 tokens; pruning above half of it
+    // (4,000 tokens ≈ 16 KB of history), keeping the latest two calls whole.
+    let overlay = "[model]\ncontext_window = 9000\nmax_tokens = 1000\n[context]\nprune_at = 0.5\nkeep_calls = 2";
+    let pod = TestPod::start(&home, &server, "ctx", &["--overlay", overlay]);
+    let mut client = pod.connect().await;
+    client
+        .request(&run("read f0.txt to f7.txt, one at a time"))
+        .await
+        .unwrap();
+    let events = events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(
+        events.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{events:#?}"
+    );
+
+    let bodies: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .collect();
+    assert_eq!(bodies.len(), 9);
+    let pruned: Vec<bool> = bodies
+        .iter()
+        .map(|b| b.contains("pruned from the context"))
+        .collect();
+    let first = pruned
+        .iter()
+        .position(|p| *p)
+        .expect("some request was pruned");
+    assert!(
+        first >= 4,
+        "nothing is pruned while the history is small: {pruned:?}"
+    );
+    assert!(
+        pruned[first..].iter().all(|p| *p),
+        "once pruned, the boundary stays: {pruned:?}"
+    );
+    let last = &bodies[8];
+    // The latest two calls' outputs are whole; the first file's is a stub.
+    assert!(
+        last.contains("marker-7") && last.contains("marker-6"),
+        "latest outputs whole"
+    );
+    assert!(!last.contains("marker-0"), "the oldest output is pruned");
+    assert!(
+        last.contains("[output of Read (call r0) pruned from the context"),
+        "{last}"
+    );
+    assert!(
+        last.len() < bodies[first - 1].len() + 6000,
+        "pruning keeps the request small"
+    );
+
+    // The log keeps every output whole.
+    let log = std::fs::read_to_string(home.path("state/sessions/ctx/000001.jsonl")).unwrap();
+    for i in 0..8 {
+        assert!(
+            log.contains(&format!("marker-{i}")),
+            "output {i} is in the log"
+        );
+    }
+    assert!(!log.contains("pruned from the context"));
+}
