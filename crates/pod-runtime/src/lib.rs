@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod dir;
+pub mod instructions;
 pub mod liveness;
 pub mod pod_registry;
 pub mod status;

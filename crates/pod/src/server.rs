@@ -196,7 +196,8 @@ fn repair_cut_invocation(
     )
 }
 
-/// The system prompt: the manifest's instruction, else a short default.
+/// The system prompt: a short default, the manifest's instruction, then the
+/// project's instructions files.
 fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
     let instruction = spec.manifest.worker.instruction.trim();
     // The built-in read deny of the state dir says nothing about where to write, and
@@ -211,11 +212,21 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
         spec.cwd.display(),
         scope_text
     );
-    if instruction.is_empty() {
-        base
-    } else {
-        format!("{base}\n\n{instruction}")
+    let mut prompt = base;
+    if !instruction.is_empty() {
+        prompt = format!("{prompt}\n\n{instruction}");
     }
+    // AGENTS.md files of the project, read at each start (a child's from its
+    // own directory), last: the prompt's fixed part stays first.
+    let files = pod_runtime::instructions::load(&spec.cwd);
+    for file in &files {
+        tracing::info!(path = %file.path.display(), bytes = file.text.len(), cut = file.cut, "project instructions");
+    }
+    let section = pod_runtime::instructions::prompt_section(&files);
+    if !section.is_empty() {
+        prompt = format!("{prompt}\n\n{section}");
+    }
+    prompt
 }
 
 /// The previous instance id of a top-level pod, from its `status.json`.

@@ -101,3 +101,46 @@ async fn old_tool_outputs_are_pruned_from_requests_and_kept_in_the_log() {
     }
     assert!(!log.contains("pruned from the context"));
 }
+
+#[tokio::test]
+async fn agents_md_files_reach_the_system_prompt_and_doctor_names_them() {
+    let home = Home::new();
+    let work = home.path("work");
+    std::fs::create_dir_all(work.join(".git")).unwrap();
+    std::fs::create_dir_all(work.join("app")).unwrap();
+    std::fs::write(
+        work.join("AGENTS.md"),
+        "Always run `make check` before finishing.",
+    )
+    .unwrap();
+    std::fs::write(work.join("app/CLAUDE.md"), "In app/, use tabs.").unwrap();
+    let server = FakeProvider::start().await;
+    server.push(sse(Turn::new().text("ok")));
+    let app = work.join("app");
+    let pod = TestPod::start(&home, &server, "inst", &["--cwd", app.to_str().unwrap()]);
+    let mut client = pod.connect().await;
+    client.request(&run("hi")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let body = server.requests()[0].body.to_string();
+    let general = body
+        .find("Always run `make check`")
+        .expect("the root's AGENTS.md");
+    let nearest = body.find("In app/, use tabs.").expect("app's CLAUDE.md");
+    assert!(general < nearest, "the nearest file comes last");
+
+    let out = home
+        .command(&server.base_url())
+        .args(["doctor"])
+        .current_dir(&app)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("instructions"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("AGENTS.md") && line.contains("app/CLAUDE.md"),
+        "{line}"
+    );
+}
