@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compact;
 pub mod llm_client;
 pub mod prune;
 /// The tool trait and its types (the `tool` crate), at the path tools and the seed use.

@@ -26,12 +26,21 @@ pub struct ContextPolicy {
     pub prune_at: f64,
     /// The latest LLM calls whose tool outputs are never pruned.
     pub keep_calls: usize,
+    /// Compact when the request, pruned, is still estimated above this fraction.
+    pub compact_at: f64,
+    /// The most tokens a compaction's summary may take.
+    pub summary_tokens: u32,
 }
 
 impl ContextPolicy {
     /// The estimated request size (tokens) above which old outputs are pruned.
     pub fn prune_threshold(&self) -> u64 {
         (self.window as f64 * self.prune_at) as u64
+    }
+
+    /// The estimated request size (tokens) above which the history is compacted.
+    pub fn compact_threshold(&self) -> u64 {
+        (self.window as f64 * self.compact_at) as u64
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use llm_types::{Item, ToolCallKind, Usage};
 use tokio_util::sync::CancellationToken;
 
+use crate::compact;
 use crate::llm_client::error::ClientError;
 use crate::llm_client::http::{LlmClient, RetryNotice};
 use crate::llm_client::request::{LlmRequest, ToolChoice};
@@ -127,6 +128,27 @@ pub enum WorkerEvent<'a> {
         llm_call: u64,
         /// Its usage.
         usage: Usage,
+    },
+    /// The history is about to be compacted: a summary call runs (it is not
+    /// an LLM call of the invocation: no `LlmCallStart`, not counted).
+    CompactionStart {
+        /// The estimated tokens of the request that called for it (pruned).
+        tokens_before: u64,
+    },
+    /// The history was compacted: it is now `history` (a summary and the
+    /// user's latest message). The sink persists it as a new segment.
+    Compacted {
+        /// The new history.
+        history: &'a [Item],
+        /// The estimated tokens before.
+        tokens_before: u64,
+        /// The estimated tokens of the next request.
+        tokens_after: u64,
+    },
+    /// A compaction could not be done; the worker goes on with the pruned history.
+    CompactionFailed {
+        /// What went wrong.
+        error: &'a str,
     },
     /// The call ended (its items are appended).
     LlmCallEnd {
@@ -342,9 +364,9 @@ impl Worker {
 
     /// The request for the next LLM call: pruned further first when the
     /// estimate passes the policy's threshold.
-    fn prepare_request(&mut self) -> LlmRequest {
+    fn prepare_request(&mut self) -> (LlmRequest, u64) {
         let Some(policy) = self.config.context else {
-            return self.request();
+            return (self.request(), 0);
         };
         let mut history = prune::project(&self.history, self.pruned_before);
         let mut bytes = prune::history_bytes(&history);
@@ -372,7 +394,77 @@ impl Worker {
             }
         }
         self.request_bytes = bytes;
-        self.request_with(history)
+        let estimate = prune::estimate(bytes, self.calibration);
+        (self.request_with(history), estimate)
+    }
+
+    /// Compacts the history when the request, pruned, is still estimated
+    /// above the policy's compaction threshold. `Err` ends the invocation
+    /// (cancelled, or the sink failed); a failed summary call does not.
+    async fn compact_if_needed(
+        &mut self,
+        sink: &mut dyn WorkerSink,
+        control: &Control,
+    ) -> Result<(), Outcome> {
+        let Some(policy) = self.config.context else {
+            return Ok(());
+        };
+        let (_, before) = self.prepare_request();
+        // A history of one message has nothing to compact.
+        if before <= policy.compact_threshold() || self.history.len() < 2 {
+            return Ok(());
+        }
+        let sink_failed = |e| Outcome::Failed(WorkerError::Sink(e));
+        sink.on_event(WorkerEvent::CompactionStart {
+            tokens_before: before,
+        })
+        .map_err(sink_failed)?;
+        let base = self.request();
+        // The transcript takes at most ~60 % of the room (4 bytes a token).
+        let budget = (policy.window as f64 * 0.6 * 4.0) as usize;
+        let text = compact::transcript(&base.history, budget);
+        let summary_tokens = policy
+            .summary_tokens
+            .min(u32::try_from(policy.window / 4).unwrap_or(u32::MAX))
+            .max(128);
+        let request = compact::summary_request(&base, &text, summary_tokens);
+        let cancel = control.cancel.child_token();
+        let result = self
+            .client
+            .stream_observed(&request, &cancel, &mut |_| {}, &mut |_| {})
+            .await;
+        let summary = match result {
+            Ok(completion) => compact::summary_text(&completion.items),
+            Err(failure) if failure.error == ClientError::Cancelled => {
+                return Err(Outcome::Cancelled);
+            }
+            Err(failure) => {
+                let error = failure.error.to_string();
+                tracing::warn!(%error, "compaction failed; going on with the pruned history");
+                sink.on_event(WorkerEvent::CompactionFailed { error: &error })
+                    .map_err(sink_failed)?;
+                return Ok(());
+            }
+        };
+        if summary.trim().is_empty() {
+            let error = "the summary call returned no text";
+            sink.on_event(WorkerEvent::CompactionFailed { error })
+                .map_err(sink_failed)?;
+            return Ok(());
+        }
+        let seed = compact::seed_history(&self.history, &summary);
+        let after = prune::estimate(prune::history_bytes(&seed), self.calibration);
+        sink.on_event(WorkerEvent::Compacted {
+            history: &seed,
+            tokens_before: before,
+            tokens_after: after,
+        })
+        .map_err(sink_failed)?;
+        tracing::info!(before, after, "compacted the history into a summary");
+        self.history = seed;
+        self.pruned_before = 0;
+        self.last_ok.clear();
+        Ok(())
     }
 
     fn request_with(&self, history: Vec<Item>) -> LlmRequest {
@@ -441,12 +533,15 @@ impl Worker {
 
     /// One LLM call and the tool calls it makes.
     async fn step(&mut self, sink: &mut dyn WorkerSink, control: &Control) -> Step {
+        if let Err(outcome) = self.compact_if_needed(sink, control).await {
+            return Step::End(outcome);
+        }
         self.llm_calls += 1;
         let llm_call = self.llm_calls;
         if let Err(e) = sink.on_event(WorkerEvent::LlmCallStart { llm_call }) {
             return Step::End(Outcome::Failed(WorkerError::Sink(e)));
         }
-        let request = self.prepare_request();
+        let (request, _) = self.prepare_request();
         let stream_cancel = control.cancel.child_token();
         let guarded = Mutex::new(GuardedSink {
             sink: &mut *sink,

@@ -51,6 +51,11 @@ pub mod defaults {
     pub(crate) const PRUNE_AT: f64 = 0.6;
     /// `context.keep_calls`.
     pub(crate) const KEEP_CALLS: u32 = 3;
+    /// `context.compact_at`: late enough that pruning gets its chance, early
+    /// enough that the summary call itself still fits.
+    pub(crate) const COMPACT_AT: f64 = 0.8;
+    /// `context.summary_tokens`.
+    pub(crate) const SUMMARY_TOKENS: u32 = 2_048;
     /// `sandbox.mode`.
     pub(crate) const SANDBOX_MODE: SandboxMode = SandboxMode::Auto;
     /// `sandbox.network`: commands fetch dependencies and run tests against services.
@@ -464,6 +469,8 @@ pub fn merge_layers(
     let mut context_auto = None;
     let mut prune_at = None;
     let mut keep_calls = None;
+    let mut compact_at = None;
+    let mut summary_tokens = None;
 
     let mut scope = ScopeConfig::default();
     let built_in = Origin::BuiltIn;
@@ -517,6 +524,8 @@ pub fn merge_layers(
         take(&mut context_auto, c.auto, o);
         take(&mut prune_at, c.prune_at, o);
         take(&mut keep_calls, c.keep_calls, o);
+        take(&mut compact_at, c.compact_at, o);
+        take(&mut summary_tokens, c.summary_tokens, o);
 
         let w = layer.worker;
         take(&mut instruction, w.instruction, o);
@@ -621,7 +630,25 @@ pub fn merge_layers(
         auto: finish(context_auto, "context.auto", p, || defaults::CONTEXT_AUTO),
         prune_at: finish(prune_at, "context.prune_at", p, || defaults::PRUNE_AT),
         keep_calls: finish(keep_calls, "context.keep_calls", p, || defaults::KEEP_CALLS),
+        compact_at: finish(compact_at, "context.compact_at", p, || defaults::COMPACT_AT),
+        summary_tokens: finish(summary_tokens, "context.summary_tokens", p, || {
+            defaults::SUMMARY_TOKENS
+        }),
     };
+    if !(context.compact_at > 0.0 && context.compact_at <= 1.0) {
+        return Err(ManifestError::OutOfRange {
+            key: "context.compact_at",
+            value: context.compact_at.to_string(),
+            expected: "a fraction of the window, above 0 and at most 1",
+        });
+    }
+    if context.summary_tokens < 128 {
+        return Err(ManifestError::OutOfRange {
+            key: "context.summary_tokens",
+            value: context.summary_tokens.to_string(),
+            expected: "at least 128",
+        });
+    }
     if !(context.prune_at > 0.0 && context.prune_at <= 1.0) {
         return Err(ManifestError::OutOfRange {
             key: "context.prune_at",

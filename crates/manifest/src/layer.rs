@@ -93,6 +93,10 @@ pub struct ContextLayer {
     pub prune_at: Option<f64>,
     /// How many of the latest LLM calls keep their tool outputs whole.
     pub keep_calls: Option<u32>,
+    /// The fraction of the window above which the pruned history is compacted into a summary.
+    pub compact_at: Option<f64>,
+    /// The most tokens a compaction's summary may take.
+    pub summary_tokens: Option<u32>,
 }
 
 /// `[sandbox]` as written.

@@ -258,6 +258,10 @@ pub struct ContextConfig {
     pub prune_at: f64,
     /// How many of the latest LLM calls keep their tool outputs whole.
     pub keep_calls: u32,
+    /// Above this fraction of the window, the pruned history is compacted.
+    pub compact_at: f64,
+    /// The most tokens a compaction's summary may take.
+    pub summary_tokens: u32,
 }
 
 /// `[sandbox]`: how commands are confined.

@@ -146,6 +146,20 @@ pub(crate) fn write_entry_full(
         LogEntry::ChildRemoved { name, reason, .. } => {
             writeln!(out, "── child pod `{name}` removed: {reason} ──")?;
         }
+        LogEntry::CompactionStart { tokens_before, .. } => {
+            writeln!(
+                out,
+                "── compacting the context (≈ {tokens_before} tokens) ──"
+            )?;
+        }
+        LogEntry::CompactionEnd {
+            tokens_before,
+            tokens_after,
+            ..
+        } => writeln!(
+            out,
+            "── context compacted: ≈ {tokens_before} → {tokens_after} tokens; a new segment goes on from a summary ──"
+        )?,
         // Shown where they arrived; when the model took them in is bookkeeping.
         LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
         LogEntry::Unknown { kind, .. } => writeln!(

@@ -491,6 +491,8 @@ async fn assemble(
         window: room,
         prune_at: m.context.prune_at,
         keep_calls: m.context.keep_calls as usize,
+        compact_at: m.context.compact_at,
+        summary_tokens: m.context.summary_tokens,
     });
 
     let pending_turn = {

@@ -165,6 +165,35 @@ fn handle(state: &mut PodState, event: WorkerEvent<'_>) -> Result<(), StateError
             };
             state.broadcast(&context)?;
         }
+        WorkerEvent::CompactionStart { tokens_before } => {
+            tracing::info!(tokens_before, "compacting the context");
+            state.commit(EntryBody::CompactionStart { tokens_before })?;
+            state.broadcast(&Event::CompactionStart { tokens_before })?;
+        }
+        WorkerEvent::Compacted {
+            history,
+            tokens_before,
+            tokens_after,
+        } => {
+            // The new segment first: a crash after it restores from the
+            // summary; `compaction_end` only records that it happened.
+            state.start_segment(history.to_vec())?;
+            state.commit(EntryBody::CompactionEnd {
+                tokens_before,
+                tokens_after,
+            })?;
+            state.sync()?;
+            tracing::info!(tokens_before, tokens_after, "compacted the context");
+            state.broadcast(&Event::CompactionEnd {
+                tokens_before,
+                tokens_after,
+            })?;
+        }
+        WorkerEvent::CompactionFailed { error } => {
+            let message = format!("compacting the context failed ({error}); going on without it");
+            tracing::warn!("{message}");
+            state.alert(AlertLevel::Warn, AlertSource::Worker, message)?;
+        }
         WorkerEvent::LlmCallEnd { llm_call, .. } => {
             state.end_stream_text();
             state.broadcast(&Event::LlmCallEnd { llm_call })?;

@@ -171,6 +171,17 @@ impl PodState {
         Ok(committed.seq)
     }
 
+    /// Starts a new log segment from `history` (a compaction): the segment
+    /// file appears whole or not at all; its `segment_start` line is offered
+    /// to the clients like any entry, and later snapshots start from it.
+    pub(crate) fn start_segment(&mut self, history: Vec<Item>) -> Result<u64, StateError> {
+        let committed = self.log.start_segment(history)?;
+        let line: Line = Line::from(protocol::raw::entry_line(&committed.line)?);
+        self.snapshot = None;
+        self.hub.entry(committed.seq, &line);
+        Ok(committed.seq)
+    }
+
     /// Flushes the log to stable storage (invocation end, shutdown).
     pub(crate) fn sync(&mut self) -> Result<(), StateError> {
         self.log.sync()?;

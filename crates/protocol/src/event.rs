@@ -150,6 +150,18 @@ pub enum Event {
         /// The model's context window, in tokens.
         context_window: u64,
     },
+    /// The pod began compacting its context (a summary call runs).
+    CompactionStart {
+        /// The estimated tokens of the request that called for it.
+        tokens_before: u64,
+    },
+    /// The context was compacted: a new session segment starts from a summary.
+    CompactionEnd {
+        /// The estimated tokens before.
+        tokens_before: u64,
+        /// The estimated tokens after.
+        tokens_after: u64,
+    },
     /// A committed log entry, exactly as its log line.
     Entry(serde_json::Value),
     /// The invocation ended without error; a failed one ends with `error` instead.
@@ -211,6 +223,8 @@ impl Event {
             Event::ToolResult { .. } => "tool_result",
             Event::Usage { .. } => "usage",
             Event::Context { .. } => "context",
+            Event::CompactionStart { .. } => "compaction_start",
+            Event::CompactionEnd { .. } => "compaction_end",
             Event::Entry(_) => "entry",
             Event::RunEnd { .. } => "run_end",
             Event::Lagged { .. } => "lagged",
@@ -302,6 +316,13 @@ enum EventDef {
     Context {
         context_tokens: u64,
         context_window: u64,
+    },
+    CompactionStart {
+        tokens_before: u64,
+    },
+    CompactionEnd {
+        tokens_before: u64,
+        tokens_after: u64,
     },
     Entry(serde_json::Value),
     RunEnd {

@@ -396,6 +396,21 @@ log_entries! {
             /// Why (stopped by this pod, exited, unreachable at restore, ...).
             reason: String,
         }
+        /// The pod began compacting its context (a summary call follows; if the
+        /// pod stops before `compaction_end`, nothing changed).
+        CompactionStart = "compaction_start" {
+            /// The estimated tokens of the request that called for it.
+            tokens_before: u64,
+        }
+        /// The context was compacted: this segment's `segment_start` holds the
+        /// summary the conversation goes on from (the previous segment keeps
+        /// everything).
+        CompactionEnd = "compaction_end" {
+            /// The estimated tokens before.
+            tokens_before: u64,
+            /// The estimated tokens of the new segment's history.
+            tokens_after: u64,
+        }
         /// How far this pod has read a child's output (`ReadPodOutput`).
         ChildCursor = "child_cursor" {
             /// The child's short name.

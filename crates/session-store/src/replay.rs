@@ -63,6 +63,8 @@ impl Replay {
             | LogEntry::ChildSpawned { .. }
             | LogEntry::ChildRemoved { .. }
             | LogEntry::ChildCursor { .. }
+            | LogEntry::CompactionStart { .. }
+            | LogEntry::CompactionEnd { .. }
             | LogEntry::Unknown { .. } => {}
         }
     }

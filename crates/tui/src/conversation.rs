@@ -233,6 +233,23 @@ impl Conversation {
                     "child pod {name} removed: {reason}"
                 )));
             }
+            LogEntry::CompactionStart { tokens_before, .. } => {
+                self.push(BlockKind::Marker(format!(
+                    "compacting the context ({} tokens)",
+                    crate::ui::tokens(*tokens_before)
+                )));
+            }
+            LogEntry::CompactionEnd {
+                tokens_before,
+                tokens_after,
+                ..
+            } => {
+                self.push(BlockKind::Marker(format!(
+                    "context compacted: {} → {} tokens",
+                    crate::ui::tokens(*tokens_before),
+                    crate::ui::tokens(*tokens_after)
+                )));
+            }
             LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
             LogEntry::Unknown { kind, .. } => {
                 self.push(BlockKind::Marker(format!(
@@ -301,6 +318,8 @@ impl Conversation {
                 }
             }
             Event::Usage { .. }
+            | Event::CompactionStart { .. }
+            | Event::CompactionEnd { .. }
             | Event::Hello { .. }
             | Event::InvokeStart { .. }
             | Event::UserMessage { .. }

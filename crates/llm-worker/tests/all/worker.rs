@@ -136,6 +136,9 @@ enum Seen {
     Appended(AppendKind, Item),
     Usage(u64, Usage),
     CallEnd(u64, Option<StopReason>),
+    CompactionStart(u64),
+    Compacted(Vec<Item>, u64, u64),
+    CompactionFailed(String),
 }
 
 /// Records events; can cancel, pause or fail when a predicate matches, and
@@ -159,6 +162,13 @@ impl WorkerSink for Recorder {
             WorkerEvent::Appended { kind, item } => Seen::Appended(kind, item.clone()),
             WorkerEvent::Usage { llm_call, usage } => Seen::Usage(llm_call, usage),
             WorkerEvent::LlmCallEnd { llm_call, stop } => Seen::CallEnd(llm_call, stop.cloned()),
+            WorkerEvent::CompactionStart { tokens_before } => Seen::CompactionStart(tokens_before),
+            WorkerEvent::Compacted {
+                history,
+                tokens_before,
+                tokens_after,
+            } => Seen::Compacted(history.to_vec(), tokens_before, tokens_after),
+            WorkerEvent::CompactionFailed { error } => Seen::CompactionFailed(error.into()),
         };
         if self.fail_when.is_some_and(|f| f(&seen)) {
             return Err(SinkError("disk full".into()));

@@ -144,3 +144,120 @@ async fn agents_md_files_reach_the_system_prompt_and_doctor_names_them() {
         "{line}"
     );
 }
+
+/// Routes the summary calls of compactions (their system prompt).
+const SUMMARY_KEY: &str = "You summarize a coding agent's conversation";
+
+#[tokio::test]
+async fn a_long_tool_session_compacts_stays_inside_the_window_and_restores_from_the_summary() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let steps = 40;
+    for i in 0..steps {
+        let line = format!("file {i} marker-{i}-end ");
+        std::fs::write(
+            home.path("work").join(format!("f{i}.txt")),
+            line.repeat(2000 / line.len()),
+        )
+        .unwrap();
+        let thought =
+            format!("Step {i}: reading the next file and noting what it says. ").repeat(8);
+        server.push(sse(Turn::new()
+            .text(thought)
+            .call(
+                format!("r{i}"),
+                "Read",
+                serde_json::json!({"path": format!("f{i}.txt")}).to_string(),
+            )
+            .counted_usage(120)));
+    }
+    server.push(sse(Turn::new().text("All files read.").counted_usage(10)));
+    for n in 0..4 {
+        server.push_for(
+            SUMMARY_KEY,
+            sse(Turn::new()
+                .text(format!("SUMMARY-{n}: files read so far, nothing open."))
+                .counted_usage(40)),
+        );
+    }
+    let window: u64 = 8192;
+    let overlay = format!(
+        "[model]\ncontext_window = {window}\nmax_tokens = 1024\n[context]\nprune_at = 0.5\ncompact_at = 0.7\nkeep_calls = 1\nsummary_tokens = 256"
+    );
+    let pod = TestPod::start(&home, &server, "long", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    client
+        .request(&run("read every file, one per step"))
+        .await
+        .unwrap();
+    let events = events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(
+        events.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{events:#?}"
+    );
+    let compactions = events
+        .iter()
+        .filter(|e| matches!(e, Event::CompactionEnd { .. }))
+        .count();
+    assert!(compactions >= 1, "the session compacted");
+
+    // No request went over the window (the fake counts ⌈bytes / 4⌉).
+    let requests = server.requests();
+    for r in &requests {
+        let tokens = r.body.to_string().len().div_ceil(4) as u64;
+        assert!(tokens <= window, "a request of {tokens} tokens");
+    }
+    // Requests after the first compaction go on from the summary.
+    let last = requests.last().unwrap().body.to_string();
+    assert!(
+        last.contains("This conversation was compacted") && last.contains("SUMMARY-"),
+        "{last}"
+    );
+    assert!(
+        !last.contains("marker-0-end"),
+        "the first file is only in the log now"
+    );
+
+    // The log keeps every original entry: each file's output is in some segment.
+    let dir = home.path("state/sessions/long");
+    let mut log = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".jsonl") {
+            log.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    assert!(
+        dir.join("000002.jsonl").exists(),
+        "compaction started a segment"
+    );
+    for i in 0..steps {
+        assert!(
+            log.contains(&format!("marker-{i}-end")),
+            "output {i} is in the log"
+        );
+    }
+    assert_eq!(
+        log.matches("\"kind\":\"compaction_end\"").count(),
+        compactions
+    );
+
+    // Stopped and restored, the pod goes on from the compacted segment.
+    client.send(&protocol::Method::Shutdown).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
+    let mut pod = pod;
+    assert!(pod.wait_exit().success());
+    drop(pod);
+    server.push(sse(Turn::new().text("Going on.").counted_usage(5)));
+    let restored = TestPod::restore(&home, &server, "long");
+    let mut client = restored.connect().await;
+    client.request(&run("what did you read?")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let body = server.requests().last().unwrap().body.to_string();
+    assert!(
+        body.contains("SUMMARY-") && body.contains("what did you read?"),
+        "{body}"
+    );
+    assert!(!body.contains("marker-0-end"));
+}

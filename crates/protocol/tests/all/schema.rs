@@ -84,7 +84,7 @@ fn method_schema_lists_every_name_and_an_open_fallback() {
 #[test]
 fn event_schema_lists_every_name_and_an_open_fallback() {
     let (names, open) = tag_names(&schema_for!(Event), "event");
-    assert_eq!(names.len(), 27, "{names:?}");
+    assert_eq!(names.len(), 29, "{names:?}");
     for name in [
         "hello",
         "snapshot",
