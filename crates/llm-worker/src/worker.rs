@@ -257,6 +257,9 @@ pub struct Worker {
     calibration: Option<Calibration>,
     /// History bytes of the request being answered.
     request_bytes: usize,
+    /// A length refusal was answered by compacting and retrying; a second one
+    /// in a row fails the invocation.
+    overflow_retried: bool,
 }
 
 /// `arguments` with its keys sorted and no spacing, so that equal calls
@@ -311,6 +314,7 @@ impl Worker {
             pruned_before: 0,
             calibration: None,
             request_bytes: 0,
+            overflow_retried: false,
         }
     }
 
@@ -406,13 +410,25 @@ impl Worker {
         sink: &mut dyn WorkerSink,
         control: &Control,
     ) -> Result<(), Outcome> {
+        self.compact(sink, control, false).await.map(|_| ())
+    }
+
+    /// Compacts the history into a summary (when `force`, whatever the
+    /// estimate: the provider refused the request as too long). Returns
+    /// whether it did.
+    async fn compact(
+        &mut self,
+        sink: &mut dyn WorkerSink,
+        control: &Control,
+        force: bool,
+    ) -> Result<bool, Outcome> {
         let Some(policy) = self.config.context else {
-            return Ok(());
+            return Ok(false);
         };
         let (_, before) = self.prepare_request();
         // A history of one message has nothing to compact.
-        if before <= policy.compact_threshold() || self.history.len() < 2 {
-            return Ok(());
+        if (!force && before <= policy.compact_threshold()) || self.history.len() < 2 {
+            return Ok(false);
         }
         let sink_failed = |e| Outcome::Failed(WorkerError::Sink(e));
         sink.on_event(WorkerEvent::CompactionStart {
@@ -443,14 +459,14 @@ impl Worker {
                 tracing::warn!(%error, "compaction failed; going on with the pruned history");
                 sink.on_event(WorkerEvent::CompactionFailed { error: &error })
                     .map_err(sink_failed)?;
-                return Ok(());
+                return Ok(false);
             }
         };
         if summary.trim().is_empty() {
             let error = "the summary call returned no text";
             sink.on_event(WorkerEvent::CompactionFailed { error })
                 .map_err(sink_failed)?;
-            return Ok(());
+            return Ok(false);
         }
         let seed = compact::seed_history(&self.history, &summary);
         let after = prune::estimate(prune::history_bytes(&seed), self.calibration);
@@ -464,7 +480,7 @@ impl Worker {
         self.history = seed;
         self.pruned_before = 0;
         self.last_ok.clear();
-        Ok(())
+        Ok(true)
     }
 
     fn request_with(&self, history: Vec<Item>) -> LlmRequest {
@@ -571,8 +587,30 @@ impl Worker {
         drop(request);
         match result {
             Ok(completion) => {
+                self.overflow_retried = false;
                 self.completed(sink, control, llm_call, completion, sink_failed)
                     .await
+            }
+            Err(failure)
+                if sink_failed.is_none()
+                    && failure.error.is_context_overflow()
+                    && !self.overflow_retried =>
+            {
+                // The provider counts differently than the estimate: compact
+                // now and send the call again, once.
+                tracing::warn!(error = %failure.error, "the provider refused the request as too long; compacting and retrying once");
+                self.overflow_retried = true;
+                if let Err(e) = sink.on_event(WorkerEvent::LlmCallEnd {
+                    llm_call,
+                    stop: None,
+                }) {
+                    return Step::End(Outcome::Failed(WorkerError::Sink(e)));
+                }
+                match self.compact(sink, control, true).await {
+                    Ok(true) => Step::Continue,
+                    Ok(false) => Step::End(Outcome::Failed(WorkerError::Llm(failure.error))),
+                    Err(outcome) => Step::End(outcome),
+                }
             }
             Err(failure) => {
                 let error = match sink_failed {

@@ -200,6 +200,9 @@ struct State {
     hold: Duration,
     /// Answer requests that break their scheme's history rules with 400.
     strict: bool,
+    /// Answer requests over this many tokens (⌈bytes / 4⌉) with the scheme's
+    /// real length error.
+    window: Option<u64>,
 }
 
 impl State {
@@ -319,6 +322,13 @@ impl FakeProvider {
         }
     }
 
+    /// Makes the fake a model with a `window`-token context: a request over it
+    /// (⌈bytes / 4⌉ tokens) gets HTTP 400 with its scheme's real length error,
+    /// and uses up no scripted response.
+    pub fn context_window(&self, window: u64) {
+        lock(&self.state).window = Some(window);
+    }
+
     /// Lets a request with no response queued wait up to `hold` for one to
     /// be pushed (default: answer 500 at once).
     pub fn hold_requests(&self, hold: Duration) {
@@ -362,26 +372,40 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     let body = request.body.to_string();
     // Checked, recorded and matched to a response under one lock, so the order
     // of `requests()` is the order responses were taken in.
-    let (rejection, mut scripted, hold) = {
+    let (rejection, too_long, mut scripted, hold) = {
         let mut st = lock(&state);
         let rejection = if st.strict {
             strict::check(&request.path, &request.body).err()
         } else {
             None
         };
-        request.rejected = rejection.as_ref().map(|r| r.message.clone());
+        let tokens = body.len().div_ceil(4) as u64;
+        let too_long = match (st.window, strict::family_for_path(&request.path)) {
+            (Some(window), Some(family)) if tokens > window && rejection.is_none() => {
+                Some(strict::length_error(family, tokens, window))
+            }
+            _ => None,
+        };
+        request.rejected = rejection
+            .as_ref()
+            .map(|r| r.message.clone())
+            .or_else(|| too_long.clone());
         st.requests.push(request);
         // A refused request uses up no scripted response: the real API refuses
         // before generating anything, and the test's script stays as it was.
-        let scripted = match rejection {
-            None => st.take_for(&body),
-            Some(_) => None,
+        let scripted = match (&rejection, &too_long) {
+            (None, None) => st.take_for(&body),
+            _ => None,
         };
-        (rejection, scripted, st.hold)
+        (rejection, too_long, scripted, st.hold)
     };
     if let Some(rejection) = rejection {
         let body = rejection.body().to_string();
         let _ = write_status(&mut stream, 400, &[], body.as_bytes()).await;
+        return;
+    }
+    if let Some(refusal) = too_long {
+        let _ = write_status(&mut stream, 400, &[], refusal.as_bytes()).await;
         return;
     }
     let deadline = tokio::time::Instant::now() + hold;

@@ -75,6 +75,25 @@ impl Rejection {
 /// A broken rule before the scheme is attached: message and OpenAI `param`.
 type Broken = (String, Option<String>);
 
+/// The error body each family's real API answers a request longer than the
+/// model's context window with (HTTP 400), for `tokens` over `window`.
+pub(crate) fn length_error(family: Family, tokens: u64, window: u64) -> String {
+    match family {
+        Family::Anthropic => serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": format!("prompt is too long: {tokens} tokens > {window} maximum")}}),
+        Family::OpenaiChat => serde_json::json!({"error": {"message": format!(
+            "This model's maximum context length is {window} tokens. However, your messages resulted in {tokens} tokens. Please reduce the length of the messages."),
+            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}),
+        Family::OpenaiResponses => serde_json::json!({"error": {"message":
+            "Your input exceeds the context window of this model. Please adjust your input and try again.",
+            "type": "invalid_request_error", "param": "input", "code": "context_length_exceeded"}}),
+        Family::Gemini => serde_json::json!({"error": {"code": 400, "message": format!(
+            "The input token count ({tokens}) exceeds the maximum number of tokens allowed ({window})."),
+            "status": "INVALID_ARGUMENT"}}),
+    }
+    .to_string()
+}
+
 /// Checks a request body against the rules of the scheme its path belongs to;
 /// paths of no known scheme pass.
 pub fn check(path: &str, body: &Value) -> Result<(), Rejection> {

@@ -52,6 +52,40 @@ pub enum ClientError {
     Cancelled,
 }
 
+/// How providers say a request is longer than the model's context window
+/// (lower-cased fragments of their error messages and codes).
+const CONTEXT_OVERFLOW: &[&str] = &[
+    // Anthropic: "prompt is too long: 215000 tokens > 200000 maximum".
+    "prompt is too long",
+    // OpenAI Chat and Responses: code `context_length_exceeded`; messages
+    // "maximum context length is …", "Your input exceeds the context window …".
+    "context_length_exceeded",
+    "maximum context length",
+    "exceeds the context window",
+    // Gemini: "The input token count (…) exceeds the maximum number of tokens allowed (…)".
+    "exceeds the maximum number of tokens",
+    // llama.cpp: type `exceed_context_size_error`, "the request exceeds the available context size".
+    "exceed_context_size_error",
+    "exceeds the available context size",
+];
+
+impl ClientError {
+    /// Whether the provider refused the request for being longer than the
+    /// model's context window (what compaction can fix).
+    pub fn is_context_overflow(&self) -> bool {
+        let text = match self {
+            ClientError::Http { status, body, .. } if (400..500).contains(status) => {
+                body.to_lowercase()
+            }
+            ClientError::Provider { code, message } => {
+                format!("{} {message}", code.as_deref().unwrap_or("")).to_lowercase()
+            }
+            _ => return false,
+        };
+        CONTEXT_OVERFLOW.iter().any(|needle| text.contains(needle))
+    }
+}
+
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -109,3 +143,46 @@ impl fmt::Display for StreamFailure {
 }
 
 impl std::error::Error for StreamFailure {}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    fn http(status: u16, body: &str) -> ClientError {
+        ClientError::Http {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn each_providers_length_error_is_recognised() {
+        for body in [
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 215000 tokens > 200000 maximum"}}"#,
+            r#"{"error":{"message":"This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+            r#"{"error":{"message":"Your input exceeds the context window of this model. Please adjust your input and try again.","type":"invalid_request_error","param":"input","code":"context_length_exceeded"}}"#,
+            r#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#,
+            r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":9000,"n_ctx":8192}}"#,
+        ] {
+            assert!(http(400, body).is_context_overflow(), "{body}");
+        }
+        let in_stream = ClientError::Provider {
+            code: Some("context_length_exceeded".into()),
+            message: "too long".into(),
+        };
+        assert!(in_stream.is_context_overflow());
+    }
+
+    #[test]
+    fn other_errors_are_not_overflows() {
+        assert!(
+            !http(400, r#"{"error":{"message":"tools[0].name is invalid"}}"#).is_context_overflow()
+        );
+        assert!(
+            !http(500, "prompt is too long").is_context_overflow(),
+            "a server error is not the prompt's fault"
+        );
+        assert!(!ClientError::Cancelled.is_context_overflow());
+    }
+}

@@ -261,3 +261,99 @@ async fn a_long_tool_session_compacts_stays_inside_the_window_and_restores_from_
     );
     assert!(!body.contains("marker-0-end"));
 }
+
+/// A provider's length refusal makes the pod compact and send the call again,
+/// once: the fake refuses requests over a window the estimate does not know.
+async fn a_length_refusal_compacts_and_retries_once(family: Family) {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(common::WAIT);
+    let line = "0123456789 the quick brown fox jumps over it\n";
+    std::fs::write(
+        home.path("work").join("big.txt"),
+        line.repeat(12_000 / line.len()),
+    )
+    .unwrap();
+    let overlay = crate::pod_process::scheme_overlay(family, &server);
+    let pod = TestPod::start(&home, &server, "over", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("read big.txt")).await.unwrap();
+    // The first request sets the window: it fits, the next (with the file) does not.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while server.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no request");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let first = server.requests()[0].body.to_string().len().div_ceil(4) as u64;
+    server.context_window(first + 1_500);
+    server.push_for(
+        SUMMARY_KEY,
+        Scripted::sse(
+            Turn::new()
+                .text("SUMMARY: big.txt was read; it repeats one line.")
+                .sse(family),
+        ),
+    );
+    server.push(Scripted::sse(
+        Turn::new()
+            .call("r1", "Read", r#"{"path":"big.txt"}"#)
+            .sse(family),
+    ));
+    server.push(Scripted::sse(
+        Turn::new().text("It repeats one line.").sse(family),
+    ));
+    let events = events_until(&mut client, |e| {
+        matches!(e, Event::RunEnd { .. } | Event::Error { .. })
+    })
+    .await;
+    assert!(
+        events.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{family:?}: {events:#?}"
+    );
+    let sizes: Vec<usize> = server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string().len().div_ceil(4))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::CompactionEnd { .. })),
+        "{family:?}: window {}, requests {sizes:?}, rejections {:?}",
+        first + 1_500,
+        server.rejections()
+    );
+    let refused = server.rejections();
+    assert_eq!(
+        refused.len(),
+        1,
+        "{family:?}: one refusal, then the compacted retry: {refused:?}"
+    );
+    let last = server.requests().last().unwrap().body.to_string();
+    assert!(
+        last.contains("SUMMARY: big.txt was read"),
+        "{family:?}: {last}"
+    );
+}
+
+#[tokio::test]
+async fn a_length_refusal_compacts_and_retries_openai_chat() {
+    a_length_refusal_compacts_and_retries_once(Family::OpenaiChat).await;
+}
+
+#[tokio::test]
+async fn a_length_refusal_compacts_and_retries_openai_responses() {
+    a_length_refusal_compacts_and_retries_once(Family::OpenaiResponses).await;
+}
+
+#[tokio::test]
+async fn a_length_refusal_compacts_and_retries_anthropic() {
+    a_length_refusal_compacts_and_retries_once(Family::Anthropic).await;
+}
+
+#[tokio::test]
+async fn a_length_refusal_compacts_and_retries_gemini() {
+    a_length_refusal_compacts_and_retries_once(Family::Gemini).await;
+}

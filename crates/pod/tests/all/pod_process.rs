@@ -775,7 +775,7 @@ async fn cancel_and_pause_while_a_command_runs() {
 
 /// The manifest overlay that points a pod at the fake provider in `family`'s
 /// scheme (any variable that is set will do as the key: the fake ignores it).
-fn scheme_overlay(family: Family, server: &FakeProvider) -> String {
+pub(crate) fn scheme_overlay(family: Family, server: &FakeProvider) -> String {
     let scheme = match family {
         Family::OpenaiChat => "openai_chat",
         Family::OpenaiResponses => "openai_responses",
