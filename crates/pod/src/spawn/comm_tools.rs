@@ -308,9 +308,17 @@ impl Tool for ReadPodOutput {
                 content: None,
             });
         };
-        let cursor = self.registry.cursor(&input.name).await.min(entries.len());
+        let seqs: Vec<Option<u64>> = entries
+            .iter()
+            .map(|e| e.get("seq").and_then(serde_json::Value::as_u64))
+            .collect();
+        let index = self.registry.cursor(&input.name).await;
+        let cursor = self.registry.resume_at(&input.name, &seqs, index);
         let text = assistant_text(&entries[cursor..]);
         self.registry.set_cursor(&input.name, entries.len()).await;
+        if let Some(last) = seqs.last().copied().flatten() {
+            self.registry.set_read_seq(&input.name, last);
+        }
         if text.is_empty() {
             return Ok(ToolOutput {
                 summary: format!("pod `{}` running; no new assistant text", input.name),
