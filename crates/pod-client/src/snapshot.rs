@@ -174,3 +174,46 @@ impl<'de, F: FnMut(LogEntry)> Visitor<'de> for EntriesSeed<'_, F> {
         Ok(())
     }
 }
+
+/// Where to go on reading a child's snapshot whose entries have `seqs`: after
+/// the entry with seq `read_seq` when it is there; from the start when the
+/// snapshot begins after it (the child compacted: a new segment, whose start
+/// the cursor moves to); else at the journaled index `index`.
+pub fn resume_at(seqs: &[Option<u64>], read_seq: Option<u64>, index: usize) -> usize {
+    let len = seqs.len();
+    let Some(seen) = read_seq else {
+        return index.min(len);
+    };
+    if let Some(k) = seqs.iter().position(|s| *s == Some(seen)) {
+        return k + 1;
+    }
+    match seqs.first().copied().flatten() {
+        Some(first) if first > seen => 0,
+        _ => index.min(len),
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::resume_at;
+
+    #[test]
+    fn reading_resumes_after_the_last_entry_read_or_at_a_new_segment() {
+        let seqs: Vec<Option<u64>> = (1..=10).map(Some).collect();
+        assert_eq!(resume_at(&seqs, Some(4), 0), 4, "after seq 4");
+        assert_eq!(
+            resume_at(&seqs, None, 7),
+            7,
+            "the journaled index after a restore"
+        );
+        assert_eq!(resume_at(&seqs, None, 70), 10, "never past the end");
+        // The child compacted: its snapshot is a new segment starting at seq 31.
+        let compacted: Vec<Option<u64>> = (31..=33).map(Some).collect();
+        assert_eq!(
+            resume_at(&compacted, Some(30), 30),
+            0,
+            "from the new segment's start"
+        );
+        assert_eq!(resume_at(&compacted, Some(32), 30), 2);
+    }
+}

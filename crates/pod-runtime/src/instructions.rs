@@ -86,6 +86,26 @@ pub fn prompt_section(files: &[Instructions]) -> String {
     out
 }
 
+/// What a pod started in `cwd` would load, in one line (for `pod doctor`).
+pub fn describe(cwd: &Path) -> String {
+    let files = load(cwd);
+    if files.is_empty() {
+        return format!(
+            "none (AGENTS.md, else CLAUDE.md, in each directory from {} down to {})",
+            project_root(cwd).display(),
+            cwd.display()
+        );
+    }
+    files
+        .iter()
+        .map(|f| match f.cut {
+            0 => format!("{} ({} bytes)", f.path.display(), f.text.len()),
+            cut => format!("{} ({} bytes, {cut} cut)", f.path.display(), f.text.len()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The largest char boundary at or below `at` in `text`.
 fn floor_boundary(text: &str, at: usize) -> usize {
     let mut at = at.min(text.len());
@@ -120,6 +140,12 @@ mod tests {
         assert!(section.starts_with("Project instructions"));
         assert!(section.find("use cargo") < section.find("crates rule"));
         assert_eq!(prompt_section(&[]), "");
+        let line = describe(&deep);
+        assert!(
+            line.contains("repo/AGENTS.md (9 bytes)") && line.contains("crates/CLAUDE.md"),
+            "{line}"
+        );
+        assert!(describe(outside).starts_with("none (AGENTS.md, else CLAUDE.md"));
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub fn provider_checks(opts: &LaunchOptions, env: &manifest::Env, vars: Vars<'_>
         ok: project.ok,
         detail: project.detail,
     });
-    checks.push(instructions_check(&opts.cwd));
+    checks.push(Check {
+        name: "instructions".into(),
+        ok: true,
+        detail: pod_runtime::instructions::describe(&opts.cwd),
+    });
     if let Some(file) = &opts.manifest {
         let path = if file.is_absolute() {
             file.clone()
@@ -129,33 +133,6 @@ pub fn provider_checks(opts: &LaunchOptions, env: &manifest::Env, vars: Vars<'_>
     let layers_ok = checks.iter().all(|c| c.ok);
     checks.push(provider_check(opts, env, vars, layers_ok));
     checks
-}
-
-/// The project instructions files a pod started in `cwd` would load.
-fn instructions_check(cwd: &std::path::Path) -> Check {
-    use pod_runtime::instructions::{load, project_root};
-    let files = load(cwd);
-    let detail = if files.is_empty() {
-        format!(
-            "none (AGENTS.md, else CLAUDE.md, in each directory from {} down to {})",
-            project_root(cwd).display(),
-            cwd.display()
-        )
-    } else {
-        files
-            .iter()
-            .map(|f| match f.cut {
-                0 => format!("{} ({} bytes)", f.path.display(), f.text.len()),
-                cut => format!("{} ({} bytes, {cut} cut)", f.path.display(), f.text.len()),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Check {
-        name: "instructions".into(),
-        ok: true,
-        detail,
-    }
 }
 
 /// One manifest layer's text, parsed: ok, or the parse error (file, line, column).

@@ -219,21 +219,19 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
     // AGENTS.md files of the project, read at each start (a child's from its
     // own directory), last: the prompt's fixed part stays first.
     let files = pod_runtime::instructions::load(&spec.cwd);
-    for file in &files {
-        tracing::info!(path = %file.path.display(), bytes = file.text.len(), cut = file.cut, "project instructions");
-    }
-    let section = pod_runtime::instructions::prompt_section(&files);
-    if !section.is_empty() {
-        prompt = format!("{prompt}\n\n{section}");
+    if !files.is_empty() {
+        tracing::info!(files = %pod_runtime::instructions::describe(&spec.cwd), "project instructions");
+        prompt = format!(
+            "{prompt}\n\n{}",
+            pod_runtime::instructions::prompt_section(&files)
+        );
     }
     prompt
 }
 
 /// The previous instance id of a top-level pod, from its `status.json`.
 fn previous_instance(pod_dir: &std::path::Path, name: &str) -> Option<String> {
-    let bytes = std::fs::read(pod_dir.join("status.json")).ok()?;
-    let record: StatusRecord = serde_json::from_slice(&bytes).ok()?;
-    (record.name == name).then_some(record.instance_id)
+    StatusRecord::read(pod_dir).and_then(|r| (r.name == name).then_some(r.instance_id))
 }
 
 /// Runs a registry operation off the async workers (the lock is a blocking
