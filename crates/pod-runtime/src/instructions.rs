@@ -145,7 +145,8 @@ mod tests {
             line.contains("repo/AGENTS.md (9 bytes)") && line.contains("crates/CLAUDE.md"),
             "{line}"
         );
-        assert!(describe(outside).starts_with("none (AGENTS.md, else CLAUDE.md"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(describe(empty.path()).starts_with("none (AGENTS.md, else CLAUDE.md"));
     }
 
     #[test]
