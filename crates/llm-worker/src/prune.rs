@@ -20,6 +20,9 @@ const BYTES_PER_TOKEN: f64 = 4.0;
 /// How the worker keeps requests inside the model's window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ContextPolicy {
+    /// Whether the worker prunes and compacts by itself (when `false`, only a
+    /// client's `compact` compacts, and requests are sent whole).
+    pub auto: bool,
     /// The model's context window in tokens.
     pub window: u64,
     /// Prune when the estimated request passes this fraction of the window.

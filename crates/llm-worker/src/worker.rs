@@ -15,6 +15,7 @@
 //! [`INTERRUPTED`](crate::tool_server::INTERRUPTED).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use llm_types::{Item, ToolCallKind, Usage};
@@ -231,6 +232,9 @@ pub struct Control {
     /// Pauses at the next step boundary: after the current LLM call and the
     /// tool calls it made, before the next LLM call. Nothing is cut short.
     pub pause: CancellationToken,
+    /// Compacts the history at the next step boundary (set by a client's
+    /// `compact`; taken, so it compacts once).
+    pub compact: Arc<AtomicBool>,
 }
 
 impl Control {
@@ -358,7 +362,7 @@ impl Worker {
     /// The request the next LLM call would send (with the tool outputs pruned
     /// so far stubbed).
     pub fn request(&self) -> LlmRequest {
-        let history = if self.config.context.is_some() {
+        let history = if self.config.context.is_some_and(|p| p.auto) {
             prune::project(&self.history, self.pruned_before)
         } else {
             self.history.clone()
@@ -369,8 +373,11 @@ impl Worker {
     /// The request for the next LLM call: pruned further first when the
     /// estimate passes the policy's threshold.
     fn prepare_request(&mut self) -> (LlmRequest, u64) {
-        let Some(policy) = self.config.context else {
-            return (self.request(), 0);
+        let Some(policy) = self.config.context.filter(|p| p.auto) else {
+            let request = self.request();
+            let bytes = prune::history_bytes(&request.history);
+            self.request_bytes = bytes;
+            return (request, prune::estimate(bytes, self.calibration));
         };
         let mut history = prune::project(&self.history, self.pruned_before);
         let mut bytes = prune::history_bytes(&history);
@@ -410,7 +417,20 @@ impl Worker {
         sink: &mut dyn WorkerSink,
         control: &Control,
     ) -> Result<(), Outcome> {
-        self.compact(sink, control, false).await.map(|_| ())
+        let asked = control.compact.swap(false, Ordering::AcqRel);
+        self.compact(sink, control, asked).await.map(|_| ())
+    }
+
+    /// An invocation that only compacts the history (a client's `compact`
+    /// while idle). Ends `Finished` whether or not there was anything to
+    /// compact (the sink saw `compaction_end` when there was).
+    pub async fn compact_now(&mut self, sink: &mut dyn WorkerSink, control: &Control) -> Outcome {
+        match self.compact(sink, control, true).await {
+            Ok(_) => Outcome::Finished {
+                stop: StopReason::End,
+            },
+            Err(outcome) => outcome,
+        }
     }
 
     /// Compacts the history into a summary (when `force`, whatever the
@@ -427,7 +447,8 @@ impl Worker {
         };
         let (_, before) = self.prepare_request();
         // A history of one message has nothing to compact.
-        if (!force && before <= policy.compact_threshold()) || self.history.len() < 2 {
+        let due = policy.auto && before > policy.compact_threshold();
+        if !(force || due) || self.history.len() < 2 {
             return Ok(false);
         }
         let sink_failed = |e| Outcome::Failed(WorkerError::Sink(e));
@@ -594,6 +615,7 @@ impl Worker {
             Err(failure)
                 if sink_failed.is_none()
                     && failure.error.is_context_overflow()
+                    && self.config.context.is_some_and(|p| p.auto)
                     && !self.overflow_retried =>
             {
                 // The provider counts differently than the estimate: compact

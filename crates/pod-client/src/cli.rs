@@ -362,6 +362,51 @@ pub fn ls(json: bool, tree: bool, all: bool) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `pod compact NAME`: asks the pod to compact its context and waits until it
+/// did (at once when idle; at the next step boundary while it runs), then
+/// prints the tokens before and after.
+pub fn compact(name: &str, json: bool) -> anyhow::Result<u8> {
+    let loc = PodLocation::of(&places()?, name);
+    let runtime = current_thread()?;
+    runtime.block_on(async {
+        let mut client = PodClient::connect_to(&loc).await?;
+        client.send(&Method::Compact).await?;
+        loop {
+            match client.next_event().await? {
+                Some(Event::CompactionEnd {
+                    tokens_before,
+                    tokens_after,
+                }) => {
+                    if json {
+                        let out = serde_json::json!({"pod": name, "compacted": true,
+                            "tokens_before": tokens_before, "tokens_after": tokens_after});
+                        println!("{out}");
+                    } else {
+                        println!("compacted {name}: ≈ {tokens_before} → {tokens_after} tokens");
+                    }
+                    return Ok(0);
+                }
+                Some(Event::Error { message, .. }) => bail!("{name}: {message}"),
+                Some(Event::Alert(alert)) if alert.message.contains("compacting the context failed") => {
+                    bail!("{name}: {}", alert.message)
+                }
+                Some(Event::RunEnd { .. }) => {
+                    if json {
+                        println!("{}", serde_json::json!({"pod": name, "compacted": false}));
+                    } else {
+                        println!(
+                            "{name}: nothing was compacted (an empty history, or the invocation ended before its next step; try again now that it is idle)"
+                        );
+                    }
+                    return Ok(0);
+                }
+                Some(_) => {}
+                None => bail!("{name} closed the connection before compacting"),
+            }
+        }
+    })
+}
+
 /// `pod rm NAME…` / `pod rm --stopped`: deletes stopped pods' sessions and
 /// runtime leftovers (NAME's descendants' too), after a confirmation on the
 /// terminal unless `yes`; refuses running pods.

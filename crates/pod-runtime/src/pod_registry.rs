@@ -42,6 +42,7 @@ use crate::dir::{DIR_VARS, DirEnv, DirError, Places, current_uid};
 
 pub mod document;
 pub mod grants;
+pub mod health;
 pub mod liveness;
 pub mod lock;
 mod overlap;

@@ -23,8 +23,8 @@ use crate::server::{self, PodSpec, Ready};
 use crate::state::StatusRecord;
 
 pub use pod_client::cli::{
-    EXIT_INVOCATION, TreeWatch, attach, current_thread, error_text, exit_for, follow, logs, ls,
-    places, rm, send,
+    EXIT_INVOCATION, TreeWatch, attach, compact, current_thread, error_text, exit_for, follow,
+    logs, ls, places, rm, send,
 };
 pub use pod_client::pods::{PodRow, list_pods, session_exists};
 pub use pod_client::stop::{stop, stop_tree, stop_tree_quietly};

@@ -136,7 +136,7 @@ impl Controller {
             state.set_status(PodStatus::Running)?;
         }
         self.turn = self.turn.max(turn);
-        self.launch(worker, turn, true);
+        self.launch(worker, turn, true, false);
         Ok(())
     }
 
@@ -295,10 +295,33 @@ impl Controller {
                 None
             }
             Method::Shutdown => None,
+            Method::Compact => {
+                if self.stopping {
+                    return error(ErrorCode::InvalidRequest, "the pod is shutting down");
+                }
+                if let Some(running) = &self.running {
+                    // At the next step boundary, as a pause would stop there.
+                    running
+                        .control
+                        .compact
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    return None;
+                }
+                if self.paused {
+                    return error(
+                        ErrorCode::InvalidRequest,
+                        "the pod is paused: `resume` it (a `compact` sent while it runs takes effect at its next step) or `cancel` first",
+                    );
+                }
+                match self.start(InvokeKind::Compact, None, false) {
+                    Ok(_) => None,
+                    Err(e) => internal(&e),
+                }
+            }
             Method::Unknown { method } => error(
                 ErrorCode::InvalidRequest,
                 format!(
-                    "unknown method `{method}`; known: run, notify, pod_event, resume, cancel, pause, shutdown"
+                    "unknown method `{method}`; known: run, notify, pod_event, resume, cancel, pause, shutdown, compact"
                 ),
             ),
         }
@@ -397,12 +420,12 @@ impl Controller {
         if let Some((_, item)) = input {
             worker.push_committed(item);
         }
-        self.launch(worker, turn, from_parent);
+        self.launch(worker, turn, from_parent, kind == InvokeKind::Compact);
         Ok(seq)
     }
 
     /// Runs the worker for invocation `turn` in a task of its own.
-    fn launch(&mut self, mut worker: Worker, turn: u64, from_parent: bool) {
+    fn launch(&mut self, mut worker: Worker, turn: u64, from_parent: bool, compact_only: bool) {
         self.paused = false;
         let control = Control::new();
         self.running = Some(Running {
@@ -417,7 +440,11 @@ impl Controller {
             async move {
                 let started = std::time::Instant::now();
                 tracing::info!("invocation started");
-                let outcome = worker.invoke(Vec::new(), &mut sink, &control).await;
+                let outcome = if compact_only {
+                    worker.compact_now(&mut sink, &control).await
+                } else {
+                    worker.invoke(Vec::new(), &mut sink, &control).await
+                };
                 tracing::info!(
                     ms = started.elapsed().as_millis() as u64,
                     outcome = ?outcome,

@@ -257,6 +257,13 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Compact a pod's context now: its conversation so far becomes a summary a new
+    /// session segment goes on from (the log keeps everything); prints the tokens
+    /// before and after. A running pod compacts at its next step.
+    Compact {
+        /// The pod's name: full (`boss.kid`), or short (`kid`) when only one pod has it.
+        name: String,
+    },
     /// Open the interactive UI (what `pod` alone does on a terminal), with NAME selected.
     Ui {
         /// The pod to select first: full (`boss.kid`) or short name.
@@ -350,6 +357,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = cli.json;
     match cli.command {
+        Command::Compact { name } => cli::compact(&resolve(&name, Want::Running)?, json),
         Command::Ui { name } => {
             let name = name.map(|n| resolve(&n, Want::Any)).transpose()?;
             exec_ui(name.as_deref())
@@ -436,7 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => {
             if repair {
                 let places = cli::places()?;
-                let (count, report) = pod::runtime::registry_health::repair(&places)?;
+                let (count, report) = pod::runtime::pod_registry::health::repair(&places)?;
                 eprintln!(
                     "rebuilt the scope registry from {count} running pod(s); {} duplicate(s), {} orphan(s), {} conflict(s)",
                     report.duplicates.len(),
@@ -460,9 +468,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     Err(e) => doctor::sandbox_unknown(&e.to_string()),
                 });
             if let Ok(places) = cli::places() {
-                report
-                    .checks
-                    .push(pod::runtime::registry_health::check(&places));
+                let health = pod::runtime::pod_registry::health::check(&places);
+                report.checks.push(doctor::Check {
+                    name: "registry".into(),
+                    ok: health.ok,
+                    detail: health.detail,
+                });
             }
             match std::env::current_dir() {
                 Ok(cwd) => {

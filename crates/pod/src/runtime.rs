@@ -2,5 +2,3 @@
 //! liveness, the scope registry) and what `pod doctor` checks of it.
 
 pub use pod_runtime::{dir, liveness, pod_registry, status};
-
-pub mod registry_health;

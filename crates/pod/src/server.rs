@@ -485,7 +485,8 @@ async fn assemble(
         .context_window
         .saturating_sub(u64::from(m.model.max_tokens))
         .max(1);
-    config.context = m.context.auto.then_some(llm_worker::prune::ContextPolicy {
+    config.context = Some(llm_worker::prune::ContextPolicy {
+        auto: m.context.auto,
         window: room,
         prune_at: m.context.prune_at,
         keep_calls: m.context.keep_calls as usize,

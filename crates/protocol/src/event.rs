@@ -487,4 +487,6 @@ pub enum InvokeKind {
     Notify,
     /// Reports from other pods arriving while idle.
     PodEvent,
+    /// A client's `compact` while idle: the invocation only compacts.
+    Compact,
 }

@@ -35,6 +35,9 @@ pub enum Method {
     Pause,
     /// Shut the pod down.
     Shutdown,
+    /// Compact the context now: when idle as an invocation of kind `compact`,
+    /// while running at the next step boundary (as `pause` stops).
+    Compact,
     /// A method this version does not know; a server answers it with `invalid_request`.
     ///
     /// Encodes as `{"method":"<name>"}`, without params.
@@ -56,6 +59,7 @@ impl Method {
             Method::Cancel => "cancel",
             Method::Pause => "pause",
             Method::Shutdown => "shutdown",
+            Method::Compact => "compact",
             Method::Unknown { method } => method,
         }
     }
@@ -74,6 +78,7 @@ enum MethodDef {
     Cancel,
     Pause,
     Shutdown,
+    Compact,
 }
 
 impl AdjacentlyTagged for Method {

@@ -191,6 +191,7 @@ impl Conversation {
                     InvokeKind::Resume => Some("resumed"),
                     InvokeKind::Notify => Some("started by a notification"),
                     InvokeKind::PodEvent => Some("started by a pod report"),
+                    InvokeKind::Compact => Some("compacting on request"),
                 };
                 if let Some(why) = why {
                     self.push(BlockKind::Marker(format!("turn {turn} {why}")));

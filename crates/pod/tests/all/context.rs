@@ -357,3 +357,85 @@ async fn a_length_refusal_compacts_and_retries_anthropic() {
 async fn a_length_refusal_compacts_and_retries_gemini() {
     a_length_refusal_compacts_and_retries_once(Family::Gemini).await;
 }
+
+/// `pod compact` on an idle pod, in `family`'s scheme (the strict fake checks
+/// that the history going on from the summary is valid there).
+async fn pod_compact_on_request(family: Family) {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let overlay = crate::pod_process::scheme_overlay(family, &server);
+    let pod = TestPod::start(&home, &server, "cmp", &["--overlay", &overlay]);
+    let sse = |turn: Turn| Scripted::sse(turn.sse(family));
+    let compact = || {
+        home.command(&server.base_url())
+            .args(["compact", "cmp"])
+            .output()
+            .unwrap()
+    };
+    // A fresh pod has nothing to compact.
+    let out = compact();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing was compacted"));
+
+    server.push(sse(Turn::new().text("The answer is 42.")));
+    let mut client = pod.connect().await;
+    client.request(&run("what is the answer?")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    server.push_for(
+        SUMMARY_KEY,
+        sse(Turn::new().text("SUMMARY: the answer is 42.")),
+    );
+    let out = compact();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("compacted cmp: ≈ ") && stdout.contains(" → "),
+        "{stdout}"
+    );
+    assert!(home.path("state/sessions/cmp/000002.jsonl").exists());
+
+    // The next run goes on from the summary.
+    server.push(sse(Turn::new().text("Still 42.")));
+    client.request(&run("and now?")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let body = server.requests().last().unwrap().body.to_string();
+    assert!(
+        body.contains("SUMMARY: the answer is 42.") && !body.contains("The answer is 42."),
+        "{family:?}: {body}"
+    );
+    assert!(
+        server.rejections().is_empty(),
+        "{family:?}: {:?}",
+        server.rejections()
+    );
+}
+
+// Multi-threaded: `pod compact` runs as a blocking child process while the
+// fake provider answers its summary call on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_compact_on_request_openai_chat() {
+    pod_compact_on_request(Family::OpenaiChat).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_compact_on_request_openai_responses() {
+    pod_compact_on_request(Family::OpenaiResponses).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_compact_on_request_anthropic() {
+    pod_compact_on_request(Family::Anthropic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_compact_on_request_gemini() {
+    pod_compact_on_request(Family::Gemini).await;
+}

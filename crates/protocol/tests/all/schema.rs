@@ -73,6 +73,7 @@ fn method_schema_lists_every_name_and_an_open_fallback() {
         "cancel",
         "pause",
         "shutdown",
+        "compact",
     ]
     .into_iter()
     .map(String::from)

@@ -4,17 +4,25 @@
 
 use std::path::Path;
 
-use crate::doctor::Check;
-use crate::ipc::listener::is_alive;
-use crate::runtime::dir::Places;
-use crate::runtime::pod_registry::{
+use crate::dir::Places;
+use crate::liveness::is_alive;
+use crate::pod_registry::{
     LockFileGuard, PodEntry, ProcessIdentity, RebuildReport, Registry, RegistryError,
     registry_path_in,
 };
-use crate::state::StatusRecord;
+use crate::status::StatusRecord;
+
+/// The verdict on the registry file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether it is usable.
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do.
+    pub detail: String,
+}
 
 /// The `registry` line of `pod doctor`.
-pub fn check(places: &Places) -> Check {
+pub fn check(places: &Places) -> Health {
     let path = registry_path_in(&places.runtime);
     let detail_ok = |registry: &Registry| {
         let live = registry
@@ -29,24 +37,20 @@ pub fn check(places: &Places) -> Check {
         )
     };
     match std::fs::read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check {
-            name: "registry".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Health {
             ok: true,
             detail: format!("{} (empty: no pod has started yet)", path.display()),
         },
-        Err(e) => Check {
-            name: "registry".into(),
+        Err(e) => Health {
             ok: false,
             detail: format!("cannot read {}: {e}", path.display()),
         },
         Ok(bytes) => match Registry::from_json(&bytes, &path) {
-            Ok(registry) => Check {
-                name: "registry".into(),
+            Ok(registry) => Health {
                 ok: true,
                 detail: detail_ok(&registry),
             },
-            Err(e) => Check {
-                name: "registry".into(),
+            Err(e) => Health {
                 ok: false,
                 detail: format!("{e}; `pod doctor --repair` rebuilds it from the running pods"),
             },
@@ -59,8 +63,7 @@ fn entry_from_status(dir: &Path) -> Option<PodEntry> {
     if !is_alive(dir) {
         return None;
     }
-    let bytes = std::fs::read(dir.join("status.json")).ok()?;
-    let status: StatusRecord = serde_json::from_slice(&bytes).ok()?;
+    let status = StatusRecord::read(dir)?;
     let identity = ProcessIdentity::of(status.pid).ok()?;
     let mut entry = PodEntry::new(status.name, &status.socket, identity)
         .ok()?
