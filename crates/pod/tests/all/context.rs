@@ -148,11 +148,14 @@ async fn agents_md_files_reach_the_system_prompt_and_doctor_names_them() {
 /// Routes the summary calls of compactions (their system prompt).
 const SUMMARY_KEY: &str = "You summarize a coding agent's conversation";
 
-#[tokio::test]
-async fn a_long_tool_session_compacts_stays_inside_the_window_and_restores_from_the_summary() {
+/// A long tool session with a small window in `family`'s scheme: it compacts
+/// (more than once), no request exceeds the window (the fake refuses those with
+/// the real error), the log keeps everything, and a restore goes on from the
+/// summary.
+async fn long_session(family: Family, steps: usize) {
     let home = Home::new();
     let server = FakeProvider::start().await;
-    let steps = 40;
+    let sse = |turn: Turn| Scripted::sse(turn.sse(family));
     for i in 0..steps {
         let line = format!("file {i} marker-{i}-end ");
         std::fs::write(
@@ -172,7 +175,7 @@ async fn a_long_tool_session_compacts_stays_inside_the_window_and_restores_from_
             .counted_usage(120)));
     }
     server.push(sse(Turn::new().text("All files read.").counted_usage(10)));
-    for n in 0..4 {
+    for n in 0..steps {
         server.push_for(
             SUMMARY_KEY,
             sse(Turn::new()
@@ -181,8 +184,10 @@ async fn a_long_tool_session_compacts_stays_inside_the_window_and_restores_from_
         );
     }
     let window: u64 = 8192;
+    server.context_window(window);
     let overlay = format!(
-        "[model]\ncontext_window = {window}\nmax_tokens = 1024\n[context]\nprune_at = 0.5\ncompact_at = 0.7\nkeep_calls = 1\nsummary_tokens = 256"
+        "{}\nmodel.context_window = {window}\nmodel.max_tokens = 1024\ncontext.prune_at = 0.5\ncontext.compact_at = 0.7\ncontext.keep_calls = 1\ncontext.summary_tokens = 256\nworker.max_llm_calls = 1000",
+        crate::pod_process::scheme_overlay(family, &server)
     );
     let pod = TestPod::start(&home, &server, "long", &["--overlay", &overlay]);
     let mut client = pod.connect().await;
@@ -203,7 +208,13 @@ async fn a_long_tool_session_compacts_stays_inside_the_window_and_restores_from_
         .count();
     assert!(compactions >= 1, "the session compacted");
 
-    // No request went over the window (the fake counts ⌈bytes / 4⌉).
+    // No request went over the window (the fake counts ⌈bytes / 4⌉ and would
+    // have refused it).
+    assert!(
+        server.rejections().is_empty(),
+        "{family:?}: {:?}",
+        server.rejections()
+    );
     let requests = server.requests();
     for r in &requests {
         let tokens = r.body.to_string().len().div_ceil(4) as u64;
@@ -438,4 +449,156 @@ async fn pod_compact_on_request_anthropic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_compact_on_request_gemini() {
     pod_compact_on_request(Family::Gemini).await;
+}
+
+#[tokio::test]
+async fn a_200_step_session_stays_inside_the_window_openai_chat() {
+    long_session(Family::OpenaiChat, 200).await;
+}
+
+#[tokio::test]
+async fn a_200_step_session_stays_inside_the_window_openai_responses() {
+    long_session(Family::OpenaiResponses, 200).await;
+}
+
+#[tokio::test]
+async fn a_200_step_session_stays_inside_the_window_anthropic() {
+    long_session(Family::Anthropic, 200).await;
+}
+
+#[tokio::test]
+async fn a_200_step_session_stays_inside_the_window_gemini() {
+    long_session(Family::Gemini, 200).await;
+}
+
+/// Where a `kill -9` lands in a compaction.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// While the summary call waits for its first byte.
+    SummaryRequested,
+    /// With half of the summary streamed.
+    SummaryHalfStreamed,
+    /// After the new segment and `compaction_end`, in the next LLM call.
+    AfterCompaction,
+}
+
+/// A pod killed at `at` during a compaction restores to a valid history: the
+/// old segment whole (before the new one exists) or the new one, and goes on.
+async fn killed_during_compaction(at: KillAt) {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(common::WAIT);
+    let family = Family::OpenaiChat;
+    let sse = |turn: Turn| Scripted::sse(turn.sse(family));
+    for i in 0..6 {
+        let line = format!("file {i} marker-{i}-end\n");
+        std::fs::write(
+            home.path("work").join(format!("f{i}.txt")),
+            line.repeat(3000 / line.len()),
+        )
+        .unwrap();
+        server.push(sse(Turn::new()
+            .call(
+                format!("r{i}"),
+                "Read",
+                serde_json::json!({"path": format!("f{i}.txt")}).to_string(),
+            )
+            .counted_usage(50)));
+    }
+    let summary = Turn::new()
+        .text("SUMMARY-K: six files read.")
+        .counted_usage(20)
+        .sse(family);
+    match at {
+        KillAt::SummaryRequested => server.push_for(SUMMARY_KEY, Scripted::stall(Vec::new())),
+        KillAt::SummaryHalfStreamed => {
+            server.push_for(
+                SUMMARY_KEY,
+                Scripted::stall(summary[..summary.len() / 2].to_vec()),
+            );
+        }
+        KillAt::AfterCompaction => {
+            server.push_for(SUMMARY_KEY, Scripted::sse(summary.clone()));
+            server.push_for("SUMMARY-K", Scripted::stall(Vec::new()));
+        }
+    }
+    let overlay = "model.context_window = 6000\nmodel.max_tokens = 500\ncontext.prune_at = 0.9\ncontext.compact_at = 0.6\ncontext.keep_calls = 1\ncontext.summary_tokens = 200";
+    let mut pod = TestPod::start(&home, &server, "kill", &["--overlay", overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("read the six files")).await.unwrap();
+    let kind = match at {
+        KillAt::AfterCompaction => "compaction_end",
+        _ => "compaction_start",
+    };
+    crate::pod_process::wait_for_log(&home, "kill", |entries| {
+        entries.iter().any(|e| e.kind_name() == kind)
+    })
+    .await;
+    if !matches!(at, KillAt::AfterCompaction) {
+        // The summary call is on the wire (held or half streamed).
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while !server
+            .requests()
+            .iter()
+            .any(|r| r.body.to_string().contains(SUMMARY_KEY))
+        {
+            assert!(std::time::Instant::now() < deadline, "no summary call");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    pod.kill9();
+    drop(client);
+    drop(pod);
+
+    // The log reads back whole, and the segment is the old one or the new one.
+    let log = session_store::read_session(home.path("state/sessions/kill")).expect("a valid log");
+    let new_segment = home.path("state/sessions/kill/000002.jsonl").exists();
+    assert_eq!(new_segment, matches!(at, KillAt::AfterCompaction), "{at:?}");
+    assert!(log.entries().count() > 6);
+
+    // Restored, it goes on: answered from the summary, or compacting again.
+    server.push_for(SUMMARY_KEY, Scripted::sse(summary));
+    // The restored pod's requests carry "go on" (and, after a compaction, the
+    // summary); scripted reads left over from before the kill stay unused.
+    let done = || sse(Turn::new().text("Done reading.").counted_usage(5));
+    server.push_for("SUMMARY-K", done());
+    server.push_for("go on", done());
+    let restored = TestPod::restore(&home, &server, "kill");
+    let mut client = restored.connect().await;
+    client.request(&run("go on")).await.unwrap();
+    let events = events_until(&mut client, |e| {
+        matches!(e, Event::RunEnd { .. } | Event::Error { .. })
+    })
+    .await;
+    assert!(
+        events.contains(&Event::RunEnd {
+            result: TurnResult::Finished
+        }),
+        "{at:?}: {events:#?}"
+    );
+    let last = server.requests().last().unwrap().body.to_string();
+    assert!(last.contains("go on"), "{at:?}: {last}");
+    if matches!(at, KillAt::AfterCompaction) {
+        // It goes on from the summary, not from the old segment.
+        assert!(
+            last.contains("SUMMARY-K") && !last.contains("marker-0-end"),
+            "{last}"
+        );
+    }
+    assert!(server.rejections().is_empty(), "{:?}", server.rejections());
+}
+
+#[tokio::test]
+async fn killed_while_the_summary_is_requested_restores_the_old_segment() {
+    killed_during_compaction(KillAt::SummaryRequested).await;
+}
+
+#[tokio::test]
+async fn killed_with_half_a_summary_restores_the_old_segment() {
+    killed_during_compaction(KillAt::SummaryHalfStreamed).await;
+}
+
+#[tokio::test]
+async fn killed_after_compacting_restores_from_the_summary() {
+    killed_during_compaction(KillAt::AfterCompaction).await;
 }

@@ -789,7 +789,11 @@ pub(crate) fn scheme_overlay(family: Family, server: &FakeProvider) -> String {
 }
 
 /// Polls the pod's session log until `done` holds for its entries.
-async fn wait_for_log(home: &Home, name: &str, done: impl Fn(&[session_store::LogEntry]) -> bool) {
+pub(crate) async fn wait_for_log(
+    home: &Home,
+    name: &str,
+    done: impl Fn(&[session_store::LogEntry]) -> bool,
+) {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let entries: Vec<session_store::LogEntry> =
