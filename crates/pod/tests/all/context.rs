@@ -602,3 +602,42 @@ async fn killed_with_half_a_summary_restores_the_old_segment() {
 async fn killed_after_compacting_restores_from_the_summary() {
     killed_during_compaction(KillAt::AfterCompaction).await;
 }
+
+#[tokio::test]
+async fn a_compaction_can_be_cancelled_and_changes_nothing() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.hold_requests(common::WAIT);
+    let sse = |turn: Turn| Scripted::sse(turn.sse(Family::OpenaiChat));
+    server.push(sse(Turn::new().text("The answer is 42.")));
+    server.push_for(SUMMARY_KEY, Scripted::stall(Vec::new()));
+    let pod = TestPod::start(&home, &server, "cnc", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("what is the answer?")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    client.send(&protocol::Method::Compact).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::CompactionStart { .. })).await;
+    client.send(&protocol::Method::Cancel).await.unwrap();
+    let events = events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(
+        events.contains(&Event::RunEnd {
+            result: TurnResult::Cancelled
+        }),
+        "{events:#?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::CompactionEnd { .. }))
+    );
+    assert!(!home.path("state/sessions/cnc/000002.jsonl").exists());
+    // The history is as it was: the next request carries the first exchange.
+    server.push(sse(Turn::new().text("Still 42.")));
+    client.request(&run("and now?")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let body = server.requests().last().unwrap().body.to_string();
+    assert!(
+        body.contains("The answer is 42.") && !body.contains("compacted"),
+        "{body}"
+    );
+}
