@@ -81,7 +81,42 @@ pub(crate) fn derive(stock: &str) -> Result<String, ModelError> {
     if out.contains("tool_call>") {
         return Err(unknown("`<tool_call>` tags in a form pods does not know"));
     }
-    Ok(out)
+    Ok(tools_first(&out).unwrap_or(out))
+}
+
+/// The system message's part of the system turn, as Qwen2.5's template writes it.
+const SYSTEM_BLOCK_START: &str = "{%- if messages[0]['role'] == 'system' %}";
+/// The end of that part.
+const BLOCK_END: &str = "{%- endif %}";
+/// The start of the tool list's heading after the system message.
+const TOOLS_HEADING: &str = "\"\\n\\n# Tools";
+/// The end of the system turn after the tool instruction.
+const INSTRUCTION_END: &str = "<|im_end|>\\n\" }}";
+
+/// Moves the system message after the tool list and the instruction, so the
+/// system turn starts with what every pod shares (the tools, the instruction)
+/// and llama.cpp's prompt cache serves that prefix to every pod; the
+/// pod-specific text (name, directory, scope) comes last. `None` when the
+/// template is not shaped as expected (the order then stays as it was).
+fn tools_first(template: &str) -> Option<String> {
+    let tools_branch = template.find("{%- if tools %}")?;
+    let block_start = tools_branch + template[tools_branch..].find(SYSTEM_BLOCK_START)?;
+    let heading = block_start + template[block_start..].find(TOOLS_HEADING)?;
+    let block_end = block_start + template[block_start..heading].find(BLOCK_END)? + BLOCK_END.len();
+    let block = &template[block_start..block_end];
+    let tools_end = heading + template[heading..].find("</tools>")?;
+    let turn_end = tools_end + template[tools_end..].find(INSTRUCTION_END)?;
+    let mut out = String::with_capacity(template.len() + 32);
+    out.push_str(&template[..block_start]);
+    // The block and what stood between it and the heading go; the heading
+    // loses the blank lines that separated it from the system message.
+    out.push_str("{{- \"# Tools");
+    out.push_str(&template[heading + TOOLS_HEADING.len()..turn_end]);
+    out.push_str("\" }}\n    {{- \"\\n\\n\" }}\n    ");
+    out.push_str(block);
+    out.push_str("\n    {{- \"<|im_end|>\\n\" }}");
+    out.push_str(&template[turn_end + INSTRUCTION_END.len()..]);
+    Some(out)
 }
 
 /// A ChatML template of the same shape as Qwen2.5's (written for the tests).
@@ -89,10 +124,47 @@ pub(crate) fn derive(stock: &str) -> Result<String, ModelError> {
 pub(crate) const SAMPLE_TEMPLATE: &str = r#"{%- if tools %}{{- '<|im_start|>system\n' + messages[0]['content'] }}{{- "\n\n# Tools\n\n<tools>" }}{%- for tool in tools %}{{- "\n" + (tool | tojson) }}{%- endfor %}{{- "\n</tools>\n\nWrap each call in <tool_call></tool_call> tags:\n<tool_call>\n{{\"name\": <name>, \"arguments\": <args>}}\n</tool_call><|im_end|>\n" }}{%- endif %}
 {%- for message in messages %}{%- if message.role == "assistant" and message.tool_calls %}{{- '<|im_start|>assistant' }}{%- for tool_call in message.tool_calls %}{{- '\n<tool_call>\n{"name": "' + tool_call.function.name + '", "arguments": ' + (tool_call.function.arguments | tojson) + '}\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\n' }}{%- else %}{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}{%- endif %}{%- endfor %}"#;
 
+/// The head of Qwen2.5's stock template as it is laid out in the GGUF (for the
+/// tools-first test).
+#[cfg(test)]
+const QWEN_HEAD: &str = r#"{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {{- '<|im_start|>system\nYou are Qwen.<|im_end|>\n' }}
+{%- endif %}
+{%- for message in messages %}{%- if message.role == "assistant" and message.tool_calls %}{%- for tool_call in message.tool_calls %}{{- '\n<tool_call>\n{"name": "' + tool_call.function.name + '"}\n</tool_call>' }}{%- endfor %}{%- endif %}{%- endfor %}"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     const SAMPLE: &str = SAMPLE_TEMPLATE;
+
+    #[test]
+    fn the_system_message_goes_after_the_tools_so_pods_share_a_prefix() {
+        let derived = derive(QWEN_HEAD).unwrap();
+        let tools = derived.find("# Tools").unwrap();
+        let instruction = derived.find("Use the functions to act").unwrap();
+        let system = derived.find("{{- messages[0]['content'] }}").unwrap();
+        let end = derived.find("{{- \"<|im_end|>\\n\" }}").unwrap();
+        assert!(tools < instruction && instruction < system && system < end, "{derived}");
+        // The turn still starts the same way, and nothing else moved.
+        assert!(derived.starts_with("{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {{- \"# Tools"), "{derived}");
+        assert!(derived.contains("{%- else %}\n    {{- '<|im_start|>system\\nYou are Qwen.<|im_end|>\\n' }}"));
+        assert_eq!(derived.matches("messages[0]['content']").count(), 1);
+        // A template of another layout keeps its order.
+        assert!(tools_first("{{ messages }}").is_none());
+    }
 
     #[test]
     fn derived_template_asks_for_bare_json_and_renders_calls_bare() {
