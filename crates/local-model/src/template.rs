@@ -157,10 +157,22 @@ mod tests {
         let instruction = derived.find("Use the functions to act").unwrap();
         let system = derived.find("{{- messages[0]['content'] }}").unwrap();
         let end = derived.find("{{- \"<|im_end|>\\n\" }}").unwrap();
-        assert!(tools < instruction && instruction < system && system < end, "{derived}");
+        assert!(
+            tools < instruction && instruction < system && system < end,
+            "{derived}"
+        );
         // The turn still starts the same way, and nothing else moved.
-        assert!(derived.starts_with("{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {{- \"# Tools"), "{derived}");
-        assert!(derived.contains("{%- else %}\n    {{- '<|im_start|>system\\nYou are Qwen.<|im_end|>\\n' }}"));
+        assert!(
+            derived.starts_with(
+                "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {{- \"# Tools"
+            ),
+            "{derived}"
+        );
+        assert!(
+            derived.contains(
+                "{%- else %}\n    {{- '<|im_start|>system\\nYou are Qwen.<|im_end|>\\n' }}"
+            )
+        );
         assert_eq!(derived.matches("messages[0]['content']").count(), 1);
         // A template of another layout keeps its order.
         assert!(tools_first("{{ messages }}").is_none());
