@@ -641,3 +641,89 @@ async fn a_compaction_can_be_cancelled_and_changes_nothing() {
         "{body}"
     );
 }
+
+/// `messages` of an Anthropic request body without the cache markers.
+fn unmarked_messages(body: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut messages = body["messages"].as_array().cloned().unwrap_or_default();
+    for m in &mut messages {
+        if let Some(content) = m["content"].as_array_mut() {
+            for block in content {
+                if let Some(b) = block.as_object_mut() {
+                    b.remove("cache_control");
+                }
+            }
+        }
+    }
+    messages
+}
+
+#[tokio::test]
+async fn anthropic_cache_marks_stay_on_the_longest_shared_prefix_while_pruning() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let family = Family::Anthropic;
+    for i in 0..8 {
+        let line = format!("file {i} marker-{i}\n");
+        std::fs::write(
+            home.path("work").join(format!("f{i}.txt")),
+            line.repeat(3000 / line.len()),
+        )
+        .unwrap();
+        server.push(Scripted::sse(
+            Turn::new()
+                .call(
+                    format!("r{i}"),
+                    "Read",
+                    serde_json::json!({"path": format!("f{i}.txt")}).to_string(),
+                )
+                .counted_usage(20)
+                .sse(family),
+        ));
+    }
+    server.push(Scripted::sse(
+        Turn::new()
+            .text("Read them all.")
+            .counted_usage(5)
+            .sse(family),
+    ));
+    let overlay = format!(
+        "{}\nmodel.context_window = 16000\nmodel.max_tokens = 1000\ncontext.prune_at = 0.5\ncontext.keep_calls = 2",
+        crate::pod_process::scheme_overlay(family, &server)
+    );
+    let pod = TestPod::start(&home, &server, "cache", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("read f0.txt to f7.txt")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+
+    let bodies: Vec<serde_json::Value> = server.requests().iter().map(|r| r.body.clone()).collect();
+    assert_eq!(bodies.len(), 9);
+    let mut prefix_breaks = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        // The stable prefix is marked: the system block, the last tool, and the
+        // last block of the last user message.
+        assert_eq!(
+            body["system"][0]["cache_control"]["type"], "ephemeral",
+            "request {i}"
+        );
+        let tools = body["tools"].as_array().unwrap();
+        assert_eq!(tools.last().unwrap()["cache_control"]["type"], "ephemeral");
+        let messages = body["messages"].as_array().unwrap();
+        let last_user = messages.iter().rev().find(|m| m["role"] == "user").unwrap();
+        let last_block = last_user["content"].as_array().unwrap().last().unwrap();
+        assert_eq!(
+            last_block["cache_control"]["type"], "ephemeral",
+            "request {i}"
+        );
+        let marks = body.to_string().matches("\"cache_control\"").count();
+        assert_eq!(marks, 3, "request {i} marks exactly three places");
+        if i > 0 {
+            let (before, now) = (unmarked_messages(&bodies[i - 1]), unmarked_messages(body));
+            if now.len() < before.len() || now[..before.len()] != before[..] {
+                prefix_breaks += 1;
+            }
+        }
+    }
+    // Each request extends the one before, except where pruning moved its
+    // boundary: in one step, not one result at a time.
+    assert_eq!(prefix_breaks, 1, "pruning breaks the cached prefix once");
+}
