@@ -3,7 +3,7 @@
 //! that summary plus the user's latest message. The caller persists the new
 //! history as a new session segment; the old one keeps everything.
 
-use llm_types::{ContentPart, Item, Role};
+use llm_types::{Item, Role};
 
 use crate::llm_client::request::{LlmRequest, ToolChoice};
 
@@ -29,13 +29,13 @@ pub(crate) fn transcript(history: &[Item], max_bytes: usize) -> String {
     let mut total = 0;
     for item in history.iter().rev() {
         let line = match item {
-            Item::Message { role, content, .. } => {
+            Item::Message { role, .. } => {
                 let who = match role {
                     Role::User => "User",
                     Role::Assistant => "Assistant",
                     Role::System => "System",
                 };
-                format!("{who}: {}", cut(&text_of(content)))
+                format!("{who}: {}", cut(&item.message_text()))
             }
             Item::Reasoning { text, .. } if !text.is_empty() => {
                 format!("Assistant (thinking): {}", cut(text))
@@ -76,13 +76,6 @@ fn cut(text: &str) -> String {
     format!("{head} […]")
 }
 
-fn text_of(content: &[ContentPart]) -> String {
-    content
-        .iter()
-        .map(|ContentPart::Text { text }| text.as_str())
-        .collect()
-}
-
 /// The summary request: no tools, the transcript as one user message.
 pub(crate) fn summary_request(base: &LlmRequest, transcript: &str, max_tokens: u32) -> LlmRequest {
     let ask = format!(
@@ -93,7 +86,7 @@ pub(crate) fn summary_request(base: &LlmRequest, transcript: &str, max_tokens: u
     LlmRequest {
         model: base.model.clone(),
         system: SUMMARY_SYSTEM.to_string(),
-        history: vec![user(ask)],
+        history: vec![Item::text(Role::User, ask)],
         tools: Vec::new(),
         tool_choice: ToolChoice::Auto,
         max_tokens,
@@ -109,10 +102,8 @@ pub(crate) fn summary_request(base: &LlmRequest, transcript: &str, max_tokens: u
 pub(crate) fn seed_history(history: &[Item], summary: &str) -> Vec<Item> {
     let latest = history.iter().rev().find_map(|item| match item {
         Item::Message {
-            role: Role::User,
-            content,
-            ..
-        } => Some(text_of(content)),
+            role: Role::User, ..
+        } => Some(item.message_text()),
         _ => None,
     });
     let mut text = format!("{SUMMARY_HEADER}\n\n{}", summary.trim());
@@ -122,16 +113,7 @@ pub(crate) fn seed_history(history: &[Item], summary: &str) -> Vec<Item> {
         ));
     }
     text.push_str("\n\n[Go on with the work from here.]");
-    vec![user(text)]
-}
-
-fn user(text: String) -> Item {
-    Item::Message {
-        role: Role::User,
-        content: vec![ContentPart::Text { text }],
-        id: None,
-        provider: None,
-    }
+    vec![Item::text(Role::User, text)]
 }
 
 /// The summary's text from the items of a summary call.
@@ -141,9 +123,8 @@ pub(crate) fn summary_text(items: &[Item]) -> String {
         .filter_map(|item| match item {
             Item::Message {
                 role: Role::Assistant,
-                content,
                 ..
-            } => Some(text_of(content)),
+            } => Some(item.message_text()),
             _ => None,
         })
         .collect::<Vec<_>>()
@@ -153,36 +134,26 @@ pub(crate) fn summary_text(items: &[Item]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_types::ToolCallKind;
 
     fn msg(role: Role, text: &str) -> Item {
-        Item::Message {
-            role,
-            content: vec![ContentPart::Text { text: text.into() }],
-            id: None,
-            provider: None,
-        }
+        Item::text(role, text)
     }
 
     #[test]
     fn the_transcript_keeps_the_latest_part_and_says_what_it_left_out() {
         let mut h = vec![msg(Role::User, "fix the parser")];
         for i in 0..50 {
-            h.push(Item::ToolCall {
-                id: format!("c{i}"),
-                name: "Read".into(),
-                arguments: format!("{{\"path\":\"f{i}.rs\"}}"),
-                kind: ToolCallKind::default(),
-                signature: None,
-                provider: None,
-                item_id: None,
-            });
-            h.push(Item::ToolResult {
-                call_id: format!("c{i}"),
-                summary: format!("read f{i}.rs"),
-                content: Some("x".repeat(500)),
-                is_error: false,
-            });
+            h.push(Item::tool_call(
+                format!("c{i}"),
+                "Read",
+                format!("{{\"path\":\"f{i}.rs\"}}"),
+            ));
+            h.push(Item::tool_result(
+                format!("c{i}"),
+                format!("read f{i}.rs"),
+                Some("x".repeat(500)),
+                false,
+            ));
         }
         let t = transcript(&h, 5_000);
         assert!(t.len() < 6_000, "{}", t.len());
@@ -201,24 +172,16 @@ mod tests {
         ];
         let seed = seed_history(&h, "Parser fixed in src/parse.rs.");
         assert_eq!(seed.len(), 1);
-        let Item::Message { role, content, .. } = &seed[0] else {
+        let Item::Message { role, .. } = &seed[0] else {
             panic!("{seed:?}")
         };
         assert_eq!(*role, Role::User);
-        let text = text_of(content);
+        let text = seed[0].message_text();
         assert!(text.starts_with(SUMMARY_HEADER));
         assert!(text.contains("Parser fixed") && text.contains("now add tests"));
         assert!(!text.contains("first task"));
         // Compacting a compacted history does not quote the old seed as the request.
         let again = seed_history(&seed, "Still on the tests.");
-        assert_eq!(
-            text_of(match &again[0] {
-                Item::Message { content, .. } => content,
-                _ => unreachable!(),
-            })
-            .matches(SUMMARY_HEADER)
-            .count(),
-            1
-        );
+        assert_eq!(again[0].message_text().matches(SUMMARY_HEADER).count(), 1);
     }
 }

@@ -172,36 +172,17 @@ fn stub(tool: Option<&str>, call_id: &str, bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llm_types::{ContentPart, ToolCallKind};
 
     fn call(id: &str) -> Item {
-        Item::ToolCall {
-            id: id.into(),
-            name: "Grep".into(),
-            arguments: "{}".into(),
-            kind: ToolCallKind::default(),
-            signature: None,
-            provider: None,
-            item_id: None,
-        }
+        Item::tool_call(id, "Grep", "{}")
     }
 
     fn result(id: &str, len: usize) -> Item {
-        Item::ToolResult {
-            call_id: id.into(),
-            summary: format!("{len} bytes"),
-            content: Some("x".repeat(len)),
-            is_error: false,
-        }
+        Item::tool_result(id, format!("{len} bytes"), Some("x".repeat(len)), false)
     }
 
     fn user(text: &str) -> Item {
-        Item::Message {
-            role: Role::User,
-            content: vec![ContentPart::Text { text: text.into() }],
-            id: None,
-            provider: None,
-        }
+        Item::text(Role::User, text)
     }
 
     fn session(calls: usize) -> Vec<Item> {

@@ -9,18 +9,9 @@
 
 use std::process::ExitCode;
 
-use llm_types::{ContentPart, Item, Role, ToolCallKind, Usage};
+use llm_types::{Item, Role, Usage};
 use protocol::{InvokeKind, Segment, TurnResult};
 use session_store::{EntryBody, SessionWriter};
-
-fn text(role: Role, text: String) -> Item {
-    Item::Message {
-        role,
-        content: vec![ContentPart::Text { text }],
-        id: None,
-        provider: None,
-    }
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,31 +46,21 @@ fn main() -> ExitCode {
             },
             EntryBody::UserInput {
                 segments: vec![Segment::text(question.clone())],
-                item: text(Role::User, question).into(),
+                item: Item::text(Role::User, question).into(),
             },
             EntryBody::AssistantItem {
-                item: Item::ToolCall {
-                    id: call_id.clone(),
-                    name: "Bash".into(),
-                    arguments: format!("{{\"command\":\"cargo test m{}\"}}", turn % 97),
-                    kind: ToolCallKind::default(),
-                    signature: None,
-                    provider: None,
-                    item_id: None,
-                }
+                item: Item::tool_call(
+                    call_id.clone(),
+                    "Bash",
+                    format!("{{\"command\":\"cargo test m{}\"}}", turn % 97),
+                )
                 .into(),
             },
             EntryBody::ToolResult {
-                item: Item::ToolResult {
-                    call_id,
-                    summary: "exit code 0".into(),
-                    content: Some(output),
-                    is_error: false,
-                }
-                .into(),
+                item: Item::tool_result(call_id, "exit code 0", Some(output), false).into(),
             },
             EntryBody::AssistantItem {
-                item: text(
+                item: Item::text(
                     Role::Assistant,
                     format!("All **12 tests** of `m{}` pass:\n\n```rust\nassert_eq!(parse(\"{turn}\"), Ok({turn}));\n```\n\n- nothing to fix\n- next module {label}", turn % 97),
                 )

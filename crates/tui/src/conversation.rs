@@ -6,7 +6,7 @@
 //! item they belong to is committed, so a `lagged` replay or a reconnect never
 //! shows text twice. Entries are applied once each (by `seq`).
 
-use llm_types::{ContentPart, Item, Role, Usage};
+use llm_types::{Item, Role, Usage};
 use protocol::{AlertLevel, Event, Greeting, InvokeKind, PodStatus, TurnResult};
 use session_store::LogEntry;
 
@@ -367,8 +367,8 @@ impl Conversation {
 
     fn item(&mut self, item: &Item) {
         match item {
-            Item::Message { role, content, .. } => {
-                let text = content_text(content);
+            Item::Message { role, .. } => {
+                let text = item.message_text();
                 match role {
                     Role::User => self.push(BlockKind::User(text)),
                     Role::Assistant => {
@@ -445,16 +445,9 @@ fn add_usage(total: &mut Usage, u: &Usage) {
     total.cache_write_tokens += u.cache_write_tokens;
 }
 
-fn content_text(content: &[ContentPart]) -> String {
-    content
-        .iter()
-        .map(|ContentPart::Text { text }| text.as_str())
-        .collect()
-}
-
 fn item_text(item: &Item) -> String {
     match item {
-        Item::Message { content, .. } => content_text(content),
+        Item::Message { .. } => item.message_text(),
         Item::Reasoning { text, .. } => text.clone(),
         Item::ToolCall {
             name, arguments, ..
