@@ -409,16 +409,24 @@ impl Worker {
         (self.request_with(history), estimate)
     }
 
-    /// Compacts the history when the request, pruned, is still estimated
-    /// above the policy's compaction threshold. `Err` ends the invocation
-    /// (cancelled, or the sink failed); a failed summary call does not.
-    async fn compact_if_needed(
+    /// The request for the next LLM call, the history compacted first when
+    /// the request, pruned, is still estimated above the policy's threshold
+    /// or a client asked for it. `Err` ends the invocation (cancelled, or the
+    /// sink failed); a failed summary call does not.
+    async fn compacted_request(
         &mut self,
         sink: &mut dyn WorkerSink,
         control: &Control,
-    ) -> Result<(), Outcome> {
+    ) -> Result<LlmRequest, Outcome> {
         let asked = control.compact.swap(false, Ordering::AcqRel);
-        self.compact(sink, control, asked).await.map(|_| ())
+        let (request, before) = self.prepare_request();
+        if self
+            .compact_with(sink, control, asked, &request, before)
+            .await?
+        {
+            return Ok(self.prepare_request().0);
+        }
+        Ok(request)
     }
 
     /// An invocation that only compacts the history (a client's `compact`
@@ -442,10 +450,24 @@ impl Worker {
         control: &Control,
         force: bool,
     ) -> Result<bool, Outcome> {
+        let (request, before) = self.prepare_request();
+        self.compact_with(sink, control, force, &request, before)
+            .await
+    }
+
+    /// [`Worker::compact`] given the request the next call would send and its
+    /// estimated tokens (so a step prepares its request once).
+    async fn compact_with(
+        &mut self,
+        sink: &mut dyn WorkerSink,
+        control: &Control,
+        force: bool,
+        base: &LlmRequest,
+        before: u64,
+    ) -> Result<bool, Outcome> {
         let Some(policy) = self.config.context else {
             return Ok(false);
         };
-        let (_, before) = self.prepare_request();
         // A history of one message has nothing to compact.
         let due = policy.auto && before > policy.compact_threshold();
         if !(force || due) || self.history.len() < 2 {
@@ -456,7 +478,6 @@ impl Worker {
             tokens_before: before,
         })
         .map_err(sink_failed)?;
-        let base = self.request();
         // The transcript takes at most ~60 % of the room (4 bytes a token).
         let budget = (policy.window as f64 * 0.6 * 4.0) as usize;
         let text = compact::transcript(&base.history, budget);
@@ -464,7 +485,7 @@ impl Worker {
             .summary_tokens
             .min(u32::try_from(policy.window / 4).unwrap_or(u32::MAX))
             .max(128);
-        let request = compact::summary_request(&base, &text, summary_tokens);
+        let request = compact::summary_request(base, &text, summary_tokens);
         let cancel = control.cancel.child_token();
         let result = self
             .client
@@ -570,15 +591,15 @@ impl Worker {
 
     /// One LLM call and the tool calls it makes.
     async fn step(&mut self, sink: &mut dyn WorkerSink, control: &Control) -> Step {
-        if let Err(outcome) = self.compact_if_needed(sink, control).await {
-            return Step::End(outcome);
-        }
+        let request = match self.compacted_request(sink, control).await {
+            Ok(request) => request,
+            Err(outcome) => return Step::End(outcome),
+        };
         self.llm_calls += 1;
         let llm_call = self.llm_calls;
         if let Err(e) = sink.on_event(WorkerEvent::LlmCallStart { llm_call }) {
             return Step::End(Outcome::Failed(WorkerError::Sink(e)));
         }
-        let (request, _) = self.prepare_request();
         let stream_cancel = control.cancel.child_token();
         let guarded = Mutex::new(GuardedSink {
             sink: &mut *sink,
