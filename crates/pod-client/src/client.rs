@@ -94,9 +94,8 @@ impl PodLocation {
 
 /// An open connection that has read the pod's greeting.
 pub struct PodClient {
-    socket: PathBuf,
-    reader: JsonLineReader<BufReader<OwnedReadHalf>>,
-    writer: JsonLineWriter<OwnedWriteHalf>,
+    events: PodEvents,
+    sender: PodSender,
     /// The greeting from the snapshot.
     pub greeting: Greeting,
     /// The status at connect time.
@@ -110,7 +109,7 @@ pub struct PodClient {
 impl std::fmt::Debug for PodClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PodClient")
-            .field("socket", &self.socket)
+            .field("socket", &self.events.socket)
             .field("pod", &self.greeting.pod_name)
             .finish_non_exhaustive()
     }
@@ -149,9 +148,11 @@ impl PodClient {
         let stream = timed(socket, UnixStream::connect(socket)).await?;
         let (read, write) = stream.into_split();
         let mut client = PodClient {
-            socket: socket.to_path_buf(),
-            reader: JsonLineReader::with_max_line_len(read, MAX_EVENT_LINE),
-            writer: JsonLineWriter::new(write),
+            events: PodEvents::new(
+                socket,
+                JsonLineReader::with_max_line_len(read, MAX_EVENT_LINE),
+            ),
+            sender: PodSender::new(socket, JsonLineWriter::new(write)),
             greeting: Greeting::default(),
             status: PodStatus::Idle,
             entries: Vec::new(),
@@ -184,16 +185,15 @@ impl PodClient {
     }
 
     async fn next_timed(&mut self) -> Result<Event, ClientError> {
-        let socket = self.socket.clone();
-        timed(&socket, self.reader.next::<Event>())
+        let events = &mut self.events;
+        timed(&events.socket, events.reader.next::<Event>())
             .await?
             .ok_or(ClientError::Closed)
     }
 
     /// Sends a method.
     pub async fn send(&mut self, method: &Method) -> Result<(), ClientError> {
-        let socket = self.socket.clone();
-        timed(&socket, self.writer.write(method)).await
+        self.sender.send(method).await
     }
 
     /// Sends a method and waits for its `ack`, returning the sequence number
@@ -221,7 +221,7 @@ impl PodClient {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         let mut seen = Vec::new();
         loop {
-            match tokio::time::timeout_at(deadline, self.reader.next::<Event>()).await {
+            match tokio::time::timeout_at(deadline, self.events.reader.next::<Event>()).await {
                 Err(_) | Ok(Ok(None)) => return Ok(seen),
                 Ok(Ok(Some(Event::Error { code, message }))) => {
                     return Err(ClientError::Refused { code, message });
@@ -229,7 +229,7 @@ impl PodClient {
                 Ok(Ok(Some(event))) => seen.push(event),
                 Ok(Err(source)) => {
                     return Err(ClientError::Io {
-                        socket: self.socket.clone(),
+                        socket: self.events.socket.clone(),
                         source,
                     });
                 }
@@ -240,28 +240,13 @@ impl PodClient {
     /// Splits the connection so one task can read events while another sends
     /// methods (an interactive client does both at once).
     pub fn into_split(self) -> (PodEvents, PodSender) {
-        (
-            PodEvents {
-                socket: self.socket.clone(),
-                reader: self.reader,
-            },
-            PodSender {
-                socket: self.socket,
-                writer: self.writer,
-            },
-        )
+        (self.events, self.sender)
     }
 
     /// The next event, without a timeout (an invocation may take long);
     /// `None` when the pod closed the connection.
     pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
-        self.reader
-            .next::<Event>()
-            .await
-            .map_err(|source| ClientError::Io {
-                socket: self.socket.clone(),
-                source,
-            })
+        self.events.next_event().await
     }
 }
 
