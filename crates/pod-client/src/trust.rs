@@ -23,10 +23,8 @@ pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Res
     };
     let text = fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    manifest::ManifestLayer::parse(&text, &path.display().to_string())
-        .map_err(|e| anyhow::anyhow!("{e}; fix it before trusting it"))?;
+    let hash = record_trust(&path, &text, env)?;
     let store = store_of(env)?;
-    let hash = store.trust(&path, &text)?;
     if json {
         println!(
             "{}",
@@ -44,6 +42,15 @@ pub fn trust_command(dir: &Path, env: &manifest::Env, json: bool) -> anyhow::Res
         }
     }
     Ok(0)
+}
+
+/// Records `text`, the project manifest at `path`, as trusted in `env`'s
+/// config dir after checking that it parses; returns its sha256. What `pod
+/// trust` and the UI's trust prompt do.
+pub fn record_trust(path: &Path, text: &str, env: &manifest::Env) -> anyhow::Result<String> {
+    manifest::ManifestLayer::parse(text, &path.display().to_string())
+        .map_err(|e| anyhow::anyhow!("{e}; fix it before trusting it"))?;
+    Ok(store_of(env)?.trust(path, text)?)
 }
 
 /// Refuses a `pod trust DIR` that is not a directory (a typo would otherwise read as

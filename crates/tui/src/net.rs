@@ -26,15 +26,6 @@ pub(crate) enum UiError {
     /// The pod has no open connection.
     #[error("{0} is not connected (stopped or restarting); try again in a moment")]
     NotConnected(String),
-    /// The manifest does not parse.
-    #[error("{0}; fix it before trusting it")]
-    BadManifest(manifest::ManifestError),
-    /// Nowhere to record trust.
-    #[error("no config dir to record trust in; set HOME or POD_CONFIG_DIR")]
-    NoConfigDir,
-    /// The trust store refused.
-    #[error(transparent)]
-    Trust(#[from] pod_runtime::trust::TrustError),
 }
 
 /// What the network side tells the UI.
@@ -265,13 +256,4 @@ pub(crate) fn untrusted_manifest(dir: &Path, env: &manifest::Env) -> Option<(Pat
     let config = env.config_dir()?;
     let store = pod_runtime::trust::TrustStore::in_config_dir(&config);
     store.check(&path, &text).is_err().then_some((path, text))
-}
-
-/// Records trust in the manifest at `path` with exactly `text`.
-pub(crate) fn trust(path: &Path, text: &str, env: &manifest::Env) -> Result<(), UiError> {
-    manifest::ManifestLayer::parse(text, &path.display().to_string())
-        .map_err(UiError::BadManifest)?;
-    let config = env.config_dir().ok_or(UiError::NoConfigDir)?;
-    pod_runtime::trust::TrustStore::in_config_dir(&config).trust(path, text)?;
-    Ok(())
 }

@@ -15,7 +15,7 @@ use ratatui::crossterm::{execute, terminal};
 use tokio::sync::mpsc;
 
 use crate::app::{Action, App, Overlay};
-use crate::net::{Links, Msg, QUEUE, trust, untrusted_manifest};
+use crate::net::{Links, Msg, QUEUE, untrusted_manifest};
 use crate::theme::Theme;
 use crate::ui;
 
@@ -287,10 +287,12 @@ fn perform(app: &mut App, links: &mut Links, env: &manifest::Env, actions: Vec<A
                 }
                 start(app, links, name);
             }
-            Action::TrustAndStart { path, text, name } => match trust(&path, &text, env) {
-                Ok(()) => start(app, links, (!name.is_empty()).then_some(name)),
-                Err(e) => app.note(format!("cannot trust {}: {e}", path.display()), now),
-            },
+            Action::TrustAndStart { path, text, name } => {
+                match pod_client::trust::record_trust(&path, &text, env) {
+                    Ok(_) => start(app, links, (!name.is_empty()).then_some(name)),
+                    Err(e) => app.note(format!("cannot trust {}: {e}", path.display()), now),
+                }
+            }
         }
     }
 }

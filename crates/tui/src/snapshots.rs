@@ -335,12 +335,12 @@ fn the_trust_store_is_asked_before_a_project_manifest_is_loaded() {
     };
     let (path, text) = crate::net::untrusted_manifest(&project, &env).expect("untrusted at first");
     assert!(text.contains("max_tokens"));
-    crate::net::trust(&path, &text, &env).unwrap();
+    pod_client::trust::record_trust(&path, &text, &env).unwrap();
     assert_eq!(crate::net::untrusted_manifest(&project, &env), None);
     // A changed manifest must be trusted again; a broken one cannot be.
     std::fs::write(&manifest, "[model\n").unwrap();
     let (path, text) = crate::net::untrusted_manifest(&project, &env).unwrap();
-    let err = crate::net::trust(&path, &text, &env).unwrap_err();
+    let err = pod_client::trust::record_trust(&path, &text, &env).unwrap_err();
     assert!(
         err.to_string().contains("fix it before trusting it"),
         "{err}"
