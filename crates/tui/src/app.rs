@@ -251,7 +251,6 @@ impl App {
                     )];
                 }
             }
-            Event::Snapshot { .. } => pane.view.invalidate(),
             _ => {}
         }
         pane.conv.apply_event(event);

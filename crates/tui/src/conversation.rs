@@ -108,6 +108,7 @@ pub(crate) struct Streaming {
 
 impl Streaming {
     /// Whether nothing is streaming.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.text.is_empty() && self.thinking.is_empty() && self.tools.is_empty()
     }
@@ -120,8 +121,6 @@ pub(crate) struct Conversation {
     pub(crate) blocks: Vec<Block>,
     /// What is streaming now.
     pub(crate) streaming: Streaming,
-    /// Bumped when `streaming` changes.
-    pub(crate) streaming_version: u64,
     /// The last entry applied.
     last_seq: u64,
     /// Token totals from the entries seen.
@@ -132,8 +131,6 @@ pub(crate) struct Conversation {
     pub(crate) status: Option<PodStatus>,
     /// How its last invocation ended.
     pub(crate) last_result: Option<TurnResult>,
-    /// Bumped whenever anything changes (blocks added, streaming).
-    pub(crate) generation: u64,
 }
 
 impl Conversation {
@@ -144,11 +141,7 @@ impl Conversation {
 
     /// A conversation from a snapshot (or a session log): starts over.
     pub(crate) fn reset(&mut self) {
-        let generation = self.generation + 1;
-        *self = Conversation {
-            generation,
-            ..Conversation::default()
-        };
+        *self = Conversation::default();
     }
 
     /// Applies a log entry given as its JSON line (snapshot or `entry` event).
@@ -168,7 +161,6 @@ impl Conversation {
             return;
         }
         self.last_seq = seq;
-        self.generation += 1;
         match entry {
             LogEntry::SegmentStart { history, .. } => {
                 if !history.is_empty() {
@@ -260,21 +252,10 @@ impl Conversation {
         }
     }
 
-    /// Applies a live event. Returns whether the view changed.
-    pub(crate) fn apply_event(&mut self, event: Event) -> bool {
+    /// Applies a live event (a snapshot arrives only on connect, decoded
+    /// straight into a new conversation: `pod_client::snapshot`).
+    pub(crate) fn apply_event(&mut self, event: Event) {
         match event {
-            Event::Snapshot {
-                entries,
-                greeting,
-                status,
-            } => {
-                self.reset();
-                self.greeting = Some(greeting);
-                self.status = Some(status);
-                for entry in entries {
-                    self.apply_json(entry);
-                }
-            }
             Event::Entry(value) => self.apply_json(value),
             Event::Context {
                 context_tokens,
@@ -285,10 +266,7 @@ impl Conversation {
                     g.context_window = context_window;
                 }
             }
-            Event::Status { status } => {
-                self.status = Some(status);
-                self.generation += 1;
-            }
+            Event::Status { status } => self.status = Some(status),
             Event::TextDelta { text } => {
                 self.streaming.text.push_str(&text);
                 self.streamed();
@@ -337,14 +315,12 @@ impl Conversation {
             | Event::RunEnd { .. }
             | Event::Ack { .. }
             | Event::Shutdown
-            | Event::Unknown { .. } => return false,
+            | Event::Snapshot { .. }
+            | Event::Unknown { .. } => {}
         }
-        true
     }
 
     fn streamed(&mut self) {
-        self.streaming_version += 1;
-        self.generation += 1;
         // Keep memory flat however long the stream: only the tail is shown.
         for text in [&mut self.streaming.text, &mut self.streaming.thinking] {
             if text.len() > 4 * STREAM_SHOWN {
@@ -355,10 +331,7 @@ impl Conversation {
     }
 
     fn clear_streaming(&mut self) {
-        if !self.streaming.is_empty() {
-            self.streaming = Streaming::default();
-            self.streaming_version += 1;
-        }
+        self.streaming = Streaming::default();
     }
 
     fn push(&mut self, kind: BlockKind) {
