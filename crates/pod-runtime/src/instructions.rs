@@ -96,6 +96,11 @@ pub fn describe(cwd: &Path) -> String {
             cwd.display()
         );
     }
+    describe_files(&files)
+}
+
+/// `files` in one line: each path with its size.
+pub fn describe_files(files: &[Instructions]) -> String {
     files
         .iter()
         .map(|f| match f.cut {

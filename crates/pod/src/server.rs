@@ -220,7 +220,7 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
     // own directory), last: the prompt's fixed part stays first.
     let files = pod_runtime::instructions::load(&spec.cwd);
     if !files.is_empty() {
-        tracing::info!(files = %pod_runtime::instructions::describe(&spec.cwd), "project instructions");
+        tracing::info!(files = %pod_runtime::instructions::describe_files(&files), "project instructions");
         prompt = format!(
             "{prompt}\n\n{}",
             pod_runtime::instructions::prompt_section(&files)
