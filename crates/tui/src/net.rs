@@ -3,7 +3,7 @@
 //! and starting, restoring and stopping pods through the `pod` command and the
 //! client library. Nothing here reaches into a pod process's internals.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -58,9 +58,9 @@ pub(crate) struct Links {
     tx: mpsc::Sender<Msg>,
     senders: HashMap<String, mpsc::UnboundedSender<Method>>,
     /// Pods with a connection being opened or open.
-    open: HashMap<String, ()>,
+    open: HashSet<String>,
     /// Stopped pods whose log was loaded.
-    loaded: HashMap<String, ()>,
+    loaded: HashSet<String>,
 }
 
 impl Links {
@@ -70,8 +70,8 @@ impl Links {
             places,
             tx,
             senders: HashMap::new(),
-            open: HashMap::new(),
-            loaded: HashMap::new(),
+            open: HashSet::new(),
+            loaded: HashSet::new(),
         }
     }
 
@@ -85,10 +85,10 @@ impl Links {
     pub(crate) fn watch(&mut self, name: &str, alive: bool) {
         if alive {
             self.loaded.remove(name);
-            if self.open.contains_key(name) {
+            if self.open.contains(name) {
                 return;
             }
-            self.open.insert(name.to_string(), ());
+            self.open.insert(name.to_string());
             let (method_tx, method_rx) = mpsc::unbounded_channel();
             self.senders.insert(name.to_string(), method_tx);
             let location = PodLocation::of(&self.places, name);
@@ -98,8 +98,8 @@ impl Links {
                 self.tx.clone(),
                 method_rx,
             ));
-        } else if !self.open.contains_key(name) && !self.loaded.contains_key(name) {
-            self.loaded.insert(name.to_string(), ());
+        } else if !self.open.contains(name) && !self.loaded.contains(name) {
+            self.loaded.insert(name.to_string());
             let dir = self.places.session_dir(name);
             let tx = self.tx.clone();
             let name = name.to_string();
