@@ -7,6 +7,7 @@
 
 pub mod compact;
 pub mod llm_client;
+pub mod nudge;
 pub mod prune;
 /// The tool trait and its types (the `tool` crate), at the path tools and the seed use.
 pub use tool;

@@ -23,7 +23,8 @@ pub struct ContextPolicy {
     /// Whether the worker prunes and compacts by itself (when `false`, only a
     /// client's `compact` compacts, and requests are sent whole).
     pub auto: bool,
-    /// The model's context window in tokens.
+    /// The tokens a request may take: the model's context window less the
+    /// room kept for a response.
     pub window: u64,
     /// Prune when the estimated request passes this fraction of the window.
     pub prune_at: f64,
@@ -99,7 +100,7 @@ pub(crate) fn history_bytes(history: &[Item]) -> usize {
 }
 
 /// Whether the model produced `item` (it belongs to an LLM call's output).
-fn from_model(item: &Item) -> bool {
+pub(crate) fn from_model(item: &Item) -> bool {
     match item {
         Item::Message { role, .. } => *role == Role::Assistant,
         Item::ToolCall { .. } | Item::Reasoning { .. } | Item::ProviderItem { .. } => true,

@@ -26,6 +26,7 @@ use crate::llm_client::error::ClientError;
 use crate::llm_client::http::{LlmClient, RetryNotice};
 use crate::llm_client::request::{LlmRequest, ToolChoice};
 use crate::llm_client::stream::{Completion, StopReason, StreamEvent};
+use crate::nudge;
 use crate::prune::{self, Calibration, ContextPolicy};
 use crate::tool_server::{CallInfo, ToolServer, interrupted_result};
 
@@ -61,6 +62,10 @@ pub struct WorkerConfig {
     pub result_note: Option<String>,
     /// How requests are kept inside the window (`None`: sent whole).
     pub context: Option<ContextPolicy>,
+    /// Small models' nudges ([`crate::nudge`]): remind the model once to
+    /// apply a requested change with the tools when it answers with advice
+    /// instead, and cut a reply that repeats itself and ask again.
+    pub small_model_nudges: bool,
 }
 
 /// The start of the result a skipped repeated call gets (see
@@ -84,6 +89,7 @@ impl WorkerConfig {
             skip_repeated_calls: false,
             result_note: None,
             context: None,
+            small_model_nudges: false,
         }
     }
 }
@@ -264,7 +270,21 @@ pub struct Worker {
     /// A length refusal was answered by compacting and retrying; a second one
     /// in a row fails the invocation.
     overflow_retried: bool,
+    /// Calls in a row the server could not parse (the model's malformed tool
+    /// calls); the next request is changed to get past it.
+    malformed: u32,
+    /// Replies in a row cut for repeating themselves.
+    repeated: u32,
 }
+
+/// How many times in a row a call whose output the server could not parse is
+/// tried again (changed) before the invocation fails.
+const MALFORMED_RETRIES: u32 = 2;
+
+/// Added (to the request only) when the model's last output could not be
+/// parsed: small models mostly get it right once told.
+const MALFORMED_NOTE: &str = "[Your last reply could not be read: a tool call must be one call with its \
+arguments as a JSON object. Call one tool now, with valid JSON arguments, or answer in plain text.]";
 
 /// `arguments` with its keys sorted and no spacing, so that equal calls
 /// compare equal however the model spaced them.
@@ -291,11 +311,23 @@ struct GuardedSink<'s> {
     sink: &'s mut dyn WorkerSink,
     failed: Option<SinkError>,
     stop_stream: CancellationToken,
+    /// Watches the reply's text when small-model nudges are on.
+    repetition: Option<nudge::Repetition>,
+    /// The reply was cut for repeating itself.
+    repeating: bool,
 }
 
 impl GuardedSink<'_> {
     fn send(&mut self, event: WorkerEvent<'_>) {
-        if self.failed.is_some() {
+        if self.failed.is_some() || self.repeating {
+            return;
+        }
+        if let (WorkerEvent::Stream(StreamEvent::TextDelta { text }), Some(r)) =
+            (&event, self.repetition.as_mut())
+            && r.push(text)
+        {
+            self.repeating = true;
+            self.stop_stream.cancel();
             return;
         }
         if let Err(e) = self.sink.on_event(event) {
@@ -319,6 +351,8 @@ impl Worker {
             calibration: None,
             request_bytes: 0,
             overflow_retried: false,
+            malformed: 0,
+            repeated: 0,
         }
     }
 
@@ -420,8 +454,9 @@ impl Worker {
     ) -> Result<LlmRequest, Outcome> {
         let asked = control.compact.swap(false, Ordering::AcqRel);
         let (request, before) = self.prepare_request();
+        let trigger = if asked { Trigger::Asked } else { Trigger::Due };
         if self
-            .compact_with(sink, control, asked, &request, before)
+            .compact_with(sink, control, trigger, &request, before)
             .await?
         {
             return Ok(self.prepare_request().0);
@@ -433,7 +468,7 @@ impl Worker {
     /// while idle). Ends `Finished` whether or not there was anything to
     /// compact (the sink saw `compaction_end` when there was).
     pub async fn compact_now(&mut self, sink: &mut dyn WorkerSink, control: &Control) -> Outcome {
-        match self.compact(sink, control, true).await {
+        match self.compact(sink, control, Trigger::Asked).await {
             Ok(_) => Outcome::Finished {
                 stop: StopReason::End,
             },
@@ -441,17 +476,16 @@ impl Worker {
         }
     }
 
-    /// Compacts the history into a summary (when `force`, whatever the
-    /// estimate: the provider refused the request as too long). Returns
+    /// Compacts the history into a summary when `trigger` says so. Returns
     /// whether it did.
     async fn compact(
         &mut self,
         sink: &mut dyn WorkerSink,
         control: &Control,
-        force: bool,
+        trigger: Trigger,
     ) -> Result<bool, Outcome> {
         let (request, before) = self.prepare_request();
-        self.compact_with(sink, control, force, &request, before)
+        self.compact_with(sink, control, trigger, &request, before)
             .await
     }
 
@@ -461,56 +495,49 @@ impl Worker {
         &mut self,
         sink: &mut dyn WorkerSink,
         control: &Control,
-        force: bool,
+        trigger: Trigger,
         base: &LlmRequest,
         before: u64,
     ) -> Result<bool, Outcome> {
-        let Some(policy) = self.config.context else {
+        let Some(mut policy) = self.config.context else {
             return Ok(false);
         };
         // A history of one message has nothing to compact.
         let due = policy.auto && before > policy.compact_threshold();
-        if !(force || due) || self.history.len() < 2 {
+        if !(trigger != Trigger::Due || due) || self.history.len() < 2 {
             return Ok(false);
+        }
+        if trigger == Trigger::Overflow {
+            // The provider counts more than the estimate: in the estimate's
+            // terms the window is smaller than the refused request.
+            policy.window = policy.window.min(before);
         }
         let sink_failed = |e| Outcome::Failed(WorkerError::Sink(e));
         sink.on_event(WorkerEvent::CompactionStart {
             tokens_before: before,
         })
         .map_err(sink_failed)?;
-        // The transcript takes at most ~60 % of the room (4 bytes a token).
-        let budget = (policy.window as f64 * 0.6 * 4.0) as usize;
-        let text = compact::transcript(&base.history, budget);
-        let summary_tokens = policy
-            .summary_tokens
-            .min(u32::try_from(policy.window / 4).unwrap_or(u32::MAX))
-            .max(128);
-        let request = compact::summary_request(base, &text, summary_tokens);
-        let cancel = control.cancel.child_token();
-        let result = self
-            .client
-            .stream_observed(&request, &cancel, &mut |_| {}, &mut |_| {})
-            .await;
-        let summary = match result {
-            Ok(completion) => compact::summary_text(&completion.items),
-            Err(failure) if failure.error == ClientError::Cancelled => {
-                return Err(Outcome::Cancelled);
-            }
-            Err(failure) => {
-                let error = failure.error.to_string();
+        let ask_first = trigger != Trigger::Overflow;
+        let summary = match self
+            .summarize(policy, base, before, ask_first, control)
+            .await
+        {
+            Ok(summary) => summary,
+            Err(SummaryError::Cancelled) => return Err(Outcome::Cancelled),
+            Err(SummaryError::Failed(error)) => {
                 tracing::warn!(%error, "compaction failed; going on with the pruned history");
                 sink.on_event(WorkerEvent::CompactionFailed { error: &error })
                     .map_err(sink_failed)?;
                 return Ok(false);
             }
         };
-        if summary.trim().is_empty() {
-            let error = "the summary call returned no text";
-            sink.on_event(WorkerEvent::CompactionFailed { error })
-                .map_err(sink_failed)?;
-            return Ok(false);
-        }
-        let seed = compact::seed_history(&self.history, &summary);
+        // The seed stays at half the threshold at most, so that many steps
+        // go by before the next compaction (each costs a summary call).
+        let target = policy.compact_threshold() / 2;
+        let calibration = self.calibration;
+        let seed = compact::seed_history(&self.history, &summary, |seed| {
+            prune::estimate(prune::history_bytes(seed), calibration) <= target
+        });
         let after = prune::estimate(prune::history_bytes(&seed), self.calibration);
         sink.on_event(WorkerEvent::Compacted {
             history: &seed,
@@ -523,6 +550,71 @@ impl Worker {
         self.pruned_before = 0;
         self.last_ok.clear();
         Ok(true)
+    }
+
+    /// The summary of the conversation `base` would send: asked after `base`
+    /// itself when `ask_first` and that fits the window (the prompt cache
+    /// serves all but the question), else, or when the model answers with a
+    /// tool call or the provider refuses, from a transcript cut to fit.
+    async fn summarize(
+        &self,
+        policy: ContextPolicy,
+        base: &LlmRequest,
+        before: u64,
+        ask_first: bool,
+        control: &Control,
+    ) -> Result<String, SummaryError> {
+        let cap = policy
+            .summary_tokens
+            .min(u32::try_from(policy.window / 4).unwrap_or(u32::MAX))
+            .max(128);
+        // The policy's window leaves room for a whole response; a summary
+        // call needs room for the summary only.
+        let room = (policy.window + u64::from(self.config.max_tokens))
+            .saturating_sub(before.saturating_add(compact::ASK_TOKENS));
+        if ask_first && room >= 256 {
+            let max_tokens = u32::try_from(room).unwrap_or(u32::MAX).min(cap);
+            let request = compact::continuation_request(base, max_tokens);
+            match self.summary_call(&request, control).await {
+                Ok(text) if !text.trim().is_empty() => return Ok(text),
+                Ok(_) => tracing::info!(
+                    "the model answered the summary question without text; summarising a transcript"
+                ),
+                Err(SummaryError::Failed(error)) => {
+                    tracing::info!(%error, "the summary question failed; summarising a transcript");
+                }
+                Err(cancelled) => return Err(cancelled),
+            }
+        }
+        // The transcript takes at most ~60 % of the window (4 bytes a token).
+        let budget = (policy.window as f64 * 0.6 * 4.0) as usize;
+        let text = compact::transcript(&base.history, budget);
+        let request = compact::transcript_request(base, &text, cap);
+        let summary = self.summary_call(&request, control).await?;
+        if summary.trim().is_empty() {
+            return Err(SummaryError::Failed(
+                "the summary call returned no text".into(),
+            ));
+        }
+        Ok(summary)
+    }
+
+    /// One summary call: the text the model wrote.
+    async fn summary_call(
+        &self,
+        request: &LlmRequest,
+        control: &Control,
+    ) -> Result<String, SummaryError> {
+        let cancel = control.cancel.child_token();
+        match self
+            .client
+            .stream_observed(request, &cancel, &mut |_| {}, &mut |_| {})
+            .await
+        {
+            Ok(completion) => Ok(compact::summary_text(&completion.items)),
+            Err(failure) if failure.error == ClientError::Cancelled => Err(SummaryError::Cancelled),
+            Err(failure) => Err(SummaryError::Failed(failure.error.to_string())),
+        }
     }
 
     fn request_with(&self, history: Vec<Item>) -> LlmRequest {
@@ -591,10 +683,24 @@ impl Worker {
 
     /// One LLM call and the tool calls it makes.
     async fn step(&mut self, sink: &mut dyn WorkerSink, control: &Control) -> Step {
-        let request = match self.compacted_request(sink, control).await {
+        let mut request = match self.compacted_request(sink, control).await {
             Ok(request) => request,
             Err(outcome) => return Step::End(outcome),
         };
+        if self.malformed > 0 {
+            // Greedy decoding would produce the same output again: sample a
+            // little, with a note on what went wrong.
+            request
+                .history
+                .push(Item::text(llm_types::Role::User, MALFORMED_NOTE));
+            request.temperature = Some(0.3 * f64::from(self.malformed));
+            request.seed = Some(request.seed.unwrap_or(0) + i64::from(self.malformed));
+        } else if self.repeated > 0 {
+            request
+                .history
+                .push(Item::text(llm_types::Role::User, nudge::REPEAT_NOTE));
+            request.temperature = Some(0.3);
+        }
         self.llm_calls += 1;
         let llm_call = self.llm_calls;
         if let Err(e) = sink.on_event(WorkerEvent::LlmCallStart { llm_call }) {
@@ -605,6 +711,11 @@ impl Worker {
             sink: &mut *sink,
             failed: None,
             stop_stream: stream_cancel.clone(),
+            repetition: self
+                .config
+                .small_model_nudges
+                .then(nudge::Repetition::default),
+            repeating: false,
         });
         let result = {
             let lock = || guarded.lock().unwrap_or_else(PoisonError::into_inner);
@@ -622,14 +733,17 @@ impl Worker {
                 )
                 .await
         };
-        let sink_failed = guarded
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-            .failed;
+        let guarded = guarded.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let (sink_failed, repeating) = (guarded.failed, guarded.repeating);
         drop(request);
+        if repeating && !control.cancel.is_cancelled() {
+            return self.cut_repetition(sink, llm_call);
+        }
         match result {
             Ok(completion) => {
                 self.overflow_retried = false;
+                self.malformed = 0;
+                self.repeated = 0;
                 self.completed(sink, control, llm_call, completion, sink_failed)
                     .await
             }
@@ -649,10 +763,38 @@ impl Worker {
                 }) {
                     return Step::End(Outcome::Failed(WorkerError::Sink(e)));
                 }
-                match self.compact(sink, control, true).await {
+                match self.compact(sink, control, Trigger::Overflow).await {
                     Ok(true) => Step::Continue,
                     Ok(false) => Step::End(Outcome::Failed(WorkerError::Llm(failure.error))),
                     Err(outcome) => Step::End(outcome),
+                }
+            }
+            Err(failure)
+                if sink_failed.is_none()
+                    && failure.error.is_malformed_output()
+                    && self.malformed < MALFORMED_RETRIES =>
+            {
+                self.malformed += 1;
+                tracing::warn!(error = %failure.error, retry = self.malformed, "the model's output was not a valid tool call; asking again");
+                let notice = RetryNotice {
+                    retry: self.malformed,
+                    delay: std::time::Duration::ZERO,
+                    error: failure.error,
+                };
+                let told = sink
+                    .on_event(WorkerEvent::LlmCallEnd {
+                        llm_call,
+                        stop: None,
+                    })
+                    .and_then(|()| {
+                        sink.on_event(WorkerEvent::Retry {
+                            llm_call,
+                            notice: &notice,
+                        })
+                    });
+                match told {
+                    Ok(()) => Step::Continue,
+                    Err(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
                 }
             }
             Err(failure) => {
@@ -661,10 +803,55 @@ impl Worker {
                     None if failure.error == ClientError::Cancelled => {
                         return self.cut_short(sink, llm_call, failure.partial, Outcome::Cancelled);
                     }
+                    None if failure.error.is_malformed_output() => {
+                        let tries = self.malformed + 1;
+                        self.malformed = 0;
+                        WorkerError::Llm(ClientError::Provider {
+                            code: Some("malformed_output".into()),
+                            message: format!(
+                                "the model's output was not a valid tool call {tries} times in a row \
+                                 (the server said: {})",
+                                failure.error
+                            ),
+                        })
+                    }
                     None => WorkerError::Llm(failure.error),
                 };
                 self.cut_short(sink, llm_call, failure.partial, Outcome::Failed(error))
             }
+        }
+    }
+
+    /// After a reply was cut for repeating itself: asks again once, with a
+    /// note; a second loop in a row ends the invocation.
+    fn cut_repetition(&mut self, sink: &mut dyn WorkerSink, llm_call: u64) -> Step {
+        self.repeated += 1;
+        let error = ClientError::Provider {
+            code: Some("repetition".into()),
+            message: "the model's reply kept repeating the same text and was cut off".into(),
+        };
+        tracing::warn!(repeated = self.repeated, "{error}");
+        if let Err(e) = sink.on_event(WorkerEvent::LlmCallEnd {
+            llm_call,
+            stop: None,
+        }) {
+            return Step::End(Outcome::Failed(WorkerError::Sink(e)));
+        }
+        if self.repeated > 1 {
+            self.repeated = 0;
+            return Step::End(Outcome::Failed(WorkerError::Llm(error)));
+        }
+        let notice = RetryNotice {
+            retry: self.repeated,
+            delay: std::time::Duration::ZERO,
+            error,
+        };
+        match sink.on_event(WorkerEvent::Retry {
+            llm_call,
+            notice: &notice,
+        }) {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
         }
     }
 
@@ -732,6 +919,14 @@ impl Worker {
             return Step::End(Outcome::Failed(WorkerError::Sink(e)));
         }
         if calls.is_empty() {
+            if self.config.small_model_nudges && nudge::should_nudge(&self.history) {
+                tracing::info!("the model advised instead of acting; reminding it once");
+                let reminder = Item::text(llm_types::Role::User, nudge::ACT_NUDGE);
+                return match self.append(sink, AppendKind::Input, reminder) {
+                    Ok(()) => Step::Continue,
+                    Err(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
+                };
+            }
             return Step::End(Outcome::Finished { stop });
         }
         let results = self.run_calls(&calls, control).await;
@@ -944,6 +1139,25 @@ fn repair_cut_call(item: Item) -> Item {
 }
 
 /// What a step leads to.
+/// What asks for a compaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The estimate before a call: compacts only above the threshold.
+    Due,
+    /// A client's `compact`: compacts whatever the estimate.
+    Asked,
+    /// The provider refused the request as too long.
+    Overflow,
+}
+
+/// Why a compaction's summary could not be had.
+enum SummaryError {
+    /// The invocation was cancelled.
+    Cancelled,
+    /// The call failed or returned no text; what happened.
+    Failed(String),
+}
+
 enum Step {
     Continue,
     End(Outcome),

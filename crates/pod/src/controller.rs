@@ -17,6 +17,7 @@ use protocol::{
 };
 use session_store::{EntryBody, LoggedItem};
 use tokio::sync::mpsc;
+use tools::grounding::Grounder;
 
 /// How long a pod on its way out waits for its parent to take its last report.
 const LAST_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -51,6 +52,7 @@ pub(crate) struct Controller {
     /// child's report is still committed and acknowledged, and waits in the
     /// log for the next start of the session).
     stopping: bool,
+    grounder: Grounder,
 }
 
 /// How a method was answered.
@@ -96,7 +98,7 @@ fn pod_event_text(event: &PodEvent) -> String {
 impl Controller {
     /// A controller over `state`, with `worker` idle. `turns` is the number of
     /// invocations the session already had (restored pods continue counting).
-    pub(crate) fn new(state: SharedState, worker: Worker, turns: u64) -> Self {
+    pub(crate) fn new(state: SharedState, worker: Worker, turns: u64, grounder: Grounder) -> Self {
         let (done_tx, done_rx) = mpsc::channel(1);
         Controller {
             state,
@@ -109,6 +111,7 @@ impl Controller {
             children: Arc::new(SpawnedPodRegistry::new()),
             parent: None,
             stopping: false,
+            grounder,
         }
     }
 
@@ -347,7 +350,14 @@ impl Controller {
         if text.trim().is_empty() {
             return error(ErrorCode::InvalidRequest, "`run` needs non-empty input");
         }
-        let item = Item::text(Role::User, text);
+        // The files it names go with it, as `file_ref` segments in the log.
+        let refs: Vec<String> = input.iter().filter_map(Segment::file_ref).collect();
+        let grounded = self.grounder.ground(&text, &refs, self.turn == 0);
+        let mut input = input;
+        for path in grounded.attached.into_iter().filter(|p| !refs.contains(p)) {
+            input.extend([Segment::text(" "), Segment::FileRef { path }]);
+        }
+        let item = Item::text(Role::User, grounded.text);
         match self.start(InvokeKind::UserSend, Some((input, item)), from_parent) {
             Ok(seq) => Some(Event::Ack { seq }),
             Err(e) => internal(&e),

@@ -50,6 +50,8 @@ pub(crate) struct PodSpec {
     pub(crate) live_scope: Arc<RwLock<Scope>>,
     /// Held by running commands; delegation waits for it.
     pub gate: CommandGate,
+    /// Attaches the files a user's message names.
+    pub grounder: tools::grounding::Grounder,
     /// For a child pod: its parent and reserved registry entry.
     pub child: Option<ChildSpec>,
     /// Lock and listening socket handed over by the parent (child pods).
@@ -477,6 +479,7 @@ async fn assemble(
     config.skip_repeated_calls = compact;
     if compact {
         config.result_note = Some(SMALL_MODEL_RESULT_NOTE.into());
+        config.small_model_nudges = true;
     }
     config.cache_key = Some(spec.name.clone());
     // The request must also leave room for the response.
@@ -578,7 +581,8 @@ async fn assemble(
         },
     );
     let mut controller =
-        Controller::new(state.clone(), worker, restored.turns).with_children(Arc::clone(&children));
+        Controller::new(state.clone(), worker, restored.turns, spec.grounder.clone())
+            .with_children(Arc::clone(&children));
     if let Some(link) = parent_link(spec) {
         controller = controller.with_parent(Reporter::spawn(link, state.clone()));
     }

@@ -11,6 +11,7 @@ use manifest::{Manifest, SandboxMode, Scope};
 use sandbox::{CommandGate, HelperCommand, SandboxPolicy, detect};
 use tools::bash::{BashConfig, bash_tool};
 use tools::command_scope::{find_pods_dirs, policy_for};
+use tools::grounding::Grounder;
 use tools::{ToolContext, file_tools};
 
 use crate::runtime::dir::{Places, ensure_private_dir};
@@ -25,6 +26,8 @@ pub(crate) struct Toolset {
     pub scope: Arc<RwLock<Scope>>,
     /// Commands hold it while they run; delegation waits for it.
     pub gate: CommandGate,
+    /// Attaches the files a user's message names (its own names too for a small model).
+    pub grounder: Grounder,
 }
 
 /// Why the tools could not be set up.
@@ -163,6 +166,8 @@ pub(crate) fn builtin(
     let scope = Arc::new(RwLock::new(scope));
     let ctx = ToolContext::new(cwd, Arc::clone(&scope), protected_dirs(places), limit)
         .map_err(|e| ToolsetError::Context(e.to_string()))?;
+    let small = manifest.model.context_window < crate::server::COMPACT_TOOLS_BELOW;
+    let grounder = Grounder::new(ctx.clone(), small);
     let mut tools = file_tools(ctx);
 
     let helper = HelperCommand::current_exe().map_err(|e| ToolsetError::Sandbox(e.to_string()))?;
@@ -200,5 +205,6 @@ pub(crate) fn builtin(
         level,
         scope,
         gate,
+        grounder,
     })
 }

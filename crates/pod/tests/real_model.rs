@@ -14,7 +14,9 @@
 
 #[path = "all/common/mod.rs"]
 mod common;
+mod corpus;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -184,17 +186,23 @@ fn erase_slot(base_url: &str) -> bool {
     answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
 
-/// Runs `pod run TASK` as pod `name` in `home`'s work dir against the model.
-fn run_case(home: &Home, base_url: &str, name: &str, task: &str) -> Outcome {
+/// The overlay of every case: greedy decoding with a fixed seed, and no
+/// prompt cache when the server cannot erase its slot.
+fn case_overlay(base_url: &str) -> String {
     let mut overlay = pod::model::local_overlay("temperature = 0.0\nseed = 42");
     if !erase_slot(base_url) {
         // Another server: turn prompt caching off instead.
         overlay.push_str("cache_prompt = false\n");
     }
-    let started = Instant::now();
+    overlay
+}
+
+/// Runs `pod ARGS` in `home` against the model until it exits (what it
+/// printed, stdout then stderr); past `deadline` stops pod `name` and panics.
+fn run_pod(home: &Home, base_url: &str, name: &str, args: &[&str], deadline: Instant) -> String {
     let mut c = home.command(base_url);
     c.env("POD_MODEL", pod::model::MODEL_ALIAS)
-        .args(["run", "--name", name, "--overlay", &overlay, task])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -212,23 +220,69 @@ fn run_case(home: &Home, base_url: &str, name: &str, task: &str) -> Outcome {
         if child.0.try_wait().unwrap().is_some() {
             break;
         }
-        if started.elapsed() > CASE_TIMEOUT {
-            // The pod runs detached from `pod run`: stop it, or it keeps the
-            // model busy for the cases after this one.
+        if Instant::now() > deadline {
+            // The pod runs detached from the command: stop it, or it keeps
+            // the model busy for the cases after this one.
             let _ = home.command(base_url).args(["stop", name]).output();
-            panic!(
-                "case `{name}` did not finish within {} s",
-                CASE_TIMEOUT.as_secs()
-            );
+            panic!("`pod {}` (pod `{name}`) did not finish in time", args[0]);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let stdout = reader.join().unwrap();
-    let seconds = started.elapsed().as_secs_f64();
+    reader.join().unwrap()
+}
+
+/// Runs `pod run TASK` as pod `name` in `home`'s work dir against the model.
+fn run_case(home: &Home, base_url: &str, name: &str, task: &str) -> Outcome {
+    let overlay = case_overlay(base_url);
+    let started = Instant::now();
+    let stdout = run_pod(
+        home,
+        base_url,
+        name,
+        &["run", "--name", name, "--overlay", &overlay, task],
+        started + CASE_TIMEOUT,
+    );
     Outcome {
         log: logs_of(home, base_url, name),
         stdout,
-        seconds,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Starts pod `name` in `home`'s work dir and sends it `turns` one after
+/// another, each waited for.
+fn run_turns(
+    home: &Home,
+    base_url: &str,
+    name: &str,
+    turns: &[&str],
+    timeout: Duration,
+) -> Outcome {
+    let overlay = case_overlay(base_url);
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut stdout = run_pod(
+        home,
+        base_url,
+        name,
+        &["start", "--name", name, "--overlay", &overlay],
+        deadline,
+    );
+    for turn in turns {
+        stdout.push_str(&format!("\n> {turn}\n"));
+        stdout.push_str(&run_pod(
+            home,
+            base_url,
+            name,
+            &["send", "--wait", name, turn],
+            deadline,
+        ));
+    }
+    let _ = home.command(base_url).args(["stop", name]).output();
+    Outcome {
+        log: logs_of(home, base_url, name),
+        stdout,
+        seconds: started.elapsed().as_secs_f64(),
     }
 }
 
@@ -366,6 +420,111 @@ fn delegates_to_a_child(base_url: &str) -> Outcome {
     outcome
 }
 
+/// A log of `lines` lines of routine INFO entries for day `day`, `fact`
+/// inserted at line `at` (deterministic: the same bytes every run).
+fn log_file(day: u32, lines: u32, fact: &str, at: usize) -> String {
+    const HOSTS: [&str; 5] = ["alpha", "bravo", "delta", "echo", "foxtrot"];
+    let mut state: u64 = u64::from(day) * 7_919 + 17;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let mut out: Vec<String> = (0..lines)
+        .map(|i| {
+            let host = HOSTS[next(5) as usize];
+            format!(
+                "2026-03-{day:02} 10:{:02}:{:02} INFO worker on {host} processed batch {} in {} ms",
+                i / 60,
+                i % 60,
+                100 + next(900),
+                10 + next(290)
+            )
+        })
+        .collect();
+    out.insert(at, fact.to_string());
+    out.join("\n") + "\n"
+}
+
+/// (d) A session that needs more than the model's 8k window in total: three
+/// ~2.4k-token logs read in three turns, then a question about the first. The
+/// pod compacts on the way (the log keeps every entry) and answers from what
+/// the summary kept.
+fn outgrows_the_window(base_url: &str) -> Outcome {
+    let home = case_home("context");
+    let work = home.path("work");
+    let facts = [
+        "2026-03-01 10:00:30 ERROR nightly backup failed on host kestrel: disk quota exceeded",
+        "2026-03-02 10:00:12 ERROR payment export failed on host osprey: connection reset",
+        "2026-03-03 10:00:50 ERROR cache rebuild failed on host heron: out of memory",
+    ];
+    for (i, (fact, at)) in facts.iter().zip([30, 12, 50]).enumerate() {
+        let day = i as u32 + 1;
+        std::fs::write(
+            work.join(format!("part{day}.log")),
+            log_file(day, 66, fact, at),
+        )
+        .unwrap();
+    }
+    let outcome = run_turns(
+        &home,
+        base_url,
+        "real-context",
+        &[
+            "Read part1.log and tell me what its ERROR line says.",
+            "Now read part2.log and tell me what its ERROR line says.",
+            "Now read part3.log and tell me what its ERROR line says.",
+            "Going back to part1.log: on which host did its error happen?",
+        ],
+        Duration::from_secs(900),
+    );
+    let why = outcome.explain();
+    let reads: Vec<String> = outcome
+        .log
+        .iter()
+        .filter(|e| e["kind"] == "assistant_item" && e["item"]["name"] == "Read")
+        .map(|e| e["item"]["arguments"].to_string())
+        .collect();
+    for part in ["part1.log", "part2.log", "part3.log"] {
+        assert!(
+            reads.iter().any(|r| r.contains(part)),
+            "{part} not read\n{why}"
+        );
+    }
+    // More than the window went through the session: it compacted, and no
+    // call was refused or went over.
+    let compactions = outcome
+        .log
+        .iter()
+        .filter(|e| e["kind"] == "compaction_end")
+        .count();
+    assert!(compactions >= 1, "no compaction\n{why}");
+    for e in outcome.log.iter().filter(|e| e["kind"] == "usage") {
+        let u = &e["usage"];
+        let input =
+            u["input_tokens"].as_u64().unwrap_or(0) + u["cache_read_tokens"].as_u64().unwrap_or(0);
+        assert!(
+            input <= local_model::LOCAL_CONTEXT_WINDOW,
+            "a call of {input} tokens\n{why}"
+        );
+    }
+    let finished = outcome
+        .log
+        .iter()
+        .filter(|e| e["kind"] == "turn_end" && e["result"] == "finished")
+        .count();
+    assert_eq!(finished, 4, "{why}");
+    assert!(
+        outcome.final_text().contains("kestrel"),
+        "the answer does not name kestrel\n{why}"
+    );
+    loud(&format!(
+        "real model: context case compacted {compactions} times"
+    ));
+    outcome
+}
+
 #[test]
 fn real_model_cases_in_sequence() {
     let Some(base_url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
@@ -379,10 +538,11 @@ fn real_model_cases_in_sequence() {
         return;
     };
     type Case = fn(&str) -> Outcome;
-    let cases: [(&str, Case); 3] = [
+    let cases: [(&str, Case); 4] = [
         ("creates a file with Write", creates_a_file),
         ("finds a definition with Grep/Read", finds_a_definition),
         ("delegates to a child pod", delegates_to_a_child),
+        ("outgrows the context window", outgrows_the_window),
     ];
     // `POD_TEST_MODEL_CASES=grep,child` runs only the cases whose names hold
     // one of those words (for working on one case; CI runs them all).
@@ -486,4 +646,167 @@ fn model_commands_say_what_is_missing_and_an_unreachable_registry_exits_4() {
     // Nothing half-done is left that status would take for a model.
     let status = pod_model(&home, &models, &[], &["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("not downloaded"));
+}
+
+/// A corpus task's outcome.
+struct Verdict {
+    id: String,
+    kind: String,
+    seconds: f64,
+    /// `None` when done; else the failure's kind and what happened.
+    failure: Option<(String, String)>,
+}
+
+/// Runs corpus task `task` against the model.
+fn corpus_case(task: &corpus::Task, base_url: &str) -> Verdict {
+    let home = case_home(&format!("corpus-{}", task.id));
+    let work = home.path("work");
+    task.prepare(&work);
+    let name = format!("c-{}", task.id);
+    let started = Instant::now();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_case(&home, base_url, &name, &task.prompt)
+    }));
+    let seconds = started.elapsed().as_secs_f64();
+    let failure = match run {
+        Err(_) => Some((
+            "timeout".to_string(),
+            format!("no end within {} s", CASE_TIMEOUT.as_secs()),
+        )),
+        Ok(outcome) => {
+            let result = outcome.result();
+            match task.verify(&work, &outcome.final_text()) {
+                Ok(()) => None,
+                Err(why) => Some((failure_kind(&outcome, &result), why)),
+            }
+        }
+    };
+    if failure.is_some() {
+        // The home goes when this returns: show what the pod did.
+        let logs = home
+            .command(base_url)
+            .args(["logs", &name])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&logs.stdout);
+        let lines: Vec<&str> = text.lines().take(80).collect();
+        loud(&format!(
+            "corpus: transcript of {}:\n{}",
+            task.id,
+            lines.join("\n")
+        ));
+    }
+    Verdict {
+        id: task.id.clone(),
+        kind: task.kind.clone(),
+        seconds,
+        failure,
+    }
+}
+
+/// What kind of failure a failed task's log shows.
+fn failure_kind(outcome: &Outcome, result: &str) -> String {
+    let text = outcome.stdout.to_lowercase();
+    if text.contains("does not match the expected") || text.contains("failed to parse") {
+        return "format error".into();
+    }
+    match result {
+        "finished" if outcome.tool_calls().is_empty() => "answered without a tool".into(),
+        "finished" => "wrong result".into(),
+        "max_llm_calls" => "call budget spent".into(),
+        other => format!("ended: {other}"),
+    }
+}
+
+/// `benches/corpus.sh`: runs the corpus's tasks (`POD_TEST_CORPUS=all`, or a
+/// comma-separated list of ids or kinds) and prints the table of results
+/// (also to the file `POD_CORPUS_REPORT` names). Not run otherwise.
+#[test]
+fn corpus_of_ordinary_requests() {
+    let Some(which) = std::env::var("POD_TEST_CORPUS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return;
+    };
+    let base_url = std::env::var(URL_VAR)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("POD_TEST_CORPUS needs {URL_VAR}: benches/corpus.sh sets both"));
+    let wanted: Vec<String> = which.split(',').map(|w| w.trim().to_string()).collect();
+    let tasks: Vec<corpus::Task> = corpus::tasks()
+        .into_iter()
+        .filter(|t| {
+            wanted
+                .iter()
+                .any(|w| w == "all" || *w == t.id || *w == t.kind)
+        })
+        .collect();
+    assert!(!tasks.is_empty(), "no corpus task matches {which}");
+    let _lock = SuiteLock::take();
+    let mut verdicts = Vec::new();
+    for task in &tasks {
+        let v = corpus_case(task, &base_url);
+        loud(&format!(
+            "corpus: {:<24} {:<8} {:>6.1} s  {}",
+            v.id,
+            v.kind,
+            v.seconds,
+            match &v.failure {
+                None => "ok".to_string(),
+                Some((kind, why)) => format!("FAIL ({kind}): {why}"),
+            }
+        ));
+        verdicts.push(v);
+    }
+    let report = corpus_report(&verdicts);
+    loud(&report);
+    if let Ok(path) = std::env::var("POD_CORPUS_REPORT") {
+        std::fs::write(&path, &report).unwrap();
+    }
+}
+
+/// The Markdown table and summary of a corpus run.
+fn corpus_report(verdicts: &[Verdict]) -> String {
+    let mut out = String::from("| task | kind | result | time (s) |\n|---|---|---|---:|\n");
+    for v in verdicts {
+        let result = match &v.failure {
+            None => "ok".to_string(),
+            Some((kind, why)) => format!("{kind}: {}", why.replace('|', "\\|").replace('\n', " ")),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {result} | {:.1} |\n",
+            v.id, v.kind, v.seconds
+        ));
+    }
+    let ok = verdicts.iter().filter(|v| v.failure.is_none()).count();
+    let mut times: Vec<f64> = verdicts.iter().map(|v| v.seconds).collect();
+    times.sort_by(f64::total_cmp);
+    let median = if times.is_empty() {
+        0.0
+    } else if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+    let worst = times.last().copied().unwrap_or(0.0);
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for (kind, _) in verdicts.iter().filter_map(|v| v.failure.as_ref()) {
+        *kinds.entry(kind.as_str()).or_default() += 1;
+    }
+    out.push_str(&format!(
+        "\n{ok}/{} succeeded ({:.0} %), median {median:.1} s, worst {worst:.1} s; failures: {}\n",
+        verdicts.len(),
+        100.0 * ok as f64 / verdicts.len().max(1) as f64,
+        if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    out
 }

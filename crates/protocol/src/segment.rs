@@ -16,7 +16,8 @@ pub enum Segment {
         /// The text itself.
         content: String,
     },
-    /// A reference to a file, rendered to the model as `@<path>`.
+    /// A reference to a file: `@<path>` in the text, and the pod attaches the
+    /// file's content (capped) to the message the model sees.
     FileRef {
         /// The path as the user wrote it (relative to the pod's working directory or absolute).
         path: String,
@@ -39,6 +40,14 @@ impl Segment {
     pub fn text(content: impl Into<String>) -> Segment {
         Segment::Text {
             content: content.into(),
+        }
+    }
+
+    /// The path of a [`Segment::FileRef`].
+    pub fn file_ref(&self) -> Option<String> {
+        match self {
+            Segment::FileRef { path } => Some(path.clone()),
+            _ => None,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod edit;
 pub mod error;
 pub mod glob;
 pub mod grep;
+pub mod grounding;
 pub mod read;
 mod read_before_write;
 pub mod scoped_fs;

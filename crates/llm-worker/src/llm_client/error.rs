@@ -69,7 +69,26 @@ const CONTEXT_OVERFLOW: &[&str] = &[
     "exceeds the available context size",
 ];
 
+/// How llama.cpp says the model's output was not a well-formed tool call
+/// (lower-cased fragments): "The model produced output that does not match the
+/// expected peg-native format", "Failed to parse tool call arguments as JSON".
+const MALFORMED_OUTPUT: &[&str] = &["does not match the expected", "failed to parse tool call"];
+
 impl ClientError {
+    /// Whether the server could not parse the model's own output as a tool
+    /// call (a small local model's near miss): sending the same request
+    /// again yields the same output, a changed one may not.
+    pub fn is_malformed_output(&self) -> bool {
+        let text = match self {
+            ClientError::Http { status, body, .. } if *status >= 500 => body.to_lowercase(),
+            ClientError::Provider { code, message } => {
+                format!("{} {message}", code.as_deref().unwrap_or("")).to_lowercase()
+            }
+            _ => return false,
+        };
+        MALFORMED_OUTPUT.iter().any(|needle| text.contains(needle))
+    }
+
     /// Whether the provider refused the request for being longer than the
     /// model's context window (what compaction can fix).
     pub fn is_context_overflow(&self) -> bool {
@@ -184,5 +203,22 @@ mod overflow_tests {
             "a server error is not the prompt's fault"
         );
         assert!(!ClientError::Cancelled.is_context_overflow());
+    }
+
+    #[test]
+    fn llama_cpp_format_errors_are_malformed_output() {
+        let body = r#"{"error":{"code":500,"message":"The model produced output that does not match the expected peg-native format","type":"server_error"}}"#;
+        assert!(http(500, body).is_malformed_output());
+        assert!(
+            ClientError::Provider {
+                code: Some("500".into()),
+                message: "Failed to parse tool call arguments as JSON: [json.exception]".into(),
+            }
+            .is_malformed_output()
+        );
+        // Other server errors, and client errors, are not.
+        assert!(!http(500, "internal error").is_malformed_output());
+        assert!(!http(400, body).is_malformed_output());
+        assert!(!ClientError::Cancelled.is_malformed_output());
     }
 }

@@ -336,11 +336,15 @@ impl ProviderClient {
                 body: truncate(text, ERROR_BODY_LIMIT),
                 retry_after,
             };
-            return Err(if is_retryable_status(status) {
-                AttemptError::Retryable { error, retry_after }
-            } else {
-                AttemptError::Final(error)
-            });
+            // The same request gets the same malformed output back: the
+            // worker retries it changed instead.
+            return Err(
+                if is_retryable_status(status) && !error.is_malformed_output() {
+                    AttemptError::Retryable { error, retry_after }
+                } else {
+                    AttemptError::Final(error)
+                },
+            );
         }
         let mut response = response;
         let first = tokio::select! {

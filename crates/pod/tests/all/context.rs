@@ -42,7 +42,7 @@ async fn old_tool_outputs_are_pruned_from_requests_and_kept_in_the_log() {
     let pod = TestPod::start(&home, &server, "ctx", &["--overlay", overlay]);
     let mut client = pod.connect().await;
     client
-        .request(&run("read f0.txt to f7.txt, one at a time"))
+        .request(&run("read the eight files, one at a time"))
         .await
         .unwrap();
     let events = events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
@@ -146,7 +146,7 @@ async fn agents_md_files_reach_the_system_prompt_and_doctor_names_them() {
 }
 
 /// Routes the summary calls of compactions (their system prompt).
-const SUMMARY_KEY: &str = "You summarize a coding agent's conversation";
+const SUMMARY_KEY: &str = "Summarize this coding agent's conversation";
 
 /// A long tool session with a small window in `family`'s scheme: it compacts
 /// (more than once), no request exceeds the window (the fake refuses those with
@@ -219,6 +219,21 @@ async fn long_session(family: Family, steps: usize) {
     for r in &requests {
         let tokens = r.body.to_string().len().div_ceil(4) as u64;
         assert!(tokens <= window, "a request of {tokens} tokens");
+    }
+    // The summaries were asked for after the conversation itself, sharing its
+    // prefix (the pod's system prompt and tools), not from a transcript.
+    let asks: Vec<&serde_json::Value> = requests
+        .iter()
+        .map(|r| &r.body)
+        .filter(|b| b.to_string().contains(SUMMARY_KEY))
+        .collect();
+    assert!(!asks.is_empty());
+    for ask in &asks {
+        let text = ask.to_string();
+        assert!(
+            text.contains("You are `long`") && text.contains("marker-"),
+            "{family:?}: a transcript summary: {text}"
+        );
     }
     // Requests after the first compaction go on from the summary.
     let last = requests.last().unwrap().body.to_string();
@@ -396,6 +411,12 @@ async fn pod_compact_on_request(family: Family) {
     let mut client = pod.connect().await;
     client.request(&run("what is the answer?")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    // Asked after the conversation itself, the model calls a tool instead of
+    // summarising: the summary is then written from a transcript.
+    server.push_for(
+        SUMMARY_KEY,
+        sse(Turn::new().call("x1", "Read", r#"{"path":"answer.txt"}"#)),
+    );
     server.push_for(
         SUMMARY_KEY,
         sse(Turn::new().text("SUMMARY: the answer is 42.")),
@@ -412,14 +433,42 @@ async fn pod_compact_on_request(family: Family) {
         "{stdout}"
     );
     assert!(home.path("state/sessions/cmp/000002.jsonl").exists());
+    let asks: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains(SUMMARY_KEY))
+        .collect();
+    assert_eq!(asks.len(), 2, "{family:?}: {asks:#?}");
+    // First the question after the whole request (same system prompt, same
+    // tools: a prompt cache serves it), then the transcript without tools.
+    assert!(
+        asks[0].contains("You are `cmp`") && asks[0].contains("\"Read\""),
+        "{family:?}: {}",
+        asks[0]
+    );
+    assert!(
+        !asks[1].contains("You are `cmp`")
+            && !asks[1].contains("\"Read\"")
+            && asks[1].contains("User: what is the answer?"),
+        "{family:?}: {}",
+        asks[1]
+    );
 
     // The next run goes on from the summary.
     server.push(sse(Turn::new().text("Still 42.")));
     client.request(&run("and now?")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
     let body = server.requests().last().unwrap().body.to_string();
+    // It starts from the summary; the answer after the latest request is kept
+    // whole (it fits), the request itself only quoted in the summary message.
     assert!(
-        body.contains("SUMMARY: the answer is 42.") && !body.contains("The answer is 42."),
+        body.contains("SUMMARY: the answer is 42.") && body.contains("The answer is 42."),
+        "{family:?}: {body}"
+    );
+    assert_eq!(
+        body.matches("what is the answer?").count(),
+        1,
         "{family:?}: {body}"
     );
     assert!(
@@ -692,7 +741,7 @@ async fn anthropic_cache_marks_stay_on_the_longest_shared_prefix_while_pruning()
     );
     let pod = TestPod::start(&home, &server, "cache", &["--overlay", &overlay]);
     let mut client = pod.connect().await;
-    client.request(&run("read f0.txt to f7.txt")).await.unwrap();
+    client.request(&run("read the eight files")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
 
     let bodies: Vec<serde_json::Value> = server.requests().iter().map(|r| r.body.clone()).collect();

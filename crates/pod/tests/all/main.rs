@@ -14,3 +14,4 @@ mod pod_streaming;
 mod registry_overlap;
 mod registry_processes;
 mod sandbox_escape;
+mod small_model;

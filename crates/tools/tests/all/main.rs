@@ -8,6 +8,7 @@ mod common;
 mod catalog;
 mod glob;
 mod grep;
+mod grounding;
 mod open_beneath;
 mod read;
 mod sandbox_bash_tool;
