@@ -5,6 +5,8 @@
 # rate, the median and worst time and the kinds of failure.
 # Needs the local model: `pod model up` first. A full run takes ~30-40 min on 2 cores.
 # Usage: benches/corpus.sh [all | id,id,... | kind,...] [report.md]
+# POD_CORPUS_EXTRA="dry_multiplier = 0.8" adds request fields ([model.extra]) to try
+# the server's sampling controls.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 which="${1:-all}"

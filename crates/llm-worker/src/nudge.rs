@@ -22,6 +22,7 @@ const CHANGE_WORDS: &[&str] = &[
     "fix",
     "implement",
     "insert",
+    "instead",
     "make",
     "modify",
     "move",
@@ -73,8 +74,22 @@ pub(crate) fn should_nudge(history: &[Item]) -> bool {
     if !asks_for_change(&request) {
         return false;
     }
-    !history[at + 1..].iter().any(|item| match item {
-        Item::ToolCall { name, .. } => ACTING_TOOLS.contains(&name.as_str()),
+    let since = &history[at + 1..];
+    // Acting is a call of an acting tool that succeeded (a refused Edit
+    // changed nothing).
+    let acting: Vec<&str> = since
+        .iter()
+        .filter_map(|item| match item {
+            Item::ToolCall { id, name, .. } if ACTING_TOOLS.contains(&name.as_str()) => {
+                Some(id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    !since.iter().any(|item| match item {
+        Item::ToolResult {
+            call_id, is_error, ..
+        } => !is_error && acting.contains(&call_id.as_str()),
         Item::Message {
             role: Role::User, ..
         } => item.message_text() == ACT_NUDGE,
@@ -169,6 +184,14 @@ mod tests {
             answer("Fixed."),
         ];
         assert!(!should_nudge(&edited));
+        // A refused Edit changed nothing: still advice.
+        let refused = vec![
+            user("the server should listen on 8080 instead of 3000"),
+            Item::tool_call("c1", "Edit", "{}"),
+            Item::tool_result("c1", "not read yet", None, true),
+            answer("It should listen on 8080."),
+        ];
+        assert!(should_nudge(&refused));
         let question = vec![user("what does area() return?"), answer("w + h")];
         assert!(!should_nudge(&question));
         // A child's report is not the user's request: the request before it

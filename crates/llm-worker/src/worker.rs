@@ -60,6 +60,10 @@ pub struct WorkerConfig {
     /// result: a nudge for small models, which otherwise keep calling tools
     /// after they have what they need.
     pub result_note: Option<String>,
+    /// In place of `result_note` after a successful Write or Edit: small
+    /// models told to reply once one file is changed stop there, when the
+    /// request needed more (a rename across files).
+    pub change_note: Option<String>,
     /// How requests are kept inside the window (`None`: sent whole).
     pub context: Option<ContextPolicy>,
     /// Small models' nudges ([`crate::nudge`]): remind the model once to
@@ -88,6 +92,7 @@ impl WorkerConfig {
             max_llm_calls: 200,
             skip_repeated_calls: false,
             result_note: None,
+            change_note: None,
             context: None,
             small_model_nudges: false,
         }
@@ -275,6 +280,10 @@ pub struct Worker {
     malformed: u32,
     /// Replies in a row cut for repeating themselves.
     repeated: u32,
+    /// The last step's calls (name, canonical arguments) and how many steps
+    /// in a row made exactly them again.
+    prev_calls: Vec<(String, String)>,
+    repeats: u32,
 }
 
 /// How many times in a row a call whose output the server could not parse is
@@ -353,6 +362,8 @@ impl Worker {
             overflow_retried: false,
             malformed: 0,
             repeated: 0,
+            prev_calls: Vec::new(),
+            repeats: 0,
         }
     }
 
@@ -662,6 +673,8 @@ impl Worker {
         }
         let mut calls_made: u32 = 0;
         self.last_ok.clear();
+        self.prev_calls.clear();
+        self.repeats = 0;
         loop {
             if control.cancel.is_cancelled() {
                 return Outcome::Cancelled;
@@ -939,7 +952,35 @@ impl Worker {
         if control.cancel.is_cancelled() {
             return Step::End(Outcome::Cancelled);
         }
+        if self.config.small_model_nudges && self.stuck_on(&calls) {
+            // The same calls a third step in a row, answered "not run" or
+            // failed each time: more steps only spend the call budget.
+            let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+            return Step::End(Outcome::Failed(WorkerError::Llm(ClientError::Provider {
+                code: Some("stuck".into()),
+                message: format!(
+                    "the model made the same call ({}) three steps in a row; stopped",
+                    names.join(", ")
+                ),
+            })));
+        }
         Step::Continue
+    }
+
+    /// Whether this step's `calls` are the previous step's again, the third
+    /// time in a row.
+    fn stuck_on(&mut self, calls: &[CallInfo]) -> bool {
+        let keys: Vec<(String, String)> = calls
+            .iter()
+            .map(|c| (c.name.clone(), canonical_args(&c.arguments)))
+            .collect();
+        self.repeats = if keys == self.prev_calls {
+            self.repeats + 1
+        } else {
+            0
+        };
+        self.prev_calls = keys;
+        self.repeats >= 2
     }
 
     /// Runs this step's calls; with `skip_repeated_calls`, a call that
@@ -1000,8 +1041,13 @@ impl Worker {
                             ..
                         } = &mut item
                         {
+                            let changed = matches!(name.as_str(), "Write" | "Edit");
                             last_ok.push((name, args, summary.clone()));
-                            if let Some(note) = &self.config.result_note {
+                            let note = match &self.config.change_note {
+                                Some(note) if changed => Some(note),
+                                _ => self.config.result_note.as_ref(),
+                            };
+                            if let Some(note) = note {
                                 let text = content.get_or_insert_with(String::new);
                                 if !text.is_empty() {
                                     text.push_str("\n\n");

@@ -312,6 +312,12 @@ pub(crate) const COMPACT_TOOLS_BELOW: u64 = 32_000;
 pub(crate) const SMALL_MODEL_RESULT_NOTE: &str =
     "Reply to the user in plain text if this is enough to answer them.";
 
+/// Appended instead after a successful Write or Edit for small models: with
+/// the note above, the 1.5B model renamed a function in one of two files and
+/// replied (docs/benchmarks.md, the corpus section).
+pub(crate) const SMALL_MODEL_CHANGE_NOTE: &str = "If the request needs more changes (other places, \
+other files), make them now; when everything is done, reply to the user in one short sentence.";
+
 /// `SpawnPod` and the four tools to talk to children.
 fn spawn_tools(
     spec: &PodSpec,
@@ -479,6 +485,7 @@ async fn assemble(
     config.skip_repeated_calls = compact;
     if compact {
         config.result_note = Some(SMALL_MODEL_RESULT_NOTE.into());
+        config.change_note = Some(SMALL_MODEL_CHANGE_NOTE.into());
         config.small_model_nudges = true;
     }
     config.cache_key = Some(spec.name.clone());

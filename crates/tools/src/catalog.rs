@@ -33,6 +33,46 @@ pub fn input_schema<T: JsonSchema>() -> serde_json::Value {
         .to_value()
 }
 
+/// A tool's arguments from the model's JSON. Arguments that do not parse
+/// as they are get one repair, used only when it makes them parse: string
+/// values that spell a boolean or an integer (`"replace_all": "true"`, a
+/// small model's near miss) become one. The error is the original's.
+fn parse_arguments<I: DeserializeOwned>(input_json: &str) -> Result<I, serde_json::Error> {
+    let first = match serde_json::from_str(input_json) {
+        Ok(input) => return Ok(input),
+        Err(e) => e,
+    };
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(input_json) else {
+        return Err(first);
+    };
+    // Booleans first, then integers too: a string field holding digits
+    // (an Edit of "1" to "2") stays a string when booleans were the mistake.
+    for numbers in [false, true] {
+        let mut fields = fields.clone();
+        let mut changed = false;
+        for value in fields.values_mut() {
+            let serde_json::Value::String(s) = value else {
+                continue;
+            };
+            let fixed = match s.trim() {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                t if numbers => match t.parse::<u64>() {
+                    Ok(n) => serde_json::Value::from(n),
+                    Err(_) => continue,
+                },
+                _ => continue,
+            };
+            *value = fixed;
+            changed = true;
+        }
+        if changed && let Ok(input) = serde_json::from_value(serde_json::Value::Object(fields)) {
+            return Ok(input);
+        }
+    }
+    Err(first)
+}
+
 /// A file tool: its arguments type and the function that runs it.
 struct FileTool<I> {
     ctx: ToolContext,
@@ -45,7 +85,7 @@ where
     I: DeserializeOwned + Send + 'static,
 {
     async fn execute(&self, input_json: &str) -> Result<ToolOutput, ToolError> {
-        let input: I = serde_json::from_str(input_json)
+        let input: I = parse_arguments(input_json)
             .map_err(|e| ToolError::InvalidArgument(format!("arguments do not parse: {e}")))?;
         let ctx = self.ctx.clone();
         let run = self.run;
@@ -90,4 +130,40 @@ pub fn file_tools(ctx: ToolContext) -> Vec<ToolDefinition> {
         definition::<GlobInput>(&ctx, "Glob", glob::DESCRIPTION, glob::glob),
         definition::<GrepInput>(&ctx, "Grep", grep::DESCRIPTION, grep::grep),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit::EditInput;
+    use crate::read::ReadInput;
+
+    #[test]
+    fn booleans_and_integers_sent_as_strings_are_repaired() {
+        let e: EditInput = parse_arguments(
+            r#"{"path":"a.py","old_string":"tmo","new_string":"t","replace_all":"true"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.replace_all, Some(true));
+        let r: ReadInput =
+            parse_arguments(r#"{"path":"a.py","offset":"10","limit":" 5 "}"#).unwrap();
+        assert_eq!((r.offset, r.limit), (Some(10), Some(5)));
+        let e: EditInput = parse_arguments(
+            r#"{"path":"a.py","old_string":"1","new_string":"2","replace_all":"true"}"#,
+        )
+        .unwrap();
+        assert_eq!((e.old_string.as_str(), e.replace_all), ("1", Some(true)));
+    }
+
+    #[test]
+    fn other_mistakes_keep_their_original_error() {
+        // A string where a string belongs is never turned into a number.
+        let r: ReadInput = parse_arguments(r#"{"path":"10"}"#).unwrap();
+        assert_eq!(r.path, "10");
+        let err = parse_arguments::<EditInput>(r#"{"path":"a.py","replace_all":"yes"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("old_string") || err.contains("yes"), "{err}");
+        assert!(parse_arguments::<ReadInput>("not json").is_err());
+    }
 }

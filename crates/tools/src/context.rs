@@ -174,6 +174,13 @@ impl ToolContext {
         self.reads().insert(canonical, record);
     }
 
+    /// The files this pod has seen (read, written, attached), sorted.
+    pub(crate) fn seen_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.reads().keys().cloned().collect();
+        files.sort();
+        files
+    }
+
     /// The read records, locked. A panic while holding the lock leaves at worst one
     /// stale record, which only makes a later write ask for a fresh Read.
     fn reads(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, ReadRecord>> {

@@ -116,8 +116,63 @@ pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileTool
     } else {
         format!("{count} occurrences")
     };
+    let mut content = tool::cap(&unified, ctx.output_limit());
+    if let Some(left) = names_left(ctx, &input.old_string, &input.new_string) {
+        content.push_str(&left);
+    }
     Ok(ToolOutput {
         summary: format!("Edited {name}: replaced {occurrences} (+{added} -{removed} lines)"),
-        content: Some(tool::cap(&unified, ctx.output_limit())),
+        content: Some(content),
     })
+}
+
+/// The names (identifiers of 3 or more characters) `old` had and `new` has
+/// not, where they are still found in the files this pod has seen (read,
+/// written or had attached): so a rename done in one place points at the
+/// rest of it. `None` when there are none.
+fn names_left(ctx: &ToolContext, old: &str, new: &str) -> Option<String> {
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| {
+                w.chars().count() >= 3 && w.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let kept = words(new);
+    let mut gone: Vec<String> = Vec::new();
+    for w in words(old) {
+        if !kept.contains(&w) && !gone.contains(&w) {
+            gone.push(w);
+        }
+    }
+    if gone.is_empty() {
+        return None;
+    }
+    let mut found = Vec::new();
+    for path in ctx.seen_files() {
+        // What the pod has seen is bounded by what it read: a big file is
+        // skipped rather than searched.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if text.len() > 256 * 1024 {
+            continue;
+        }
+        for word in &gone {
+            let n = text
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| w == word)
+                .count();
+            if n > 0 {
+                let shown = path
+                    .strip_prefix(ctx.cwd())
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                found.push(format!("`{word}` in {shown} ({n}×)"));
+            }
+        }
+    }
+    (!found.is_empty()).then(|| format!("\nStill there: {}.", found.join(", ")))
 }

@@ -3,7 +3,8 @@
 //! segments always; with `auto`, also file names and code symbols in its
 //! text) are read through the scope checks and their contents given to the
 //! model with the message, and the first message of a session gets a short
-//! listing of the working directory. A small model then works from the file
+//! listing of the working directory (and, when it names no file and the
+//! project has at most three, those files). A small model then works from the file
 //! instead of guessing it, and may Edit an attached file without a Read first
 //! (the attachment counts as one).
 
@@ -97,6 +98,10 @@ impl Grounder {
                     wanted.push((path, Some(symbol.clone())));
                 }
             }
+        }
+        if self.auto && first && wanted.is_empty() && files.len() <= MAX_FILES {
+            // A project this small is shown whole (what fits), as if named.
+            wanted.extend(files.iter().map(|f| (self.ctx.cwd().join(f), None)));
         }
         let mut seen = BTreeSet::new();
         let mut attached = Vec::new();
@@ -215,6 +220,36 @@ impl Grounder {
         };
         Some((shown, body))
     }
+}
+
+/// A child's task with the paths its parent wrote relative to the parent's
+/// directory made relative to the child's, which is `dir` below the parent's:
+/// "create docs/README.md" for a child working in `docs` becomes "create
+/// README.md" (small models wrote docs/docs/README.md). Only `dir/` at the
+/// start of a word is taken off.
+pub fn task_for_child(task: &str, dir: &Path) -> String {
+    let Some(dir) = dir.to_str().filter(|d| !d.is_empty()) else {
+        return task.to_string();
+    };
+    let once = strip_at_word_start(task, &format!("./{dir}/"));
+    strip_at_word_start(&once, &format!("{dir}/"))
+}
+
+/// `text` without `prefix` wherever it starts a word.
+fn strip_at_word_start(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for (at, _) in text.match_indices(prefix) {
+        let before = text[..at].chars().next_back();
+        if at >= from
+            && before.is_none_or(|c| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | '('))
+        {
+            out.push_str(&text[from..at]);
+            from = at + prefix.len();
+        }
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 /// At most `max` bytes of whole lines of `text`: from a little before the

@@ -41,12 +41,45 @@ pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileTo
     } else {
         "Overwrote"
     };
+    let content = before
+        .as_ref()
+        .and_then(|old| lines_lost(&String::from_utf8_lossy(old), &input.content));
     Ok(ToolOutput {
         summary: format!(
             "{verb} {} ({} bytes, {lines} lines)",
             checked.canonical().display(),
             written.size
         ),
-        content: None,
+        content,
     })
+}
+
+/// Lines shown of what an overwrite dropped.
+const LOST_SHOWN: usize = 5;
+
+/// What an overwrite dropped: the non-blank lines of `old` that `new` no
+/// longer has (a model asked to add a function that writes only the new one
+/// loses the rest; told, it can write the file again). `None` when nothing was.
+fn lines_lost(old: &str, new: &str) -> Option<String> {
+    let kept: std::collections::HashSet<&str> = new.lines().map(str::trim_end).collect();
+    let lost: Vec<&str> = old
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty() && !kept.contains(l))
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "The file no longer has {} of its lines, e.g.:\n",
+        lost.len()
+    );
+    for line in lost.iter().take(LOST_SHOWN) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(
+        "If they should stay, write the file again with them (or use Edit to add to it).",
+    );
+    Some(text)
 }

@@ -18,7 +18,7 @@
 //! Any failure rolls the reservation back and kills a half-started child.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -528,7 +528,10 @@ impl SpawnPod {
                     session_dir.display()
                 )));
             }
-            let segments = vec![Segment::text(input.task.clone())];
+            // Paths the parent wrote from its directory, made the child's.
+            let rel = cwd.strip_prefix(&s.cwd).unwrap_or(Path::new(""));
+            let task = tools::grounding::task_for_child(&input.task, rel);
+            let segments = vec![Segment::text(task.clone())];
             log.append(EntryBody::InvokeStart {
                 invoke_kind: InvokeKind::UserSend,
                 turn: 1,
@@ -536,7 +539,7 @@ impl SpawnPod {
             .and_then(|_| {
                 log.append(EntryBody::UserInput {
                     segments,
-                    item: LoggedItem(Item::text(Role::User, input.task.clone())),
+                    item: LoggedItem(Item::text(Role::User, task)),
                 })
             })
             .and_then(|_| log.sync())

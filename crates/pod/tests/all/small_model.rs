@@ -206,3 +206,33 @@ async fn the_files_a_message_names_go_with_it_and_into_the_log() {
         "{input}"
     );
 }
+
+#[tokio::test]
+async fn the_same_failing_call_three_steps_in_a_row_stops_the_run() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    for i in 0..5 {
+        server.push(sse(Turn::new().call(
+            format!("s{i}"),
+            "StopPod",
+            r#"{"name":"nobody"}"#,
+        )));
+    }
+    let pod = TestPod::start(&home, &server, "small", &["--overlay", SMALL]);
+    let mut client = pod.connect().await;
+    client.request(&run("rename it")).await.unwrap();
+    let events = events_until(&mut client, |e| matches!(e, Event::Error { .. })).await;
+    // Three identical steps, then it stops instead of spending the budget.
+    assert_eq!(bodies(&server).len(), 3, "{events:#?}");
+    let error = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Error { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        error.contains("same call (StopPod) three steps in a row"),
+        "{error}"
+    );
+}

@@ -64,12 +64,14 @@ fn the_first_message_lists_the_working_directory() {
     let fx = Fixture::new();
     fx.file("a.py", "1\n");
     fx.file("pkg/b.py", "2\n");
+    fx.file("pkg/c.py", "3\n");
+    fx.file("pkg/d.py", "4\n");
     let g = Grounder::new(fx.ctx(), true).ground("how many python files are there?", &[], true);
     assert_contains(
         &g.text,
-        &["[Files in the working directory: a.py pkg/b.py]"],
+        &["[Files in the working directory: a.py pkg/b.py pkg/c.py pkg/d.py]"],
     );
-    assert!(g.attached.is_empty());
+    assert!(g.attached.is_empty(), "more than three files: only listed");
     let later = Grounder::new(fx.ctx(), true).ground("and now?", &[], false);
     assert_eq!(later.text, "and now?");
 }
@@ -126,4 +128,37 @@ fn explicit_file_refs_are_attached_for_any_model_and_names_only_for_small_ones()
         Grounder::new(fx.ctx(), false).ground("summarise @notes.md", &["notes.md".into()], true);
     assert_eq!(g.attached, ["notes.md"]);
     assert_contains(&g.text, &["remember the milk"]);
+}
+
+#[test]
+fn a_tiny_project_is_shown_whole_on_the_first_turn() {
+    let fx = Fixture::new();
+    fx.file("server.js", "const PORT = 3000;\n");
+    let g = Grounder::new(fx.ctx(), true).ground("listen on port 8080 instead", &[], true);
+    assert_eq!(g.attached, ["server.js"]);
+    assert_contains(&g.text, &["const PORT = 3000;"]);
+    // Only on the first turn.
+    let later = Grounder::new(fx.ctx(), true).ground("and 9090 now", &[], false);
+    assert!(later.attached.is_empty());
+}
+
+#[test]
+fn a_childs_task_names_paths_from_its_own_directory() {
+    use std::path::Path;
+    use tools::grounding::task_for_child;
+    let dir = Path::new("docs");
+    assert_eq!(
+        task_for_child("Create the file docs/README.md containing: hi", dir),
+        "Create the file README.md containing: hi"
+    );
+    assert_eq!(
+        task_for_child("write `./docs/a.md` and docs/b.md", dir),
+        "write `a.md` and b.md"
+    );
+    // Only at the start of a word, and only its own directory.
+    assert_eq!(
+        task_for_child("see mydocs/x and src/docs/y", dir),
+        "see mydocs/x and src/docs/y"
+    );
+    assert_eq!(task_for_child("docs/x", Path::new("")), "docs/x");
 }

@@ -340,3 +340,64 @@ fn edit_refuses_a_file_that_is_not_utf8_past_its_head() {
     assert_contains(&e, &["is not UTF-8 text", "offset 10003"]);
     assert_eq!(fs::read(&path).unwrap(), bytes);
 }
+
+#[test]
+fn an_edit_that_renames_points_at_the_names_left_in_files_seen() {
+    let fx = Fixture::new();
+    fx.file("billing.py", "def get_total(items):\n    return 1\n");
+    fx.file(
+        "report.py",
+        "from billing import get_total\nprint(get_total([]))\n",
+    );
+    fx.file("unseen.py", "get_total\n");
+    let ctx = fx.ctx();
+    ok(call(&ctx, "Read", json!({"path": "billing.py"})));
+    ok(call(&ctx, "Read", json!({"path": "report.py"})));
+    let out = ok(call(
+        &ctx,
+        "Edit",
+        json!({"path": "billing.py", "old_string": "def get_total(", "new_string": "def compute_total("}),
+    ));
+    // Only files this pod has seen are searched (not unseen.py).
+    assert!(
+        content(&out).ends_with("\nStill there: `get_total` in report.py (2×)."),
+        "{}",
+        content(&out)
+    );
+    // An edit that renames nothing adds nothing.
+    let out = ok(call(
+        &ctx,
+        "Edit",
+        json!({"path": "billing.py", "old_string": "return 1", "new_string": "return 2"}),
+    ));
+    assert!(!content(&out).contains("Still there"), "{}", content(&out));
+}
+
+#[test]
+fn an_overwrite_says_which_lines_it_dropped() {
+    let fx = Fixture::new();
+    fx.file("mathutil.py", "def double(x):\n    return 2 * x\n");
+    let ctx = fx.ctx();
+    ok(call(&ctx, "Read", json!({"path": "mathutil.py"})));
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "mathutil.py", "content": "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n"}),
+    ));
+    assert_contains(
+        content(&out),
+        &[
+            "no longer has 2 of its lines",
+            "def double(x):",
+            "return 2 * x",
+            "write the file again",
+        ],
+    );
+    // Keeping everything and adding says nothing more.
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "mathutil.py", "content": "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n\n\ndef double(x):\n    return 2 * x\n"}),
+    ));
+    assert!(out.content.is_none(), "{out:?}");
+}
