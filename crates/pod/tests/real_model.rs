@@ -684,9 +684,9 @@ fn model_commands_say_what_is_missing_and_an_unreachable_registry_exits_4() {
 /// four kinds.
 const CI_CORPUS: [&str; 4] = [
     "fix-wrong-operator",
-    "rename-terse",
-    "constant-retries",
+    "rename-variable",
     "what-returns",
+    "count-lines",
 ];
 
 /// A corpus task's outcome.
