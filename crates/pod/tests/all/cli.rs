@@ -866,12 +866,23 @@ struct Watched {
 
 impl Watched {
     fn spawn(home: &Home, server: &FakeProvider, args: &[&str]) -> Watched {
+        use std::os::unix::process::CommandExt;
         use std::process::Stdio;
         let mut c = home.command(&server.base_url());
         c.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // A test run started as a shell's background job inherits SIGINT
+        // ignored; a Ctrl-C that lands before `pod run` installs its handler
+        // would then be lost, where a terminal's would end the process.
+        // SAFETY: signal(2) only, between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = c.spawn().unwrap();
         let collect = |mut from: Box<dyn std::io::Read + Send>| {
             let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
