@@ -789,24 +789,12 @@ impl Worker {
             {
                 self.malformed += 1;
                 tracing::warn!(error = %failure.error, retry = self.malformed, "the model's output was not a valid tool call; asking again");
-                let notice = RetryNotice {
-                    retry: self.malformed,
-                    delay: std::time::Duration::ZERO,
-                    error: failure.error,
-                };
-                let told = sink
-                    .on_event(WorkerEvent::LlmCallEnd {
-                        llm_call,
-                        stop: None,
-                    })
-                    .and_then(|()| {
-                        sink.on_event(WorkerEvent::Retry {
-                            llm_call,
-                            notice: &notice,
-                        })
-                    });
-                match told {
-                    Ok(()) => Step::Continue,
+                let end = sink.on_event(WorkerEvent::LlmCallEnd {
+                    llm_call,
+                    stop: None,
+                });
+                match end {
+                    Ok(()) => asking_again(sink, llm_call, self.malformed, failure.error),
                     Err(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
                 }
             }
@@ -854,18 +842,7 @@ impl Worker {
             self.repeated = 0;
             return Step::End(Outcome::Failed(WorkerError::Llm(error)));
         }
-        let notice = RetryNotice {
-            retry: self.repeated,
-            delay: std::time::Duration::ZERO,
-            error,
-        };
-        match sink.on_event(WorkerEvent::Retry {
-            llm_call,
-            notice: &notice,
-        }) {
-            Ok(()) => Step::Continue,
-            Err(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
-        }
+        asking_again(sink, llm_call, self.repeated, error)
     }
 
     /// Appends a complete response, then runs its tool calls.
@@ -1185,6 +1162,23 @@ fn repair_cut_call(item: Item) -> Item {
 }
 
 /// What a step leads to.
+/// Tells the sink that call `llm_call` is asked again at once, changed (its
+/// `retry`-th time, after `error`), and goes on to the next step.
+fn asking_again(sink: &mut dyn WorkerSink, llm_call: u64, retry: u32, error: ClientError) -> Step {
+    let notice = RetryNotice {
+        retry,
+        delay: std::time::Duration::ZERO,
+        error,
+    };
+    match sink.on_event(WorkerEvent::Retry {
+        llm_call,
+        notice: &notice,
+    }) {
+        Ok(()) => Step::Continue,
+        Err(e) => Step::End(Outcome::Failed(WorkerError::Sink(e))),
+    }
+}
+
 /// What asks for a compaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
