@@ -80,7 +80,10 @@ impl Grounder {
     /// the files defining or using its code symbols; `first` adds a listing
     /// of the working directory (with `auto`).
     pub fn ground(&self, text: &str, explicit: &[String], first: bool) -> Grounded {
-        let files = if self.auto {
+        // The walk is for the listing, file names and symbols: a message
+        // with none of them ("and now?") costs no directory walk.
+        let could_name = symbols(text).len() + text.matches(['.', '/']).count() > 0;
+        let files = if self.auto && (first || could_name) {
             self.project_files()
         } else {
             Vec::new()
