@@ -176,6 +176,23 @@ impl Item {
         }
     }
 
+    /// A user message whose own words are followed by context the pod
+    /// attached to them (a listing, the files it names): two parts, so that
+    /// the words can be quoted without the files ([`Item::own_words`]).
+    pub fn user_with_context(words: impl Into<String>, context: impl Into<String>) -> Self {
+        let context = context.into();
+        let mut content = vec![ContentPart::text(words)];
+        if !context.is_empty() {
+            content.push(ContentPart::text(context));
+        }
+        Item::Message {
+            role: Role::User,
+            content,
+            id: None,
+            provider: None,
+        }
+    }
+
     /// A function tool call with JSON arguments and no provider state.
     pub fn tool_call(
         id: impl Into<String>,
@@ -206,6 +223,23 @@ impl Item {
             content,
             is_error,
         }
+    }
+
+    /// A message's first part: a user's own words without what the pod
+    /// attached to them (empty for other items).
+    pub fn own_words(&self) -> &str {
+        match self {
+            Item::Message { content, .. } => content.first().map_or("", |part| {
+                let ContentPart::Text { text } = part;
+                text
+            }),
+            _ => "",
+        }
+    }
+
+    /// Whether context was attached to a user's words ([`Item::user_with_context`]).
+    pub fn has_context(&self) -> bool {
+        matches!(self, Item::Message { content, .. } if content.len() > 1)
     }
 
     /// The concatenated text of a message (empty for other items).

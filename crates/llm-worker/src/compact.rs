@@ -148,14 +148,31 @@ pub(crate) fn seed_history(
             }
         )
     });
-    let latest = latest_at.map(|i| history[i].message_text());
     let mut text = format!("{SUMMARY_HEADER}\n\n{}", summary.trim());
-    if let Some(latest) = latest.filter(|l| !l.starts_with(SUMMARY_HEADER)) {
-        text.push_str(&format!(
-            "\n\n[The user's latest message, for reference:]\n\n{latest}"
-        ));
+    // The user's own words, without the files the pod attached to them: the
+    // seed must stay small, or the next step compacts again. The whole message
+    // stays in the log.
+    if let Some(latest) = latest_at
+        .map(|i| &history[i])
+        .filter(|l| !l.own_words().starts_with(SUMMARY_HEADER))
+    {
+        let quote = |words: &str| {
+            let mut quoted =
+                format!("{text}\n\n[The user's latest message, for reference:]\n\n{words}");
+            if latest.has_context() {
+                quoted
+                    .push_str("\n\n[Files were attached to it; read them again if you need them.]");
+            }
+            quoted
+        };
+        let words = latest.own_words();
+        let whole = quote(words);
+        text = if fits(&[Item::text(Role::User, whole.as_str())]) {
+            whole
+        } else {
+            quote(&cut(words))
+        };
     }
-    text.push_str("\n\n[Go on with the work from here.]");
     let mut seed = vec![Item::text(Role::User, text)];
     let since = latest_at.map_or(0, |i| i + 1);
     let starts = (since..history.len()).filter(|&i| {
@@ -239,6 +256,30 @@ mod tests {
         // Compacting a compacted history does not quote the old seed as the request.
         let again = seed_history(&seed, "Still on the tests.", |_| true);
         assert_eq!(again[0].message_text().matches(SUMMARY_HEADER).count(), 1);
+    }
+
+    #[test]
+    fn the_seed_quotes_the_users_words_without_the_attached_files() {
+        let log = "ERROR host=kestrel\n".repeat(500);
+        let h = vec![Item::user_with_context(
+            "on which host did part1.log's error happen?",
+            format!("\n\n[Files this message names, attached as they are now:]\n{log}"),
+        )];
+        let seed = seed_history(&h, "Three logs were read.", |_| true);
+        let text = seed[0].message_text();
+        assert!(text.contains("on which host did part1.log's error happen?"));
+        assert!(text.contains("Files were attached to it"));
+        assert!(!text.contains("host=kestrel"), "{}", text.len());
+        // A message too long to quote whole is cut to fit.
+        let long = vec![msg(Role::User, &"word ".repeat(4_000))];
+        let seed = seed_history(&long, "s", |items| prune::history_bytes(items) < 8_000);
+        let text = seed[0].message_text();
+        assert!(
+            text.len() < 3_000 && text.contains("word word"),
+            "{}",
+            text.len()
+        );
+        assert!(!text.contains("Files were attached"));
     }
 
     /// A turn in progress: the user's request, then two calls with results.

@@ -197,6 +197,27 @@ pub fn socket_path(runtime: &Path, pod_dir: &Path, full_name: &str) -> PathBuf {
     runtime.join("s").join(format!("{hash:016x}.sock"))
 }
 
+/// Creates `path` (mode 0700, with missing parents) or, when it exists as our
+/// own directory with a looser mode, tightens it to 0700: the state dir holds
+/// every conversation, so it is private whatever the umask was.
+pub fn make_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(DirError::Io(path.to_path_buf(), e)),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|e| DirError::Io(path.to_path_buf(), e))?;
+    if meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| DirError::Io(path.to_path_buf(), e))?;
+    }
+    Ok(())
+}
+
 /// Creates the runtime dir (mode 0700) if missing and checks that it is safe:
 /// a real directory (not a symlink), owned by `uid`, reachable by nobody else.
 ///

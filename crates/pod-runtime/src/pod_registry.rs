@@ -365,6 +365,10 @@ impl LockFileGuard {
         let mut registry = self.load()?;
         let here = HostFacts::current()?;
         let runtime = self.runtime_dir().to_path_buf();
+        // A registry file deleted or rebuilt while pods run would let a claim
+        // overlap them: each running pod holds its lock and records its grant
+        // in its status file, so they are put back before anything is decided.
+        health::restore_unlisted(&mut registry, &runtime, name);
         registry.reclaim(|entry| {
             let earlier_self = entry.full_name == name && entry.instance_id != instance;
             match judge(entry, &runtime, &here) {

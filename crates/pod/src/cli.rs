@@ -88,13 +88,12 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         );
     }
     let client = launch::client_for(&manifest.model, &process_var)?;
-    if mode == StartMode::Fresh {
-        std::fs::create_dir_all(places.session_dir(&name))
-            .with_context(|| format!("cannot create {}", places.session_dir(&name).display()))?;
-        let stored = serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?;
-        sys::replace_file(&launch_file(&places, &name), &stored)
-            .context("cannot record the launch options")?;
-    }
+    // Recorded once the pod holds its lock: a `pod start` racing for the same
+    // name must not overwrite the winner's options.
+    let launch_record = match mode {
+        StartMode::Fresh => Some(serde_json::to_vec_pretty(&StoredLaunch::of(&opts))?),
+        _ => None,
+    };
     // Session logs hold every pod's conversation, whatever was pasted into it: no
     // agent reads them directly (a parent reads its children with ReadPodOutput).
     let state = manifest::SourcedRule {
@@ -127,6 +126,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         sandbox_level: toolset.level,
         uid: current_uid(),
         log_level: crate::logging::level(std::env::var("POD_LOG").ok().as_deref())?,
+        launch_record,
     };
     // One thread: every hop of a turn (connection → controller → invocation →
     // clients) is a task switch, not a cross-thread wake-up, and the pod's work
@@ -231,7 +231,16 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
                 tail_since(&log_path, log_start, 20)
             );
         }
-        if serves(&loc.socket) {
+        if let Some(server) = serves(&loc.socket) {
+            if server != child.id() {
+                // Another `pod start` of this name won the race: ours fails on
+                // the name's lock; it is not the pod the user asked for.
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "pod `{name}` is already running (pid {server}, started at the same moment by another `pod start`); `pod attach {name}` or `pod stop {name}`"
+                );
+            }
             let instance_id = StatusRecord::read(&loc.dir)
                 .map(|s| s.instance_id)
                 .unwrap_or_default();
@@ -254,14 +263,14 @@ pub fn start_detached(opts: &LaunchOptions, restoring: bool) -> anyhow::Result<R
     }
 }
 
-/// Whether a pod answers `hello` on `socket`.
-fn serves(socket: &Path) -> bool {
-    let Ok(stream) = std::os::unix::net::UnixStream::connect(socket) else {
-        return false;
-    };
+/// The pid of the pod that answers `hello` on `socket`, if one does.
+fn serves(socket: &Path) -> Option<u32> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let pid = sys::peer_pid(&stream).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("\"hello\"")
+    let hello = BufReader::new(stream).read_line(&mut line).is_ok() && line.contains("\"hello\"");
+    hello.then_some(pid)
 }
 
 /// The last `lines` lines of `path` written after byte `start`.

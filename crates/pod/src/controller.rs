@@ -357,7 +357,8 @@ impl Controller {
         for path in grounded.attached.into_iter().filter(|p| !refs.contains(p)) {
             input.extend([Segment::text(" "), Segment::FileRef { path }]);
         }
-        let item = Item::text(Role::User, grounded.text);
+        let (words, context) = grounded.text.split_at(grounded.words);
+        let item = Item::user_with_context(words, context);
         match self.start(InvokeKind::UserSend, Some((input, item)), from_parent) {
             Ok(seq) => Some(Event::Ack { seq }),
             Err(e) => internal(&e),

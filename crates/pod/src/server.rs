@@ -66,6 +66,8 @@ pub(crate) struct PodSpec {
     pub uid: u32,
     /// What goes to `pod.log` (from `POD_LOG`).
     pub(crate) log_level: tracing::level_filters::LevelFilter,
+    /// The launch options to record once the lock is held (a fresh start).
+    pub(crate) launch_record: Option<Vec<u8>>,
 }
 
 /// Descriptors a child pod inherits from its parent.
@@ -118,7 +120,7 @@ pub(crate) enum ServeError {
     State(#[from] crate::state::StateError),
     /// The scope registry refused the pod's claim (a scope conflict names the
     /// holder) or could not be used.
-    #[error("{0} (start the pod with --scope on a part of the tree no other pod writes)")]
+    #[error("{}", registry_message(.0))]
     Registry(pod_registry::RegistryError),
     /// The pod's log cannot be written.
     #[error(transparent)]
@@ -234,6 +236,17 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
 /// The previous instance id of a top-level pod, from its `status.json`.
 fn previous_instance(pod_dir: &std::path::Path, name: &str) -> Option<String> {
     StatusRecord::read(pod_dir).and_then(|r| (r.name == name).then_some(r.instance_id))
+}
+
+/// A registry error as the user reads it: a scope conflict with what to do
+/// about it, anything else as it is.
+fn registry_message(e: &pod_registry::RegistryError) -> String {
+    match e {
+        pod_registry::RegistryError::ScopeConflict { .. } => {
+            format!("{e} (start the pod with --scope on a part of the tree no other pod writes)")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Runs a registry operation off the async workers (the lock is a blocking
@@ -375,12 +388,23 @@ fn open_session(spec: &PodSpec) -> Result<Opened, ServeError> {
         Some(fds) => PodLock::inherited(fds.lock_fd, &pod_dir)?,
         None => PodLock::take(&pod_dir, &spec.name)?,
     };
+    // Conversations are private whatever the umask (the session store makes
+    // its own dirs and files so).
+    crate::runtime::dir::make_private_dir(&spec.places.state, spec.uid)?;
     let session_dir = spec.places.session_dir(&spec.name);
     let (log, report) =
         SessionWriter::open(&session_dir).map_err(|source| ServeError::Session {
             dir: session_dir.clone(),
             source,
         })?;
+    if let Some(bytes) = &spec.launch_record {
+        sys::replace_file(&crate::launch::launch_file(&spec.places, &spec.name), bytes).map_err(
+            |e| ServeError::Io {
+                what: format!("cannot record the launch options in {}", e.path.display()),
+                source: e.source,
+            },
+        )?;
+    }
     // Parsed once, for both the scan and the children's replay.
     let entries: Vec<LogEntry> = log
         .current_lines()

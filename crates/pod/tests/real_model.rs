@@ -22,6 +22,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use test_support::loud;
 
 use common::{Home, Reaped};
 use serde_json::Value;
@@ -82,14 +83,6 @@ impl SuiteLock {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-}
-
-/// Writes to the real stderr: the test harness captures `eprintln!` of passing
-/// tests, and a skip or a measurement must show in CI's log.
-fn loud(text: &str) {
-    let mut err = std::io::stderr();
-    let _ = writeln!(err, "{text}");
-    let _ = err.flush();
 }
 
 /// What a case left behind.
@@ -584,16 +577,6 @@ fn real_model_cases_in_sequence() {
             loud(&format!("real model: skip {name} (POD_TEST_MODEL_CASES)"));
             continue;
         }
-        if name == OPT_IN && only.is_empty() {
-            // Passed before files were attached to messages; since, a
-            // compaction seed quotes the attachments and the case failed in
-            // CI (issue 16 stays open for it). Run it with
-            // POD_TEST_MODEL_CASES=context.
-            loud(&format!(
-                "real model: SKIPPED {name}: opt-in until the compaction seed leaves attachments out (POD_TEST_MODEL_CASES=context)"
-            ));
-            continue;
-        }
         let url = base_url.clone();
         match std::panic::catch_unwind(move || case(&url)) {
             Ok(o) => {
@@ -697,9 +680,6 @@ fn model_commands_say_what_is_missing_and_an_unreachable_registry_exits_4() {
     let status = pod_model(&home, &models, &[], &["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("not downloaded"));
 }
-
-/// The case run only when asked for by name (see its skip message).
-const OPT_IN: &str = "outgrows the context window";
 
 /// The corpus tasks the real-model suite runs (`.ci/run`), one of each of
 /// four kinds.

@@ -493,6 +493,59 @@ fn ensure_dir(path: &Path, why: &str) -> Result<(), SetupError> {
         .map_err(step(format!("create {} ({why})", path.display()), "mkdir"))
 }
 
+/// Makes `path` (under `/tmp`, by now the pod's private tmp dir) a directory
+/// without following a symlink in it. A command may have swapped a component
+/// for a symlink (to a read-only place) or a file, which would make every later
+/// command of the pod fail: a symlink there is removed (it holds nothing), any
+/// other non-directory moved aside, and the directory made.
+fn ensure_dir_in_tmp(path: &Path, why: &str) -> Result<(), SetupError> {
+    use rustix::fs::{
+        AtFlags, FileType, Mode, OFlags, mkdirat, openat, renameat, statat, unlinkat,
+    };
+    use std::path::Component;
+
+    let what = || format!("create {} ({why})", path.display());
+    let rel = path
+        .strip_prefix("/tmp")
+        .map_err(|_| SetupError::new(what(), "path", io::Error::from(Errno::INVAL)))?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open("/tmp", flags, Mode::empty())
+        .map_err(|e| SetupError::new(what(), "open", e.into()))?;
+    for component in rel.components() {
+        let Component::Normal(name) = component else {
+            return Err(SetupError::new(what(), "path", Errno::INVAL.into()));
+        };
+        match openat(&dir, name, flags, Mode::empty()) {
+            Ok(next) => {
+                dir = next;
+                continue;
+            }
+            Err(Errno::NOENT) => {}
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                let stat = statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| SetupError::new(what(), "fstatat", e.into()))?;
+                if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+                    unlinkat(&dir, name, AtFlags::empty())
+                        .map_err(|e| SetupError::new(what(), "unlinkat", e.into()))?;
+                } else {
+                    let mut aside = name.to_os_string();
+                    aside.push(format!(".moved-aside-by-pods-{}", std::process::id()));
+                    renameat(&dir, name, &dir, aside.as_os_str())
+                        .map_err(|e| SetupError::new(what(), "renameat", e.into()))?;
+                }
+            }
+            Err(e) => return Err(SetupError::new(what(), "openat", e.into())),
+        }
+        match mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(SetupError::new(what(), "mkdirat", e.into())),
+        }
+        dir = openat(&dir, name, flags, Mode::empty())
+            .map_err(|e| SetupError::new(what(), "openat", e.into()))?;
+    }
+    Ok(())
+}
+
 /// Puts a read-only copy of `path` on top of it.
 fn read_only_overlay(path: &Path) -> Result<(), SetupError> {
     let cpath = c(path)?;
@@ -553,7 +606,7 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
 
     for (path, recursive, tree) in &writable {
         if path.starts_with(tmp) {
-            ensure_dir(path, "a mountpoint under the private /tmp")?;
+            ensure_dir_in_tmp(path, "a mountpoint under the private /tmp")?;
         }
         sys::attach(tree, &c(path)?).map_err(step(
             format!("bind {} read-write", path.display()),
@@ -569,7 +622,7 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
     }
     let cwd_bound = cwd_tree.is_some();
     if let Some(tree) = cwd_tree {
-        ensure_dir(&policy.cwd, "the working directory under the private /tmp")?;
+        ensure_dir_in_tmp(&policy.cwd, "the working directory under the private /tmp")?;
         let what = || {
             format!(
                 "bind the working directory {} read-only",
@@ -587,7 +640,11 @@ fn build_view(policy: &SandboxPolicy) -> Result<(), SetupError> {
     let overlaps_writable = |p: &Path| writable_paths.iter().any(|w| overlaps(p, w));
     for path in &policy.delegated {
         if overlaps_writable(path) {
-            ensure_dir(path, "a delegated directory")?;
+            if path.starts_with("/tmp") {
+                ensure_dir_in_tmp(path, "a delegated directory")?;
+            } else {
+                ensure_dir(path, "a delegated directory")?;
+            }
             read_only_overlay(path)?;
         }
     }

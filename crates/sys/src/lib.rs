@@ -78,7 +78,17 @@ fn failed(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FileEr
 /// (status, launch options, caches) that the next run rewrites.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let tmp = temp_path(path);
-    std::fs::write(&tmp, bytes).map_err(failed("write", &tmp))?;
+    // 0600 whatever the umask: these are launch records, status and caches of
+    // one user's pods.
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(failed("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(failed("rename onto", path))
 }
 
@@ -129,6 +139,14 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The pid of the process at the other end of a connected Unix socket (for a
+/// listening socket, the one that bound it): who serves a pod's socket.
+pub fn peer_pid(stream: &std::os::unix::net::UnixStream) -> io::Result<u32> {
+    let cred = rustix::net::sockopt::socket_peercred(stream)?;
+    u32::try_from(cred.pid.as_raw_nonzero().get())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// Sends SIGKILL to process `pid` (kill(2)); `pid` must be positive, so this

@@ -16,9 +16,19 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod fake_provider;
+pub mod procs;
 pub mod script;
 pub mod strict;
 pub mod tmux;
+
+/// Writes `text` to the test process's stderr past libtest's capture (which
+/// takes only the print macros): a skipped case must be seen in CI's log.
+pub fn loud(text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{text}");
+    let _ = err.flush();
+}
 
 /// The wire protocol a recorded stream belongs to (one fixture directory each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

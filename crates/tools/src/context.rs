@@ -27,6 +27,9 @@ pub enum ContextError {
         .0.display()
     )]
     RelativeProtectedDir(PathBuf),
+    /// A hidden directory was added after the context was shared with tools.
+    #[error("the file tools' context is already shared; hide directories before handing it out")]
+    AlreadyShared,
 }
 
 /// What this pod saw of a file when it last read (or wrote) it.
@@ -57,6 +60,9 @@ struct ContextInner {
     protected: Vec<PathBuf>,
     reads: Mutex<HashMap<PathBuf, ReadRecord>>,
     output_limit: usize,
+    /// Directories no tool may read or list (other pods' private files),
+    /// each with the one subtree of it this pod may (its own).
+    hidden: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The per-pod state the file tools share. Cheap to clone (one `Arc`).
@@ -105,8 +111,46 @@ impl ToolContext {
                 protected,
                 reads: Mutex::new(HashMap::new()),
                 output_limit,
+                hidden: Vec::new(),
             }),
         })
+    }
+
+    /// Hides `dir` (e.g. the runtime dir, where every pod keeps its spilled
+    /// outputs and private tmp) from the file tools, all but `own` (this pod's
+    /// part of it). Both absolute; called before the context is cloned.
+    pub fn hiding(mut self, dir: &Path, own: &Path) -> Result<Self, ContextError> {
+        for path in [dir, own] {
+            if !path.is_absolute() {
+                return Err(ContextError::RelativeProtectedDir(path.to_path_buf()));
+            }
+        }
+        let inner = Arc::get_mut(&mut self.inner).ok_or(ContextError::AlreadyShared)?;
+        // As for protected dirs: canonical and lexical forms both.
+        for (d, o) in [
+            (canonicalize_lenient(dir), canonicalize_lenient(own)),
+            (
+                Ok(dir.components().collect()),
+                Ok(own.components().collect()),
+            ),
+        ] {
+            if let (Ok(d), Ok(o)) = (d, o)
+                && !inner.hidden.contains(&(d.clone(), o.clone()))
+            {
+                inner.hidden.push((d, o));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The hidden directory a canonical path lies in (outside this pod's own
+    /// part of it), if any.
+    pub(crate) fn hidden_dir(&self, canonical: &Path) -> Option<&Path> {
+        self.inner
+            .hidden
+            .iter()
+            .find(|(dir, own)| canonical.starts_with(dir) && !canonical.starts_with(own))
+            .map(|(dir, _)| dir.as_path())
     }
 
     /// The pod's working directory.

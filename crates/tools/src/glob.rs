@@ -104,7 +104,7 @@ pub fn glob(ctx: &ToolContext, input: &GlobInput) -> Result<ToolOutput, FileTool
         .hidden(false)
         .follow_links(false)
         .filter_entry({
-            let keep = readable_filter(scope.clone());
+            let keep = readable_filter(ctx);
             move |entry| entry.file_name() != ".git" && keep(entry)
         })
         .build();

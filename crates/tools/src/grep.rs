@@ -226,7 +226,7 @@ fn search_tree(
     let mut builder = WalkBuilder::new(root);
     builder
         .follow_links(false)
-        .filter_entry(readable_filter(ctx.scope_now()));
+        .filter_entry(readable_filter(ctx));
     if let Some(name) = &input.file_type {
         let types = TypesBuilder::new()
             .add_defaults()

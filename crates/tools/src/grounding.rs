@@ -55,6 +55,9 @@ pub struct Grounded {
     pub attached: Vec<String>,
     /// What the model gets: the message, then the listing and the files.
     pub text: String,
+    /// Where the message's own words end in `text` (what follows is the
+    /// attached context), so that the two can be kept apart in the history.
+    pub words: usize,
 }
 
 impl Grounder {
@@ -138,6 +141,7 @@ impl Grounder {
         Grounded {
             attached,
             text: out,
+            words: text.len(),
         }
     }
 
@@ -148,7 +152,7 @@ impl Grounder {
         let walker = WalkBuilder::new(&root)
             .follow_links(false)
             .max_depth(Some(6))
-            .filter_entry(readable_filter(self.ctx.scope_now()))
+            .filter_entry(readable_filter(&self.ctx))
             .build();
         let mut files: Vec<PathBuf> = walker
             .flatten()

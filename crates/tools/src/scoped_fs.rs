@@ -44,6 +44,17 @@ pub enum AccessError {
         /// The protected directory it lies in.
         dir: PathBuf,
     },
+    /// A path inside another pod's private files (the runtime dir).
+    #[error(
+        "access to {} refused: it is inside {}, where pods keep their private files (spilled outputs, tmp); a pod reads only its own there",
+        path.display(), dir.display()
+    )]
+    Hidden {
+        /// The canonical path asked for.
+        path: PathBuf,
+        /// The hidden directory it lies in.
+        dir: PathBuf,
+    },
     /// A write inside a `.pods` directory.
     #[error(
         "write access to {} refused: it is inside a `.pods` directory, which is protected (pod manifests and settings); a person edits those by hand",
@@ -150,6 +161,12 @@ pub fn check(
         let anchor = anchor_for(&scope, &canonical);
         (canonical, anchor)
     };
+    if let Some(dir) = ctx.hidden_dir(&canonical) {
+        return Err(AccessError::Hidden {
+            path: canonical,
+            dir: dir.to_path_buf(),
+        });
+    }
     if wanted == Permission::Write {
         refuse_protected(ctx, &canonical)?;
     }

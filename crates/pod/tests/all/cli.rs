@@ -8,7 +8,7 @@ use crate::common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Home, WAIT};
+use common::{Home, WAIT, pod, text};
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
 use test_support::script::Turn;
@@ -16,24 +16,6 @@ use test_support::tmux::Tmux;
 
 fn sse(turn: Turn) -> Scripted {
     Scripted::sse(turn.sse(Family::OpenaiChat))
-}
-
-/// Runs `pod ARGS` to completion (off the test's runtime, which serves the fake).
-async fn pod(home: &Home, server: &FakeProvider, args: &[&str]) -> Output {
-    let mut c = home.command(&server.base_url());
-    c.args(args);
-    tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn turn_ends(home: &Home, name: &str) -> usize {

@@ -8,6 +8,7 @@ mod registry_support;
 
 mod cli;
 mod context;
+mod hardening;
 mod multi_pod;
 mod pod_process;
 mod pod_streaming;

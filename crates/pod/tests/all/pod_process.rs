@@ -496,37 +496,36 @@ async fn shutdown_mid_invocation_then_restore_is_idle_with_a_valid_log() {
 async fn kill_9_mid_invocation_then_restore_resumes_with_every_call_answered() {
     let home = Home::new();
     let server = FakeProvider::start().await;
-    let turn = Turn::new()
-        .text("Reading.")
-        .call("c1", "Nope", r#"{"path":"a"}"#)
-        .call("c2", "Nope", r#"{"path":"b"}"#);
-    // The whole response, then a stall before the next one: the pod dies while
-    // the two calls are committed but (no tools) answered by errors... so cut
-    // the second response instead.
-    server.push(Scripted::sse(turn.sse(Family::OpenaiChat)));
-    server.push(Scripted::stall(
+    // Two commands that would run for 30 s: the pod is killed while both run.
+    let tokens = [21, 22].map(test_support::procs::sleep_token);
+    let bash =
+        |t: &str| serde_json::json!({ "command": format!("sleep {t}; echo done") }).to_string();
+    server.push(Scripted::sse(
         Turn::new()
-            .text("Now the sec")
-            .sse_cut_in_call(Family::OpenaiChat),
+            .text("Running both.")
+            .call("c1", "Bash", bash(&tokens[0]))
+            .call("c2", "Bash", bash(&tokens[1]))
+            .sse(Family::OpenaiChat),
     ));
     let mut pod = TestPod::start(&home, &server, "theta", &[]);
     let mut a = pod.connect().await;
-    let (_, seen) = a.request(&run("read both")).await.unwrap();
-    if !seen.contains(&Event::LlmCallStart { llm_call: 2 }) {
-        events_until(&mut a, |e| matches!(e, Event::LlmCallStart { llm_call: 2 })).await;
-    }
-    // Kill only once the second request is in (else the restored pod would be
-    // the one to receive the stalled answer).
-    let deadline = std::time::Instant::now() + WAIT;
-    while server.requests().len() < 2 {
+    a.request(&run("run both")).await.unwrap();
+    // Both calls executing: their processes run.
+    for token in &tokens {
         assert!(
-            std::time::Instant::now() < deadline,
-            "the second request never came"
+            test_support::procs::appears_within(token, WAIT),
+            "the commands never ran"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     pod.kill9();
     drop(a);
+    // The pod's death takes its commands with it.
+    for token in &tokens {
+        assert!(
+            test_support::procs::gone_within(token, Duration::from_secs(10)),
+            "a command outlived its pod"
+        );
+    }
 
     server.push(text_turn("Finished after the crash."));
     let mut c = home.command(&server.base_url());
@@ -562,9 +561,18 @@ async fn kill_9_mid_invocation_then_restore_resumes_with_every_call_answered() {
         }),
         "{seen:#?}"
     );
-    // The request after the crash has both calls answered.
-    let last = server.requests().pop().unwrap().body.to_string();
-    assert!(last.contains("c1") && last.contains("c2"), "{last}");
+    // The request after the crash answers each call with its interrupted result.
+    let last = server.requests().pop().unwrap().body;
+    let messages = last["messages"].as_array().unwrap();
+    for id in ["c1", "c2"] {
+        let answers: Vec<&serde_json::Value> = messages
+            .iter()
+            .filter(|m| m["role"] == "tool" && m["tool_call_id"] == id)
+            .collect();
+        assert_eq!(answers.len(), 1, "{id}: {messages:#?}");
+        let content = answers[0]["content"].as_str().unwrap();
+        assert!(content.contains("[interrupted]"), "{id}: {content}");
+    }
 }
 
 #[tokio::test]
@@ -706,7 +714,9 @@ async fn commands_cannot_write_a_nested_project_manifest() {
 async fn cancel_and_pause_while_a_command_runs() {
     let home = Home::new();
     let server = FakeProvider::start().await;
-    let sleepy = |secs: u32| {
+    // A unique sleep: its process is found by its command line.
+    let token = test_support::procs::sleep_token(20);
+    let sleepy = |secs: &str| {
         let command = format!("sleep {secs}; echo slept > slept.txt");
         Scripted::sse(
             Turn::new()
@@ -718,7 +728,7 @@ async fn cancel_and_pause_while_a_command_runs() {
                 .sse(Family::OpenaiChat),
         )
     };
-    server.push(sleepy(30));
+    server.push(sleepy(&token));
     let pod = TestPod::start(&home, &server, "sleeper", &[]);
     let mut a = pod.connect().await;
 
@@ -727,7 +737,10 @@ async fn cancel_and_pause_while_a_command_runs() {
     if !seen.iter().any(|e| matches!(e, Event::ToolCallDone { .. })) {
         seen.extend(events_until(&mut a, |e| matches!(e, Event::ToolCallDone { .. })).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        test_support::procs::appears_within(&token, WAIT),
+        "the command never ran"
+    );
     let started = std::time::Instant::now();
     seen.extend(a.command(&Method::Cancel).await.unwrap());
     if !seen.iter().any(is_run_end) {
@@ -745,14 +758,15 @@ async fn cancel_and_pause_while_a_command_runs() {
         "{seen:#?}"
     );
     assert!(seen.iter().any(|e| matches!(e, Event::ToolResult { id, summary, .. } if id == "slow" && summary == "[interrupted]")));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // It would sleep 30 s: still there after 10 s means it was not killed.
     assert!(
-        !home.path("work/slept.txt").exists(),
-        "the command was killed"
+        test_support::procs::gone_within(&token, Duration::from_secs(10)),
+        "the cancelled command still runs"
     );
+    assert!(!home.path("work/slept.txt").exists());
 
     // Pause mid-command: the command finishes, then the pod pauses.
-    server.push(sleepy(1));
+    server.push(sleepy("1"));
     let (_, mut seen) = a.request(&run("sleep again")).await.unwrap();
     if !seen.iter().any(|e| matches!(e, Event::ToolCallDone { .. })) {
         seen.extend(events_until(&mut a, |e| matches!(e, Event::ToolCallDone { .. })).await);

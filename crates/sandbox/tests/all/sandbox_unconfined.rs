@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sandbox::{CommandStatus, RunOptions, SandboxPolicy, WriteRoot, run_unconfined};
+use test_support::procs::{gone_within, process_with, sleep_token};
 
 /// A canonical temp dir with `work/` (cwd) and `tmp/` (the pod's tmp dir).
 struct Fixture {
@@ -51,15 +52,6 @@ fn options(timeout: Duration) -> RunOptions {
     }
 }
 
-/// Whether any process has `token` in its command line.
-fn process_with(token: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(token))
-            .unwrap_or(false)
-    })
-}
-
 #[tokio::test]
 async fn runs_in_the_cwd_with_tmpdir_and_interleaved_output() {
     let fx = Fixture::new();
@@ -86,27 +78,27 @@ async fn runs_in_the_cwd_with_tmpdir_and_interleaved_output() {
 #[tokio::test]
 async fn background_jobs_die_when_bash_exits() {
     let fx = Fixture::new();
+    let token = sleep_token(12);
     let out = run_unconfined(
         &fx.policy(),
-        "echo early > early; (sleep 1; echo late > late) & nohup sh -c 'sleep 1; echo late2 > late2' >/dev/null 2>&1 & echo started",
+        &format!("echo early > early; (sleep {token}; echo late > late) & nohup sh -c 'sleep {token}; echo late2 > late2' >/dev/null 2>&1 & echo started"),
         &options(Duration::from_secs(30)),
     )
     .await
     .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(fx.work.join("early").exists());
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // They would sleep 30 s: any still there after 10 s outlived bash.
     assert!(
-        !fx.work.join("late").exists(),
+        gone_within(&token, Duration::from_secs(10)),
         "a background job outlived bash"
     );
-    assert!(!fx.work.join("late2").exists(), "a nohup job outlived bash");
 }
 
 #[tokio::test]
 async fn timeout_kills_the_whole_group_promptly() {
     let fx = Fixture::new();
-    let token = format!("30.{}1", std::process::id());
+    let token = sleep_token(1);
     let started = std::time::Instant::now();
     let out = run_unconfined(
         &fx.policy(),

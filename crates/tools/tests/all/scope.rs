@@ -12,6 +12,8 @@ use std::os::unix::fs::symlink;
 use common::*;
 use manifest::{Permission, Scope, ScopeRule};
 use serde_json::json;
+use std::sync::{Arc, RwLock};
+use tools::ToolContext;
 
 const OUTSIDE_SCOPE: &str = "outside this pod's scope";
 
@@ -63,6 +65,12 @@ fn a_read_deny_hides_content_and_a_write_deny_leaves_read() {
         json!({"path": "secrets/new.txt", "content": "x"}),
     ));
     assert_contains(&e, &["which the manifest denies"]);
+    assert!(!fx.scope.join("secrets/new.txt").exists());
+    assert_eq!(
+        fs::read_dir(fx.scope.join("secrets")).unwrap().count(),
+        1,
+        "nothing new in the denied dir"
+    );
 
     // Write-denied: readable, not writable.
     ok(call(&ctx, "Read", json!({"path": "vendor/lib.txt"})));
@@ -374,6 +382,65 @@ fn a_protected_dir_inside_the_scope_is_never_written() {
     assert!(!fx.scope.join("models").exists());
 }
 
+/// The runtime dir holds every pod's spilled Bash output and private tmp: the
+/// file tools of one pod read only their own part of it (a pod Reads its own
+/// long outputs there), and no walk lists another pod's files.
+#[test]
+fn another_pods_runtime_files_are_hidden_and_its_own_are_not() {
+    let fx = Fixture::new();
+    let runtime = fx.scope.join("run");
+    fx.file("run/victim/bash-output/1.txt", "SECRET from the victim\n");
+    fx.file("run/victim/tmp/note", "SECRET note\n");
+    fx.file("run/me/bash-output/1.txt", "SECRET of my own\n");
+    fx.file("notes.txt", "SECRET in the project\n");
+    let ctx = ToolContext::new(
+        &fx.scope,
+        Arc::new(RwLock::new(fx.write_scope())),
+        vec![runtime.clone()],
+        64 * 1024,
+    )
+    .unwrap()
+    .hiding(&runtime, &runtime.join("me"))
+    .unwrap();
+    for (tool, args) in [
+        ("Read", json!({"path": "run/victim/bash-output/1.txt"})),
+        ("Read", json!({"path": "run/victim/tmp/note"})),
+        ("Grep", json!({"pattern": "SECRET", "path": runtime})),
+        (
+            "Grep",
+            json!({"pattern": "SECRET", "path": "run/victim/tmp/note"}),
+        ),
+        ("Glob", json!({"pattern": "**/*", "path": "run/victim"})),
+    ] {
+        let e = err(call(&ctx, tool, args.clone()));
+        assert_contains(&e, &["refused", "private files", "reads only its own"]);
+        assert!(!e.contains("SECRET"), "{tool} {args}: {e}");
+    }
+    // A walk from above the runtime dir skips it whole.
+    let out = ok(call(&ctx, "Grep", json!({"pattern": "SECRET"})));
+    assert_contains(content(&out), &["notes.txt"]);
+    assert!(!content(&out).contains("run/"), "{}", content(&out));
+    let out = ok(call(&ctx, "Glob", json!({"pattern": "**/*.txt"})));
+    assert!(!content(&out).contains("victim"), "{}", content(&out));
+    // Its own spilled output stays readable and searchable.
+    let out = ok(call(
+        &ctx,
+        "Read",
+        json!({"path": "run/me/bash-output/1.txt"}),
+    ));
+    assert_contains(content(&out), &["SECRET of my own"]);
+    let out = ok(call(
+        &ctx,
+        "Grep",
+        json!({"pattern": "SECRET", "path": "run/me"}),
+    ));
+    assert_contains(content(&out), &["1.txt"]);
+    // A context already handed out cannot be changed.
+    let handed_out = ctx.clone();
+    assert!(ctx.hiding(&runtime, &runtime.join("me")).is_err());
+    drop(handed_out);
+}
+
 #[test]
 fn a_delegated_subtree_is_read_only_until_given_back() {
     let fx = Fixture::new();
@@ -403,6 +470,12 @@ fn a_delegated_subtree_is_read_only_until_given_back() {
         json!({"path": "child/new/x.txt", "content": "x"}),
     ));
     assert_contains(&e, &["delegated to a child pod"]);
+    // Nothing changed on disk while it was delegated.
+    assert_eq!(
+        fs::read_to_string(fx.scope.join("child/work.txt")).unwrap(),
+        "before\n"
+    );
+    assert!(!fx.scope.join("child/new").exists());
     // Still readable.
     ok(call(&ctx, "Read", json!({"path": "child/work.txt"})));
     ctx.scope()
@@ -434,4 +507,12 @@ fn a_read_only_scope_refuses_writes() {
         json!({"path": "a.txt", "content": "b"}),
     ));
     assert_contains(&e, &["write access", OUTSIDE_SCOPE]);
+    assert_eq!(fs::read_to_string(fx.scope.join("a.txt")).unwrap(), "a\n");
+    let e = err(call(
+        &ctx,
+        "Write",
+        json!({"path": "new.txt", "content": "b"}),
+    ));
+    assert_contains(&e, &["write access", OUTSIDE_SCOPE]);
+    assert!(!fx.scope.join("new.txt").exists());
 }

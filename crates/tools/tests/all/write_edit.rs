@@ -75,6 +75,10 @@ fn a_read_by_one_pod_does_not_count_for_another() {
         json!({"path": "a.txt", "content": "x"}),
     ));
     assert_contains(&e, &["Read it first"]);
+    assert_eq!(
+        std::fs::read_to_string(fx.scope.join("a.txt")).unwrap(),
+        "original\n"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pod::client::PodClient;
@@ -250,4 +250,23 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs `pod ARGS` to completion (off the test's runtime, which serves the fake).
+pub(crate) async fn pod(home: &Home, server: &FakeProvider, args: &[&str]) -> Output {
+    let mut c = home.command(&server.base_url());
+    c.args(args);
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A command's exit code, stdout and stderr, for assertion messages.
+pub(crate) fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
