@@ -16,7 +16,8 @@
 //!
 //! Every function here is synchronous and may wait up to the lock timeout (5 s by
 //! default): call it from async code through `tokio::task::spawn_blocking`. Only
-//! [`default_registry_path`] reads the process environment; everything else takes paths.
+//! [`default_registry_path`] reads the process environment (and a save, the chaos
+//! test's failpoint [`lock::FAILPOINT_VAR`]); everything else takes paths.
 //!
 //! What conflicts: two write rules conflict when the sets of paths they cover meet. A
 //! recursive rule covers its root and everything below; a non-recursive rule covers its

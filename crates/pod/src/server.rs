@@ -106,8 +106,8 @@ pub(crate) enum ServeError {
     Session {
         /// The session directory.
         dir: PathBuf,
-        /// What the store said.
-        source: session_store::Error,
+        /// What the store said (boxed: it is large, and the error is rare).
+        source: Box<session_store::Error>,
     },
     /// The manifest's scope is invalid.
     #[error(transparent)]
@@ -395,7 +395,7 @@ fn open_session(spec: &PodSpec) -> Result<Opened, ServeError> {
     let (log, report) =
         SessionWriter::open(&session_dir).map_err(|source| ServeError::Session {
             dir: session_dir.clone(),
-            source,
+            source: Box::new(source),
         })?;
     if let Some(bytes) = &spec.launch_record {
         sys::replace_file(&crate::launch::launch_file(&spec.places, &spec.name), bytes).map_err(

@@ -5,8 +5,14 @@
 //! per-line failures as [`io::ErrorKind::InvalidData`] errors wrapping a
 //! [`LineError`]; after such an error the stream stays usable and the next
 //! call reads the following line.
+//!
+//! Readers may also share a [`LineBudget`], which caps the memory their
+//! unfinished lines hold in all: a server bounds each connection's line, and
+//! the budget bounds what many connections holding long half lines add up to.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,7 +22,95 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 pub const DEFAULT_MAX_LINE_LEN: usize = 1 << 30;
 
 /// Line buffers larger than this are released after use rather than kept.
+///
+/// A reader may keep this much between lines anyway, so a [`LineBudget`] only
+/// counts line buffer capacity past it: ordinary short lines never touch the
+/// budget, and are still read when long half lines have used it all up.
 const KEEP_BUFFER: usize = 64 * 1024;
+
+/// A cap on the bytes the unfinished lines of several readers hold in all.
+///
+/// Shared as an `Arc` by readers made with [`JsonLineReader::with_limits`]. Each
+/// reader holds a share for its line buffer's capacity past the first 64 KiB
+/// (what every reader may keep between lines anyway) and gives it back when
+/// the line is done, discarded, or the reader is dropped. A line that would
+/// take the readers past the limit is refused at once with
+/// [`LineError::OverBudget`], rather than when its end arrives, since its end
+/// may never come.
+#[derive(Debug)]
+pub struct LineBudget {
+    limit: usize,
+    in_use: AtomicUsize,
+}
+
+impl LineBudget {
+    /// A budget of `limit` bytes, none of them in use.
+    pub fn new(limit: usize) -> Self {
+        LineBudget {
+            limit,
+            in_use: AtomicUsize::new(0),
+        }
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The bytes readers hold now (a snapshot: other readers may change it at once).
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` if the total stays within the limit.
+    fn take(&self, bytes: usize) -> bool {
+        // A compare-and-swap loop, so racing readers never pass the limit together.
+        self.in_use
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` taken earlier.
+    fn give_back(&self, bytes: usize) {
+        self.in_use.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The share of a [`LineBudget`] one reader holds; a separate type so that
+/// dropping it gives the share back even when the reader is taken apart by
+/// [`JsonLineReader::into_inner`].
+#[derive(Debug, Default)]
+struct Charge {
+    budget: Option<Arc<LineBudget>>,
+    held: usize,
+}
+
+impl Charge {
+    /// Holds exactly `bytes` of the budget, taking or giving back the
+    /// difference; false, holding what it held, if the budget lacks the room.
+    fn hold(&mut self, bytes: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        if bytes > self.held {
+            if !budget.take(bytes - self.held) {
+                return false;
+            }
+        } else {
+            budget.give_back(self.held - bytes);
+        }
+        self.held = bytes;
+        true
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.hold(0);
+    }
+}
 
 /// Why one line could not be read; the inner error of an `InvalidData` [`io::Error`].
 ///
@@ -28,6 +122,17 @@ pub enum LineError {
     #[error("line longer than the limit of {limit} bytes")]
     TooLong {
         /// The limit in bytes, not counting the line terminator.
+        limit: usize,
+    },
+    /// The line would take the unfinished lines of the readers sharing a
+    /// [`LineBudget`] past its limit. Reported as soon as that happens, not at
+    /// the end of the line; the line is discarded up to its `\n` without a
+    /// second error.
+    #[error(
+        "unfinished lines would hold more than their shared limit of {limit} bytes; this line was discarded"
+    )]
+    OverBudget {
+        /// The budget's limit in bytes.
         limit: usize,
     },
     /// The line is not valid UTF-8.
@@ -63,9 +168,22 @@ pub struct JsonLineReader<R> {
     line: Vec<u8>,
     /// `line` was handed out by the previous call and must be cleared first.
     line_returned: bool,
-    /// The current line went over the limit; its remaining bytes are dropped up to `\n`.
-    discarding: bool,
+    /// Whether the rest of the current line is dropped up to `\n`, and why.
+    discard: Discard,
     max_line_len: usize,
+    /// The budget share `line` holds, if the reader has a budget.
+    charge: Charge,
+}
+
+/// What happens to the bytes of the current line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discard {
+    /// They are kept.
+    No,
+    /// Dropped: the line is over the length limit, reported when it ends.
+    TooLong,
+    /// Dropped: the line went over the budget, which was reported already.
+    Refused,
 }
 
 impl<R: AsyncRead> JsonLineReader<BufReader<R>> {
@@ -77,6 +195,14 @@ impl<R: AsyncRead> JsonLineReader<BufReader<R>> {
     /// Wraps `reader` in a [`BufReader`] with a line limit of `max_line_len` bytes.
     pub fn with_max_line_len(reader: R, max_line_len: usize) -> Self {
         JsonLineReader::from_buf_read_with_max_line_len(BufReader::new(reader), max_line_len)
+    }
+
+    /// Wraps `reader` in a [`BufReader`] with a line limit of `max_line_len`
+    /// bytes, its unfinished line counted against `budget`.
+    pub fn with_limits(reader: R, max_line_len: usize, budget: Arc<LineBudget>) -> Self {
+        let mut this = Self::with_max_line_len(reader, max_line_len);
+        this.charge.budget = Some(budget);
+        this
     }
 }
 
@@ -92,8 +218,9 @@ impl<R> JsonLineReader<R> {
             inner: reader,
             line: Vec::new(),
             line_returned: false,
-            discarding: false,
+            discard: Discard::No,
             max_line_len,
+            charge: Charge::default(),
         }
     }
 
@@ -112,7 +239,7 @@ impl<R> JsonLineReader<R> {
         &mut self.inner
     }
 
-    /// Returns the underlying reader; a partly read line is lost.
+    /// Returns the underlying reader; a partly read line is lost (and its budget share given back).
     pub fn into_inner(self) -> R {
         self.inner
     }
@@ -122,7 +249,8 @@ impl<R: AsyncBufRead + Unpin> JsonLineReader<R> {
     /// Reads the next non-blank line, without its `\n` or `\r\n`; `None` at EOF.
     ///
     /// The bytes are not checked for UTF-8 or JSON. A line over the limit is
-    /// consumed and reported as [`LineError::TooLong`].
+    /// consumed and reported as [`LineError::TooLong`]; one over the budget is
+    /// reported as [`LineError::OverBudget`] as soon as it is, then skipped.
     pub async fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
         if self.line_returned {
             self.reset_line();
@@ -137,13 +265,28 @@ impl<R: AsyncBufRead + Unpin> JsonLineReader<R> {
                 Some(i) => (i, true),
                 None => (available.len(), false),
             };
-            if self.discarding || self.line.len().saturating_add(chunk_len) > buffer_limit {
-                self.reset_line();
-                self.discarding = true;
-            } else {
-                self.line.extend_from_slice(&available[..chunk_len]);
+            let mut refused = false;
+            if self.discard == Discard::No {
+                if self.line.len().saturating_add(chunk_len) > buffer_limit {
+                    self.reset_line();
+                    self.discard = Discard::TooLong;
+                } else if make_room(&mut self.line, &mut self.charge, chunk_len, buffer_limit) {
+                    self.line.extend_from_slice(&available[..chunk_len]);
+                } else {
+                    self.reset_line();
+                    refused = true;
+                }
             }
             self.inner.consume(chunk_len + usize::from(terminated));
+            if refused {
+                if !terminated && !at_eof {
+                    self.discard = Discard::Refused;
+                }
+                // At once, not at the end of the line: a client holding a half
+                // line may never send the rest, and must learn why it failed.
+                let limit = self.charge.budget.as_ref().map_or(0, |b| b.limit());
+                return Err(LineError::OverBudget { limit }.into());
+            }
             if !terminated && !at_eof {
                 continue;
             }
@@ -151,8 +294,10 @@ impl<R: AsyncBufRead + Unpin> JsonLineReader<R> {
             if self.line.last() == Some(&b'\r') {
                 self.line.pop();
             }
-            if self.discarding || self.line.len() > self.max_line_len {
-                self.discarding = false;
+            // A refused line was reported already and `line` is empty: it is
+            // skipped below like a blank line.
+            let discarded = std::mem::replace(&mut self.discard, Discard::No);
+            if discarded == Discard::TooLong || self.line.len() > self.max_line_len {
                 self.reset_line();
                 return Err(LineError::TooLong {
                     limit: self.max_line_len,
@@ -160,7 +305,9 @@ impl<R: AsyncBufRead + Unpin> JsonLineReader<R> {
                 .into());
             }
             if is_blank(&self.line) {
-                self.line.clear();
+                // Reset, not just cleared: a long run of blanks must not keep
+                // its buffer (or budget share) while the client idles.
+                self.reset_line();
                 if at_eof {
                     return Ok(None);
                 }
@@ -193,7 +340,30 @@ impl<R: AsyncBufRead + Unpin> JsonLineReader<R> {
         } else {
             self.line.clear();
         }
+        // What capacity is left is within KEEP_BUFFER, which is not charged.
+        self.charge.hold(0);
     }
+}
+
+/// Makes room in `line` for `extra` more bytes (`limit` at most in all),
+/// holding the budget share the larger buffer needs; false if the budget
+/// cannot give it. Without a budget, `line` grows as any `Vec` does.
+fn make_room(line: &mut Vec<u8>, charge: &mut Charge, extra: usize, limit: usize) -> bool {
+    let needed = line.len().saturating_add(extra);
+    if needed <= line.capacity() || charge.budget.is_none() {
+        return true;
+    }
+    // Doubling, like `Vec`, keeps appending linear; the budget is charged
+    // for the capacity actually allocated, not just the bytes read. When
+    // the budget cannot cover doubling, just what is needed will do.
+    let doubled = line.capacity().saturating_mul(2).min(limit).max(needed);
+    for target in [doubled, needed] {
+        if charge.hold(target.saturating_sub(KEEP_BUFFER)) {
+            line.reserve_exact(target - line.len());
+            return true;
+        }
+    }
+    false
 }
 
 fn find_newline(bytes: &[u8]) -> Option<usize> {
@@ -272,5 +442,200 @@ impl<W: AsyncWrite + Unpin> JsonLineWriter<W> {
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf = Vec::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Poll, Waker};
+
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// Serves the bytes pushed into it, then waits (pending) for more, or ends
+    /// once `eof` is set: a socket whose client holds a half line.
+    #[derive(Default)]
+    struct Feed {
+        data: Vec<u8>,
+        pos: usize,
+        eof: bool,
+    }
+
+    impl AsyncRead for Feed {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let rest = &self.data[self.pos..];
+            if rest.is_empty() && !self.eof {
+                // Nothing wakes us: the tests poll by hand.
+                return Poll::Pending;
+            }
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    type Reader = JsonLineReader<BufReader<Feed>>;
+
+    fn reader(budget: &Arc<LineBudget>, max_line_len: usize) -> Reader {
+        JsonLineReader::with_limits(Feed::default(), max_line_len, budget.clone())
+    }
+
+    fn push(reader: &mut Reader, bytes: &[u8]) {
+        reader.get_mut().get_mut().data.extend_from_slice(bytes);
+    }
+
+    fn end(reader: &mut Reader) {
+        reader.get_mut().get_mut().eof = true;
+    }
+
+    /// Polls `next_line` once: what it returns without waiting for more input.
+    fn poll_line(reader: &mut Reader) -> Poll<io::Result<Option<Vec<u8>>>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(reader.next_line()).as_mut().poll(&mut cx) {
+            Poll::Ready(r) => Poll::Ready(r.map(|line| line.map(<[u8]>::to_vec))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn line_of(len: usize, fill: u8) -> Vec<u8> {
+        let mut line = b"{\"s\":\"".to_vec();
+        line.resize(len, fill);
+        line
+    }
+
+    #[test]
+    fn a_half_line_past_the_shared_budget_is_refused_at_once_and_skipped() {
+        let limit = 4 * KEEP_BUFFER;
+        let budget = Arc::new(LineBudget::new(limit));
+        let mut a = reader(&budget, 1 << 20);
+        let mut b = reader(&budget, 1 << 20);
+
+        // `a` holds a long half line: within the budget, so it waits for more.
+        let a_line = line_of(3 * KEEP_BUFFER, b'a');
+        push(&mut a, &a_line);
+        assert!(poll_line(&mut a).is_pending());
+        let held_by_a = budget.in_use();
+        assert!(held_by_a > 0 && held_by_a <= limit, "{held_by_a}");
+
+        // `b`'s half line would pass the budget: refused before its end arrives.
+        push(&mut b, &line_of(3 * KEEP_BUFFER, b'b'));
+        let Poll::Ready(Err(err)) = poll_line(&mut b) else {
+            panic!("the half line over the budget was not refused at once");
+        };
+        assert!(
+            matches!(LineError::from_io(&err), Some(LineError::OverBudget { limit: l }) if *l == limit),
+            "{err}"
+        );
+        assert_eq!(budget.in_use(), held_by_a, "b gave its share back");
+
+        // The rest of `b`'s line is dropped without a second error; the next line reads fine.
+        push(&mut b, &[b'b'; 1000]);
+        assert!(poll_line(&mut b).is_pending());
+        push(&mut b, b"\"}\n{\"n\":2}\n");
+        assert_eq!(
+            poll_line(&mut b).map(Result::unwrap),
+            Poll::Ready(Some(b"{\"n\":2}".to_vec()))
+        );
+
+        // `a` was not disturbed: its line arrives whole.
+        push(&mut a, b"\"}\n");
+        let mut want = a_line;
+        want.extend_from_slice(b"\"}");
+        assert_eq!(
+            poll_line(&mut a).map(Result::unwrap),
+            Poll::Ready(Some(want))
+        );
+
+        // Both done: nothing is held any more.
+        end(&mut a);
+        end(&mut b);
+        assert_eq!(poll_line(&mut a).map(Result::unwrap), Poll::Ready(None));
+        assert_eq!(poll_line(&mut b).map(Result::unwrap), Poll::Ready(None));
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[test]
+    fn the_budget_is_given_back_after_lines_errors_and_drops() {
+        let budget = Arc::new(LineBudget::new(8 * KEEP_BUFFER));
+        let long = line_of(3 * KEEP_BUFFER, b'x');
+
+        // A complete long line: held while it is handed out, given back once consumed.
+        let mut r = reader(&budget, 1 << 20);
+        push(&mut r, &long);
+        push(&mut r, b"\n{}\n");
+        assert_eq!(
+            poll_line(&mut r).map(Result::unwrap),
+            Poll::Ready(Some(long.clone()))
+        );
+        assert!(budget.in_use() > 0);
+        assert_eq!(
+            poll_line(&mut r).map(Result::unwrap),
+            Poll::Ready(Some(b"{}".to_vec()))
+        );
+        assert_eq!(budget.in_use(), 0, "after a complete line");
+
+        // A line over the length limit: nothing held after its error.
+        let mut r = reader(&budget, 2 * KEEP_BUFFER);
+        push(&mut r, &long);
+        push(&mut r, b"\n");
+        let Poll::Ready(Err(err)) = poll_line(&mut r) else {
+            panic!("an over-long line was accepted");
+        };
+        assert!(matches!(
+            LineError::from_io(&err),
+            Some(LineError::TooLong { .. })
+        ));
+        assert_eq!(budget.in_use(), 0, "after a too-long line");
+
+        // A line over the budget: nothing held after its error.
+        let small = Arc::new(LineBudget::new(KEEP_BUFFER));
+        let mut r = reader(&small, 1 << 20);
+        push(&mut r, &long);
+        let Poll::Ready(Err(err)) = poll_line(&mut r) else {
+            panic!("a line over the budget was accepted");
+        };
+        assert!(matches!(
+            LineError::from_io(&err),
+            Some(LineError::OverBudget { .. })
+        ));
+        assert_eq!(small.in_use(), 0, "after a refused line");
+
+        // A reader dropped, or taken apart, in the middle of a long line.
+        let mut r = reader(&budget, 1 << 20);
+        push(&mut r, &long);
+        assert!(poll_line(&mut r).is_pending());
+        assert!(budget.in_use() > 0);
+        drop(r);
+        assert_eq!(budget.in_use(), 0, "after a drop mid-line");
+        let mut r = reader(&budget, 1 << 20);
+        push(&mut r, &long);
+        assert!(poll_line(&mut r).is_pending());
+        assert!(budget.in_use() > 0);
+        drop(r.into_inner());
+        assert_eq!(budget.in_use(), 0, "after into_inner mid-line");
+    }
+
+    #[test]
+    fn short_lines_never_touch_the_budget() {
+        // Even with the budget used up by others, lines within KEEP_BUFFER are read.
+        let budget = Arc::new(LineBudget::new(0));
+        let mut r = reader(&budget, 1 << 20);
+        let line = line_of(KEEP_BUFFER - 1, b'x');
+        push(&mut r, &line);
+        push(&mut r, b"\n");
+        assert_eq!(
+            poll_line(&mut r).map(Result::unwrap),
+            Poll::Ready(Some(line))
+        );
+        assert_eq!(budget.in_use(), 0);
     }
 }

@@ -29,14 +29,15 @@ const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 const MAX_THREADS: usize = 4;
 
 /// A hash as the 64 lowercase hex digits stored in `prev`.
-type HexHash = [u8; 64];
+pub(crate) type HexHash = [u8; 64];
 
 /// Lowercase hex SHA-256 of one line (without its `\n`), as stored in `prev`.
 pub fn line_hash(line: &[u8]) -> String {
     String::from_utf8_lossy(&hex_hash(line)).into_owned()
 }
 
-fn hex_hash(line: &[u8]) -> HexHash {
+/// Lowercase hex SHA-256 of one line (without its `\n`), as ASCII bytes.
+pub(crate) fn hex_hash(line: &[u8]) -> HexHash {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest: [u8; 32] = Sha256::digest(line).into();
     let mut out = [0u8; 64];
@@ -77,6 +78,12 @@ impl ChainPoint {
     pub(crate) fn prev(&self) -> String {
         String::from_utf8_lossy(&self.prev).into_owned()
     }
+
+    /// `prev` of the next entry, as ASCII bytes: the hash of the line with seq
+    /// `next_seq - 1`.
+    pub(crate) fn prev_bytes(&self) -> &HexHash {
+        &self.prev
+    }
 }
 
 /// How to check one segment.
@@ -96,6 +103,26 @@ pub(crate) struct SegmentCheck<'a> {
 /// Everything after it is an incomplete (torn) tail, including a run of NULs.
 pub(crate) fn complete_len(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// Checks a segment that has no complete line (`complete_len(bytes) == 0`). A crash
+/// can leave it empty, or holding the start of its first line: a prefix of JSON that
+/// begins with `{`, with no NUL and no newline. Any other bytes (a block of NULs,
+/// text that is not a log line) cannot come from a torn write; treating them as one
+/// would cut a damaged log to nothing, so they are refused as corruption of line 1.
+pub(crate) fn check_incomplete_segment(bytes: &[u8], file: &Path) -> Result<()> {
+    let torn_first_line = bytes.first() == Some(&b'{') && !bytes.contains(&0);
+    if bytes.is_empty() || torn_first_line {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        file: file.to_owned(),
+        line: 1,
+        problem: Corruption::NoCompleteLine {
+            bytes: bytes.len() as u64,
+            nuls: bytes.iter().filter(|&&b| b == 0).count() as u64,
+        },
+    })
 }
 
 /// Turns `complete` (the complete part of a segment, see [`complete_len`]) into text,
@@ -319,6 +346,49 @@ mod tests {
         assert_eq!(complete_len(b"a\nb"), 2);
         assert_eq!(complete_len(b"a\nb\n"), 4);
         assert_eq!(complete_len(b"a\n\0\0\0"), 2);
+    }
+
+    #[test]
+    fn only_empty_or_a_torn_first_line_may_lack_a_complete_line() {
+        let file = Path::new("000001.jsonl");
+        for ok in [
+            &b""[..],
+            b"{",
+            br#"{"kind":"user_input","seq":1,"pr"#,
+            b"{\xe2\x82",
+        ] {
+            assert!(check_incomplete_segment(ok, file).is_ok(), "{ok:?}");
+        }
+        for (bad, nuls) in [
+            (&[0u8; 2053][..], 2053),
+            (b"{\"kind\"\0\0\0", 3),
+            (b"garbage without a newline", 0),
+            (b" {", 0),
+        ] {
+            let err = check_incomplete_segment(bad, file).unwrap_err();
+            let Error::Corrupt { line, problem, .. } = &err else {
+                panic!("not corruption: {err}");
+            };
+            assert_eq!(*line, 1);
+            assert_eq!(
+                *problem,
+                Corruption::NoCompleteLine {
+                    bytes: bad.len() as u64,
+                    nuls
+                }
+            );
+        }
+        let message = check_incomplete_segment(&[0u8; 2053], file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(
+                "line 1: no complete first line: 2053 bytes that are not the start of a log \
+                 line (all of them NUL bytes)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("nothing was changed"), "{message}");
     }
 
     #[test]

@@ -74,6 +74,25 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The log no longer matches the chain head recorded at the last sync: a line that
+    /// was synced has been edited or removed since. Nothing was modified.
+    #[error(
+        "session {}: the log does not match the head recorded at its last sync ({}): {problem}. \
+         A crash cannot cause this: the session was changed after it was synced. Nothing was \
+         changed; inspect the log, then restore the session from a backup or move the \
+         session directory aside (if you edited the log on purpose and want to keep it, \
+         delete {} and open it again)",
+        dir.display(),
+        dir.join(crate::HEAD_FILE_NAME).display(),
+        dir.join(crate::HEAD_FILE_NAME).display()
+    )]
+    Tampered {
+        /// The session directory (the head is its file `head`).
+        dir: PathBuf,
+        /// What differs.
+        problem: Tampering,
+    },
+
     /// An earlier failure left the writer in an unknown state; it refuses further writes.
     #[error(
         "session writer for {} refuses to write after an earlier failure ({reason}); close it \
@@ -119,6 +138,14 @@ pub enum Corruption {
     NewerFormat(u32),
     /// An entry kind this build does not know (only the writer refuses these).
     UnknownKind(String),
+    /// The file has bytes but no complete line, and they are not the start of a log
+    /// line (a crash during the first write leaves `{` and no NUL or newline).
+    NoCompleteLine {
+        /// Length of the file.
+        bytes: u64,
+        /// How many of those bytes are NUL.
+        nuls: u64,
+    },
 }
 
 impl Corruption {
@@ -128,6 +155,14 @@ impl Corruption {
             Corruption::NewerFormat(_) | Corruption::UnknownKind(_) => {
                 "The session was written by a newer version of pods; use that version to \
                  continue it (this one can still read it with a SessionReader). Nothing was changed."
+            }
+            Corruption::NoCompleteLine { .. } => {
+                "A crash leaves at most the start of a line (`{` and no NUL byte), so this is \
+                 damage or a file that is not a session log, and it is never repaired \
+                 automatically; nothing was changed. Inspect the file, then restore it from a \
+                 backup or move the session directory aside (some filesystems zero-fill a new \
+                 file whose first writes were not synced yet when the machine lost power; then \
+                 nothing in it had been synced)."
             }
             _ => {
                 "The line is complete, so this is damage, not a torn write, and it is never \
@@ -162,6 +197,97 @@ impl std::fmt::Display for Corruption {
                 crate::FORMAT_VERSION
             ),
             Corruption::UnknownKind(kind) => write!(f, "unknown entry kind `{kind}`"),
+            Corruption::NoCompleteLine { bytes, nuls } => {
+                write!(
+                    f,
+                    "no complete first line: {bytes} bytes that are not the start of a log line"
+                )?;
+                match *nuls {
+                    0 => Ok(()),
+                    n if n == *bytes => write!(f, " (all of them NUL bytes)"),
+                    n => write!(f, " ({n} of them NUL bytes)"),
+                }
+            }
+        }
+    }
+}
+
+/// How a session log differs from the chain head its writer recorded at the last
+/// sync (see [`Error::Tampered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tampering {
+    /// The line the head names hashes differently now: it was edited.
+    Edited {
+        /// Its sequence number.
+        seq: u64,
+        /// The current segment file.
+        file: PathBuf,
+        /// The line's 1-based number in `file`, or `None` when it is the last line
+        /// of an earlier segment (the one `file`'s `segment_start` chains to).
+        line: Option<u64>,
+        /// The hash recorded in the head.
+        recorded: String,
+        /// The hash of the line as it is now.
+        found: String,
+    },
+    /// The head names a line past the end of the log: synced lines were removed.
+    Removed {
+        /// The sequence number the head names.
+        seq: u64,
+        /// The sequence number of the log's last complete line (0 if none).
+        last: u64,
+    },
+    /// The head names a line before the current segment's start, so the current
+    /// segment was replaced or the head is stale.
+    BeforeSegment {
+        /// The sequence number the head names.
+        seq: u64,
+        /// The current segment file.
+        file: PathBuf,
+        /// The sequence number of its first line.
+        first: u64,
+    },
+    /// The head file cannot be read as a head.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Tampering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tampering::Edited {
+                seq,
+                file,
+                line,
+                recorded,
+                found,
+            } => {
+                match line {
+                    Some(line) => write!(f, "line {line} of {} (seq {seq})", file.display())?,
+                    None => write!(
+                        f,
+                        "the last entry before {} (seq {seq}, the line its segment_start \
+                         chains to)",
+                        file.display()
+                    )?,
+                }
+                write!(
+                    f,
+                    " hashes to {found}, but it hashed to {recorded} when it was synced: it \
+                     was edited"
+                )
+            }
+            Tampering::Removed { seq, last } => write!(
+                f,
+                "the entry with seq {seq} was synced, but the log now ends at seq {last}: \
+                 entries were removed"
+            ),
+            Tampering::BeforeSegment { seq, file, first } => write!(
+                f,
+                "the head names seq {seq}, but the current segment {} starts at seq {first}, \
+                 so it cannot follow the synced log",
+                file.display()
+            ),
+            Tampering::Unreadable(why) => write!(f, "the head file is not a valid head: {why}"),
         }
     }
 }

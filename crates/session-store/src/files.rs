@@ -3,18 +3,34 @@
 //!
 //! A session directory holds `lock` (the writer's flock target; never a segment,
 //! never deleted), the segments `000001.jsonl`, `000002.jsonl`, ... (six digits at
-//! least, more once past 999999), and transiently `<segment>.tmp` while a new
-//! segment is being created (written, fsynced, then renamed into place so a segment
-//! file never exists without its `segment_start`).
+//! least, more once past 999999), `head` (the chain head recorded at the last sync,
+//! see `head.rs`), and transiently `<segment>.tmp` while a new segment is being
+//! created (written, fsynced, then renamed into place so a segment file never exists
+//! without its `segment_start`) and `head.tmp` while the head is replaced.
+//!
+//! Segments hold whole conversations, so the directory is private to its owner:
+//! created 0700, its files 0600, with explicit modes so the umask cannot widen them
+//! (it can only take bits away).
 
-use std::fs::File;
+use std::fs::{DirBuilder, File, Permissions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Name of the writer's lock file inside a session directory.
 pub const LOCK_FILE_NAME: &str = "lock";
+
+/// Name of the file inside a session directory that records the chain head (seq and
+/// hash of the last line) as of the writer's last sync.
+pub const HEAD_FILE_NAME: &str = "head";
+
+/// Mode of a session directory (and of the parents the writer creates for it).
+pub(crate) const DIR_MODE: u32 = 0o700;
+
+/// Mode of every file in a session directory.
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// Suffix of a segment being created.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
@@ -131,8 +147,9 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
-/// Creates `dir` and any missing parents, fsyncing the parent of each one created.
-/// Returns whether anything was created.
+/// Creates `dir` and any missing parents (mode 0700: the parents are usually the
+/// `sessions` directory, which lists who talked to what), fsyncing the parent of
+/// each one created. Returns whether anything was created.
 pub(crate) fn create_dir_durably(dir: &Path) -> Result<bool> {
     if dir.is_dir() {
         return Ok(false);
@@ -146,7 +163,11 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<bool> {
         missing.push(path);
         at = path.parent();
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create session directory", dir, e))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| Error::io("create session directory", dir, e))?;
     for path in missing.iter().rev() {
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -154,6 +175,23 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<bool> {
         };
         fsync_dir(parent)?;
     }
+    Ok(true)
+}
+
+/// Sets `file` (open at `path`) to `mode` if group or others have any access to
+/// it, which a file made by an older version or by hand under a loose umask may
+/// give. Returns whether it changed anything.
+pub(crate) fn restrict(file: &File, path: &Path, mode: u32) -> Result<bool> {
+    let current = file
+        .metadata()
+        .map_err(|e| Error::io("read the permissions of", path, e))?
+        .permissions()
+        .mode();
+    if current & 0o077 == 0 {
+        return Ok(false);
+    }
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| Error::io("restrict the permissions of", path, e))?;
     Ok(true)
 }
 

@@ -4,7 +4,8 @@
 //! A reader never modifies anything and takes no lock, so it works while the
 //! session's writer is appending. It sees a prefix of the log: every append is one
 //! `write(2)` ending in `\n`, so a line is either complete or (while being written)
-//! an incomplete tail, which the reader ignores. Complete lines are verified exactly
+//! an incomplete tail, which the reader ignores (a segment with no complete line must
+//! be empty or a torn first line, as for the writer). Complete lines are verified exactly
 //! as the writer verifies them, except that entries of unknown kinds and segments of
 //! a newer format version are accepted (shown as far as they decode).
 
@@ -137,7 +138,13 @@ pub fn read_session(dir: impl AsRef<Path>) -> Result<SessionLog> {
 fn read_segment(dir: &Path, number: u32, start: ChainPoint) -> Result<(SegmentLog, ChainPoint)> {
     let path = dir.join(segment_file_name(number));
     let mut bytes = files::read_segment(&path)?;
-    bytes.truncate(chain::complete_len(&bytes));
+    let complete = chain::complete_len(&bytes);
+    if complete == 0 {
+        // Not an empty segment: bytes no writer or crash leaves are damage, which the
+        // writer refuses too.
+        chain::check_incomplete_segment(&bytes, &path)?;
+    }
+    bytes.truncate(complete);
     let text = Arc::new(chain::into_text(bytes, &path)?);
     let check = SegmentCheck {
         file: &path,
@@ -174,6 +181,9 @@ pub(crate) fn chain_before(dir: &Path, number: u32) -> Result<ChainPoint> {
             });
         }
         let Some(line) = files::last_complete_line(&path)? else {
+            // Skipped only if it really holds nothing (segment 1 of a session compacted
+            // before its first entry): damage must not be passed over.
+            chain::check_incomplete_segment(&files::read_segment(&path)?, &path)?;
             continue;
         };
         let entry: LogEntry = serde_json::from_str(&line).map_err(|e| {

@@ -14,10 +14,16 @@
 //!
 //! Durability: after `append` returns, the line is in the kernel (nothing is buffered
 //! in userspace), which survives kill -9. [`SessionWriter::sync`] (fdatasync) makes it
-//! survive power loss; the pod calls it at every invocation end and on shutdown.
+//! survive power loss; the pod calls it at every invocation end and on shutdown. Each
+//! sync then records the chain head (`head.rs`), so that an edit of the last synced
+//! line, which nothing chains to, is caught on the next open.
+//!
+//! Privacy: segments hold whole conversations, so the writer creates the session
+//! directory 0700 and every file 0600, and tightens older ones when it opens them.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +32,10 @@ use llm_types::Item;
 use crate::chain::{self, ChainPoint, SegmentCheck};
 use crate::entry::{EntryBody, LogEntry, LoggedItem};
 use crate::error::{Error, Result};
-use crate::files::{self, LOCK_FILE_NAME, TEMP_SUFFIX, segment_file_name};
+use crate::files::{
+    self, DIR_MODE, FILE_MODE, HEAD_FILE_NAME, LOCK_FILE_NAME, TEMP_SUFFIX, segment_file_name,
+};
+use crate::head::{self, Head};
 use crate::line::LogLine;
 use crate::replay::Replay;
 use sys::now_ms;
@@ -65,8 +74,11 @@ pub struct OpenReport {
     /// Torn tails that were cut (at most one in practice).
     pub cuts: Vec<TailCut>,
     /// Files removed: a leftover `*.jsonl.tmp` of an interrupted `start_segment`, or
-    /// a later segment left empty by a crash.
+    /// a later segment a crash left empty (or holding only the start of its first line).
     pub removed: Vec<PathBuf>,
+    /// The session directory and files whose permissions let group or others in and
+    /// were tightened to 0700 (the directory) or 0600 (files).
+    pub tightened: Vec<PathBuf>,
 }
 
 /// The single writer of a session log. See the module docs for its invariants.
@@ -83,6 +95,9 @@ pub struct SessionWriter {
     chain: ChainPoint,
     lines: Vec<LogLine>,
     replay: Replay,
+    /// The seq the head file records, when known to be the current one: a sync with
+    /// nothing appended since then need not rewrite it.
+    recorded_head: Option<u64>,
     poisoned: Option<String>,
 }
 
@@ -91,8 +106,12 @@ impl SessionWriter {
     ///
     /// Takes the session's lock (failing with [`Error::Locked`] if another process
     /// holds it), verifies every complete line of the last segment (and its link to
-    /// the previous segment), then cuts a torn tail. A complete line that does not
-    /// parse or chain fails with [`Error::Corrupt`] and nothing is modified.
+    /// the previous segment) and that the line the head recorded at the last sync is
+    /// unchanged, then cuts a torn tail and tightens loose permissions. A complete
+    /// line that does not parse or chain, or a segment holding bytes that are neither
+    /// lines nor a torn first line, fails with [`Error::Corrupt`]; a synced line that
+    /// was edited or removed fails with [`Error::Tampered`]; either way nothing is
+    /// modified.
     pub fn open(dir: impl AsRef<Path>) -> Result<(SessionWriter, OpenReport)> {
         let dir = dir.as_ref().to_owned();
         let created_dir = files::create_dir_durably(&dir)?;
@@ -111,6 +130,10 @@ impl SessionWriter {
             let mut bytes = files::read_segment(&path)?;
             let on_disk = bytes.len() as u64;
             let complete = chain::complete_len(&bytes);
+            if complete == 0 {
+                // Only what a crash can leave is cut or removed below.
+                chain::check_incomplete_segment(&bytes, &path)?;
+            }
             if complete == 0 && number > 1 {
                 // A later segment without even its segment_start holds nothing
                 // committed (start_segment renames it into place only after writing
@@ -123,9 +146,11 @@ impl SessionWriter {
             let loaded = load_segment(&dir, number, &path, bytes)?;
             break Some((loaded, on_disk));
         };
+        let recorded_head = check_head(&dir, found.as_ref().map(|(loaded, _)| loaded))?;
 
-        // Verified. Now remove leftovers (temporary files of an interrupted
-        // start_segment, empty later segments) and cut the torn tail.
+        // Verified. Now tighten permissions, remove leftovers (temporary files of an
+        // interrupted start_segment, empty later segments) and cut the torn tail.
+        let tightened = tighten(&dir, &lock, &segments)?;
         for path in &to_remove {
             std::fs::remove_file(path).map_err(|e| Error::io("remove leftover", path, e))?;
         }
@@ -159,6 +184,7 @@ impl SessionWriter {
             next_seq: current.chain.next_seq,
             cuts,
             removed: to_remove,
+            tightened,
         };
         let writer = SessionWriter {
             dir,
@@ -170,6 +196,7 @@ impl SessionWriter {
             chain: current.chain,
             lines: current.lines,
             replay: current.replay,
+            recorded_head,
             poisoned: None,
         };
         Ok((writer, report))
@@ -223,6 +250,7 @@ impl SessionWriter {
             let file = OpenOptions::new()
                 .append(true)
                 .create_new(true)
+                .mode(FILE_MODE)
                 .open(&temp)?;
             write_once(&file, encoded.as_bytes())?;
             file.sync_data()?;
@@ -252,7 +280,11 @@ impl SessionWriter {
         Ok(committed)
     }
 
-    /// fdatasyncs the current segment: everything appended so far survives power loss.
+    /// fdatasyncs the current segment, so everything appended so far survives power
+    /// loss, then records the chain head (the last line's seq and hash) in `head`.
+    ///
+    /// If only recording the head fails, the error is returned but the writer goes
+    /// on: the previous head still names a line that is on disk unchanged.
     pub fn sync(&mut self) -> Result<()> {
         self.check_poisoned()?;
         if let Err(e) = self.file.sync_data() {
@@ -260,6 +292,13 @@ impl SessionWriter {
             // is on disk is unknown: refuse to go on as if nothing happened.
             self.poisoned = Some(format!("fdatasync failed: {e}"));
             return Err(Error::io("fdatasync segment", &self.segment_path, e));
+        }
+        // Only now: the head must never name a line that is not on disk.
+        let head = Head::of(&self.chain);
+        if self.recorded_head != Some(head.seq) {
+            self.recorded_head = None;
+            head::write_head(&self.dir, &head)?;
+            self.recorded_head = Some(head.seq);
         }
         Ok(())
     }
@@ -381,6 +420,7 @@ fn take_lock(dir: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
     match file.try_lock() {
@@ -398,6 +438,8 @@ struct Loaded {
     number: u32,
     path: PathBuf,
     len: u64,
+    /// Where the chain stood before its first line.
+    start: ChainPoint,
     chain: ChainPoint,
     lines: Vec<LogLine>,
     replay: Replay,
@@ -409,6 +451,7 @@ fn new_first_segment(dir: &Path) -> Result<Loaded> {
     OpenOptions::new()
         .append(true)
         .create(true)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(|e| Error::io("create segment", &path, e))?;
     files::fsync_dir(dir)?;
@@ -416,6 +459,7 @@ fn new_first_segment(dir: &Path) -> Result<Loaded> {
         number: 1,
         path,
         len: 0,
+        start: ChainPoint::genesis(),
         chain: ChainPoint::genesis(),
         lines: Vec::new(),
         replay: Replay::default(),
@@ -434,7 +478,7 @@ fn load_segment(dir: &Path, number: u32, path: &Path, complete: Vec<u8>) -> Resu
     };
     let mut lines = Vec::new();
     let mut replay = Replay::default();
-    let chain = chain::verify_lines(text, &check, start, |line, entry| {
+    let chain = chain::verify_lines(text, &check, start.clone(), |line, entry| {
         lines.push(line);
         replay.apply(entry);
     })?;
@@ -442,10 +486,65 @@ fn load_segment(dir: &Path, number: u32, path: &Path, complete: Vec<u8>) -> Resu
         number,
         path: path.to_owned(),
         len,
+        start,
         chain,
         lines,
         replay,
     })
+}
+
+/// Checks the head recorded at the last sync, if any, against the verified current
+/// segment (`None`: the session has no segment yet). Returns the recorded seq when it
+/// names the segment's last line, so the next sync need not rewrite it.
+fn check_head(dir: &Path, current: Option<&Loaded>) -> Result<Option<u64>> {
+    let Some(recorded) = head::read_head(dir)? else {
+        // Written before heads existed, or never synced: nothing to compare with.
+        return Ok(None);
+    };
+    let genesis = ChainPoint::genesis();
+    let first_segment = dir.join(segment_file_name(1));
+    let (file, start, lines, chain) = match current {
+        Some(loaded) => (
+            loaded.path.as_path(),
+            &loaded.start,
+            &loaded.lines[..],
+            &loaded.chain,
+        ),
+        None => (first_segment.as_path(), &genesis, &[][..], &genesis),
+    };
+    head::verify_head(dir, &recorded, file, start, lines)?;
+    Ok((recorded == Head::of(chain)).then_some(recorded.seq))
+}
+
+/// Tightens the permissions of the session directory, its lock, its segments
+/// `1..=last` and its head to 0700 / 0600 where group or others have access (a
+/// session written by an older version, or created by hand). Returns what changed.
+fn tighten(dir: &Path, lock: &File, segments: &[u32]) -> Result<Vec<PathBuf>> {
+    let mut tightened = Vec::new();
+    let handle = File::open(dir).map_err(|e| Error::io("open session directory", dir, e))?;
+    if files::restrict(&handle, dir, DIR_MODE)? {
+        tightened.push(dir.to_owned());
+    }
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    if files::restrict(lock, &lock_path, FILE_MODE)? {
+        tightened.push(lock_path);
+    }
+    let head_path = dir.join(HEAD_FILE_NAME);
+    let others = segments
+        .iter()
+        .map(|&number| (dir.join(segment_file_name(number)), true))
+        .chain([(head_path, false)]);
+    for (path, must_exist) in others {
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if !must_exist && e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open to check the permissions of", &path, e)),
+        };
+        if files::restrict(&file, &path, FILE_MODE)? {
+            tightened.push(path);
+        }
+    }
+    Ok(tightened)
 }
 
 /// Cuts a segment back to `len` bytes and makes the cut durable.

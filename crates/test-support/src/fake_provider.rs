@@ -200,6 +200,8 @@ struct State {
     hold: Duration,
     /// Answer requests that break their scheme's history rules with 400.
     strict: bool,
+    /// The answer to a request nothing was queued for (after its hold).
+    fallback: Option<Scripted>,
     /// Answer requests over this many tokens (⌈bytes / 4⌉) with the scheme's
     /// real length error.
     window: Option<u64>,
@@ -335,6 +337,13 @@ impl FakeProvider {
         lock(&self.state).hold = hold;
     }
 
+    /// Answers every request that finds nothing queued for it (after the
+    /// hold) with `response` instead of an error: for tests where pods make
+    /// requests at moments the test cannot script (reports waking a parent).
+    pub fn answer_unscripted_with(&self, response: Scripted) {
+        lock(&self.state).fallback = Some(response);
+    }
+
     /// How many scripted responses are still queued.
     pub fn pending(&self) -> usize {
         let st = lock(&self.state);
@@ -417,7 +426,9 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         }
         scripted = lock(&state).take_for(&body);
     }
-    let scripted = scripted.map(|s| s.count_input(body.len()));
+    let scripted = scripted
+        .or_else(|| lock(&state).fallback.clone())
+        .map(|s| s.count_input(body.len()));
     let _ = answer(&mut stream, scripted).await;
 }
 

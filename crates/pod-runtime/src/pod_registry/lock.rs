@@ -164,7 +164,7 @@ impl LockFileGuard {
 
     /// Writes `registry` crash-safely (temp file, fsync, rename, fsync of the directory).
     pub fn save(&mut self, registry: &Registry) -> Result<(), RegistryError> {
-        self.save_with_pre_rename_hook(registry, &mut |_| {})
+        self.save_with_pre_rename_hook(registry, &mut |_| failpoint_mid_save())
     }
 
     /// [`LockFileGuard::save`] calling `hook` with the temp file's path after it is
@@ -177,6 +177,19 @@ impl LockFileGuard {
     ) -> Result<(), RegistryError> {
         let bytes = registry.to_json()?;
         write_atomically(&self.registry_path, &bytes, hook)
+    }
+}
+
+/// The environment variable of the test-only failpoint below, and its value.
+pub const FAILPOINT_VAR: (&str, &str) = ("POD_FAILPOINT", "registry-mid-save");
+
+/// A test-only failpoint: with `POD_FAILPOINT=registry-mid-save` the process
+/// kills itself (SIGKILL) after writing the new registry and before renaming
+/// it into place, as a crash there would; the chaos test sets it, nothing
+/// else does.
+fn failpoint_mid_save() {
+    if std::env::var_os(FAILPOINT_VAR.0).is_some_and(|v| v == FAILPOINT_VAR.1) {
+        let _ = sys::kill(std::process::id());
     }
 }
 

@@ -7,10 +7,11 @@
 //! line fully written is processed even if the client is gone by then, and a
 //! huge snapshot being written does not delay reading methods.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::stream::{JsonLineReader, LineError};
-use protocol::{ErrorCode, Event, Method};
+use protocol::stream::{JsonLineReader, LineBudget, LineError};
+use protocol::{ErrorCode, Event, Method, Segment};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +22,12 @@ use crate::state::{ReplayStep, SharedState, event_line, lock};
 /// The longest method line a pod reads (16 MiB); longer lines are discarded as
 /// they stream in and answered with `invalid_request`.
 pub(crate) const MAX_METHOD_LINE: usize = 16 * 1024 * 1024;
+
+/// What the unfinished method lines of all of a pod's connections may hold in
+/// all (64 MiB): without it, many clients each holding a half line just under
+/// [`MAX_METHOD_LINE`] grow the pod without bound. A line that would pass it
+/// is answered with `invalid_request` at once and skipped.
+pub(crate) const MAX_UNFINISHED_METHODS: usize = 64 * 1024 * 1024;
 
 /// Answers the writer holds before the reader waits (per connection).
 const REPLY_QUEUE: usize = 64;
@@ -52,6 +59,12 @@ pub(crate) enum MethodError {
     /// JSON, but not a method object.
     #[error("not a method (expected {{\"method\":...,\"params\":...}}): {0}")]
     NotAMethod(serde_json::Error),
+    /// A `run` whose input is only segments of kinds this pod does not know.
+    #[error(
+        "`run` input has only segments of a kind this pod does not know ({}); it knows text, file_ref and paste",
+        .0.join(", ")
+    )]
+    UnknownSegments(Vec<String>),
 }
 
 /// Decodes one method line.
@@ -62,10 +75,29 @@ pub(crate) fn decode_method(line: &[u8]) -> Result<Method, MethodError> {
         .get("method")
         .and_then(|m| m.as_str())
         .map(str::to_owned);
-    serde_json::from_value::<Method>(value).map_err(|source| match name {
+    // Unknown segment kinds decode to `Segment::Unknown` (forward
+    // compatibility); their names are kept here for the error below.
+    let unknown: Vec<String> = match (name.as_deref(), value.pointer("/params/input")) {
+        (Some("run"), Some(serde_json::Value::Array(input))) => input
+            .iter()
+            .filter_map(|s| s.get("kind")?.as_str())
+            .filter(|k| !matches!(*k, "text" | "file_ref" | "paste"))
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let method = serde_json::from_value::<Method>(value).map_err(|source| match name {
         Some(name) => MethodError::Params { name, source },
         None => MethodError::NotAMethod(source),
-    })
+    })?;
+    match &method {
+        Method::Run { input }
+            if !unknown.is_empty() && Segment::flatten_to_text(input).trim().is_empty() =>
+        {
+            Err(MethodError::UnknownSegments(unknown))
+        }
+        _ => Ok(method),
+    }
 }
 
 fn invalid(message: String) -> Event {
@@ -76,6 +108,8 @@ fn invalid(message: String) -> Event {
 }
 
 /// Serves a connection until the client closes it (or the pod shuts down).
+/// `budget`: the pod's cap on unfinished method lines, shared by all its
+/// connections.
 pub(crate) async fn serve<R, W>(
     read: R,
     write: W,
@@ -83,6 +117,7 @@ pub(crate) async fn serve<R, W>(
     inbox: mpsc::Sender<Input>,
     subscription: Subscription,
     peer: Peer,
+    budget: Arc<LineBudget>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -94,7 +129,7 @@ pub(crate) async fn serve<R, W>(
         write_loop(write, subscription, reply_rx, writer_state.clone()).await;
         lock(&writer_state).writer_done();
     });
-    read_loop(read, reply_tx, inbox, peer).await;
+    read_loop(read, reply_tx, inbox, peer, budget).await;
     // The client sent its last method: give the writer a moment to deliver the
     // answers, then close.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
@@ -106,8 +141,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     replies: mpsc::Sender<Line>,
     inbox: mpsc::Sender<Input>,
     peer: Peer,
+    budget: Arc<LineBudget>,
 ) {
-    let mut reader = JsonLineReader::with_max_line_len(read, MAX_METHOD_LINE);
+    let mut reader = JsonLineReader::with_limits(read, MAX_METHOD_LINE, budget);
     loop {
         let answer = match reader.next_line().await {
             Ok(None) => break,
@@ -130,6 +166,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(e) => match LineError::from_io(&e) {
                 Some(LineError::TooLong { limit }) => Some(invalid(format!(
                     "line too long: methods are limited to {limit} bytes; the line was skipped"
+                ))),
+                Some(LineError::OverBudget { limit }) => Some(invalid(format!(
+                    "the pod is holding too many unfinished method lines from its connections \
+                     (limit {} MiB in all); this line was discarded: send methods as complete lines",
+                    limit / (1024 * 1024)
                 ))),
                 Some(other) => Some(invalid(other.to_string())),
                 // The connection failed (reset): nothing more will arrive.
@@ -316,5 +357,23 @@ mod tests {
             decode_method(br#"{"method":"cancel"}"#).unwrap(),
             Method::Cancel
         );
+    }
+
+    #[test]
+    fn a_run_of_unknown_segment_kinds_names_them() {
+        let e =
+            decode_method(br#"{"method":"run","params":{"input":[{"kind":"image","url":"x"}]}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e.contains("does not know (image)") && e.contains("text, file_ref and paste"),
+            "{e}"
+        );
+        // With text beside it the unknown segment renders as nothing.
+        let ok = decode_method(
+            br#"{"method":"run","params":{"input":[{"kind":"text","content":"hi"},{"kind":"image"}]}}"#,
+        )
+        .unwrap();
+        assert!(matches!(ok, Method::Run { input } if input.len() == 2));
     }
 }

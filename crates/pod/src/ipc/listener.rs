@@ -10,6 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use protocol::stream::LineBudget;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
@@ -200,6 +201,8 @@ pub(crate) async fn accept_loop(
     our_uid: u32,
     parent: Option<Arc<ParentIdentity>>,
 ) {
+    // One for the pod: it caps what all connections' half lines hold together.
+    let budget = Arc::new(LineBudget::new(conn::MAX_UNFINISHED_METHODS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -237,6 +240,7 @@ pub(crate) async fn accept_loop(
         let state = state.clone();
         let inbox = inbox.clone();
         let parent = parent.clone();
+        let budget = budget.clone();
         tokio::spawn(async move {
             let is_parent = match (parent, peer_pid) {
                 // It may read the registry file: off the async workers.
@@ -252,7 +256,7 @@ pub(crate) async fn accept_loop(
                 is_parent,
             };
             let (read, write) = stream.into_split();
-            conn::serve(read, write, state, inbox, subscription, peer).await;
+            conn::serve(read, write, state, inbox, subscription, peer, budget).await;
         });
     }
 }

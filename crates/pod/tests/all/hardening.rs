@@ -133,8 +133,13 @@ async fn concurrent_starts_of_one_name_have_one_winner() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     for round in 0..10 {
-        let racers: Vec<std::thread::JoinHandle<(std::path::PathBuf, std::process::Output)>> = (0
-            ..12)
+        #[expect(
+            clippy::needless_collect,
+            reason = "all twelve start before any is joined"
+        )]
+        let racers: Vec<
+            std::thread::JoinHandle<(std::path::PathBuf, std::process::Output)>,
+        > = (0..12)
             .map(|i| {
                 let dir = home.path(&format!("work/r{round}d{i}"));
                 std::fs::create_dir_all(&dir).unwrap();
@@ -176,4 +181,62 @@ async fn concurrent_starts_of_one_name_have_one_winner() {
             assert!(out.status.success(), "{}", text(&out));
         }
     }
+}
+/// The mode of `path` (permission bits).
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Session logs hold whole conversations: at umask 000, and with a state dir
+/// left world-writable, the state dirs end up 0700 and the files 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let state = home.path("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut c = home.command(&server.base_url());
+    c.args(["start", "--name", "priv"]);
+    // SAFETY: umask(2) is async-signal-safe and touches only the child.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    server.push(Scripted::sse(
+        Turn::new().text("hi").sse(Family::OpenaiChat),
+    ));
+    let out = pod(&home, &server, &["send", "--wait", "priv", "hello"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let session = state.join("sessions/priv");
+    for dir in [&state, &state.join("sessions"), &session] {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    }
+    for file in ["000001.jsonl", "launch.json", "lock", "head"] {
+        assert_eq!(mode(&session.join(file)), 0o600, "{file}");
+    }
+    let out = pod(&home, &server, &["stop", "priv"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // Loosened by hand, they are tightened when the pod opens them again.
+    for (path, loose) in [(&session, 0o777), (&session.join("000001.jsonl"), 0o666)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(loose)).unwrap();
+    }
+    let out = pod(&home, &server, &["restore", "priv"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(mode(&session), 0o700);
+    assert_eq!(mode(&session.join("000001.jsonl")), 0o600);
+    let out = pod(&home, &server, &["stop", "priv"]).await;
+    assert!(out.status.success(), "{}", text(&out));
 }

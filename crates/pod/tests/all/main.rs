@@ -6,6 +6,7 @@
 mod common;
 mod registry_support;
 
+mod chaos;
 mod cli;
 mod context;
 mod hardening;

@@ -492,7 +492,8 @@ async fn shutdown_mid_invocation_then_restore_is_idle_with_a_valid_log() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the process checks block while the fake provider serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_invocation_then_restore_resumes_with_every_call_answered() {
     let home = Home::new();
     let server = FakeProvider::start().await;
@@ -710,7 +711,8 @@ async fn commands_cannot_write_a_nested_project_manifest() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the process checks block while the fake provider serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_pause_while_a_command_runs() {
     let home = Home::new();
     let server = FakeProvider::start().await;

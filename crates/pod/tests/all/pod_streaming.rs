@@ -1,6 +1,7 @@
 //! Streaming under load against the real binary: clients attaching at random
 //! points of a long invocation, a thousand fire-and-forget notifications
-//! against a large snapshot, slow and stuck clients, and the peer-uid check.
+//! against a large snapshot, slow and stuck clients, clients holding long half
+//! lines, and the peer-uid check.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::{Home, TestPod, WAIT, run};
 use pod::client::PodClient;
-use protocol::{Event, Method, TurnResult};
+use protocol::{ErrorCode, Event, Method, TurnResult};
 use test_support::Family;
 use test_support::fake_provider::{Chunking, FakeProvider, Scripted};
 use test_support::script::Turn;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+use tokio::sync::mpsc;
 
 fn paced(body: Vec<u8>, slice: usize, pause_ms: u64) -> Scripted {
     Scripted::Sse {
@@ -298,6 +300,109 @@ async fn slow_and_stuck_clients_never_stall_the_pod() {
     // And the pod still answers.
     let mut b = pod.connect().await;
     b.command(&Method::Cancel).await.unwrap_err();
+}
+
+/// A method line of `len` bytes without its end: `"}\n` completes it into a
+/// `cancel` carrying a long unknown field.
+fn half_cancel(len: usize) -> Vec<u8> {
+    let mut line = br#"{"method":"cancel","pad":""#.to_vec();
+    line.resize(len, b'x');
+    line
+}
+
+/// The `error` events each client got, gathered until `done` says enough.
+async fn gather_errors(
+    events: &mut mpsc::UnboundedReceiver<(usize, Event)>,
+    errors: &mut [Vec<(ErrorCode, String)>],
+    done: impl Fn(&[Vec<(ErrorCode, String)>]) -> bool,
+) {
+    while !done(errors) {
+        let (client, event) = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no more errors came; so far: {errors:?}"))
+            .unwrap();
+        if let Event::Error { code, message } = event {
+            errors[client].push((code, message));
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_lines_past_the_pod_wide_cap_are_refused_and_the_connections_live_on() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let pod = TestPod::start(&home, &server, "halves", &[]);
+    // Five clients each hold a 15 MiB half line (each within the 16 MiB line
+    // limit): 75 MiB, past the 64 MiB the pod holds for all connections.
+    const CLIENTS: usize = 5;
+    let half = half_cancel(15 << 20);
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut writers = Vec::new();
+    for client in 0..CLIENTS {
+        let (read, write) = UnixStream::connect(&pod.socket).await.unwrap().into_split();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let event: Event = serde_json::from_str(&line).unwrap();
+                if tx.send((client, event)).is_err() {
+                    break;
+                }
+            }
+        });
+        writers.push(write);
+    }
+    for write in &mut writers {
+        write.write_all(&half).await.unwrap();
+    }
+    // The client whose half line passed the cap is told at once, while no line has ended.
+    let mut errors = vec![Vec::new(); CLIENTS];
+    gather_errors(&mut events, &mut errors, |e| {
+        e.iter().any(|e| !e.is_empty())
+    })
+    .await;
+
+    // Every client ends its line and sends another `cancel`: the refused
+    // line's rest is dropped silently, the kept ones are whole methods, and the
+    // second `cancel` is answered normally everywhere (`not_running`).
+    for write in &mut writers {
+        write
+            .write_all(b"\"}\n{\"method\":\"cancel\"}\n")
+            .await
+            .unwrap();
+    }
+    gather_errors(&mut events, &mut errors, |e| e.iter().all(|e| e.len() >= 2)).await;
+    let mut refused = 0;
+    for (client, got) in errors.iter().enumerate() {
+        let codes: Vec<ErrorCode> = got.iter().map(|(code, _)| *code).collect();
+        if codes[0] == ErrorCode::InvalidRequest {
+            refused += 1;
+            let message = &got[0].1;
+            assert!(
+                message.contains("unfinished method lines") && message.contains("64 MiB"),
+                "client {client}: {message}"
+            );
+            assert_eq!(
+                codes,
+                [ErrorCode::InvalidRequest, ErrorCode::NotRunning],
+                "client {client}: {got:?}"
+            );
+        } else {
+            assert_eq!(
+                codes,
+                [ErrorCode::NotRunning, ErrorCode::NotRunning],
+                "client {client}: {got:?}"
+            );
+        }
+    }
+    assert!(refused >= 1, "{errors:?}");
+    assert!(
+        refused < CLIENTS,
+        "other connections kept their lines: {errors:?}"
+    );
+    // And a new client is served as usual.
+    let mut late = pod.connect().await;
+    late.command(&Method::Cancel).await.unwrap_err();
 }
 
 #[tokio::test]

@@ -5,4 +5,6 @@
 
 mod common;
 
+mod head;
+mod permissions;
 mod session_log;

@@ -16,14 +16,14 @@ use session_store::{
     line_hash, read_session, replay, segment_file_name,
 };
 
-fn session_dir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn session_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sessions").join("main");
     (tmp, dir)
 }
 
 /// Writes `n` entries of realistic traffic; returns the bodies and committed lines.
-fn write_traffic(dir: &Path, n: usize, seed: u64) -> (Vec<EntryBody>, Vec<LogLine>) {
+pub(crate) fn write_traffic(dir: &Path, n: usize, seed: u64) -> (Vec<EntryBody>, Vec<LogLine>) {
     let (mut writer, _) = SessionWriter::open(dir).unwrap();
     let bodies: Vec<EntryBody> = Traffic::new(seed).take(n).collect();
     let mut lines = Vec::new();
@@ -36,11 +36,11 @@ fn write_traffic(dir: &Path, n: usize, seed: u64) -> (Vec<EntryBody>, Vec<LogLin
     (bodies, lines)
 }
 
-fn segment(dir: &Path, number: u32) -> PathBuf {
+pub(crate) fn segment(dir: &Path, number: u32) -> PathBuf {
     dir.join(segment_file_name(number))
 }
 
-fn text_body(text: &str) -> EntryBody {
+pub(crate) fn text_body(text: &str) -> EntryBody {
     EntryBody::AssistantItem {
         item: Item::text(Role::Assistant, text).into(),
     }
@@ -189,8 +189,132 @@ fn trailing_nul_bytes_are_cut() {
     }
 }
 
+/// Appends `n` entries without syncing (so no head is recorded), like a pod killed
+/// before its first invocation ended.
+fn write_unsynced(dir: &Path, n: usize) {
+    let (mut writer, _) = SessionWriter::open(dir).unwrap();
+    for i in 0..n {
+        writer.append(text_body(&format!("entry {i}"))).unwrap();
+    }
+    assert!(!dir.join(session_store::HEAD_FILE_NAME).exists());
+}
+
+#[test]
+fn a_first_segment_of_nul_bytes_is_refused_not_taken_for_a_torn_tail() {
+    let (_tmp, dir) = session_dir();
+    write_unsynced(&dir, 4);
+    let path = segment(&dir, 1);
+    // What `open(LOG, 'r+b').write(b'\0' * 2053)` leaves of a short log.
+    std::fs::write(&path, vec![0u8; 2053]).unwrap();
+    let (line, problem, message) = expect_corrupt(&dir, &path);
+    assert_eq!(line, 1);
+    assert_eq!(
+        problem,
+        Corruption::NoCompleteLine {
+            bytes: 2053,
+            nuls: 2053
+        }
+    );
+    assert!(
+        message.contains(
+            "no complete first line: 2053 bytes that are not the start of a log line (all of \
+             them NUL bytes)"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 2053]);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "only lock and the segment"
+    );
+
+    // The readers report the same damage instead of an empty session.
+    for result in [read_session(&dir), SessionReader::new(&dir).read_last()] {
+        match result {
+            Err(Error::Corrupt {
+                line: 1,
+                problem: Corruption::NoCompleteLine { bytes: 2053, .. },
+                ..
+            }) => {}
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn garbage_without_a_newline_is_refused_but_a_torn_first_line_is_cut() {
+    let (_tmp, dir) = session_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = segment(&dir, 1);
+    for garbage in [
+        &b"random garbage \x8f\x01 without a newline"[..],
+        b" {\"kind\":\"user_input\"",
+        b"{\"kind\":\"user_input\",\"seq\":1\0\0\0\0",
+    ] {
+        std::fs::write(&path, garbage).unwrap();
+        let (line, problem, _) = expect_corrupt(&dir, &path);
+        assert_eq!(line, 1);
+        assert!(
+            matches!(problem, Corruption::NoCompleteLine { bytes, .. } if bytes == garbage.len() as u64),
+            "{problem:?}"
+        );
+        assert!(read_session(&dir).is_err());
+    }
+
+    // A crash in the middle of the very first write leaves the start of a line: cut.
+    let torn = format!(r#"{{"seq":1,"prev":"{}"#, &GENESIS_PREV[..20]);
+    std::fs::write(&path, &torn).unwrap();
+    assert!(read_session(&dir).unwrap().segments[0].lines.is_empty());
+    let (mut writer, report) = SessionWriter::open(&dir).unwrap();
+    assert_eq!(report.cuts.len(), 1);
+    assert_eq!(report.cuts[0].kept_bytes, 0);
+    assert_eq!(report.cuts[0].cut_bytes, torn.len() as u64);
+    assert_eq!(report.next_seq, 1);
+    assert_eq!(writer.append(text_body("first")).unwrap().seq, 1);
+    drop(writer);
+    assert_eq!(read_session(&dir).unwrap().last_seq(), 1);
+}
+
+#[test]
+fn a_later_segment_of_nul_bytes_is_refused_not_removed() {
+    let (_tmp, dir) = session_dir();
+    write_unsynced(&dir, 3);
+    let (mut writer, _) = SessionWriter::open(&dir).unwrap();
+    writer.start_segment(Vec::new()).unwrap();
+    drop(writer);
+    let path = segment(&dir, 2);
+
+    std::fs::write(&path, vec![0u8; 700]).unwrap();
+    let (line, problem, _) = expect_corrupt(&dir, &path);
+    assert_eq!(line, 1);
+    assert_eq!(
+        problem,
+        Corruption::NoCompleteLine {
+            bytes: 700,
+            nuls: 700
+        }
+    );
+    assert!(path.exists());
+    assert!(matches!(
+        SessionReader::new(&dir).read_last(),
+        Err(Error::Corrupt { line: 1, .. })
+    ));
+    assert!(matches!(
+        read_session(&dir),
+        Err(Error::Corrupt { line: 1, .. })
+    ));
+
+    // The start of its segment_start is what a crash could leave: still removed.
+    std::fs::write(&path, br#"{"kind":"segment_start","seq":4,"#).unwrap();
+    let (writer, report) = SessionWriter::open(&dir).unwrap();
+    assert_eq!(report.removed, vec![path]);
+    assert_eq!((writer.segment_number(), report.next_seq), (1, 4));
+}
+
 /// Opens `dir` expecting corruption; checks the error and that nothing was modified.
-fn expect_corrupt(dir: &Path, file: &Path) -> (u64, Corruption, String) {
+pub(crate) fn expect_corrupt(dir: &Path, file: &Path) -> (u64, Corruption, String) {
     let before = std::fs::read(file).unwrap();
     let err = SessionWriter::open(dir).unwrap_err();
     assert_eq!(
