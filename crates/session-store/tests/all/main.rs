@@ -6,5 +6,6 @@
 mod common;
 
 mod head;
+mod killed;
 mod permissions;
 mod session_log;
