@@ -452,11 +452,18 @@ impl AnthropicDecoder {
         let mut usage = self.usage;
         if let Some(iters) = u.iterations.as_ref().filter(|i| !i.is_empty()) {
             usage = Usage::default();
+            // Saturating: provider-sent counts must not panic the pod (fuzzing).
             for it in iters {
-                usage.input_tokens += it.input_tokens.unwrap_or(0);
-                usage.output_tokens += it.output_tokens.unwrap_or(0);
-                usage.cache_read_tokens += it.cache_read_input_tokens.unwrap_or(0);
-                usage.cache_write_tokens += it.cache_creation_input_tokens.unwrap_or(0);
+                let add = |total: &mut u64, v: Option<u64>| {
+                    *total = total.saturating_add(v.unwrap_or(0));
+                };
+                add(&mut usage.input_tokens, it.input_tokens);
+                add(&mut usage.output_tokens, it.output_tokens);
+                add(&mut usage.cache_read_tokens, it.cache_read_input_tokens);
+                add(
+                    &mut usage.cache_write_tokens,
+                    it.cache_creation_input_tokens,
+                );
             }
         } else {
             if let Some(v) = u.input_tokens {

@@ -661,6 +661,8 @@ pub(crate) struct GeminiDecoder {
     streaming: Option<Streaming>,
     made_calls: bool,
     finished: bool,
+    /// A streamed argument the decoder refused; the chunk ends in its error.
+    malformed: Option<String>,
 }
 
 impl Default for GeminiDecoder {
@@ -671,6 +673,7 @@ impl Default for GeminiDecoder {
             streaming: None,
             made_calls: false,
             finished: false,
+            malformed: None,
         }
     }
 }
@@ -746,7 +749,9 @@ impl GeminiDecoder {
                     args: Value::Object(Map::new()),
                     open_string: None,
                 };
-                apply_partial(&mut s, &fc.partial_args);
+                if let Err(e) = apply_partial(&mut s, &fc.partial_args) {
+                    self.malformed.get_or_insert(e);
+                }
                 self.streaming = Some(s);
                 if !fc.will_continue {
                     self.close_streaming(asm);
@@ -766,7 +771,9 @@ impl GeminiDecoder {
             if let Some(sig) = sig {
                 asm.tool_call_meta(&s.key, Some(sig), None);
             }
-            apply_partial(s, &fc.partial_args);
+            if let Err(e) = apply_partial(s, &fc.partial_args) {
+                self.malformed.get_or_insert(e);
+            }
             if !fc.will_continue {
                 // `{}` terminator, or the last partialArgs chunk without
                 // willContinue.
@@ -796,7 +803,14 @@ impl GeminiDecoder {
     }
 }
 
-fn apply_partial(s: &mut Streaming, partials: &[PartialArg]) {
+/// The largest array index a streamed argument path may create: the
+/// provider's index sizes the array, and `$[4294967295]` must not allocate
+/// hundreds of gigabytes (found by fuzzing).
+const MAX_PARTIAL_INDEX: usize = 65_536;
+
+/// Applies streamed argument pieces; an error names a path past
+/// [`MAX_PARTIAL_INDEX`].
+fn apply_partial(s: &mut Streaming, partials: &[PartialArg]) -> Result<(), String> {
     for p in partials {
         let value = if let Some(text) = &p.string_value {
             let appending = s.open_string.as_deref() == Some(p.json_path.as_str());
@@ -816,10 +830,11 @@ fn apply_partial(s: &mut Streaming, partials: &[PartialArg]) {
             continue;
         };
         s.open_string = (p.will_continue && value.is_string()).then(|| p.json_path.clone());
-        if let Some(slot) = path_slot(&mut s.args, &p.json_path) {
+        if let Some(slot) = path_slot(&mut s.args, &p.json_path)? {
             *slot = value;
         }
     }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq)]
@@ -852,22 +867,37 @@ fn parse_path(path: &str) -> Option<Vec<Seg>> {
     Some(segs)
 }
 
-/// The slot at `path`, creating objects and arrays on the way.
-fn path_slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+/// The slot at `path`, creating objects and arrays on the way; `None` for a
+/// path this parser does not read (the piece is skipped, as before), an error
+/// for an index past [`MAX_PARTIAL_INDEX`].
+fn path_slot<'v>(root: &'v mut Value, path: &str) -> Result<Option<&'v mut Value>, String> {
+    let Some(segs) = parse_path(path) else {
+        return Ok(None);
+    };
     let mut cur = root;
-    for seg in parse_path(path)? {
+    for seg in segs {
         cur = match seg {
             Seg::Key(k) => {
                 if !cur.is_object() {
                     *cur = Value::Object(Map::new());
                 }
-                cur.as_object_mut()?.entry(k).or_insert(Value::Null)
+                let Some(map) = cur.as_object_mut() else {
+                    return Ok(None);
+                };
+                map.entry(k).or_insert(Value::Null)
             }
             Seg::Index(i) => {
+                if i >= MAX_PARTIAL_INDEX {
+                    return Err(format!(
+                        "Gemini streamed a function argument at `{path}`, an array index past {MAX_PARTIAL_INDEX}"
+                    ));
+                }
                 if !cur.is_array() {
                     *cur = Value::Array(Vec::new());
                 }
-                let arr = cur.as_array_mut()?;
+                let Some(arr) = cur.as_array_mut() else {
+                    return Ok(None);
+                };
                 if arr.len() <= i {
                     arr.resize(i + 1, Value::Null);
                 }
@@ -875,7 +905,7 @@ fn path_slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
             }
         };
     }
-    Some(cur)
+    Ok(Some(cur))
 }
 
 fn lookup_mut<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
@@ -918,6 +948,9 @@ impl StreamDecoder for GeminiDecoder {
                     self.part(part, asm);
                 }
             }
+            if let Some(problem) = self.malformed.take() {
+                return Err(ClientError::Decode(problem));
+            }
             if let Some(m) = cand.url_context_metadata.filter(non_empty) {
                 asm.provider_item_keyed("url_context", json!({ "urlContextMetadata": m }));
             }
@@ -951,12 +984,18 @@ impl StreamDecoder for GeminiDecoder {
                 || u.thoughts_token_count.is_some();
             if any {
                 let cached = u.cached_content_token_count.unwrap_or(0);
-                let prompt =
-                    u.prompt_token_count.unwrap_or(0) + u.tool_use_prompt_token_count.unwrap_or(0);
+                // Saturating: the counts are the provider's, and a bogus one
+                // must not panic the pod (found by fuzzing).
+                let prompt = u
+                    .prompt_token_count
+                    .unwrap_or(0)
+                    .saturating_add(u.tool_use_prompt_token_count.unwrap_or(0));
                 asm.set_usage(Usage {
                     input_tokens: prompt.saturating_sub(cached),
-                    output_tokens: u.candidates_token_count.unwrap_or(0)
-                        + u.thoughts_token_count.unwrap_or(0),
+                    output_tokens: u
+                        .candidates_token_count
+                        .unwrap_or(0)
+                        .saturating_add(u.thoughts_token_count.unwrap_or(0)),
                     cache_read_tokens: cached,
                     cache_write_tokens: 0,
                 });

@@ -512,8 +512,8 @@ impl UsageWire {
             .and_then(|d| d.reasoning_tokens)
             .unwrap_or(0);
         // xAI reports reasoning outside completion_tokens; its total shows it.
-        let output = if reasoning > 0 && self.total_tokens == Some(prompt + completion + reasoning)
-        {
+        let sum = prompt.saturating_add(completion).saturating_add(reasoning);
+        let output = if reasoning > 0 && self.total_tokens == Some(sum) {
             completion + reasoning
         } else {
             completion
