@@ -31,6 +31,6 @@ pub use event::{
     Alert, AlertLevel, AlertSource, ErrorCode, Event, Greeting, InvokeKind, PROTOCOL_VERSION,
     PodStatus, TurnResult,
 };
-pub use method::Method;
+pub use method::{Method, MethodError, decode_method};
 pub use pod_event::{GrantPermission, PodEvent, ScopeGrant};
 pub use segment::Segment;

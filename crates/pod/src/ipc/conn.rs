@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::stream::{JsonLineReader, LineBudget, LineError};
-use protocol::{ErrorCode, Event, Method, Segment};
+use protocol::{ErrorCode, Event, decode_method};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,67 +38,6 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// How long the writer may take to flush the final answers after the client
 /// stopped sending, before the connection is closed anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// Why a method line was refused; its text is the `invalid_request` message.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum MethodError {
-    /// Not UTF-8.
-    #[error("the line is not UTF-8 (invalid byte at offset {0})")]
-    NotUtf8(usize),
-    /// Not JSON.
-    #[error("invalid JSON: {0}")]
-    Json(serde_json::Error),
-    /// A known method with parameters that do not fit.
-    #[error("wrong params for `{name}`: {source}")]
-    Params {
-        /// The method's name.
-        name: String,
-        /// What did not fit.
-        source: serde_json::Error,
-    },
-    /// JSON, but not a method object.
-    #[error("not a method (expected {{\"method\":...,\"params\":...}}): {0}")]
-    NotAMethod(serde_json::Error),
-    /// A `run` whose input is only segments of kinds this pod does not know.
-    #[error(
-        "`run` input has only segments of a kind this pod does not know ({}); it knows text, file_ref and paste",
-        .0.join(", ")
-    )]
-    UnknownSegments(Vec<String>),
-}
-
-/// Decodes one method line.
-pub(crate) fn decode_method(line: &[u8]) -> Result<Method, MethodError> {
-    let text = std::str::from_utf8(line).map_err(|e| MethodError::NotUtf8(e.valid_up_to()))?;
-    let value: serde_json::Value = serde_json::from_str(text).map_err(MethodError::Json)?;
-    let name = value
-        .get("method")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned);
-    // Unknown segment kinds decode to `Segment::Unknown` (forward
-    // compatibility); their names are kept here for the error below.
-    let unknown: Vec<String> = match (name.as_deref(), value.pointer("/params/input")) {
-        (Some("run"), Some(serde_json::Value::Array(input))) => input
-            .iter()
-            .filter_map(|s| s.get("kind")?.as_str())
-            .filter(|k| !matches!(*k, "text" | "file_ref" | "paste"))
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let method = serde_json::from_value::<Method>(value).map_err(|source| match name {
-        Some(name) => MethodError::Params { name, source },
-        None => MethodError::NotAMethod(source),
-    })?;
-    match &method {
-        Method::Run { input }
-            if !unknown.is_empty() && Segment::flatten_to_text(input).trim().is_empty() =>
-        {
-            Err(MethodError::UnknownSegments(unknown))
-        }
-        _ => Ok(method),
-    }
-}
 
 fn invalid(message: String) -> Event {
     Event::Error {
@@ -314,66 +253,5 @@ async fn catch_up<W: AsyncWrite + Unpin>(
                 return out.flush().await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decode_errors_say_what_is_wrong() {
-        assert!(
-            decode_method(b"\xff\xfe")
-                .unwrap_err()
-                .to_string()
-                .contains("not UTF-8")
-        );
-        assert!(
-            decode_method(b"{nope")
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid JSON")
-        );
-        assert!(
-            decode_method(br#"{"method":"run","params":{"input":"x"}}"#)
-                .unwrap_err()
-                .to_string()
-                .starts_with("wrong params for `run`")
-        );
-        assert!(
-            decode_method(br#"[1,2]"#)
-                .unwrap_err()
-                .to_string()
-                .starts_with("not a method")
-        );
-        assert_eq!(
-            decode_method(br#"{"method":"frobnicate"}"#).unwrap(),
-            Method::Unknown {
-                method: "frobnicate".into()
-            }
-        );
-        assert_eq!(
-            decode_method(br#"{"method":"cancel"}"#).unwrap(),
-            Method::Cancel
-        );
-    }
-
-    #[test]
-    fn a_run_of_unknown_segment_kinds_names_them() {
-        let e =
-            decode_method(br#"{"method":"run","params":{"input":[{"kind":"image","url":"x"}]}}"#)
-                .unwrap_err()
-                .to_string();
-        assert!(
-            e.contains("does not know (image)") && e.contains("text, file_ref and paste"),
-            "{e}"
-        );
-        // With text beside it the unknown segment renders as nothing.
-        let ok = decode_method(
-            br#"{"method":"run","params":{"input":[{"kind":"text","content":"hi"},{"kind":"image"}]}}"#,
-        )
-        .unwrap();
-        assert!(matches!(ok, Method::Run { input } if input.len() == 2));
     }
 }

@@ -405,3 +405,71 @@ fn an_overwrite_says_which_lines_it_dropped() {
     ));
     assert!(out.content.is_none(), "{out:?}");
 }
+
+/// Small-model profile: an overwrite dropping most of a file is refused once
+/// (the file unchanged, the refusal saying to use Edit), and goes through when
+/// the same Write comes again; without the guard it goes through at once.
+#[test]
+fn an_overwrite_dropping_most_of_a_file_is_refused_once_for_small_models() {
+    let fx = Fixture::new();
+    let original = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n";
+    let only_new = "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n";
+    fx.file("util.py", original);
+    let ctx = fx.ctx().guarding_overwrites().unwrap();
+    ok(call(&ctx, "Read", json!({"path": "util.py"})));
+    let e = err(call(
+        &ctx,
+        "Write",
+        json!({"path": "util.py", "content": only_new}),
+    ));
+    assert_contains(
+        &e,
+        &[
+            "Not written",
+            "would drop 4 of them",
+            "use Edit",
+            "exactly the same content",
+        ],
+    );
+    assert_eq!(
+        fs::read_to_string(fx.scope.join("util.py")).unwrap(),
+        original
+    );
+    // A Write keeping the file (adding to it) is not refused.
+    let whole = format!("{original}\n\n{only_new}");
+    ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "util.py", "content": whole}),
+    ));
+    // Insisting on a dropping overwrite: refused once, then written.
+    err(call(
+        &ctx,
+        "Write",
+        json!({"path": "util.py", "content": only_new}),
+    ));
+    ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "util.py", "content": only_new}),
+    ));
+    assert_eq!(
+        fs::read_to_string(fx.scope.join("util.py")).unwrap(),
+        only_new
+    );
+
+    // Hosted models (no guard): written at once.
+    let fx = Fixture::new();
+    fx.file("util.py", original);
+    let ctx = fx.ctx();
+    ok(call(&ctx, "Read", json!({"path": "util.py"})));
+    ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "util.py", "content": only_new}),
+    ));
+    assert_eq!(
+        fs::read_to_string(fx.scope.join("util.py")).unwrap(),
+        only_new
+    );
+}
