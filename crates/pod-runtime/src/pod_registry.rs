@@ -255,6 +255,19 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
+impl RegistryError {
+    /// The error as a starting pod reports it: a scope conflict with what to
+    /// do about it, anything else as it is (a hint about `--scope` would mislead).
+    pub fn with_hint(&self) -> String {
+        match self {
+            RegistryError::ScopeConflict { .. } => format!(
+                "{self} (start the pod with --scope on a part of the tree no other pod writes)"
+            ),
+            _ => self.to_string(),
+        }
+    }
+}
+
 /// The message of [`RegistryError::ScopeConflict`]: what is taken, by whom, what to do.
 fn conflict_message(
     requested: &Path,
@@ -445,5 +458,32 @@ impl LockFileGuard {
         let (registry, report) = Registry::rebuild(live);
         self.save(&registry)?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_scope_conflict_gets_the_scope_hint() {
+        let conflict = RegistryError::ScopeConflict {
+            requested: PathBuf::from("/w/a"),
+            held: PathBuf::from("/w"),
+            holder: "ra".into(),
+            holder_pid: 7,
+            holder_state: PodState::Live,
+            via_alias: false,
+        };
+        assert!(
+            conflict.with_hint().ends_with(
+                "(start the pod with --scope on a part of the tree no other pod writes)"
+            )
+        );
+        let other = RegistryError::UnknownPod {
+            instance_id: "x".into(),
+        };
+        assert_eq!(other.with_hint(), other.to_string());
+        assert!(!other.with_hint().contains("--scope"));
     }
 }

@@ -120,7 +120,7 @@ pub(crate) enum ServeError {
     State(#[from] crate::state::StateError),
     /// The scope registry refused the pod's claim (a scope conflict names the
     /// holder) or could not be used.
-    #[error("{}", registry_message(.0))]
+    #[error("{}", .0.with_hint())]
     Registry(pod_registry::RegistryError),
     /// The pod's log cannot be written.
     #[error(transparent)]
@@ -236,17 +236,6 @@ fn system_prompt(spec: &PodSpec, scope: &Scope) -> String {
 /// The previous instance id of a top-level pod, from its `status.json`.
 fn previous_instance(pod_dir: &std::path::Path, name: &str) -> Option<String> {
     StatusRecord::read(pod_dir).and_then(|r| (r.name == name).then_some(r.instance_id))
-}
-
-/// A registry error as the user reads it: a scope conflict with what to do
-/// about it, anything else as it is.
-fn registry_message(e: &pod_registry::RegistryError) -> String {
-    match e {
-        pod_registry::RegistryError::ScopeConflict { .. } => {
-            format!("{e} (start the pod with --scope on a part of the tree no other pod writes)")
-        }
-        _ => e.to_string(),
-    }
 }
 
 /// Runs a registry operation off the async workers (the lock is a blocking
