@@ -197,10 +197,9 @@ pub fn socket_path(runtime: &Path, pod_dir: &Path, full_name: &str) -> PathBuf {
     runtime.join("s").join(format!("{hash:016x}.sock"))
 }
 
-/// Creates `path` (mode 0700, with missing parents) or, when it exists as our
-/// own directory with a looser mode, tightens it to 0700: the state dir holds
-/// every conversation, so it is private whatever the umask was.
-pub fn make_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
+/// Creates `path` with mode 0700 (and missing parents) unless it exists; its
+/// metadata, not following a symlink.
+fn create_0700(path: &Path) -> Result<std::fs::Metadata, DirError> {
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -210,7 +209,14 @@ pub fn make_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(DirError::Io(path.to_path_buf(), e)),
     }
-    let meta = std::fs::symlink_metadata(path).map_err(|e| DirError::Io(path.to_path_buf(), e))?;
+    std::fs::symlink_metadata(path).map_err(|e| DirError::Io(path.to_path_buf(), e))
+}
+
+/// Creates `path` (mode 0700, with missing parents) or, when it exists as our
+/// own directory with a looser mode, tightens it to 0700: the state dir holds
+/// every conversation, so it is private whatever the umask was.
+pub fn make_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
+    let meta = create_0700(path)?;
     if meta.is_dir() && meta.uid() == uid && meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| DirError::Io(path.to_path_buf(), e))?;
@@ -224,16 +230,7 @@ pub fn make_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
 /// Rule 4 of the architecture: sockets in it are the pods' only door, so a
 /// directory another user controls or can enter is refused rather than fixed.
 pub fn ensure_private_dir(path: &Path, uid: u32) -> Result<(), DirError> {
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(DirError::Io(path.to_path_buf(), e)),
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(|e| DirError::Io(path.to_path_buf(), e))?;
+    let meta = create_0700(path)?;
     if meta.file_type().is_symlink() {
         return Err(DirError::Unsafe(path.into(), "it is a symlink".into()));
     }

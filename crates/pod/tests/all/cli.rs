@@ -8,7 +8,7 @@ use crate::common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Home, WAIT, pod, text};
+use common::{Home, WAIT, doctor_line, pod, text};
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
 use test_support::script::Turn;
@@ -487,19 +487,6 @@ async fn pod_env(
     tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
         .unwrap()
-}
-
-/// The doctor line called `name` from `pod doctor --json`.
-fn doctor_line(out: &Output, name: &str) -> serde_json::Value {
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let checks = report["checks"].as_array().unwrap();
-    let all_ok = checks.iter().all(|c| c["ok"] == true);
-    assert_eq!(out.status.success(), all_ok, "{}", text(out));
-    checks
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no `{name}` line: {}", text(out)))
-        .clone()
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{Home, TestPod, events_until, pod, run, text};
+use common::{Home, TestPod, doctor_line, events_until, pod, run, text};
 use protocol::Event;
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
@@ -87,14 +87,7 @@ async fn a_deleted_registry_does_not_let_scopes_overlap() {
     std::fs::remove_file(home.path("runtime/pods.json")).unwrap();
 
     let out = pod(&home, &server, &["doctor", "--json"]).await;
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let line = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "registry")
-        .unwrap()
-        .clone();
+    let line = doctor_line(&out, "registry");
     assert_eq!(line["ok"], false, "{line}");
     let detail = line["detail"].as_str().unwrap();
     assert!(detail.contains("without being registered (ra)"), "{detail}");

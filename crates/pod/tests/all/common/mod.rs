@@ -270,3 +270,16 @@ pub(crate) fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The doctor line called `name` from `pod doctor --json`.
+pub(crate) fn doctor_line(out: &Output, name: &str) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let all_ok = checks.iter().all(|c| c["ok"] == true);
+    assert_eq!(out.status.success(), all_ok, "{}", text(out));
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` line: {}", text(out)))
+        .clone()
+}
