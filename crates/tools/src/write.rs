@@ -62,10 +62,11 @@ pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileTo
 }
 
 /// Why an overwrite is refused in the small-model profile, if it is: it would
-/// keep less than half of the non-blank lines of a file of four or more. A
-/// 1.5B model asked to add a function to a file wrote only the function (and
-/// ignored the note [`lines_lost`] adds); refused with how to add instead, it
-/// can use Edit. The same Write again goes through: the model meant it.
+/// keep less than half of the non-blank lines of a file of two or more (the
+/// corpus files are that small). A 1.5B model asked to add a function to a
+/// file wrote only the function (and ignored the note [`lines_lost`] adds);
+/// refused with how to add instead, it can use Edit. The same Write again
+/// goes through: the model meant it.
 fn overwrite_refusal(ctx: &ToolContext, path: &Path, old: &[u8], new: &str) -> Option<String> {
     use sha2::Digest as _;
     let old = String::from_utf8_lossy(old);
@@ -80,7 +81,7 @@ fn overwrite_refusal(ctx: &ToolContext, path: &Path, old: &[u8], new: &str) -> O
         .copied()
         .filter(|l| !kept.contains(l))
         .collect();
-    if old_lines.len() < 4 || lost.len() * 2 <= old_lines.len() {
+    if old_lines.len() < 2 || lost.len() * 2 <= old_lines.len() {
         return None;
     }
     let digest: [u8; 32] = sha2::Sha256::digest(new.as_bytes()).into();

@@ -458,6 +458,22 @@ fn an_overwrite_dropping_most_of_a_file_is_refused_once_for_small_models() {
         only_new
     );
 
+    // A two-line file (the size of the corpus's) is guarded too; dropping
+    // one of its two lines is not refused.
+    fx.file("two.py", "def double(x):\n    return 2 * x\n");
+    ok(call(&ctx, "Read", json!({"path": "two.py"})));
+    let e = err(call(
+        &ctx,
+        "Write",
+        json!({"path": "two.py", "content": only_new}),
+    ));
+    assert_contains(&e, &["has 2 lines", "would drop 2 of them"]);
+    ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "two.py", "content": "def double(x):\n    return x << 1\n"}),
+    ));
+
     // Hosted models (no guard): written at once.
     let fx = Fixture::new();
     fx.file("util.py", original);
