@@ -63,11 +63,6 @@ struct ContextInner {
     /// Directories no tool may read or list (other pods' private files),
     /// each with the one subtree of it this pod may (its own).
     hidden: Vec<(PathBuf, PathBuf)>,
-    /// Whether Write refuses, once, an overwrite that drops most of a file
-    /// (the small-model profile; see `write::overwrite_refusal`).
-    guard_overwrites: bool,
-    /// The last overwrite refused that way: the file and the content's hash.
-    refused_overwrite: Mutex<Option<(PathBuf, [u8; 32])>>,
 }
 
 /// The per-pod state the file tools share. Cheap to clone (one `Arc`).
@@ -117,8 +112,6 @@ impl ToolContext {
                 reads: Mutex::new(HashMap::new()),
                 output_limit,
                 hidden: Vec::new(),
-                guard_overwrites: false,
-                refused_overwrite: Mutex::new(None),
             }),
         })
     }
@@ -148,48 +141,6 @@ impl ToolContext {
             }
         }
         Ok(self)
-    }
-
-    /// Makes Write refuse, once, an overwrite that drops most of a file: for
-    /// small models, which asked to add a function write only the function.
-    /// Called before the context is cloned.
-    pub fn guarding_overwrites(mut self) -> Result<Self, ContextError> {
-        Arc::get_mut(&mut self.inner)
-            .ok_or(ContextError::AlreadyShared)?
-            .guard_overwrites = true;
-        Ok(self)
-    }
-
-    /// Whether Write guards overwrites ([`ToolContext::guarding_overwrites`]).
-    pub(crate) fn guards_overwrites(&self) -> bool {
-        self.inner.guard_overwrites
-    }
-
-    /// Records an overwrite refused once; returns whether this same one
-    /// (file and content) was the last refused, which lets it through.
-    pub(crate) fn refuse_overwrite_once(&self, path: &Path, digest: [u8; 32]) -> bool {
-        let mut last = self
-            .inner
-            .refused_overwrite
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let again = last.as_ref() == Some(&(path.to_path_buf(), digest));
-        *last = if again {
-            None
-        } else {
-            Some((path.to_path_buf(), digest))
-        };
-        again
-    }
-
-    /// Forgets the last refused overwrite: "the same Write again" means the
-    /// very next one, not one after other writes went through.
-    pub(crate) fn forget_refused_overwrite(&self) {
-        *self
-            .inner
-            .refused_overwrite
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The hidden directory a canonical path lies in (outside this pod's own

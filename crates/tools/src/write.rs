@@ -32,15 +32,8 @@ keeps the file's permissions. Prefer Edit for changing part of a file.";
 pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileToolError> {
     let checked = scoped_fs::check_write(ctx, Path::new(&input.path))?;
     let before = current_if_read(ctx, &checked)?;
-    if let Some(old) = &before
-        && ctx.guards_overwrites()
-        && let Some(refusal) = overwrite_refusal(ctx, checked.canonical(), old, &input.content)
-    {
-        return Err(FileToolError::BadInput(refusal));
-    }
     let bytes = input.content.as_bytes();
     let written = checked.write_atomic(ctx, bytes)?;
-    ctx.forget_refused_overwrite();
     record_written(ctx, checked.canonical(), bytes, &written);
     let lines = input.content.lines().count();
     let verb = if written.created || before.is_none() {
@@ -59,46 +52,6 @@ pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileTo
         ),
         content,
     })
-}
-
-/// Why an overwrite is refused in the small-model profile, if it is: it would
-/// keep less than half of the non-blank lines of a file of two or more (the
-/// corpus files are that small). A 1.5B model asked to add a function to a
-/// file wrote only the function (and ignored the note [`lines_lost`] adds);
-/// refused with how to add instead, it can use Edit. The same Write again
-/// goes through: the model meant it.
-fn overwrite_refusal(ctx: &ToolContext, path: &Path, old: &[u8], new: &str) -> Option<String> {
-    use sha2::Digest as _;
-    let old = String::from_utf8_lossy(old);
-    let old_lines: Vec<&str> = old
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let kept: std::collections::HashSet<&str> = new.lines().map(str::trim_end).collect();
-    let lost: Vec<&str> = old_lines
-        .iter()
-        .copied()
-        .filter(|l| !kept.contains(l))
-        .collect();
-    if old_lines.len() < 2 || lost.len() * 2 <= old_lines.len() {
-        return None;
-    }
-    let digest: [u8; 32] = sha2::Sha256::digest(new.as_bytes()).into();
-    if ctx.refuse_overwrite_once(path, digest) {
-        return None;
-    }
-    let last = old_lines.last().copied().unwrap_or_default();
-    Some(format!(
-        "Not written: {} has {} lines and this content would drop {} of them (e.g. `{}`). \
-         To add code to it or change part of it, use Edit: old_string = lines that are in \
-         the file now (e.g. its last line `{last}`), new_string = those lines with your \
-         change. To replace the whole file anyway, call Write again with exactly the same content.",
-        path.display(),
-        old_lines.len(),
-        lost.len(),
-        lost[0].trim(),
-    ))
 }
 
 /// Lines shown of what an overwrite dropped.
