@@ -583,17 +583,25 @@ async fn killed_during_compaction(at: KillAt) {
         entries.iter().any(|e| e.kind_name() == kind)
     })
     .await;
-    if !matches!(at, KillAt::AfterCompaction) {
-        // The summary call is on the wire (held or half streamed).
-        let deadline = std::time::Instant::now() + common::WAIT;
-        while !server
-            .requests()
-            .iter()
-            .any(|r| r.body.to_string().contains(SUMMARY_KEY))
-        {
-            assert!(std::time::Instant::now() < deadline, "no summary call");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    // The call the kill interrupts is on the wire: the summary call (held or
+    // half streamed), or after compacting the next call (held), which must
+    // take the stall scripted for it before the kill, else the restored pod
+    // would get it.
+    let on_the_wire = match at {
+        KillAt::AfterCompaction => "SUMMARY-K",
+        _ => SUMMARY_KEY,
+    };
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while !server
+        .requests()
+        .iter()
+        .any(|r| r.body.to_string().contains(on_the_wire))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call with {on_the_wire}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     pod.kill9();
     drop(client);
