@@ -483,7 +483,7 @@ fn outgrows_the_window(base_url: &str) -> Outcome {
             "Now read part3.log and tell me what its ERROR line says.",
             "Going back to part1.log: on which host did its error happen?",
         ],
-        Duration::from_secs(900),
+        Duration::from_secs(1500),
     );
     let why = outcome.explain();
     let reads: Vec<String> = outcome
