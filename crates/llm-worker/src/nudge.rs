@@ -50,8 +50,10 @@ fn latest_request(history: &[Item]) -> Option<(usize, String)> {
             Item::Message {
                 role: Role::User, ..
             } => {
-                let text = item.message_text();
-                (!text.trim_start().starts_with('[')).then_some((i, text))
+                // The user's own words: files attached to them may say anything
+                // ("# TODO rename" made a question about TODOs a change request).
+                let text = item.own_words();
+                (!text.trim_start().starts_with('[')).then(|| (i, text.to_string()))
             }
             _ => None,
         })
@@ -161,6 +163,23 @@ mod tests {
         assert!(!asks_for_change("what does label() return"));
         // Whole words only: "settings" is not "set", "address" not "add".
         assert!(!asks_for_change("what is in settings.py at this address?"));
+    }
+
+    #[test]
+    fn words_in_attached_files_do_not_make_a_question_a_change_request() {
+        let h = vec![
+            Item::user_with_context(
+                "Count the TODO comments in the code.",
+                "two.py (1 lines):\n```py\ny = 2  # TODO rename\n```",
+            ),
+            answer("There are 2 TODO comments."),
+        ];
+        assert!(!should_nudge(&h));
+        let h = vec![
+            Item::user_with_context("fix two.py", "two.py (1 lines):\n```py\ny = 2\n```"),
+            answer("Change it to 3."),
+        ];
+        assert!(should_nudge(&h));
     }
 
     #[test]

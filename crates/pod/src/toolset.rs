@@ -166,10 +166,17 @@ pub(crate) fn builtin(
     let scope = Arc::new(RwLock::new(scope));
     // Other pods' spilled outputs and tmp files are theirs: the file tools
     // read only this pod's part of the runtime dir (commands see none of it).
+    let small = manifest.model.context_window < crate::server::COMPACT_TOOLS_BELOW;
     let ctx = ToolContext::new(cwd, Arc::clone(&scope), protected_dirs(places), limit)
         .and_then(|ctx| ctx.hiding(&places.runtime, &pod_dir))
+        .and_then(|ctx| {
+            if small {
+                ctx.merging_partial_writes()
+            } else {
+                Ok(ctx)
+            }
+        })
         .map_err(|e| ToolsetError::Context(e.to_string()))?;
-    let small = manifest.model.context_window < crate::server::COMPACT_TOOLS_BELOW;
     let grounder = Grounder::new(ctx.clone(), small);
     let mut tools = file_tools(ctx);
 

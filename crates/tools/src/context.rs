@@ -27,8 +27,8 @@ pub enum ContextError {
         .0.display()
     )]
     RelativeProtectedDir(PathBuf),
-    /// A hidden directory was added after the context was shared with tools.
-    #[error("the file tools' context is already shared; hide directories before handing it out")]
+    /// The context was configured after it was shared with tools.
+    #[error("the file tools' context is already shared; configure it before handing it out")]
     AlreadyShared,
 }
 
@@ -63,6 +63,9 @@ struct ContextInner {
     /// Directories no tool may read or list (other pods' private files),
     /// each with the one subtree of it this pod may (its own).
     hidden: Vec<(PathBuf, PathBuf)>,
+    /// Whether `Write` merges content that is only part of a file into it
+    /// (small-model profile; see `partial_write`).
+    merge_partial_writes: bool,
 }
 
 /// The per-pod state the file tools share. Cheap to clone (one `Arc`).
@@ -112,6 +115,7 @@ impl ToolContext {
                 reads: Mutex::new(HashMap::new()),
                 output_limit,
                 hidden: Vec::new(),
+                merge_partial_writes: false,
             }),
         })
     }
@@ -141,6 +145,22 @@ impl ToolContext {
             }
         }
         Ok(self)
+    }
+
+    /// Makes `Write` merge content that is only part of a file (new or changed
+    /// definitions, changed setting lines) into it: for small models, which
+    /// write only the new function when asked to add one. Called before the
+    /// context is cloned.
+    pub fn merging_partial_writes(mut self) -> Result<Self, ContextError> {
+        Arc::get_mut(&mut self.inner)
+            .ok_or(ContextError::AlreadyShared)?
+            .merge_partial_writes = true;
+        Ok(self)
+    }
+
+    /// Whether `Write` merges partial content (see [`Self::merging_partial_writes`]).
+    pub(crate) fn merges_partial_writes(&self) -> bool {
+        self.inner.merge_partial_writes
     }
 
     /// The hidden directory a canonical path lies in (outside this pod's own

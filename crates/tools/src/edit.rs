@@ -97,7 +97,38 @@ pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileTool
     record_written(ctx, &path, new.as_bytes(), &written);
 
     let name = path.display().to_string();
-    let diff = TextDiff::from_lines(&old, &new);
+    let Diff {
+        unified: mut content,
+        added,
+        removed,
+    } = diff_of(&name, &old, &new, ctx.output_limit());
+    let occurrences = if count == 1 {
+        "1 occurrence".to_owned()
+    } else {
+        format!("{count} occurrences")
+    };
+    if let Some(left) = names_left(ctx, &input.old_string, &input.new_string) {
+        content.push_str(&left);
+    }
+    Ok(ToolOutput {
+        summary: format!("Edited {name}: replaced {occurrences} (+{added} -{removed} lines)"),
+        content: Some(content),
+    })
+}
+
+/// A change to a file as the model is shown it.
+pub(crate) struct Diff {
+    /// The unified diff, capped at the tool output limit.
+    pub unified: String,
+    /// Lines added.
+    pub added: usize,
+    /// Lines removed.
+    pub removed: usize,
+}
+
+/// The diff from `old` to `new` of the file called `name`.
+pub(crate) fn diff_of(name: &str, old: &str, new: &str, limit: usize) -> Diff {
+    let diff = TextDiff::from_lines(old, new);
     let (mut added, mut removed) = (0usize, 0usize);
     for change in diff.iter_all_changes() {
         match change.tag() {
@@ -109,21 +140,13 @@ pub fn edit(ctx: &ToolContext, input: &EditInput) -> Result<ToolOutput, FileTool
     let unified = diff
         .unified_diff()
         .context_radius(DIFF_CONTEXT)
-        .header(&name, &name)
+        .header(name, name)
         .to_string();
-    let occurrences = if count == 1 {
-        "1 occurrence".to_owned()
-    } else {
-        format!("{count} occurrences")
-    };
-    let mut content = tool::cap(&unified, ctx.output_limit());
-    if let Some(left) = names_left(ctx, &input.old_string, &input.new_string) {
-        content.push_str(&left);
+    Diff {
+        unified: tool::cap(&unified, limit),
+        added,
+        removed,
     }
-    Ok(ToolOutput {
-        summary: format!("Edited {name}: replaced {occurrences} (+{added} -{removed} lines)"),
-        content: Some(content),
-    })
 }
 
 /// The names (identifiers of 3 or more characters) `old` had and `new` has

@@ -21,6 +21,7 @@ pub mod error;
 pub mod glob;
 pub mod grep;
 pub mod grounding;
+mod partial_write;
 pub mod read;
 mod read_before_write;
 pub mod scoped_fs;

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use tool::ToolOutput;
 
 use crate::context::ToolContext;
+use crate::edit::diff_of;
 use crate::error::FileToolError;
+use crate::partial_write::{self, Merged};
 use crate::read_before_write::{current_if_read, record_written};
-use crate::scoped_fs;
+use crate::scoped_fs::{self, CheckedPath};
 
 /// Arguments of `Write`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -19,6 +21,11 @@ pub struct WriteInput {
     pub path: String,
     /// The complete new content of the file.
     pub content: String,
+    /// Replace the file whole even when `content` looks like only a part of it
+    /// (in the small-model profile such a part is merged into the file).
+    #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
+    pub whole: Option<bool>,
 }
 
 /// What `Write` tells the model.
@@ -32,6 +39,14 @@ keeps the file's permissions. Prefer Edit for changing part of a file.";
 pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileToolError> {
     let checked = scoped_fs::check_write(ctx, Path::new(&input.path))?;
     let before = current_if_read(ctx, &checked)?;
+    if ctx.merges_partial_writes()
+        && !input.whole.unwrap_or(false)
+        && let Some(old) = before.as_deref()
+        && let Ok(old) = std::str::from_utf8(old)
+        && let Some(merged) = partial_write::merge(old, &input.content)
+    {
+        return write_merged(ctx, &checked, old, merged);
+    }
     let bytes = input.content.as_bytes();
     let written = checked.write_atomic(ctx, bytes)?;
     record_written(ctx, checked.canonical(), bytes, &written);
@@ -51,6 +66,40 @@ pub fn write(ctx: &ToolContext, input: &WriteInput) -> Result<ToolOutput, FileTo
             written.size
         ),
         content,
+    })
+}
+
+/// Writes a partial write merged into the file, and says so with the diff.
+fn write_merged(
+    ctx: &ToolContext,
+    checked: &CheckedPath,
+    old: &str,
+    merged: Merged,
+) -> Result<ToolOutput, FileToolError> {
+    let name = checked.canonical().display().to_string();
+    if merged.content == old {
+        return Ok(ToolOutput {
+            summary: format!("Left {name} as it was"),
+            content: Some(format!(
+                "{} To make your content the whole file instead, call Write again with \
+                 \"whole\": true.",
+                merged.note
+            )),
+        });
+    }
+    let bytes = merged.content.as_bytes();
+    let written = checked.write_atomic(ctx, bytes)?;
+    record_written(ctx, checked.canonical(), bytes, &written);
+    let diff = diff_of(&name, old, &merged.content, ctx.output_limit());
+    Ok(ToolOutput {
+        summary: format!(
+            "Merged into {name} (+{} -{} lines)",
+            diff.added, diff.removed
+        ),
+        content: Some(format!(
+            "{}\n{} (To replace the file whole instead, call Write with \"whole\": true.)",
+            diff.unified, merged.note
+        )),
     })
 }
 

@@ -413,7 +413,13 @@ impl Tool for ListPods {
         if records.is_empty() {
             return Ok(ToolOutput {
                 summary: "no spawned pods".into(),
-                content: None,
+                // Asked to "list the JSON files", a small model called ListPods
+                // and answered that the project has no pods.
+                content: Some(
+                    "ListPods lists the child pods you spawned, not files: to list files, \
+                     use Glob (e.g. pattern \"**/*.json\")."
+                        .into(),
+                ),
             });
         }
         let mut lines = Vec::with_capacity(records.len());
@@ -569,6 +575,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         assert!(!is_reachable(&dir.path().join("none")).await);
+    }
+
+    #[tokio::test]
+    async fn no_children_is_said_with_where_files_are_listed() {
+        let tools = ListPods {
+            registry: Arc::new(SpawnedPodRegistry::new()),
+        };
+        let out = tools.execute("{}").await.unwrap();
+        assert_eq!(out.summary, "no spawned pods");
+        assert!(out.content.unwrap().contains("use Glob"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ fn five_tools_with_plain_object_schemas() {
         keys
     };
     assert_eq!(props(0), ["limit", "offset", "path"]);
-    assert_eq!(props(1), ["content", "path"]);
+    assert_eq!(props(1), ["content", "path", "whole"]);
     assert_eq!(
         props(2),
         ["new_string", "old_string", "path", "replace_all"]

@@ -405,3 +405,99 @@ fn an_overwrite_says_which_lines_it_dropped() {
     ));
     assert!(out.content.is_none(), "{out:?}");
 }
+
+#[test]
+fn small_model_writes_of_a_new_function_are_merged_unless_whole() {
+    let fx = Fixture::new();
+    let old = "def double(x):\n    return 2 * x\n";
+    fx.file("m.py", old);
+    let clamp = "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n";
+
+    // Another model: the write replaces the file whole, and says what it lost.
+    let ctx = fx.ctx();
+    ok(call(&ctx, "Read", json!({"path": "m.py"})));
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "m.py", "content": clamp}),
+    ));
+    assert_contains(&out.summary, &["Overwrote"]);
+    assert_contains(content(&out), &["no longer has 2 of its lines"]);
+    assert_eq!(fs::read_to_string(fx.scope.join("m.py")).unwrap(), clamp);
+
+    // The small-model profile: merged, and the result says so with the diff.
+    fs::write(fx.scope.join("m.py"), old).unwrap();
+    let ctx = fx.ctx().merging_partial_writes().unwrap();
+    ok(call(&ctx, "Read", json!({"path": "m.py"})));
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "m.py", "content": clamp}),
+    ));
+    assert_contains(&out.summary, &["Merged into", "m.py", "+3 -0"]);
+    assert_contains(
+        content(&out),
+        &["+def clamp", "added `clamp`", "\"whole\": true"],
+    );
+    let merged = format!("{old}\n{clamp}");
+    assert_eq!(fs::read_to_string(fx.scope.join("m.py")).unwrap(), merged);
+
+    // The same write again changes nothing, and the pod may still write.
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "m.py", "content": clamp}),
+    ));
+    assert_contains(&out.summary, &["Left", "as it was"]);
+    assert_eq!(fs::read_to_string(fx.scope.join("m.py")).unwrap(), merged);
+
+    // `whole` makes it the whole file.
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "m.py", "content": clamp, "whole": true}),
+    ));
+    assert_contains(&out.summary, &["Overwrote"]);
+    assert_eq!(fs::read_to_string(fx.scope.join("m.py")).unwrap(), clamp);
+}
+
+#[test]
+fn small_model_writes_still_need_a_read_and_an_unchanged_file() {
+    let fx = Fixture::new();
+    fx.file("setup.cfg", "[metadata]\nname = t\nversion = 1.3.2\n");
+    let ctx = fx.ctx().merging_partial_writes().unwrap();
+    let e = err(call(
+        &ctx,
+        "Write",
+        json!({"path": "setup.cfg", "content": "version = 1.4.0\n"}),
+    ));
+    assert_contains(&e, &["has not read it"]);
+    ok(call(&ctx, "Read", json!({"path": "setup.cfg"})));
+    fx.file("setup.cfg", "[metadata]\nname = t\nversion = 1.3.3\n");
+    let e = err(call(
+        &ctx,
+        "Write",
+        json!({"path": "setup.cfg", "content": "version = 1.4.0\n"}),
+    ));
+    assert_contains(&e, &["changed"]);
+    ok(call(&ctx, "Read", json!({"path": "setup.cfg"})));
+    let out = ok(call(
+        &ctx,
+        "Write",
+        json!({"path": "setup.cfg", "content": "version = 1.4.0\n"}),
+    ));
+    assert_contains(content(&out), &["only those lines were replaced"]);
+    assert_eq!(
+        fs::read_to_string(fx.scope.join("setup.cfg")).unwrap(),
+        "[metadata]\nname = t\nversion = 1.4.0\n"
+    );
+}
+
+#[test]
+fn configuring_a_shared_context_is_refused() {
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    let _shared = ctx.clone();
+    let e = ctx.merging_partial_writes().unwrap_err();
+    assert!(e.to_string().contains("already shared"), "{e}");
+}
