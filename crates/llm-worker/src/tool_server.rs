@@ -15,14 +15,7 @@ use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 
 /// What a pre-call interceptor decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "no interceptor is registered until hooks and approvals land"
-    )
-)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// Run the call as the model wrote it.
     Allow,
     /// Do not run it; the model reads this reason as the result.
@@ -33,7 +26,7 @@ pub(crate) enum Decision {
 
 /// A tool call about to run or just run, as interceptors see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CallInfo {
+pub struct CallInfo {
     /// Call id.
     pub id: String,
     /// Tool name.
@@ -42,16 +35,17 @@ pub(crate) struct CallInfo {
     pub arguments: String,
 }
 
-/// A hook around every tool call, for permission policies and auditing.
-pub(crate) trait ToolInterceptor: Send + Sync {
+/// A check around every tool call: permission rules and the user's hooks.
+#[async_trait::async_trait]
+pub trait ToolInterceptor: Send + Sync {
     /// Decides whether (and with which arguments) the call runs.
-    fn before(&self, call: &CallInfo) -> Decision {
+    async fn before(&self, call: &CallInfo) -> Decision {
         let _ = call;
         Decision::Allow
     }
 
-    /// Sees (and may change) the result before the model does.
-    fn after(&self, call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
+    /// Sees (and may change) the result of a call that ran, before the model does.
+    async fn after(&self, call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
         let _ = (call, result);
     }
 }
@@ -117,14 +111,7 @@ impl ToolServer {
     }
 
     /// Adds an interceptor; they run in the order added.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "no interceptor is registered until hooks and approvals land"
-        )
-    )]
-    pub(crate) fn intercept(&mut self, interceptor: Arc<dyn ToolInterceptor>) {
+    pub fn intercept(&mut self, interceptor: Arc<dyn ToolInterceptor>) {
         self.interceptors.push(interceptor);
     }
 
@@ -183,7 +170,14 @@ impl ToolServer {
             let mut call = call.clone();
             let mut denied = None;
             for interceptor in &self.interceptors {
-                match interceptor.before(&call) {
+                // A hook may take a while: a cancel answers this call and the
+                // ones after it as interrupted.
+                let decision = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    d = interceptor.before(&call) => d,
+                };
+                match decision {
                     Decision::Allow => {}
                     Decision::Deny(reason) => {
                         denied = Some(reason);
@@ -192,23 +186,32 @@ impl ToolServer {
                     Decision::Rewrite(args) => call.arguments = args,
                 }
             }
+            if cancel.is_cancelled() {
+                effective.push(call);
+                continue;
+            }
             if let Some(reason) = denied {
                 let err = ToolError::ExecutionFailed(format!("refused by policy: {reason}"));
                 results[index] = Some(self.finish(&call, Err(err)));
             } else if let Some((_, tool)) = self.tools.get(&call.name) {
                 let tool = Arc::clone(tool);
-                let arguments = call.arguments.clone();
-                // A task per call: calls overlap, and a panic stays inside its task.
+                let interceptors = self.interceptors.clone();
+                let info = call.clone();
+                // A task per call: calls overlap, and a panic stays inside its task
+                // (the `after` checks run there too, so they overlap as well).
                 let span = tracing::info_span!("tool", name = %call.name, id = %call.id);
                 let handle = set.spawn(tracing::Instrument::instrument(
                     async move {
                         let started = std::time::Instant::now();
-                        let out = tool.execute(&arguments).await;
+                        let mut out = tool.execute(&info.arguments).await;
                         tracing::info!(
                             ms = started.elapsed().as_millis() as u64,
                             ok = out.is_ok(),
                             "tool call done"
                         );
+                        for interceptor in &interceptors {
+                            interceptor.after(&info, &mut out).await;
+                        }
                         out
                     },
                     span,
@@ -265,11 +268,8 @@ impl ToolServer {
             .collect()
     }
 
-    /// Applies `after` interceptors and the output cap, and builds the item.
-    fn finish(&self, call: &CallInfo, mut out: Result<ToolOutput, ToolError>) -> Item {
-        for interceptor in &self.interceptors {
-            interceptor.after(call, &mut out);
-        }
+    /// Applies the output cap and builds the item.
+    fn finish(&self, call: &CallInfo, out: Result<ToolOutput, ToolError>) -> Item {
         match out {
             Ok(ToolOutput { summary, content }) => Item::ToolResult {
                 call_id: call.id.clone(),
@@ -461,15 +461,16 @@ mod tests {
     }
 
     struct Policy;
+    #[async_trait::async_trait]
     impl ToolInterceptor for Policy {
-        fn before(&self, call: &CallInfo) -> Decision {
+        async fn before(&self, call: &CallInfo) -> Decision {
             match call.id.as_str() {
                 "deny" => Decision::Deny("writes to /etc are not allowed".into()),
                 "rewrite" => Decision::Rewrite("rewritten".into()),
                 _ => Decision::Allow,
             }
         }
-        fn after(&self, _call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
+        async fn after(&self, _call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
             if let Ok(out) = result {
                 out.summary.push_str(" (audited)");
             }
@@ -494,6 +495,37 @@ mod tests {
             "{s}"
         );
         assert_eq!(summary(&out[2]), ("t got rewritten (audited)", false));
+    }
+
+    /// A check that never decides (a hung hook).
+    struct Hung;
+    #[async_trait::async_trait]
+    impl ToolInterceptor for Hung {
+        async fn before(&self, _call: &CallInfo) -> Decision {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_during_a_check_answers_every_call_as_interrupted() {
+        let mut server = ToolServer::new(&[def("T", 0, "t")], 1000).unwrap();
+        server.intercept(Arc::new(Hung));
+        let cancel = CancellationToken::new();
+        let calls = [call("a", "T", "x"), call("b", "T", "y")];
+        let run = server.run_all_until(&calls, &cancel);
+        let cancel_soon = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            cancel.cancel();
+        };
+        let (out, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(run, cancel_soon)
+        })
+        .await
+        .expect("the cancel ends the wait");
+        assert_eq!(out.len(), 2);
+        for item in &out {
+            assert_eq!(summary(item), (INTERRUPTED, true));
+        }
     }
 
     #[test]

@@ -284,6 +284,16 @@ pub struct Worker {
     /// in a row made exactly them again.
     prev_calls: Vec<(String, String)>,
     repeats: u32,
+    /// Told before each compaction (the user's `pre_compact` hooks).
+    before_compaction: Option<Arc<dyn BeforeCompaction>>,
+}
+
+/// Told before a compaction starts, and awaited (the user's `pre_compact` hooks).
+#[async_trait::async_trait]
+pub trait BeforeCompaction: Send + Sync {
+    /// A compaction of a request of about `tokens_before` tokens is about to
+    /// start; `trigger` is `auto`, `asked` or `overflow`.
+    async fn before_compaction(&self, tokens_before: u64, trigger: &'static str);
 }
 
 /// How many times in a row a call whose output the server could not parse is
@@ -364,7 +374,13 @@ impl Worker {
             repeated: 0,
             prev_calls: Vec::new(),
             repeats: 0,
+            before_compaction: None,
         }
+    }
+
+    /// Awaits `hook` before every compaction.
+    pub fn before_compaction(&mut self, hook: Arc<dyn BeforeCompaction>) {
+        self.before_compaction = Some(hook);
     }
 
     /// Restores a history (from a replayed session log) and the number of LLM
@@ -522,6 +538,14 @@ impl Worker {
             // The provider counts more than the estimate: in the estimate's
             // terms the window is smaller than the refused request.
             policy.window = policy.window.min(before);
+        }
+        if let Some(hook) = &self.before_compaction {
+            let name = match trigger {
+                Trigger::Due => "auto",
+                Trigger::Asked => "asked",
+                Trigger::Overflow => "overflow",
+            };
+            hook.before_compaction(before, name).await;
         }
         let sink_failed = |e| Outcome::Failed(WorkerError::Sink(e));
         sink.on_event(WorkerEvent::CompactionStart {

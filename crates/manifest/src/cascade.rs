@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::ManifestError;
+use crate::hooks::{
+    PermissionDecision, SourcedHook, SourcedPermission, resolve_hook, resolve_permission,
+};
 use crate::layer::ManifestLayer;
 use crate::manifest::{
     ContextConfig, Manifest, ModelConfig, Origin, PodConfig, SandboxConfig, ScopeConfig,
@@ -472,6 +475,8 @@ pub fn merge_layers(
     let mut compact_at = None;
     let mut summary_tokens = None;
 
+    let mut hooks: Vec<SourcedHook> = Vec::new();
+    let mut permissions: Vec<SourcedPermission> = Vec::new();
     let mut scope = ScopeConfig::default();
     let built_in = Origin::BuiltIn;
     push_unique(
@@ -542,6 +547,47 @@ pub fn merge_layers(
             }
             if !env_remove.contains(&name) {
                 env_remove.push(name);
+            }
+        }
+
+        for (i, hook) in layer.hooks.into_iter().enumerate() {
+            let user = matches!(origin, Origin::User { .. });
+            let hook = resolve_hook(hook, &base_dir, home, user).map_err(|reason| {
+                ManifestError::BadHook {
+                    index: i + 1,
+                    origin: origin.clone(),
+                    reason,
+                }
+            })?;
+            if !hooks.iter().any(|h: &SourcedHook| h.hook == hook) {
+                hooks.push(SourcedHook {
+                    hook,
+                    origin: origin.clone(),
+                });
+            }
+        }
+        for (i, rule) in layer.permissions.into_iter().enumerate() {
+            let bad = |reason: String| ManifestError::BadPermission {
+                index: i + 1,
+                origin: origin.clone(),
+                reason,
+            };
+            let rule = resolve_permission(rule, &base_dir, home).map_err(bad)?;
+            if rule.decision == PermissionDecision::Ask {
+                return Err(bad(
+                    "decision = \"ask\" is not supported by this version of pods yet (it \
+                     needs approvals); use \"deny\", or \"allow\""
+                        .into(),
+                ));
+            }
+            if !permissions
+                .iter()
+                .any(|p: &SourcedPermission| p.rule == rule)
+            {
+                permissions.push(SourcedPermission {
+                    rule,
+                    origin: origin.clone(),
+                });
             }
         }
 
@@ -671,6 +717,8 @@ pub fn merge_layers(
         sandbox,
         scope,
         context,
+        hooks,
+        permissions,
         project_root,
         layers: origins,
         provenance,

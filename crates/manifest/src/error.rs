@@ -83,6 +83,26 @@ pub enum ManifestError {
         /// The layer it came from.
         origin: Origin,
     },
+    /// A `[[hooks]]` entry is not valid.
+    #[error("[[hooks]] entry {index} of the {origin}: {reason}")]
+    BadHook {
+        /// 1-based position among that layer's hooks.
+        index: usize,
+        /// The layer it came from.
+        origin: Origin,
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
+    /// A `[[permissions]]` entry is not valid.
+    #[error("[[permissions]] entry {index} of the {origin}: {reason}")]
+    BadPermission {
+        /// 1-based position among that layer's rules.
+        index: usize,
+        /// The layer it came from.
+        origin: Origin,
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
     /// The project manifest was refused by the loader's gate (e.g. not trusted).
     #[error("project manifest {}: {reason}", path.display())]
     ProjectRefused {

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::error::ManifestError;
+use crate::hooks::{HookLayer, PermissionLayer};
 use crate::manifest::{PodName, SandboxMode, Scheme};
 use crate::rule::ScopeRule;
 
@@ -28,6 +29,10 @@ pub struct ManifestLayer {
     pub scope: ScopeLayer,
     /// `[context]`.
     pub context: ContextLayer,
+    /// `[[hooks]]`: commands run around the pod's work (added to lower layers').
+    pub hooks: Vec<HookLayer>,
+    /// `[[permissions]]`: allow/ask/deny rules on tool calls (added to lower layers').
+    pub permissions: Vec<PermissionLayer>,
 }
 
 /// `[pod]` as written.

@@ -11,6 +11,7 @@
 
 pub mod cascade;
 pub mod error;
+pub mod hooks;
 pub mod layer;
 pub mod manifest;
 pub mod path;
@@ -21,6 +22,10 @@ pub use cascade::{
     Env, GateError, LayerInput, ManifestLoader, ProjectGate, find_project_root, merge_layers,
 };
 pub use error::ManifestError;
+pub use hooks::{
+    Hook, HookCommand, HookEvent, OnError, PermissionDecision, PermissionRule, SourcedHook,
+    SourcedPermission,
+};
 pub use layer::ManifestLayer;
 pub use manifest::{
     ContextConfig, InvalidPodName, Manifest, ModelConfig, Origin, PodConfig, PodName,

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::hooks::{SourcedHook, SourcedPermission};
 use crate::rule::ScopeRule;
 
 /// The wire scheme a model speaks; it decides the request path, body and default endpoint.
@@ -319,6 +320,10 @@ pub struct Manifest {
     pub scope: ScopeConfig,
     /// `[context]`.
     pub context: ContextConfig,
+    /// `[[hooks]]` of every layer, lowest first (exact duplicates dropped).
+    pub hooks: Vec<SourcedHook>,
+    /// `[[permissions]]` of every layer, lowest first (exact duplicates dropped).
+    pub permissions: Vec<SourcedPermission>,
     /// The directory holding `.pods/`, if one was found above the working directory.
     pub(crate) project_root: Option<PathBuf>,
     /// The layers that were read, lowest first (built-in defaults always first).

@@ -103,6 +103,28 @@ pub(crate) fn write_entry(out: &mut dyn Write, entry: &LogEntry) -> io::Result<(
     write_entry_full(out, entry, false)
 }
 
+/// One line for a hook run: `[hook pre_tool Bash: ./check.sh → block (exit 2, 12 ms): no curl]`.
+pub fn hook_line(run: &protocol::HookRun) -> String {
+    let tool = run
+        .tool
+        .as_deref()
+        .map(|t| format!(" {t}"))
+        .unwrap_or_default();
+    let exit = run
+        .exit_code
+        .map_or_else(|| "no exit code".to_string(), |c| format!("exit {c}"));
+    let mut line = format!(
+        "[hook {}{tool}: {} → {} ({exit}, {} ms)",
+        run.event, run.command, run.decision, run.duration_ms
+    );
+    if let Some(m) = &run.message {
+        line.push_str(": ");
+        line.push_str(m.lines().next().unwrap_or_default());
+    }
+    line.push(']');
+    line
+}
+
 /// As [`write_entry`]; `full` shows tool outputs whole instead of their last lines.
 pub(crate) fn write_entry_full(
     out: &mut dyn Write,
@@ -160,6 +182,7 @@ pub(crate) fn write_entry_full(
             out,
             "── context compacted: ≈ {tokens_before} → {tokens_after} tokens; a new segment goes on from a summary ──"
         )?,
+        LogEntry::Hook { run, .. } => writeln!(out, "{}", hook_line(run))?,
         // Shown where they arrived; when the model took them in is bookkeeping.
         LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
         LogEntry::Unknown { kind, .. } => writeln!(

@@ -116,6 +116,7 @@ pub fn start_foreground(opts: LaunchOptions, json: bool, mode: StartMode) -> any
         live_scope: toolset.scope,
         gate: toolset.gate,
         grounder: toolset.grounder,
+        hook_env: toolset.hook_env,
         child,
         inherited: (mode == StartMode::Child).then_some(server::Inherited {
             lock_fd: crate::spawn::process::CHILD_LOCK_FD,

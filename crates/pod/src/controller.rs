@@ -446,6 +446,7 @@ impl Controller {
         });
         let mut sink = PodSink::new(self.state.clone());
         let done = self.done_tx.clone();
+        let hooks = lock(&self.state).hooks();
         let span = tracing::info_span!("invocation", turn, from_parent);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -461,6 +462,21 @@ impl Controller {
                     outcome = ?outcome,
                     "invocation ended"
                 );
+                // Before `turn_end` is committed: a one-shot `pod run` stops the
+                // pod right after it.
+                if let Some(hooks) = hooks {
+                    let result = match &outcome {
+                        Outcome::Finished { .. } => "finished",
+                        Outcome::Paused => "paused",
+                        Outcome::Cancelled => "cancelled",
+                        Outcome::LimitReached => "limit_reached",
+                        Outcome::Failed(_) => "failed",
+                    };
+                    let mut fields = serde_json::Map::new();
+                    fields.insert("turn".into(), turn.into());
+                    fields.insert("result".into(), result.into());
+                    crate::checks::tell(&hooks, manifest::HookEvent::TurnEnd, fields).await;
+                }
                 let _ = done.send((worker, outcome)).await;
             },
             span,

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod checks;
 pub mod cli;
 pub mod client;
 pub(crate) mod controller;

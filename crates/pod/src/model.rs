@@ -7,7 +7,7 @@ pub mod command;
 pub use local_model::*;
 
 /// `[model] max_tokens` for the local model: enough for a file, small next to the window.
-pub(crate) const LOCAL_MAX_TOKENS: u32 = 2048;
+pub const LOCAL_MAX_TOKENS: u32 = 2048;
 /// `[model] temperature` for the local model: greedy decoding; at the server's
 /// default (0.8) the 1.5B model often wraps its tool calls in prose, which
 /// llama.cpp cannot parse.

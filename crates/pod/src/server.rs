@@ -52,6 +52,8 @@ pub(crate) struct PodSpec {
     pub gate: CommandGate,
     /// Attaches the files a user's message names.
     pub grounder: tools::grounding::Grounder,
+    /// What the user's hooks run with (Bash's sandbox, policy and gate).
+    pub(crate) hook_env: hooks::HookEnv,
     /// For a child pod: its parent and reserved registry entry.
     pub child: Option<ChildSpec>,
     /// Lock and listening socket handed over by the parent (child pods).
@@ -101,6 +103,9 @@ pub(crate) enum ServeError {
     /// Locking or binding failed (e.g. the pod is already running).
     #[error(transparent)]
     Listen(#[from] listener::ListenError),
+    /// The manifest's hooks or permission rules cannot be set up.
+    #[error("hooks: {0}")]
+    Checks(String),
     /// The session log cannot be opened.
     #[error("session {}: {source}", dir.display())]
     Session {
@@ -487,6 +492,15 @@ async fn assemble(
     )?;
     let compact = m.model.context_window < COMPACT_TOOLS_BELOW;
     tools.set_compact(compact);
+    let mut hook_env = spec.hook_env.clone();
+    hook_env.session = spec.places.session_dir(&spec.name).display().to_string();
+    let hooks = crate::checks::build(m, hook_env, &state).map_err(ServeError::Checks)?;
+    let rules = hooks::Rules::new(&m.permissions).map_err(ServeError::Checks)?;
+    tools.intercept(Arc::new(hooks::HookInterceptor::new(
+        Arc::clone(&hooks),
+        rules,
+    )));
+    lock(&state).set_hooks(Arc::clone(&hooks));
     let tools = Arc::new(tools);
     let mut config = WorkerConfig::new(m.model.model.clone());
     config.system = system_prompt(spec, &scope);
@@ -574,6 +588,7 @@ async fn assemble(
 
     let mut worker = Worker::new(Arc::clone(&spec.client), tools, config);
     worker.restore(history, restored.llm_calls);
+    worker.before_compaction(Arc::new(crate::checks::PreCompact(Arc::clone(&hooks))));
     lock(&state).keep_status_file(
         pod_dir.join("status.json"),
         StatusRecord {
@@ -606,6 +621,16 @@ async fn assemble(
     if let Some(link) = parent_link(spec) {
         controller = controller.with_parent(Reporter::spawn(link, state.clone()));
     }
+    let start = if spec.launch_record.is_some() {
+        "fresh"
+    } else if spec.continue_pending {
+        "child"
+    } else {
+        "restore"
+    };
+    let mut fields = serde_json::Map::new();
+    fields.insert("start".into(), start.into());
+    crate::checks::tell(&hooks, manifest::HookEvent::SessionStart, fields).await;
     match pending_turn {
         Some(turn) => controller.continue_pending(turn)?,
         None if restored.cut_turn.is_some() => controller.set_paused()?,

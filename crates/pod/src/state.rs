@@ -94,6 +94,8 @@ pub(crate) struct PodState {
     writers: usize,
     /// When `status.json` was last written.
     status_written: std::time::Instant,
+    /// The user's hooks (connections check `run` inputs with them).
+    hooks: Option<Arc<hooks::Hooks>>,
 }
 
 impl PodState {
@@ -119,6 +121,7 @@ impl PodState {
             status_writer: None,
             writers: 0,
             status_written: std::time::Instant::now(),
+            hooks: None,
         })
     }
 
@@ -193,6 +196,16 @@ impl PodState {
         let line = event_line(event)?;
         self.hub.live(&line, self.log.next_seq());
         Ok(())
+    }
+
+    /// Sets the user's hooks, for the connections' `user_prompt` checks.
+    pub(crate) fn set_hooks(&mut self, hooks: Arc<hooks::Hooks>) {
+        self.hooks = Some(hooks);
+    }
+
+    /// The user's hooks, once the pod is assembled.
+    pub(crate) fn hooks(&self) -> Option<Arc<hooks::Hooks>> {
+        self.hooks.clone()
     }
 
     /// Changes the status: broadcast, and written to `status.json`.

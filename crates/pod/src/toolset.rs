@@ -28,6 +28,9 @@ pub(crate) struct Toolset {
     pub gate: CommandGate,
     /// Attaches the files a user's message names (its own names too for a small model).
     pub grounder: Grounder,
+    /// What the user's hooks run with: Bash's sandbox, policy and gate (the
+    /// session is filled in once the log is open).
+    pub hook_env: hooks::HookEnv,
 }
 
 /// Why the tools could not be set up.
@@ -144,6 +147,11 @@ pub(crate) fn sandbox_level(runtime: &Path, helper: &HelperCommand) -> String {
     level
 }
 
+/// The pod's private tmp dir (commands see it as `/tmp` and `$TMPDIR`).
+fn tmp_dir_of(places: &Places, name: &str) -> PathBuf {
+    places.pod_runtime_dir(name).join("tmp")
+}
+
 /// Builds the tools of pod `name` over `scope`.
 pub(crate) fn builtin(
     places: &Places,
@@ -156,7 +164,7 @@ pub(crate) fn builtin(
     ensure_private_dir(&places.runtime, uid)?;
     let pod_dir = places.pod_runtime_dir(name);
     ensure_private_dir(&pod_dir, uid)?;
-    let tmp = pod_dir.join("tmp");
+    let tmp = tmp_dir_of(places, name);
     ensure_private_dir(&tmp, uid)?;
 
     let limit = output_limit(
@@ -206,15 +214,27 @@ pub(crate) fn builtin(
         p.no_network = no_network;
         p
     };
-    let mut config = BashConfig::new(helper, Arc::new(source), mode, pod_dir);
+    let source: Arc<dyn tools::bash::PolicySource> = Arc::new(source);
+    let mut config = BashConfig::new(helper.clone(), Arc::clone(&source), mode, pod_dir);
     config.output_cap = config.output_cap.min(limit);
     let gate = config.gate.clone();
     tools.push(bash_tool(config));
+    let hook_env = hooks::HookEnv {
+        pod: name.to_string(),
+        session: String::new(),
+        cwd: cwd.to_path_buf(),
+        tmp_dir: tmp_dir_of(places, name),
+        helper,
+        policy: source,
+        mode,
+        gate: gate.clone(),
+    };
     Ok(Toolset {
         tools,
         level,
         scope,
         gate,
         grounder,
+        hook_env,
     })
 }

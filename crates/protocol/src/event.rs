@@ -28,6 +28,8 @@ pub enum Event {
     },
     /// A problem worth a human's attention; recent ones are replayed to new connections.
     Alert(Alert),
+    /// One of the user's hooks ran (also in the log, as a `hook` entry).
+    Hook(HookRun),
     /// The committed state on connect: everything since the current segment started.
     Snapshot {
         /// Log entries of the current session segment, each exactly as its log line.
@@ -204,6 +206,7 @@ impl Event {
         match self {
             Event::Hello { .. } => "hello",
             Event::Alert(_) => "alert",
+            Event::Hook(_) => "hook",
             Event::Snapshot { .. } => "snapshot",
             Event::Status { .. } => "status",
             Event::InvokeStart { .. } => "invoke_start",
@@ -247,6 +250,7 @@ enum EventDef {
         pod_name: String,
     },
     Alert(Alert),
+    Hook(HookRun),
     Snapshot {
         entries: Vec<serde_json::Value>,
         greeting: Greeting,
@@ -416,6 +420,30 @@ pub struct Alert {
     pub message: String,
     /// When, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+}
+
+/// One run of a user's hook (`[[hooks]]` in the manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct HookRun {
+    /// The event it ran for: `session_start`, `user_prompt`, `pre_tool`,
+    /// `post_tool`, `turn_end` or `pre_compact`.
+    pub event: String,
+    /// Its command, as the manifest gives it.
+    pub command: String,
+    /// The tool, for `pre_tool` and `post_tool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Its exit code; absent when it timed out or could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: u64,
+    /// What came of it: `continue`, `note`, `rewrite`, `block`, or `error` (it
+    /// failed and the work went on).
+    pub decision: String,
+    /// Its reason, note or error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Severity of an [`Alert`].

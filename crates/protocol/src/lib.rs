@@ -28,8 +28,8 @@ mod segment;
 pub mod stream;
 
 pub use event::{
-    Alert, AlertLevel, AlertSource, ErrorCode, Event, Greeting, InvokeKind, PROTOCOL_VERSION,
-    PodStatus, TurnResult,
+    Alert, AlertLevel, AlertSource, ErrorCode, Event, Greeting, HookRun, InvokeKind,
+    PROTOCOL_VERSION, PodStatus, TurnResult,
 };
 pub use method::{Method, MethodError, decode_method};
 pub use pod_event::{GrantPermission, PodEvent, ScopeGrant};

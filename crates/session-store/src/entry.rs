@@ -29,7 +29,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use protocol::{InvokeKind, Segment, TurnResult};
+use protocol::{HookRun, InvokeKind, Segment, TurnResult};
 
 /// A conversation item as stored in the log.
 ///
@@ -410,6 +410,12 @@ log_entries! {
             tokens_before: u64,
             /// The estimated tokens of the new segment's history.
             tokens_after: u64,
+        }
+        /// One of the user's hooks ran (`[[hooks]]`): what for, how it ended
+        /// and what it decided.
+        Hook = "hook" {
+            /// The run.
+            run: HookRun,
         }
         /// How far this pod has read a child's output (`ReadPodOutput`).
         ChildCursor = "child_cursor" {

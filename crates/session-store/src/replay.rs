@@ -63,6 +63,7 @@ impl Replay {
             | LogEntry::ChildSpawned { .. }
             | LogEntry::ChildRemoved { .. }
             | LogEntry::ChildCursor { .. }
+            | LogEntry::Hook { .. }
             | LogEntry::CompactionStart { .. }
             | LogEntry::CompactionEnd { .. }
             | LogEntry::Unknown { .. } => {}

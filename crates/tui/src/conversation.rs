@@ -243,6 +243,10 @@ impl Conversation {
                     crate::ui::tokens(*tokens_after)
                 )));
             }
+            LogEntry::Hook { run, .. } => {
+                let line = pod_client::transcript::hook_line(run);
+                self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
+            }
             LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
             LogEntry::Unknown { kind, .. } => {
                 self.push(BlockKind::Marker(format!(
@@ -299,6 +303,8 @@ impl Conversation {
             Event::Usage { .. }
             | Event::CompactionStart { .. }
             | Event::CompactionEnd { .. }
+            // Shown from its `hook` log entry, which comes with it.
+            | Event::Hook(_)
             | Event::Hello { .. }
             | Event::InvokeStart { .. }
             | Event::UserMessage { .. }

@@ -68,7 +68,7 @@ pub(crate) async fn serve<R, W>(
         write_loop(write, subscription, reply_rx, writer_state.clone()).await;
         lock(&writer_state).writer_done();
     });
-    read_loop(read, reply_tx, inbox, peer, budget).await;
+    read_loop(read, reply_tx, inbox, peer, budget, &state).await;
     // The client sent its last method: give the writer a moment to deliver the
     // answers, then close.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
@@ -81,6 +81,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     inbox: mpsc::Sender<Input>,
     peer: Peer,
     budget: Arc<LineBudget>,
+    state: &SharedState,
 ) {
     let mut reader = JsonLineReader::with_limits(read, MAX_METHOD_LINE, budget);
     loop {
@@ -88,6 +89,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(None) => break,
             Ok(Some(line)) => match decode_method(line) {
                 Ok(method) => {
+                    // The user's `user_prompt` hooks see a `run` first (only
+                    // this connection waits for them).
+                    let hooks = lock(state).hooks();
+                    let checked = crate::checks::check_prompt(hooks.as_deref(), method).await;
+                    let method = match checked {
+                        Ok(method) => method,
+                        Err(refusal) => {
+                            send_answer(&replies, refusal).await;
+                            continue;
+                        }
+                    };
                     let (tx, rx) = oneshot::channel();
                     let command = Command {
                         method,
@@ -116,13 +128,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 None => break,
             },
         };
-        if let Some(event) = answer
-            && let Ok(line) = event_line(&event)
-        {
-            // The writer may be gone (client stopped reading); the method was
-            // processed all the same.
-            let _ = replies.send(line).await;
+        if let Some(event) = answer {
+            send_answer(&replies, event).await;
         }
+    }
+}
+
+/// Queues an answer for the connection's writer.
+async fn send_answer(replies: &mpsc::Sender<Line>, event: Event) {
+    if let Ok(line) = event_line(&event) {
+        // The writer may be gone (client stopped reading); the method was
+        // processed all the same.
+        let _ = replies.send(line).await;
     }
 }
 

@@ -262,6 +262,9 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> Result<String, ToolErro
     top.insert("model".into(), toml::Value::Table(model));
     top.insert("worker".into(), toml::Value::Table(worker));
     top.insert("sandbox".into(), toml::Value::Table(sandbox));
+    // The child's checks are exactly the parent's: those of its user
+    // manifest it reads itself, the rest come from here.
+    top.extend(manifest::hooks::inherited_checks(&m.hooks, &m.permissions));
     toml::to_string(&top).map_err(|e| failed(format!("cannot write the child's settings: {e}")))
 }
 

@@ -8,7 +8,7 @@ use crate::common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Home, WAIT, doctor_line, pod, text};
+use common::{Home, WAIT, doctor_line, pod, text, wait_for};
 use test_support::Family;
 use test_support::fake_provider::{FakeProvider, Scripted};
 use test_support::script::Turn;
@@ -26,14 +26,6 @@ fn turn_ends(home: &Home, name: &str) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn alive(home: &Home, name: &str) -> bool {

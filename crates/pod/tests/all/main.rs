@@ -10,6 +10,8 @@ mod chaos;
 mod cli;
 mod context;
 mod hardening;
+mod hooks;
+mod launch;
 mod multi_pod;
 mod pod_process;
 mod pod_streaming;

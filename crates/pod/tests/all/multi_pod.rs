@@ -12,7 +12,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Home, TestPod, WAIT, run};
+use common::{Home, TestPod, WAIT, log_of, run, wait_for};
 use protocol::{Event, Method, TurnResult};
 use session_store::LogEntry;
 use test_support::Family;
@@ -31,24 +31,6 @@ fn sse(turn: Turn) -> Scripted {
 
 fn json(v: serde_json::Value) -> String {
     v.to_string()
-}
-
-/// Entries of a pod's session log (read-only, while it runs).
-fn log_of(home: &Home, name: &str) -> Vec<LogEntry> {
-    match session_store::read_session(home.path("state/sessions").join(name)) {
-        Ok(log) => log.entries().cloned().collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Polls `done` (without blocking the test's runtime, which serves the fake
-/// provider) until it holds.
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn turn_ends(entries: &[LogEntry]) -> usize {

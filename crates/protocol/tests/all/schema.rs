@@ -85,7 +85,7 @@ fn method_schema_lists_every_name_and_an_open_fallback() {
 #[test]
 fn event_schema_lists_every_name_and_an_open_fallback() {
     let (names, open) = tag_names(&schema_for!(Event), "event");
-    assert_eq!(names.len(), 29, "{names:?}");
+    assert_eq!(names.len(), 30, "{names:?}");
     for name in [
         "hello",
         "snapshot",
@@ -93,6 +93,7 @@ fn event_schema_lists_every_name_and_an_open_fallback() {
         "tool_result",
         "shutdown",
         "ack",
+        "hook",
     ] {
         assert!(names.contains(name), "{name} missing from {names:?}");
     }

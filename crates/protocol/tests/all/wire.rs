@@ -6,8 +6,8 @@
 use std::fmt::Debug;
 
 use protocol::{
-    Alert, AlertLevel, AlertSource, ErrorCode, Event, GrantPermission, Greeting, InvokeKind,
-    Method, PROTOCOL_VERSION, PodEvent, PodStatus, ScopeGrant, Segment, TurnResult,
+    Alert, AlertLevel, AlertSource, ErrorCode, Event, GrantPermission, Greeting, HookRun,
+    InvokeKind, Method, PROTOCOL_VERSION, PodEvent, PodStatus, ScopeGrant, Segment, TurnResult,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -277,6 +277,35 @@ fn event_hello() {
             protocol_version: PROTOCOL_VERSION,
             pod_name: "main".into(),
         },
+    );
+}
+
+#[test]
+fn event_hook() {
+    assert_wire(
+        r#"{"event":"hook","data":{"event":"pre_tool","command":"./check.sh","tool":"Bash","exit_code":2,"duration_ms":14,"decision":"block","message":"no curl"}}"#,
+        Event::Hook(HookRun {
+            event: "pre_tool".into(),
+            command: "./check.sh".into(),
+            tool: Some("Bash".into()),
+            exit_code: Some(2),
+            duration_ms: 14,
+            decision: "block".into(),
+            message: Some("no curl".into()),
+        }),
+    );
+    // A run that timed out has no exit code, and nothing optional is sent empty.
+    assert_wire(
+        r#"{"event":"hook","data":{"event":"turn_end","command":"sleep 9","duration_ms":300,"decision":"error"}}"#,
+        Event::Hook(HookRun {
+            event: "turn_end".into(),
+            command: "sleep 9".into(),
+            tool: None,
+            exit_code: None,
+            duration_ms: 300,
+            decision: "error".into(),
+            message: None,
+        }),
     );
 }
 
@@ -642,6 +671,15 @@ fn event_names_agree_with_the_wire() {
             source: AlertSource::Tool,
             message: "m".into(),
             timestamp_ms: 0,
+        }),
+        Event::Hook(HookRun {
+            event: "turn_end".into(),
+            command: "true".into(),
+            tool: None,
+            exit_code: Some(0),
+            duration_ms: 1,
+            decision: "continue".into(),
+            message: None,
         }),
         Event::Snapshot {
             entries: vec![],

@@ -283,3 +283,21 @@ pub(crate) fn doctor_line(out: &Output, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no `{name}` line: {}", text(out)))
         .clone()
 }
+
+/// Entries of a pod's session log (read-only, while it runs).
+pub(crate) fn log_of(home: &Home, name: &str) -> Vec<session_store::LogEntry> {
+    match session_store::read_session(home.path("state/sessions").join(name)) {
+        Ok(log) => log.entries().cloned().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls `done` (without blocking the test's runtime, which serves the fake
+/// provider) until it holds.
+pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,110 @@
+//! The user's hooks and permission rules, wired into the pod: every hook run
+//! committed to the log (a `hook` entry) and then broadcast (`hook` event),
+//! failures raised as alerts; `user_prompt` checked on each connection before
+//! its `run` reaches the controller; `session_start`, `turn_end` and
+//! `pre_compact` run where those happen. See docs/hooks.md.
+
+use std::sync::Arc;
+
+use hooks::{HookObserver, HookRecord, Hooks};
+use llm_worker::worker::BeforeCompaction;
+use manifest::HookEvent;
+use protocol::{AlertLevel, AlertSource, ErrorCode, Event, HookRun, Method, Segment};
+use serde_json::{Map, Value};
+use session_store::EntryBody;
+
+use crate::state::{SharedState, lock};
+
+/// Persists each hook run, then tells the pod's clients.
+struct Observer {
+    state: SharedState,
+}
+
+impl HookObserver for Observer {
+    fn ran(&self, r: &HookRecord) {
+        let run = HookRun {
+            event: r.event.as_str().into(),
+            command: r.command.clone(),
+            tool: r.tool.clone(),
+            exit_code: r.exit_code,
+            duration_ms: r.duration_ms,
+            decision: r.decision.into(),
+            message: r.message.clone(),
+        };
+        let mut state = lock(&self.state);
+        let done = state
+            .commit(EntryBody::Hook { run: run.clone() })
+            .and_then(|_| state.broadcast(&Event::Hook(run)));
+        if let Err(e) = done {
+            tracing::error!(error = %e, "cannot record a hook run");
+            let _ = state.alert(
+                AlertLevel::Error,
+                AlertSource::Pod,
+                format!("a hook run could not be recorded: {e}"),
+            );
+        }
+    }
+
+    fn alert(&self, message: &str) {
+        tracing::warn!(message, "hook failed");
+        let _ = lock(&self.state).alert(AlertLevel::Warn, AlertSource::Tool, message);
+    }
+}
+
+/// The pod's hooks, reporting to `state`.
+pub(crate) fn build(
+    manifest: &manifest::Manifest,
+    env: hooks::HookEnv,
+    state: &SharedState,
+) -> Result<Arc<Hooks>, String> {
+    let observer = Arc::new(Observer {
+        state: state.clone(),
+    });
+    Hooks::new(&manifest.hooks, env, observer).map(Arc::new)
+}
+
+/// Runs the hooks of an event that cannot be blocked (`session_start`,
+/// `turn_end`); a block is recorded and the pod goes on.
+pub(crate) async fn tell(hooks: &Hooks, event: HookEvent, fields: Map<String, Value>) {
+    if hooks.any_for(event, None) {
+        let _ = hooks.run(event, None, fields).await;
+    }
+}
+
+/// `user_prompt`: a `run`'s input checked before the controller sees it. A
+/// hook's block refuses the input (nothing is logged: the client gets only
+/// the error); its notes go with the input for the model.
+pub(crate) async fn check_prompt(hooks: Option<&Hooks>, method: Method) -> Result<Method, Event> {
+    let Some(hooks) = hooks.filter(|h| h.any_for(HookEvent::UserPrompt, None)) else {
+        return Ok(method);
+    };
+    let Method::Run { mut input } = method else {
+        return Ok(method);
+    };
+    let mut fields = Map::new();
+    fields.insert("prompt".into(), Segment::flatten_to_text(&input).into());
+    let verdict = hooks.run(HookEvent::UserPrompt, None, fields).await;
+    if let Some(reason) = verdict.blocked {
+        return Err(Event::Error {
+            code: ErrorCode::InvalidRequest,
+            message: format!("refused by a user_prompt hook: {reason}"),
+        });
+    }
+    for note in verdict.notes {
+        input.push(Segment::text(format!("\n\n[hook: {note}]")));
+    }
+    Ok(Method::Run { input })
+}
+
+/// `pre_compact` hooks, awaited by the worker before it compacts.
+pub(crate) struct PreCompact(pub Arc<Hooks>);
+
+#[async_trait::async_trait]
+impl BeforeCompaction for PreCompact {
+    async fn before_compaction(&self, tokens_before: u64, trigger: &'static str) {
+        let mut fields = Map::new();
+        fields.insert("tokens".into(), tokens_before.into());
+        fields.insert("trigger".into(), trigger.into());
+        tell(&self.0, HookEvent::PreCompact, fields).await;
+    }
+}
