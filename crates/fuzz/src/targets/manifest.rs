@@ -72,6 +72,7 @@ const TEST_MANIFESTS: &[&str] = &[
     "[pod]\nname = \"api-1\"\n\n[model]\nscheme = \"openai_chat\"\nseed = -7\nextra = { top_k = 40, nested = { a = 1 } }\n\n[[scope.allow]]\ntarget = \"~/notes\"\npermission = \"write\"\n\n[[scope.shared]]\ntarget = \"~/.cache/pip\"\n",
     "[sandbox]\nenv_remove = [\"AWS_*\", \"_X1\"]",
     "[sandbox]\nnetwork = false",
+    "[[hooks]]\nevent = \"pre_tool\"\nmatch = \"{Write,Edit}\"\ncommand = [\"./fmt.sh\", \"-q\"]\ntimeout_ms = 500\non_error = \"block\"\n\n[[hooks]]\nevent = \"turn_end\"\ncommand = \"cat >> log\"\n\n[[permissions]]\ntool = \"Bash\"\ncommand = \"git push*\"\ndecision = \"deny\"\n\n[[permissions]]\ntool = \"*\"\npath = \"~/secrets/**\"\ndecision = \"allow\"\n",
     "[[scope.allow]]\ntarget = \"~/x\"\npermission = \"read\"",
     "[model]\nextra = { penalty = nan }",
     "[context]\nprune_at = 0.4\nauto = false",

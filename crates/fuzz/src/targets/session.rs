@@ -681,6 +681,20 @@ fn write_seed_session(dir: &Path, shape: u32) -> Result<(), String> {
             cursor: 3,
         },
     )?;
+    append(
+        &mut w,
+        EntryBody::Hook {
+            run: protocol::HookRun {
+                event: "pre_tool".to_owned(),
+                command: "./check.sh".to_owned(),
+                tool: Some("Bash".to_owned()),
+                exit_code: Some(2),
+                duration_ms: 12,
+                decision: "block".to_owned(),
+                message: Some("no curl here".to_owned()),
+            },
+        },
+    )?;
     if shape == 2 {
         w.start_segment(Vec::new()).map_err(|e| e.to_string())?;
         append(
