@@ -132,30 +132,43 @@ fn command_matches(m: &GlobMatcher, command: &str) -> bool {
     if m.is_match(whole) {
         return true;
     }
-    simple_commands(whole).any(|c| m.is_match(c))
+    simple_commands(whole).iter().any(|c| m.is_match(c))
 }
 
-/// The simple commands of a shell command line, roughly: split at `;`, `&`,
-/// `|`, newlines, parentheses and backticks, `$(` openers dropped, leading
-/// `VAR=value` words dropped.
-fn simple_commands(command: &str) -> impl Iterator<Item = &str> {
-    command
+/// Words that run the command after them (`sudo git push`, `then git push`).
+const PREFIXES: [&str; 16] = [
+    "then", "do", "else", "elif", "if", "while", "until", "!", "time", "exec", "command",
+    "builtin", "env", "nohup", "sudo", "xargs",
+];
+
+/// The simple commands of a shell command line, roughly: line continuations
+/// joined; split at `;`, `&`, `|`, newlines, parentheses, braces and
+/// backticks; `$(` openers, leading `VAR=value` words, words that run the
+/// rest (`sudo`, `then`, `timeout 60`, ...) and their options dropped; white
+/// space collapsed.
+fn simple_commands(command: &str) -> Vec<String> {
+    let joined = command.replace("\\\n", " ");
+    joined
         .split([';', '&', '|', '\n', '(', ')', '`', '{', '}'])
-        .map(|s| {
-            let mut s = s.trim().trim_start_matches('$').trim();
-            // `FOO=1 git push`: the assignment is not the command.
-            while let Some((word, rest)) = s.split_once(char::is_whitespace) {
-                let is_assignment = word.split_once('=').is_some_and(|(name, _)| {
+        .filter_map(|part| {
+            let part = part.trim().trim_start_matches('$');
+            let mut words: Vec<&str> = part.split_whitespace().collect();
+            while let Some(first) = words.first().copied() {
+                let is_assignment = first.split_once('=').is_some_and(|(name, _)| {
                     !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
                 });
-                if !is_assignment {
+                if is_assignment || PREFIXES.contains(&first) || first.starts_with('-') {
+                    words.remove(0);
+                } else if first == "timeout" {
+                    // `timeout 60 git push`: its duration goes with it.
+                    words.drain(..words.len().min(2));
+                } else {
                     break;
                 }
-                s = rest.trim_start();
             }
-            s
+            (!words.is_empty()).then(|| words.join(" "))
         })
-        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -208,6 +221,23 @@ mod tests {
             decide("Bash", json!({"command": "echo $(git push)"})),
             Some(Deny)
         );
+        for wrapped in [
+            "if true; then git push; fi",
+            "for r in a b; do git push $r; done",
+            "timeout 60 git push",
+            "env X=1 git push",
+            "sudo -E git push",
+            "command git push",
+            "git  push",
+            "git \
+push",
+        ] {
+            assert_eq!(
+                decide("Bash", json!({"command": wrapped})),
+                Some(Deny),
+                "{wrapped}"
+            );
+        }
         assert_eq!(
             decide("Bash", json!({"command": "git status"})),
             Some(Allow)

@@ -125,8 +125,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// Reads at most `limit` bytes of a file as text (missing: empty).
+/// Reads at most `limit` bytes of a file as text (missing, or not a regular
+/// file: empty; a link is not followed, as the pod reads it unconfined).
 fn read_capped(path: &Path, limit: usize) -> String {
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if !regular {
+        return String::new();
+    }
     let bytes = std::fs::read(path).unwrap_or_default();
     let cut = bytes.len().min(limit);
     String::from_utf8_lossy(&bytes[..cut]).trim().to_string()
@@ -181,34 +186,37 @@ pub async fn run(env: &HookEnv, hook: &Hook, input: &Value) -> Ran {
         env.tmp_dir.join(&stdin_name),
         env.tmp_dir.join(&stderr_name),
     );
-    let _cleanup = Cleanup(vec![stdin_path.clone(), stderr_path.clone()]);
     let bytes = serde_json::to_vec(input).unwrap_or_default();
-    if let Err(e) = write_private(&stdin_path, &bytes) {
-        return failed(format!(
-            "could not write its input to {}: {e}",
-            stdin_path.display()
-        ));
-    }
     let options = RunOptions {
         timeout: Duration::from_millis(hook.timeout_ms),
         output_limit: STDOUT_LIMIT,
         spill_dir: None,
     };
     let script = script(&hook.command, &stdin_name, &stderr_name);
-    let out = {
-        let _permit = env.gate.command().await;
+    let (out, stderr) = {
+        // Alone: no command of the pod runs beside a hook, so none can change
+        // its input file or swap its stderr file for a link meanwhile (the
+        // pod's commands share its tmp dir).
+        let _permit = env.gate.delegation().await;
+        let _cleanup = Cleanup(vec![stdin_path.clone(), stderr_path.clone()]);
+        if let Err(e) = write_private(&stdin_path, &bytes) {
+            return failed(format!(
+                "could not write its input to {}: {e}",
+                stdin_path.display()
+            ));
+        }
         let policy = env.policy.current_policy();
-        if hook.sandbox && env.mode == SandboxMode::Auto {
+        let out = if hook.sandbox && env.mode == SandboxMode::Auto {
             sandbox::run(&env.helper, &policy, &script, &options).await
         } else {
             sandbox::run_unconfined(&policy, &script, &options).await
-        }
+        };
+        (out, read_capped(&stderr_path, STDERR_LIMIT))
     };
     let out = match out {
         Ok(out) => out,
         Err(e) => return failed(format!("could not start: {e}")),
     };
-    let stderr = read_capped(&stderr_path, STDERR_LIMIT);
     let duration = started.elapsed();
     if out.timed_out {
         return Ran {

@@ -314,9 +314,7 @@ pub(crate) fn resolve_permission(
     let path = match layer.path {
         Some(p) => {
             check_glob(&p).map_err(|e| format!("path {p:?}: {e}"))?;
-            let resolved: PathBuf =
-                resolve_target(Path::new(&p), base, home).map_err(|e| tilde_reason(&e))?;
-            Some(resolved.display().to_string())
+            Some(absolute_glob(&p, base, home)?)
         }
         None => None,
     };
@@ -386,6 +384,36 @@ pub fn inherited_checks(hooks: &[SourcedHook], permissions: &[SourcedPermission]
         out.insert("permissions".into(), toml::Value::Array(permissions));
     }
     out
+}
+
+/// A path glob made absolute: its literal leading directories (the layer's
+/// base directory, `~`, the pattern's own plain components) resolved through
+/// symlinks as far as they exist — calls are matched by their real path too —
+/// and escaped, so a `[` in a directory name is not a character class.
+fn absolute_glob(pattern: &str, base: &Path, home: Option<&Path>) -> Result<String, String> {
+    let is_glob = |c: &std::path::Component<'_>| {
+        c.as_os_str()
+            .to_string_lossy()
+            .contains(['*', '?', '[', ']', '{', '}', '\\'])
+    };
+    let relative = Path::new(pattern);
+    // What the pattern says before its first glob component is plain text.
+    let literal: PathBuf = relative.components().take_while(|c| !is_glob(c)).collect();
+    let rest: Vec<String> = relative
+        .components()
+        .skip_while(|c| !is_glob(c))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let prefix = resolve_target(&literal, base, home).map_err(|e| tilde_reason(&e))?;
+    let prefix = crate::path::canonicalize_lenient(&prefix).unwrap_or(prefix);
+    let mut glob = globset::escape(&prefix.display().to_string());
+    for part in rest {
+        if !glob.ends_with('/') {
+            glob.push('/');
+        }
+        glob.push_str(&part);
+    }
+    Ok(glob)
 }
 
 /// Why a `~` path could not be expanded.
@@ -480,6 +508,24 @@ mod tests {
             toml::from_str("tool = \"Write\"\npath = \"secrets/**\"\ndecision = \"deny\"").unwrap();
         let r = resolve_permission(p, Path::new("/repo"), None).unwrap();
         assert_eq!(r.path.as_deref(), Some("/repo/secrets/**"));
+        // A `[` in the base directory is a character, not a class; the base's
+        // symlinks are resolved.
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("app[v2]");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let p2: PermissionLayer =
+            toml::from_str("tool = \"Write\"\npath = \"secrets/*.key\"\ndecision = \"deny\"")
+                .unwrap();
+        let r2 = resolve_permission(p2, &dir.path().join("link"), None).unwrap();
+        let real = crate::path::canonicalize_lenient(&real).unwrap();
+        let want = format!(
+            "{}/secrets/*.key",
+            globset::escape(&real.display().to_string())
+        );
+        assert_eq!(r2.path.as_deref(), Some(want.as_str()));
+        let m = globset::Glob::new(&want).unwrap().compile_matcher();
+        assert!(m.is_match(real.join("secrets/a.key")));
         assert_eq!(
             r.to_string(),
             "tool = \"Write\", path = \"/repo/secrets/**\", decision = \"deny\""

@@ -81,19 +81,43 @@ pub(crate) async fn check_prompt(hooks: Option<&Hooks>, method: Method) -> Resul
     let Method::Run { mut input } = method else {
         return Ok(method);
     };
-    let mut fields = Map::new();
-    fields.insert("prompt".into(), Segment::flatten_to_text(&input).into());
-    let verdict = hooks.run(HookEvent::UserPrompt, None, fields).await;
-    if let Some(reason) = verdict.blocked {
-        return Err(Event::Error {
+    match user_prompt(hooks, &Segment::flatten_to_text(&input)).await {
+        Ok(notes) => {
+            input.extend(notes.into_iter().map(Segment::text));
+            Ok(Method::Run { input })
+        }
+        Err(reason) => Err(Event::Error {
             code: ErrorCode::InvalidRequest,
             message: format!("refused by a user_prompt hook: {reason}"),
-        });
+        }),
     }
-    for note in verdict.notes {
-        input.push(Segment::text(format!("\n\n[hook: {note}]")));
+}
+
+/// `user_prompt` on a child's first task, which its parent writes into the
+/// child's log (it never arrives as a `run`): the task with the hooks' notes,
+/// or why it is refused.
+pub(crate) async fn check_task(hooks: &Hooks, task: String) -> Result<String, String> {
+    if !hooks.any_for(HookEvent::UserPrompt, None) {
+        return Ok(task);
     }
-    Ok(Method::Run { input })
+    let notes = user_prompt(hooks, &task).await?;
+    Ok(task + &notes.concat())
+}
+
+/// Runs the `user_prompt` hooks on `prompt`: the notes to add to it, or the
+/// reason it is refused.
+async fn user_prompt(hooks: &Hooks, prompt: &str) -> Result<Vec<String>, String> {
+    let mut fields = Map::new();
+    fields.insert("prompt".into(), prompt.into());
+    let verdict = hooks.run(HookEvent::UserPrompt, None, fields).await;
+    if let Some(reason) = verdict.blocked {
+        return Err(reason);
+    }
+    Ok(verdict
+        .notes
+        .into_iter()
+        .map(|note| format!("\n\n[hook: {note}]"))
+        .collect())
 }
 
 /// `pre_compact` hooks, awaited by the worker before it compacts.

@@ -328,6 +328,7 @@ other files), make them now; when everything is done, reply to the user in one s
 /// `SpawnPod` and the four tools to talk to children.
 fn spawn_tools(
     spec: &PodSpec,
+    hooks: &Arc<hooks::Hooks>,
     instance_id: &str,
     socket: &std::path::Path,
     children: &Arc<SpawnedPodRegistry>,
@@ -351,6 +352,7 @@ fn spawn_tools(
             limits: spec.limits,
             uid: spec.uid,
             exits: exits.clone(),
+            hooks: Arc::clone(hooks),
         }),
         send_to_pod_tool(Arc::clone(children)),
         read_pod_output_tool(Arc::clone(children)),
@@ -478,9 +480,13 @@ async fn assemble(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let m = &spec.manifest;
+    let mut hook_env = spec.hook_env.clone();
+    hook_env.session = spec.places.session_dir(&spec.name).display().to_string();
+    let hooks = crate::checks::build(m, hook_env, &state).map_err(ServeError::Checks)?;
     let mut tool_defs = spec.tools.clone();
     tool_defs.extend(spawn_tools(
         spec,
+        &hooks,
         &instance_id,
         &socket,
         &children,
@@ -492,9 +498,6 @@ async fn assemble(
     )?;
     let compact = m.model.context_window < COMPACT_TOOLS_BELOW;
     tools.set_compact(compact);
-    let mut hook_env = spec.hook_env.clone();
-    hook_env.session = spec.places.session_dir(&spec.name).display().to_string();
-    let hooks = crate::checks::build(m, hook_env, &state).map_err(ServeError::Checks)?;
     let rules = hooks::Rules::new(&m.permissions).map_err(ServeError::Checks)?;
     tools.intercept(Arc::new(hooks::HookInterceptor::new(
         Arc::clone(&hooks),

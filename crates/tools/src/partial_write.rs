@@ -33,7 +33,17 @@ pub(crate) fn merge(old: &str, new: &str) -> Option<Merged> {
     }
     let old_lines: Vec<&str> = old.lines().collect();
     let new_lines: Vec<&str> = new.lines().collect();
-    merge_definitions(&old_lines, &new_lines).or_else(|| merge_settings(&old_lines, &new_lines))
+    let ending = ending_of(old);
+    let merged = merge_definitions(&old_lines, &new_lines, ending)
+        .or_else(|| merge_settings(&old_lines, &new_lines, ending))?;
+    // Nothing to change: the file stays byte for byte as it is.
+    if merged.content.replace("\r\n", "\n").trim_end() == old.replace("\r\n", "\n").trim_end() {
+        return Some(Merged {
+            content: old.to_string(),
+            note: merged.note,
+        });
+    }
+    Some(merged)
 }
 
 /// Words a definition line may start with before its keyword.
@@ -90,7 +100,9 @@ fn defined_name(line: &str) -> Option<&str> {
 /// Whether a top-level line belongs to the definition that follows it
 /// (a decorator or a comment).
 fn leads_definition(line: &str) -> bool {
+    // A shebang belongs to the file, not to its first function.
     !line.starts_with(char::is_whitespace)
+        && !line.starts_with("#!")
         && (line.starts_with('@') || line.starts_with('#') || line.starts_with("//"))
 }
 
@@ -106,7 +118,10 @@ fn is_import(line: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Block {
     name: String,
+    /// The first line: its decorators or leading comments, else `def_line`.
     start: usize,
+    /// The line that names it.
+    def_line: usize,
     end: usize,
 }
 
@@ -134,6 +149,11 @@ fn blocks(lines: &[&str]) -> Vec<Block> {
             }
             if line.starts_with(['}', ')', ']']) || line.trim_end() == "end" {
                 end += 1;
+                // `) -> u32 {` or `):` closes a signature split over lines: the
+                // body follows.
+                if line.trim_end().ends_with(['{', ':', '(']) {
+                    continue;
+                }
             }
             break;
         }
@@ -144,6 +164,7 @@ fn blocks(lines: &[&str]) -> Vec<Block> {
         out.push(Block {
             name: name.to_string(),
             start,
+            def_line: i,
             end,
         });
         i = end;
@@ -159,11 +180,25 @@ fn block_text(lines: &[&str], b: &Block) -> Vec<String> {
         .collect()
 }
 
-/// Joins lines with `\n`, ending with one.
-fn joined(lines: &[String]) -> String {
-    let mut s = lines.join("\n");
-    s.push('\n');
+/// Joins lines with the file's line ending, ending with one.
+fn joined(lines: &[String], ending: &str) -> String {
+    let mut s = lines.join(ending);
+    s.push_str(ending);
     s
+}
+
+/// The line ending a file uses (`\r\n` if any line has one).
+fn ending_of(text: &str) -> &'static str {
+    if text.contains("\r\n") { "\r\n" } else { "\n" }
+}
+
+/// Whether `name` is defined somewhere below the top level of `lines` (a
+/// method): a top-level definition of that name would not be the same thing.
+fn defined_nested(lines: &[&str], name: &str) -> bool {
+    lines
+        .iter()
+        .filter(|l| l.starts_with(char::is_whitespace))
+        .any(|l| defined_name(l.trim_start()) == Some(name))
 }
 
 /// Names as a short list: "`a`, `b`".
@@ -176,7 +211,7 @@ fn names(list: &[String]) -> String {
 
 /// A write of only definitions (and imports) merged into a file that has
 /// definitions.
-fn merge_definitions(old: &[&str], new: &[&str]) -> Option<Merged> {
+fn merge_definitions(old: &[&str], new: &[&str], ending: &str) -> Option<Merged> {
     let old_blocks = blocks(old);
     let new_blocks = blocks(new);
     if old_blocks.is_empty() || new_blocks.is_empty() {
@@ -198,23 +233,41 @@ fn merge_definitions(old: &[&str], new: &[&str]) -> Option<Merged> {
         }
         return None;
     }
-    let mut lines: Vec<String> = old.iter().map(|l| l.trim_end().to_string()).collect();
     let (mut replaced, mut added, mut same) = (Vec::new(), Vec::new(), Vec::new());
-    // Replacements, last first so that earlier ranges stay valid.
-    let mut replacements: Vec<(Block, Vec<String>)> = Vec::new();
-    let mut appended: Vec<Vec<String>> = Vec::new();
+    // Every change as (position in `old`, lines removed there, lines put in),
+    // applied from the end so that positions stay valid.
+    let mut splices: Vec<(usize, usize, Vec<String>)> = Vec::new();
+    let mut appended: Vec<String> = Vec::new();
+    let gap = if old
+        .windows(2)
+        .any(|w| w[0].trim().is_empty() && w[1].trim().is_empty())
+    {
+        2
+    } else {
+        1
+    };
     for b in &new_blocks {
         let text = block_text(new, b);
         let namesakes: Vec<&Block> = old_blocks.iter().filter(|o| o.name == b.name).collect();
         match namesakes.as_slice() {
+            // A method written at the top level is not a new function.
+            [] if defined_nested(old, &b.name) => return None,
             [] => {
                 added.push(b.name.clone());
-                appended.push(text);
+                appended.extend(std::iter::repeat_n(String::new(), gap));
+                appended.extend(text);
             }
             [o] if block_text(old, o) == text => same.push(b.name.clone()),
             [o] => {
                 replaced.push(b.name.clone());
-                replacements.push(((*o).clone(), text));
+                // The old decorators and comments stay unless the new version
+                // brings its own.
+                let start = if b.start < b.def_line {
+                    o.start
+                } else {
+                    o.def_line
+                };
+                splices.push((start, o.end - start, text));
             }
             // Two definitions of one name: which one is meant is not clear.
             _ => return None,
@@ -240,42 +293,40 @@ fn merge_definitions(old: &[&str], new: &[&str]) -> Option<Merged> {
     if kept_elsewhere {
         return None;
     }
-    let after_last = old_blocks.last().map_or(lines.len(), |b| b.end);
-    let gap = if old.iter().any(|l| l.trim().is_empty())
-        && old
-            .windows(2)
-            .any(|w| w[0].trim().is_empty() && w[1].trim().is_empty())
-    {
-        2
-    } else {
-        1
-    };
-    let mut insert: Vec<String> = Vec::new();
-    for text in appended {
-        insert.extend(std::iter::repeat_n(String::new(), gap));
-        insert.extend(text);
-    }
-    lines.splice(after_last..after_last, insert);
-    replacements.sort_by_key(|(b, _)| std::cmp::Reverse(b.start));
-    for (b, text) in replacements {
-        lines.splice(b.start..b.end, text);
+    if !appended.is_empty() {
+        let after_last = old_blocks.last().map_or(old.len(), |b| b.end);
+        splices.push((after_last, 0, appended));
     }
     let new_imports: Vec<String> = imports
         .into_iter()
         .filter(|i| !old.iter().any(|o| o.trim_end() == i))
         .collect();
     if !new_imports.is_empty() {
-        let at = old.iter().rposition(|l| is_import(l)).map_or(0, |i| i + 1);
-        lines.splice(at..at, new_imports.iter().cloned());
+        // After the file's first run of imports (or at the top).
+        let first = old.iter().position(|l| is_import(l));
+        let at = first.map_or(0, |f| {
+            f + old[f..].iter().take_while(|l| is_import(l)).count()
+        });
+        splices.push((at, 0, new_imports.clone()));
     }
     if replaced.is_empty() && added.is_empty() && new_imports.is_empty() {
         return Some(Merged {
-            content: old.join("\n") + "\n",
+            content: joined(
+                &old.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+                ending,
+            ),
             note: format!(
-                "The file already has {} exactly as written: nothing changed.",
+                "The file already has {} exactly as written: nothing changed. To make your \
+                 content the whole file instead, call Write again with \"whole\": true.",
                 names(&same)
             ),
         });
+    }
+    // From the end; at one position, what is removed goes before what is put in.
+    splices.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    let mut lines: Vec<String> = old.iter().map(|l| l.to_string()).collect();
+    for (at, removed, put) in splices {
+        lines.splice(at..at + removed, put);
     }
     let mut did = Vec::new();
     if !added.is_empty() {
@@ -288,7 +339,7 @@ fn merge_definitions(old: &[&str], new: &[&str]) -> Option<Merged> {
         did.push(format!("added {} import line(s)", new_imports.len()));
     }
     Some(Merged {
-        content: joined(&lines),
+        content: joined(&lines, ending),
         note: format!(
             "Your content held only part of the file, so it was merged: {}; the rest of the \
              file is kept.",
@@ -312,13 +363,13 @@ fn setting_key(line: &str) -> Option<&str> {
 
 /// A write of only setting lines, each changing the one line of the file with
 /// its key.
-fn merge_settings(old: &[&str], new: &[&str]) -> Option<Merged> {
+fn merge_settings(old: &[&str], new: &[&str], ending: &str) -> Option<Merged> {
     let wanted: Vec<&str> = new
         .iter()
         .copied()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    let mut lines: Vec<String> = old.iter().map(|l| l.trim_end().to_string()).collect();
+    let mut lines: Vec<String> = old.iter().map(|l| l.to_string()).collect();
     let mut changed = Vec::new();
     for line in &wanted {
         let key = setting_key(line)?;
@@ -336,14 +387,16 @@ fn merge_settings(old: &[&str], new: &[&str]) -> Option<Merged> {
             return None;
         }
         let indent = &old_line[..old_line.len() - old_line.trim_start().len()];
-        // A JSON or JS line keeps the comma that separated it from the next.
-        let comma = if old_line.trim_end().ends_with(',') && !line.trim_end().ends_with(',') {
+        // A JSON or JS line keeps the comma (or its absence) that separated it
+        // from the next.
+        let value = line.trim().trim_end_matches(',');
+        let comma = if old_line.trim_end().ends_with(',') {
             ","
         } else {
             ""
         };
         changed.push((i, key.to_string()));
-        lines[i] = format!("{indent}{}{comma}", line.trim());
+        lines[i] = format!("{indent}{value}{comma}");
     }
     // Every line of the file given: a whole-file write, whatever its form.
     if changed.len() >= old.iter().filter(|l| !l.trim().is_empty()).count() {
@@ -351,7 +404,7 @@ fn merge_settings(old: &[&str], new: &[&str]) -> Option<Merged> {
     }
     let keys: Vec<String> = changed.into_iter().map(|(_, k)| k).collect();
     Some(Merged {
-        content: joined(&lines),
+        content: joined(&lines, ending),
         note: format!(
             "Your content held only the line(s) for {}, so only those lines were replaced; \
              the rest of the file is kept.",
@@ -455,6 +508,69 @@ mod tests {
         // An empty file or empty content.
         assert_eq!(merge("", "def a():\n    pass\n"), None);
         assert_eq!(merge(code, "\n"), None);
+    }
+
+    #[test]
+    fn a_signature_over_several_lines_is_one_definition() {
+        let old =
+            "pub fn area(\n    w: u32,\n    h: u32,\n) -> u32 {\n    w * h\n}\n\nfn other() {}\n";
+        let new = "pub fn area(w: u32, h: u32) -> u64 {\n    u64::from(w) * u64::from(h)\n}\n";
+        assert_eq!(
+            merged(old, new),
+            "pub fn area(w: u32, h: u32) -> u64 {\n    u64::from(w) * u64::from(h)\n}\n\nfn other() {}\n"
+        );
+        let old = "def total(\n    items,\n    tax,\n):\n    return sum(items) * tax\n";
+        let new = "def total(items, tax):\n    return round(sum(items) * tax, 2)\n";
+        assert_eq!(merged(old, new), new);
+    }
+
+    #[test]
+    fn imports_go_after_the_first_imports_whatever_else_changes() {
+        let old = "import os\ndef a():\n    return 1\nimport sys\ndef b():\n    return 2\n";
+        let new = "import json\ndef a():\n    x = json.dumps(1)\n    y = 2\n    return x\n";
+        assert_eq!(
+            merged(old, new),
+            "import os\nimport json\ndef a():\n    x = json.dumps(1)\n    y = 2\n    return x\nimport sys\ndef b():\n    return 2\n"
+        );
+    }
+
+    #[test]
+    fn a_shebang_and_old_comments_stay_when_a_function_is_replaced() {
+        let old = "#!/usr/bin/env python3\n# Says hello.\ndef main():\n    print(\"hi\")\n";
+        assert_eq!(
+            merged(old, "def main():\n    print(\"hello\")\n"),
+            "#!/usr/bin/env python3\n# Says hello.\ndef main():\n    print(\"hello\")\n"
+        );
+    }
+
+    #[test]
+    fn a_method_written_at_the_top_level_is_not_merged() {
+        let old = "class Rect:\n    def area(self):\n        return 0\n";
+        assert_eq!(
+            merge(old, "def area(self):\n    return self.w * self.h\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn line_endings_and_untouched_lines_are_kept() {
+        let old = "[a]\r\nname = x  \r\nversion = 1\r\n";
+        assert_eq!(
+            merged(old, "version = 2"),
+            "[a]\r\nname = x  \r\nversion = 2\r\n"
+        );
+        // The same definition again leaves the bytes alone.
+        let old = "def a():\r\n    return 1\r\n\r\ndef b():\r\n    return 2";
+        assert_eq!(merged(old, "def b():\n    return 2\n"), old);
+    }
+
+    #[test]
+    fn a_json_line_keeps_its_own_comma_or_none() {
+        let old = "{\n  \"name\": \"x\",\n  \"version\": \"1.0.0\"\n}\n";
+        assert_eq!(
+            merged(old, "\"version\": \"1.1.0\","),
+            "{\n  \"name\": \"x\",\n  \"version\": \"1.1.0\"\n}\n"
+        );
     }
 
     #[test]

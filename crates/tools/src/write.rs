@@ -80,11 +80,7 @@ fn write_merged(
     if merged.content == old {
         return Ok(ToolOutput {
             summary: format!("Left {name} as it was"),
-            content: Some(format!(
-                "{} To make your content the whole file instead, call Write again with \
-                 \"whole\": true.",
-                merged.note
-            )),
+            content: Some(merged.note),
         });
     }
     let bytes = merged.content.as_bytes();

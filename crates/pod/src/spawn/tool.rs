@@ -93,6 +93,8 @@ pub(crate) struct SpawnSetup {
     pub uid: u32,
     /// Where a child's unexpected exit is reported.
     pub exits: ChildExits,
+    /// This pod's hooks (`user_prompt` checks a child's task).
+    pub hooks: Arc<hooks::Hooks>,
 }
 
 /// Tells this pod when a child's process ends with an error before it reported
@@ -655,8 +657,11 @@ impl SpawnPod {
 #[async_trait]
 impl Tool for SpawnPod {
     async fn execute(&self, input_json: &str) -> Result<ToolOutput, ToolError> {
-        let input: SpawnPodInput = serde_json::from_str(input_json)
+        let mut input: SpawnPodInput = serde_json::from_str(input_json)
             .map_err(|e| ToolError::InvalidArgument(format!("invalid SpawnPod input: {e}")))?;
+        input.task = crate::checks::check_task(&self.setup.hooks, input.task)
+            .await
+            .map_err(|reason| failed(format!("refused by a user_prompt hook: {reason}")))?;
         self.spawn(input).await
     }
 }

@@ -367,3 +367,112 @@ async fn hooks_and_rules_a_manifest_gets_wrong_are_refused_at_start() {
         assert!(stderr.contains(expected), "{overlay}\n{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hook_blocks_with_on_error_block_and_post_tool_exit_2_is_an_error() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(bash("c1", "echo one > one.txt").call(
+        "c2",
+        "Write",
+        serde_json::json!({"path": "two.txt", "content": "two\n"}).to_string(),
+    )));
+    server.push(sse(Turn::new().text("done")));
+    let overlay = "[[hooks]]\nevent = \"pre_tool\"\nmatch = \"Bash\"\ncommand = \"echo broken >&2; exit 3\"\non_error = \"block\"\n\n\
+                   [[hooks]]\nevent = \"post_tool\"\nmatch = \"Write\"\ncommand = \"echo 'lint failed: two.txt' >&2; exit 2\"\n";
+    let pod = TestPod::start(&home, &server, "ob", &["--overlay", overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("go")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let last = last_request(&server);
+    assert!(
+        last.contains("pre_tool hook `echo broken >&2; exit 3` exited with code 3: broken (on_error = \\\"block\\\")"),
+        "{last}"
+    );
+    assert!(!home.path("work/one.txt").exists());
+    // The write happened; the model is told the hook found a problem with it.
+    assert_eq!(read(&home.path("work/two.txt")), "two\n");
+    assert!(
+        last.contains("but a post_tool hook reported a problem: lint failed: two.txt"),
+        "{last}"
+    );
+    let decisions: Vec<String> = hook_runs(&home, "ob")
+        .into_iter()
+        .map(|r| r.decision)
+        .collect();
+    assert_eq!(decisions.len(), 2);
+    assert!(decisions.iter().all(|d| d == "block"), "{decisions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_task_passes_the_user_prompt_hooks_and_the_child_runs_its_parents_hooks() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let sub = home.path("work/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let key = |name: &str| format!("You are `{name}`");
+    let spawn = |id: &str, name: &str, task: &str| {
+        Turn::new().call(
+            id,
+            "SpawnPod",
+            serde_json::json!({
+                "name": name,
+                "task": task,
+                "scope": [{"target": sub, "permission": "write"}],
+            })
+            .to_string(),
+        )
+    };
+    server.push_for(
+        &key("main"),
+        sse(spawn("s1", "bad", "rm -rf the repository")),
+    );
+    server.push_for(&key("main"), sse(spawn("s2", "c", "write the file")));
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    server.push_for(
+        &key("main.c"),
+        sse(bash("c1", "curl -s http://127.0.0.1:9/ > got.txt")),
+    );
+    server.push_for(&key("main.c"), sse(Turn::new().text("blocked")));
+    server.push_for(&key("main"), sse(Turn::new().text("Done.")));
+    let overlay = "[[hooks]]\nevent = \"user_prompt\"\ncommand = \"if grep -q 'rm -rf'; then echo 'no destructive tasks' >&2; exit 2; fi\"\n\n\
+                   [[hooks]]\nevent = \"pre_tool\"\nmatch = \"Bash\"\ncommand = \"if grep -q curl; then echo 'no curl in children either' >&2; exit 2; fi\"\n";
+    let pod = TestPod::start(&home, &server, "main", &["--overlay", overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    wait_for("the child's second request", || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.body.to_string().contains("You are `main.c`"))
+            .count()
+            >= 2
+    })
+    .await;
+    let requests = server.requests();
+    let parent_second = requests
+        .iter()
+        .filter(|r| r.body.to_string().contains("You are `main`"))
+        .nth(1)
+        .expect("the parent's second request")
+        .body
+        .to_string();
+    assert!(
+        parent_second.contains("refused by a user_prompt hook: no destructive tasks"),
+        "{parent_second}"
+    );
+    assert!(!home.path("runtime/main.bad").exists());
+    let child_second = requests
+        .iter()
+        .filter(|r| r.body.to_string().contains("You are `main.c`"))
+        .nth(1)
+        .expect("the child's second request")
+        .body
+        .to_string();
+    assert!(
+        child_second.contains("a pre_tool hook blocked this call: no curl in children either"),
+        "{child_second}"
+    );
+    assert!(!sub.join("got.txt").exists());
+    drop(client);
+}
