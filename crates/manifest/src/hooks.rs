@@ -301,8 +301,9 @@ pub(crate) fn resolve_hook(
     })
 }
 
-/// A `[[permissions]]` entry resolved; the reason when it is not valid.
-pub(crate) fn resolve_permission(
+/// A `[[permissions]]` entry resolved against `base` (relative paths) and
+/// `home` (`~`); the reason when it is not valid.
+pub fn resolve_permission(
     layer: PermissionLayer,
     base: &Path,
     home: Option<&Path>,
@@ -500,6 +501,87 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// A layer of the cascade from TOML.
+    fn layer(toml: &str, origin: Origin, base: &str) -> crate::cascade::LayerInput {
+        crate::cascade::LayerInput {
+            layer: crate::layer::ManifestLayer::parse(toml, "test").unwrap(),
+            origin,
+            base_dir: PathBuf::from(base),
+        }
+    }
+
+    #[test]
+    fn layers_add_up_in_order_without_duplicates_and_children_get_all_but_the_users() {
+        let user = Origin::User {
+            path: "/home/u/.config/pods/manifest.toml".into(),
+        };
+        let project = Origin::Project {
+            path: "/repo/.pods/manifest.toml".into(),
+        };
+        let hooks = "[[hooks]]\nevent = \"turn_end\"\ncommand = \"echo a\"\n\n\
+                     [[permissions]]\ntool = \"Bash\"\ncommand = \"rm *\"\ndecision = \"deny\"\n";
+        let m = crate::cascade::merge_layers(
+            vec![
+                layer(hooks, user.clone(), "/home/u"),
+                layer(
+                    &format!("{hooks}\n[[hooks]]\nevent = \"pre_tool\"\ncommand = [\"./chk\"]\n"),
+                    project.clone(),
+                    "/repo",
+                ),
+            ],
+            None,
+            None,
+        )
+        .unwrap();
+        // The project's copy of the user's hook and rule is dropped; order is kept.
+        let commands: Vec<String> = m.hooks.iter().map(|h| h.hook.command.to_string()).collect();
+        assert_eq!(commands, ["echo a", "/repo/chk"]);
+        assert_eq!(m.hooks[0].origin, user);
+        assert_eq!(m.permissions.len(), 1);
+        // A child reads the user manifest itself: only the project's hook is passed on.
+        let passed = inherited_checks(&m.hooks, &m.permissions);
+        let hooks = passed["hooks"].as_array().unwrap();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(
+            hooks[0]["command"].as_array().unwrap()[0].as_str(),
+            Some("/repo/chk")
+        );
+        assert!(passed.get("permissions").is_none());
+        // What is passed on parses as a layer and resolves to the same hook.
+        let text = toml::to_string(&passed).unwrap();
+        let again = crate::cascade::merge_layers(
+            vec![layer(&text, Origin::Overlay, "/elsewhere")],
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(again.hooks[0].hook, m.hooks[1].hook);
+    }
+
+    #[test]
+    fn bad_permission_entries_name_the_entry_and_layer() {
+        for (toml, want) in [
+            (
+                "[[permissions]]\ntool = \"[\"\ndecision = \"deny\"",
+                "[[permissions]] entry 1 of the overlay: tool \"[\"",
+            ),
+            (
+                "[[permissions]]\ntool = \"Read\"\npath = \"~bob/x\"\ndecision = \"deny\"",
+                "`~user` paths are not supported",
+            ),
+            (
+                "[[permissions]]\ntool = \"Read\"\npath = \"~/x\"\ndecision = \"deny\"",
+                "`~` needs HOME",
+            ),
+        ] {
+            let e =
+                crate::cascade::merge_layers(vec![layer(toml, Origin::Overlay, "/r")], None, None)
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains(want), "{toml}: {e}");
+        }
     }
 
     #[test]

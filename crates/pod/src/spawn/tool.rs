@@ -176,6 +176,13 @@ pub(crate) struct SpawnPodInput {
     #[serde(default)]
     #[schemars(extend("x-pods-advanced" = true))]
     pub instruction: Option<String>,
+    /// Permission rules for the child besides yours (it keeps all of yours:
+    /// these can only make it stricter), e.g. `{"tool": "Bash", "command":
+    /// "git push*", "decision": "deny"}`; a relative `path` is from your
+    /// working directory.
+    #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
+    pub permissions: Vec<manifest::hooks::PermissionLayer>,
 }
 
 const DESCRIPTION: &str = "Start a child pod (an agent in its own process) on a sub-task, \
@@ -191,7 +198,7 @@ fn failed(message: impl Into<String>) -> ToolError {
 /// The `[model]`/`[worker]`/`[sandbox]` overlay that gives a child the
 /// parent's settings (and the request's overrides). Fails only when a
 /// `[model.extra]` value has no TOML form (a JSON null).
-fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> Result<String, ToolError> {
+fn child_overlay(m: &Manifest, input: &SpawnPodInput, cwd: &Path) -> Result<String, ToolError> {
     let mut model = toml::Table::new();
     model.insert("scheme".into(), m.model.scheme.as_str().into());
     model.insert(
@@ -264,9 +271,23 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput) -> Result<String, ToolErro
     top.insert("model".into(), toml::Value::Table(model));
     top.insert("worker".into(), toml::Value::Table(worker));
     top.insert("sandbox".into(), toml::Value::Table(sandbox));
-    // The child's checks are exactly the parent's: those of its user
-    // manifest it reads itself, the rest come from here.
-    top.extend(manifest::hooks::inherited_checks(&m.hooks, &m.permissions));
+    // The child's checks are exactly the parent's (those of its user manifest
+    // it reads itself, the rest come from here), plus the request's rules.
+    let mut rules = m.permissions.clone();
+    for layer in &input.permissions {
+        let rule = manifest::hooks::resolve_permission(layer.clone(), cwd, None)
+            .map_err(|e| ToolError::InvalidArgument(format!("permissions: {e}")))?;
+        if rule.decision == manifest::PermissionDecision::Ask {
+            return Err(ToolError::InvalidArgument(
+                "permissions: decision \"ask\" is not supported yet; use \"deny\"".into(),
+            ));
+        }
+        rules.push(manifest::SourcedPermission {
+            rule,
+            origin: manifest::Origin::Overlay,
+        });
+    }
+    top.extend(manifest::hooks::inherited_checks(&m.hooks, &rules));
     toml::to_string(&top).map_err(|e| failed(format!("cannot write the child's settings: {e}")))
 }
 
@@ -456,7 +477,7 @@ impl SpawnPod {
         reserved: &mut Reserved,
     ) -> Result<ToolOutput, ToolError> {
         let s = &self.setup;
-        let overlay = child_overlay(&s.manifest, input)?;
+        let overlay = child_overlay(&s.manifest, input, &s.cwd)?;
         let places = &s.places;
         let pod_dir = places.pod_runtime_dir(full);
         ensure_private_dir(&pod_dir, s.uid).map_err(|e| failed(e.to_string()))?;

@@ -476,3 +476,83 @@ async fn a_childs_task_passes_the_user_prompt_hooks_and_the_child_runs_its_paren
     assert!(!sub.join("got.txt").exists());
     drop(client);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_pod_may_give_a_child_stricter_rules_only() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let sub = home.path("work/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let key = |name: &str| format!("You are `{name}`");
+    let spawn = |id: &str, name: &str, decision: &str| {
+        Turn::new().call(
+            id,
+            "SpawnPod",
+            serde_json::json!({
+                "name": name,
+                "task": "write the files",
+                "scope": [{"target": sub, "permission": "write"}],
+                "permissions": [{"tool": "Write", "path": "sub/*.secret", "decision": decision}],
+            })
+            .to_string(),
+        )
+    };
+    server.push_for(&key("main"), sse(spawn("s1", "a", "ask")));
+    server.push_for(&key("main"), sse(spawn("s2", "c", "deny")));
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    let write = |id: &str, path: &str| {
+        Turn::new().call(
+            id,
+            "Write",
+            serde_json::json!({"path": path, "content": "x\n"}).to_string(),
+        )
+    };
+    server.push_for(
+        &key("main.c"),
+        sse(write("w1", "key.secret").call(
+            "w2",
+            "Write",
+            serde_json::json!({"path": "notes.txt", "content": "x\n"}).to_string(),
+        )),
+    );
+    server.push_for(&key("main.c"), sse(Turn::new().text("done")));
+    server.push_for(&key("main"), sse(Turn::new().text("Done.")));
+    let pod = TestPod::start(&home, &server, "main", &[]);
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    wait_for("the child's write", || sub.join("notes.txt").exists()).await;
+    wait_for("the child's second request", || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.body.to_string().contains("You are `main.c`"))
+            .count()
+            >= 2
+    })
+    .await;
+    assert!(!sub.join("key.secret").exists());
+    let requests = server.requests();
+    let child_second = requests
+        .iter()
+        .filter(|r| r.body.to_string().contains("You are `main.c`"))
+        .nth(1)
+        .unwrap()
+        .body
+        .to_string();
+    assert!(
+        child_second.contains("refused by policy: the rule [[permissions]] tool = \\\"Write\\\""),
+        "{child_second}"
+    );
+    let parent_second = requests
+        .iter()
+        .filter(|r| r.body.to_string().contains("You are `main`"))
+        .nth(1)
+        .unwrap()
+        .body
+        .to_string();
+    assert!(
+        parent_second.contains("decision \\\"ask\\\" is not supported yet"),
+        "{parent_second}"
+    );
+    drop(client);
+}
