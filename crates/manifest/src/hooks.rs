@@ -527,7 +527,7 @@ mod tests {
                 layer(hooks, user.clone(), "/home/u"),
                 layer(
                     &format!("{hooks}\n[[hooks]]\nevent = \"pre_tool\"\ncommand = [\"./chk\"]\n"),
-                    project.clone(),
+                    project,
                     "/repo",
                 ),
             ],
