@@ -556,3 +556,27 @@ async fn spawn_pod_may_give_a_child_stricter_rules_only() {
     );
     drop(client);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_start_says_whether_the_pod_was_restored() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let overlay = "[[hooks]]\nevent = \"session_start\"\ncommand = \"cat >> starts.jsonl; echo >> starts.jsonl\"\n";
+    let mut pod = TestPod::start(&home, &server, "rs", &["--overlay", overlay]);
+    let mut client = pod.connect().await;
+    client.send(&Method::Shutdown).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
+    assert!(pod.wait_exit().success());
+    drop(pod);
+    let restored = TestPod::restore(&home, &server, "rs");
+    let starts: Vec<String> = read(&home.path("work/starts.jsonl"))
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["start"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(starts, ["fresh", "restore"]);
+    assert_eq!(hook_runs(&home, "rs").len(), 2);
+    drop(restored);
+}
