@@ -18,35 +18,17 @@ use std::time::Duration;
 
 use globset::{Glob, GlobMatcher};
 use manifest::{Hook, HookEvent, OnError, SourcedHook};
+use protocol::HookRun;
 use serde_json::{Map, Value};
 
 pub use interceptor::HookInterceptor;
 pub use rules::{Rules, Ruling};
 pub use runner::{Answer, HookEnv, Ran};
 
-/// One hook run, as the pod logs it and shows it to clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookRecord {
-    /// The event it ran for.
-    pub event: HookEvent,
-    /// The command, as written in the manifest.
-    pub command: String,
-    /// The tool, for tool events.
-    pub tool: Option<String>,
-    /// Its exit code (`None`: timed out or did not start).
-    pub exit_code: Option<i32>,
-    /// How long it took, in milliseconds.
-    pub duration_ms: u64,
-    /// `continue`, `rewrite`, `note`, `block` or `error` (a failure that went on).
-    pub decision: &'static str,
-    /// Its reason, note or error, if any.
-    pub message: Option<String>,
-}
-
 /// Who is told about hook runs.
 pub trait HookObserver: Send + Sync {
     /// A hook ran (persist it, then tell clients).
-    fn ran(&self, record: &HookRecord);
+    fn ran(&self, run: HookRun);
     /// A hook failed and the work went on: the user should know.
     fn alert(&self, message: &str);
 }
@@ -183,13 +165,13 @@ impl Hooks {
                     }
                 }
             };
-            self.observer.ran(&HookRecord {
-                event,
+            self.observer.ran(HookRun {
+                event: event.as_str().to_owned(),
                 command: hook.command.to_string(),
                 tool: tool.map(str::to_owned),
                 exit_code: ran.exit_code,
                 duration_ms: millis(ran.duration),
-                decision,
+                decision: decision.to_owned(),
                 message,
             });
             if verdict.blocked.is_some() {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use hooks::{HookObserver, HookRecord, Hooks};
+use hooks::{HookObserver, Hooks};
 use llm_worker::worker::BeforeCompaction;
 use manifest::HookEvent;
 use protocol::{AlertLevel, AlertSource, ErrorCode, Event, HookRun, Method, Segment};
@@ -21,16 +21,7 @@ struct Observer {
 }
 
 impl HookObserver for Observer {
-    fn ran(&self, r: &HookRecord) {
-        let run = HookRun {
-            event: r.event.as_str().into(),
-            command: r.command.clone(),
-            tool: r.tool.clone(),
-            exit_code: r.exit_code,
-            duration_ms: r.duration_ms,
-            decision: r.decision.into(),
-            message: r.message.clone(),
-        };
+    fn ran(&self, run: HookRun) {
         let mut state = lock(&self.state);
         let done = state
             .commit(EntryBody::Hook { run: run.clone() })

@@ -84,6 +84,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     state: &SharedState,
 ) {
     let mut reader = JsonLineReader::with_limits(read, MAX_METHOD_LINE, budget);
+    // Set while the pod is assembled, before any connection is accepted.
+    let hooks = lock(state).hooks();
     loop {
         let answer = match reader.next_line().await {
             Ok(None) => break,
@@ -91,7 +93,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Ok(method) => {
                     // The user's `user_prompt` hooks see a `run` first (only
                     // this connection waits for them).
-                    let hooks = lock(state).hooks();
                     let checked = crate::checks::check_prompt(hooks.as_deref(), method).await;
                     let method = match checked {
                         Ok(method) => method,

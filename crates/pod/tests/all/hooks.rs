@@ -41,6 +41,38 @@ fn hook_runs(home: &Home, name: &str) -> Vec<protocol::HookRun> {
         .collect()
 }
 
+/// What the system prompt of pod `name` says, to script and find its requests.
+fn key(name: &str) -> String {
+    format!("You are `{name}`")
+}
+
+/// The bodies of the requests pod `name` made, in order.
+fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
+    let key = key(name);
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains(&key))
+        .collect()
+}
+
+/// The body of pod `name`'s second request (the one carrying its first results).
+fn second_request_of(server: &FakeProvider, name: &str) -> String {
+    requests_of(server, name)
+        .into_iter()
+        .nth(1)
+        .unwrap_or_else(|| panic!("`{name}` made no second request"))
+}
+
+/// Waits until pod `name` has made its second request.
+async fn wait_second_request(server: &FakeProvider, name: &str) {
+    wait_for(&format!("{name}'s second request"), || {
+        requests_of(server, name).len() >= 2
+    })
+    .await;
+}
+
 /// The text of the request the provider got last.
 fn last_request(server: &FakeProvider) -> String {
     server
@@ -265,7 +297,6 @@ async fn a_deny_rule_holds_for_the_pod_and_its_child_whatever_the_childs_instruc
     let server = FakeProvider::start().await;
     let sub = home.path("work/sub");
     std::fs::create_dir_all(&sub).unwrap();
-    let key = |name: &str| format!("You are `{name}`");
     server.push_for(
         &key("main"),
         sse(bash("p1", "git push origin main").call(
@@ -300,32 +331,11 @@ async fn a_deny_rule_holds_for_the_pod_and_its_child_whatever_the_childs_instruc
         .await
         .unwrap();
     wait_for("the child's answer", || sub.join("child.txt").exists()).await;
-    wait_for("the child's second request", || {
-        server
-            .requests()
-            .iter()
-            .filter(|r| r.body.to_string().contains("You are `main.c`"))
-            .count()
-            >= 2
-    })
-    .await;
+    wait_second_request(&server, "main.c").await;
     let refusal = "refused by policy: the rule [[permissions]] tool = \\\"Bash\\\", command = \\\"git push*\\\", decision = \\\"deny\\\" (overlay) denies this call";
-    let requests = server.requests();
-    let parent_second = requests
-        .iter()
-        .filter(|r| r.body.to_string().contains("You are `main`"))
-        .nth(1)
-        .expect("the parent's second request")
-        .body
-        .to_string();
+    let parent_second = second_request_of(&server, "main");
     assert!(parent_second.contains(refusal), "{parent_second}");
-    let child_second = requests
-        .iter()
-        .filter(|r| r.body.to_string().contains("You are `main.c`"))
-        .nth(1)
-        .expect("the child's second request")
-        .body
-        .to_string();
+    let child_second = second_request_of(&server, "main.c");
     assert!(child_second.contains(refusal), "{child_second}");
     drop(client);
 }
@@ -410,7 +420,6 @@ async fn a_childs_task_passes_the_user_prompt_hooks_and_the_child_runs_its_paren
     let server = FakeProvider::start().await;
     let sub = home.path("work/sub");
     std::fs::create_dir_all(&sub).unwrap();
-    let key = |name: &str| format!("You are `{name}`");
     let spawn = |id: &str, name: &str, task: &str| {
         Turn::new().call(
             id,
@@ -440,35 +449,14 @@ async fn a_childs_task_passes_the_user_prompt_hooks_and_the_child_runs_its_paren
     let pod = TestPod::start(&home, &server, "main", &["--overlay", overlay]);
     let mut client = pod.connect().await;
     client.request(&run("delegate")).await.unwrap();
-    wait_for("the child's second request", || {
-        server
-            .requests()
-            .iter()
-            .filter(|r| r.body.to_string().contains("You are `main.c`"))
-            .count()
-            >= 2
-    })
-    .await;
-    let requests = server.requests();
-    let parent_second = requests
-        .iter()
-        .filter(|r| r.body.to_string().contains("You are `main`"))
-        .nth(1)
-        .expect("the parent's second request")
-        .body
-        .to_string();
+    wait_second_request(&server, "main.c").await;
+    let parent_second = second_request_of(&server, "main");
     assert!(
         parent_second.contains("refused by a user_prompt hook: no destructive tasks"),
         "{parent_second}"
     );
     assert!(!home.path("runtime/main.bad").exists());
-    let child_second = requests
-        .iter()
-        .filter(|r| r.body.to_string().contains("You are `main.c`"))
-        .nth(1)
-        .expect("the child's second request")
-        .body
-        .to_string();
+    let child_second = second_request_of(&server, "main.c");
     assert!(
         child_second.contains("a pre_tool hook blocked this call: no curl in children either"),
         "{child_second}"
@@ -483,7 +471,6 @@ async fn spawn_pod_may_give_a_child_stricter_rules_only() {
     let server = FakeProvider::start().await;
     let sub = home.path("work/sub");
     std::fs::create_dir_all(&sub).unwrap();
-    let key = |name: &str| format!("You are `{name}`");
     let spawn = |id: &str, name: &str, decision: &str| {
         Turn::new().call(
             id,
@@ -521,35 +508,14 @@ async fn spawn_pod_may_give_a_child_stricter_rules_only() {
     let mut client = pod.connect().await;
     client.request(&run("delegate")).await.unwrap();
     wait_for("the child's write", || sub.join("notes.txt").exists()).await;
-    wait_for("the child's second request", || {
-        server
-            .requests()
-            .iter()
-            .filter(|r| r.body.to_string().contains("You are `main.c`"))
-            .count()
-            >= 2
-    })
-    .await;
+    wait_second_request(&server, "main.c").await;
     assert!(!sub.join("key.secret").exists());
-    let requests = server.requests();
-    let child_second = requests
-        .iter()
-        .filter(|r| r.body.to_string().contains("You are `main.c`"))
-        .nth(1)
-        .unwrap()
-        .body
-        .to_string();
+    let child_second = second_request_of(&server, "main.c");
     assert!(
         child_second.contains("refused by policy: the rule [[permissions]] tool = \\\"Write\\\""),
         "{child_second}"
     );
-    let parent_second = requests
-        .iter()
-        .filter(|r| r.body.to_string().contains("You are `main`"))
-        .nth(1)
-        .unwrap()
-        .body
-        .to_string();
+    let parent_second = second_request_of(&server, "main");
     assert!(
         parent_second.contains("decision \\\"ask\\\" is not supported yet"),
         "{parent_second}"
