@@ -1,8 +1,9 @@
 //! Hooks and permission rules around every tool call of the worker: the rules
 //! first (a `deny` refuses the call naming the rule), then the `pre_tool`
 //! hooks (which may block it or rewrite its input, checked against the rules
-//! again), then after the call the `post_tool` hooks (which may add a note or
-//! turn the result into an error).
+//! again), then for an `ask` a person's approval of the input as it will run;
+//! after the call the `post_tool` hooks (which may add a note or turn the
+//! result into an error).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,32 +14,65 @@ use llm_worker::tool_server::{CallInfo, Decision, ToolInterceptor};
 use manifest::{HookEvent, PermissionDecision};
 use serde_json::{Map, Value};
 
-use crate::{Hooks, Rules};
+use crate::approvals::Approver;
+use crate::{Hooks, Rules, Ruling};
 
 /// The interceptor of one pod.
 #[derive(Debug)]
 pub struct HookInterceptor {
     hooks: Arc<Hooks>,
     rules: Rules,
+    /// Who answers `ask` rulings (none: they are refused).
+    approver: Option<Arc<dyn Approver>>,
     /// Notes of `pre_tool` hooks, by call id, until the result is built.
     notes: Mutex<HashMap<String, Vec<String>>>,
 }
 
+impl std::fmt::Debug for dyn Approver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Approver")
+    }
+}
+
 impl HookInterceptor {
-    /// Applies `rules` and `hooks` to every call.
-    pub fn new(hooks: Arc<Hooks>, rules: Rules) -> Self {
+    /// Applies `rules` and `hooks` to every call; `approver` answers the
+    /// calls an `ask` rule matches.
+    pub fn new(hooks: Arc<Hooks>, rules: Rules, approver: Option<Arc<dyn Approver>>) -> Self {
         HookInterceptor {
             hooks,
             rules,
+            approver,
             notes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The refusal of a call a rule denies, if one does.
-    fn denied(&self, tool: &str, input: &Value) -> Option<String> {
-        let ruling = self.rules.decide(tool, input, self.hooks.cwd())?;
-        (ruling.decision == PermissionDecision::Deny)
-            .then(|| format!("the rule {} denies this call", ruling.describe()))
+    /// What the rules say of a call: the refusal of a `deny`, or the `ask`
+    /// ruling that needs a person.
+    fn ruling(&self, tool: &str, input: &Value) -> Result<Option<Ruling>, String> {
+        match self.rules.decide(tool, input, self.hooks.cwd()) {
+            Some(r) if r.decision == PermissionDecision::Deny => {
+                Err(format!("the rule {} denies this call", r.describe()))
+            }
+            Some(r) if r.decision == PermissionDecision::Ask => Ok(Some(r)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Asks for a person's approval of `call` with `input`.
+    async fn approval(&self, call: &CallInfo, input: &Value, ruling: &Ruling) -> Option<String> {
+        let Some(approver) = &self.approver else {
+            return Some(format!(
+                "the rule {} asks for a person's approval, and this pod has nobody to ask",
+                ruling.describe()
+            ));
+        };
+        let verdict = approver.ask(&call.id, &call.name, input, ruling).await;
+        verdict.err().map(|reason| {
+            format!(
+                "the rule {} asked for a person's approval, and the call was not approved: {reason}",
+                ruling.describe()
+            )
+        })
     }
 
     fn notes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
@@ -59,15 +93,22 @@ impl ToolInterceptor for HookInterceptor {
             return Decision::Allow;
         }
         let input = arguments(call);
-        if let Some(refusal) = self.denied(&call.name, &input) {
-            return Decision::Deny(refusal);
-        }
+        let ask = match self.ruling(&call.name, &input) {
+            Ok(ask) => ask,
+            Err(refusal) => return Decision::Deny(refusal),
+        };
         if !hooked {
-            return Decision::Allow;
+            return match ask {
+                Some(ruling) => match self.approval(call, &input, &ruling).await {
+                    Some(refusal) => Decision::Deny(refusal),
+                    None => Decision::Allow,
+                },
+                None => Decision::Allow,
+            };
         }
         let mut fields = Map::new();
         fields.insert("tool".into(), call.name.clone().into());
-        fields.insert("input".into(), input);
+        fields.insert("input".into(), input.clone());
         let verdict = self
             .hooks
             .run(HookEvent::PreTool, Some(&call.name), fields)
@@ -75,20 +116,28 @@ impl ToolInterceptor for HookInterceptor {
         if let Some(reason) = verdict.blocked {
             return Decision::Deny(format!("a pre_tool hook blocked this call: {reason}"));
         }
+        let (decision, input, ask) = match verdict.input {
+            Some(new) => {
+                // A hook's input obeys the same rules as the model's.
+                match self.ruling(&call.name, &new) {
+                    Ok(ask) => (Decision::Rewrite(new.to_string()), new, ask),
+                    Err(refusal) => {
+                        return Decision::Deny(format!("as a pre_tool hook rewrote it, {refusal}"));
+                    }
+                }
+            }
+            None => (Decision::Allow, input, ask),
+        };
+        // The person approves the input as it will run.
+        if let Some(ruling) = ask
+            && let Some(refusal) = self.approval(call, &input, &ruling).await
+        {
+            return Decision::Deny(refusal);
+        }
         if !verdict.notes.is_empty() {
             self.notes().insert(call.id.clone(), verdict.notes);
         }
-        match verdict.input {
-            Some(new) => {
-                // A hook's input obeys the same rules as the model's.
-                if let Some(refusal) = self.denied(&call.name, &new) {
-                    self.notes().remove(&call.id);
-                    return Decision::Deny(format!("as a pre_tool hook rewrote it, {refusal}"));
-                }
-                Decision::Rewrite(new.to_string())
-            }
-            None => Decision::Allow,
-        }
+        decision
     }
 
     async fn after(&self, call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {

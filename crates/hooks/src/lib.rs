@@ -4,12 +4,15 @@
 //!
 //! [`Hooks`] runs the hooks of one event in manifest order ([`runner`]) and
 //! reports every run to a [`HookObserver`] (the pod logs it and tells its
-//! clients); [`rules::Rules`] decides tool calls; [`interceptor`] applies
-//! both around every tool call of the worker.
+//! clients); [`rules::Rules`] decides tool calls; [`approvals`] holds the
+//! calls an `ask` rule paused until a person answers; [`interceptor`]
+//! applies all of it around every tool call of the worker.
 
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod interceptor;
+pub mod points;
 pub mod rules;
 pub mod runner;
 
@@ -21,6 +24,7 @@ use manifest::{Hook, HookEvent, OnError, SourcedHook};
 use protocol::HookRun;
 use serde_json::{Map, Value};
 
+pub use approvals::{Approver, Broker, Outlet};
 pub use interceptor::HookInterceptor;
 pub use rules::{Rules, Ruling};
 pub use runner::{Answer, HookEnv, Ran};

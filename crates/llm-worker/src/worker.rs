@@ -681,8 +681,9 @@ impl Worker {
         }
     }
 
-    /// Runs one invocation: appends `input` (empty to resume after a pause or
-    /// to answer notifications), then calls the model and runs its tools until
+    /// Runs one invocation: runs the calls a restored history left open,
+    /// appends `input` (empty to resume after a pause or to answer
+    /// notifications), then calls the model and runs its tools until
     /// the model stops, the call budget is spent, or `control` ends it.
     pub async fn invoke(
         &mut self,
@@ -690,6 +691,26 @@ impl Worker {
         sink: &mut dyn WorkerSink,
         control: &Control,
     ) -> Outcome {
+        // Calls a restored history kept open (they wait for a person's
+        // approval) run first: their results must follow them.
+        let open = open_calls(&self.history);
+        if !open.is_empty() {
+            let calls: Vec<CallInfo> = self
+                .history
+                .iter()
+                .filter_map(call_info)
+                .filter(|c| open.contains(&c.id))
+                .collect();
+            for item in self.run_calls(&calls, control).await {
+                if let Err(e) = self.append(sink, AppendKind::ToolResult, item) {
+                    self.answer_open_calls();
+                    return Outcome::Failed(WorkerError::Sink(e));
+                }
+            }
+            if control.cancel.is_cancelled() {
+                return Outcome::Cancelled;
+            }
+        }
         for item in input {
             if let Err(e) = self.append(sink, AppendKind::Input, item) {
                 return Outcome::Failed(WorkerError::Sink(e));
@@ -894,22 +915,7 @@ impl Worker {
                 self.request_bytes,
             ));
         }
-        let calls: Vec<CallInfo> = items
-            .iter()
-            .filter_map(|item| match item {
-                Item::ToolCall {
-                    id,
-                    name,
-                    arguments,
-                    ..
-                } => Some(CallInfo {
-                    id: id.clone(),
-                    name: name.clone(),
-                    arguments: arguments.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
+        let calls: Vec<CallInfo> = items.iter().filter_map(call_info).collect();
         let mut failure = None;
         for item in items {
             if let Err(e) = self.append(sink, AppendKind::Assistant, item) {
@@ -1132,6 +1138,23 @@ impl Worker {
         for id in open_calls(&self.history) {
             self.history.push(interrupted_result(&id));
         }
+    }
+}
+
+/// A tool call item as the tool server takes it.
+fn call_info(item: &Item) -> Option<CallInfo> {
+    match item {
+        Item::ToolCall {
+            id,
+            name,
+            arguments,
+            ..
+        } => Some(CallInfo {
+            id: id.clone(),
+            name: name.clone(),
+            arguments: arguments.clone(),
+        }),
+        _ => None,
     }
 }
 

@@ -14,16 +14,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::ManifestError;
-use crate::hooks::{
-    PermissionDecision, SourcedHook, SourcedPermission, resolve_hook, resolve_permission,
-};
+use crate::hooks::{SourcedHook, SourcedPermission, resolve_hook, resolve_permission};
 use crate::layer::ManifestLayer;
 use crate::manifest::{
-    ContextConfig, Manifest, ModelConfig, Origin, PodConfig, SandboxConfig, ScopeConfig,
-    SourcedRule, WorkerConfig,
+    ApprovalsConfig, ContextConfig, Manifest, ModelConfig, Origin, PodConfig, SandboxConfig,
+    ScopeConfig, SourcedRule, WorkerConfig,
 };
 use crate::path::{TildeError, resolve_target};
 use crate::rule::{Permission, ScopeRule};
+
+/// The longest `approvals.timeout_s` (a week).
+const MAX_APPROVAL_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
 /// The directory that marks a project root, and holds its manifest.
 pub const PROJECT_DIR: &str = ".pods";
@@ -59,6 +60,8 @@ pub mod defaults {
     pub(crate) const COMPACT_AT: f64 = 0.8;
     /// `context.summary_tokens`.
     pub(crate) const SUMMARY_TOKENS: u32 = 2_048;
+    /// `approvals.timeout_s`: ten minutes, long enough to notice and answer.
+    pub(crate) const APPROVAL_TIMEOUT_S: u64 = 600;
     /// `sandbox.mode`.
     pub(crate) const SANDBOX_MODE: SandboxMode = SandboxMode::Auto;
     /// `sandbox.network`: commands fetch dependencies and run tests against services.
@@ -474,6 +477,7 @@ pub fn merge_layers(
     let mut keep_calls = None;
     let mut compact_at = None;
     let mut summary_tokens = None;
+    let mut approval_timeout = None;
 
     let mut hooks: Vec<SourcedHook> = Vec::new();
     let mut permissions: Vec<SourcedPermission> = Vec::new();
@@ -531,6 +535,7 @@ pub fn merge_layers(
         take(&mut keep_calls, c.keep_calls, o);
         take(&mut compact_at, c.compact_at, o);
         take(&mut summary_tokens, c.summary_tokens, o);
+        take(&mut approval_timeout, layer.approvals.timeout_s, o);
 
         let w = layer.worker;
         take(&mut instruction, w.instruction, o);
@@ -573,13 +578,6 @@ pub fn merge_layers(
                 reason,
             };
             let rule = resolve_permission(rule, &base_dir, home).map_err(bad)?;
-            if rule.decision == PermissionDecision::Ask {
-                return Err(bad(
-                    "decision = \"ask\" is not supported by this version of pods yet (it \
-                     needs approvals); use \"deny\", or \"allow\""
-                        .into(),
-                ));
-            }
             if !permissions
                 .iter()
                 .any(|p: &SourcedPermission| p.rule == rule)
@@ -710,6 +708,19 @@ pub fn merge_layers(
         });
     }
 
+    let approvals = ApprovalsConfig {
+        timeout_s: finish(approval_timeout, "approvals.timeout_s", p, || {
+            defaults::APPROVAL_TIMEOUT_S
+        }),
+    };
+    if !(1..=MAX_APPROVAL_TIMEOUT_S).contains(&approvals.timeout_s) {
+        return Err(ManifestError::OutOfRange {
+            key: "approvals.timeout_s",
+            value: approvals.timeout_s.to_string(),
+            expected: "1 to 604800 seconds (a week)",
+        });
+    }
+
     Ok(Manifest {
         pod,
         model,
@@ -717,6 +728,7 @@ pub fn merge_layers(
         sandbox,
         scope,
         context,
+        approvals,
         hooks,
         permissions,
         project_root,

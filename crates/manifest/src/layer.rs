@@ -29,6 +29,8 @@ pub struct ManifestLayer {
     pub scope: ScopeLayer,
     /// `[context]`.
     pub context: ContextLayer,
+    /// `[approvals]`.
+    pub approvals: ApprovalsLayer,
     /// `[[hooks]]`: commands run around the pod's work (added to lower layers').
     pub hooks: Vec<HookLayer>,
     /// `[[permissions]]`: allow/ask/deny rules on tool calls (added to lower layers').
@@ -102,6 +104,15 @@ pub struct ContextLayer {
     pub compact_at: Option<f64>,
     /// The most tokens a compaction's summary may take.
     pub summary_tokens: Option<u32>,
+}
+
+/// `[approvals]` as written: how long a tool call an `ask` rule paused
+/// waits for a person's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsLayer {
+    /// Seconds before an unanswered request is denied (default 600).
+    pub timeout_s: Option<u64>,
 }
 
 /// `[sandbox]` as written.

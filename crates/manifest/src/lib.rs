@@ -28,8 +28,8 @@ pub use hooks::{
 };
 pub use layer::ManifestLayer;
 pub use manifest::{
-    ContextConfig, InvalidPodName, Manifest, ModelConfig, Origin, PodConfig, PodName,
-    SandboxConfig, SandboxMode, Scheme, ScopeConfig, SourcedRule, WorkerConfig,
+    ApprovalsConfig, ContextConfig, InvalidPodName, Manifest, ModelConfig, Origin, PodConfig,
+    PodName, SandboxConfig, SandboxMode, Scheme, ScopeConfig, SourcedRule, WorkerConfig,
 };
 pub use path::canonicalize_lenient;
 pub use rule::{Permission, ScopeRule};

@@ -265,6 +265,13 @@ pub struct ContextConfig {
     pub summary_tokens: u32,
 }
 
+/// `[approvals]`: how long an `ask` waits for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalsConfig {
+    /// Seconds before an unanswered request is denied.
+    pub timeout_s: u64,
+}
+
 /// `[sandbox]`: how commands are confined.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct SandboxConfig {
@@ -320,6 +327,8 @@ pub struct Manifest {
     pub scope: ScopeConfig,
     /// `[context]`.
     pub context: ContextConfig,
+    /// `[approvals]`.
+    pub approvals: ApprovalsConfig,
     /// `[[hooks]]` of every layer, lowest first (exact duplicates dropped).
     pub hooks: Vec<SourcedHook>,
     /// `[[permissions]]` of every layer, lowest first (exact duplicates dropped).

@@ -527,6 +527,8 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
         // Before anything is shown: a Ctrl-C from then on detaches cleanly.
         let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut client = PodClient::connect_to(&loc).await?;
+        // A person is here: requests for approval from the whole subtree come to us.
+        client.send(&Method::WatchApprovals).await?;
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();
         for value in &client.entries {
@@ -539,7 +541,7 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
         if !json {
             writeln!(
                 err,
-                "attached to `{name}` ({:?}); type a message and Enter to send it, Ctrl-C to detach",
+                "attached to `{name}` ({:?}); type a message and Enter to send it, /approve ID or /deny ID REASON to answer a request, Ctrl-C to detach",
                 client.status
             )?;
         }
@@ -555,6 +557,13 @@ pub fn attach(name: &str, json: bool) -> anyhow::Result<u8> {
                 _ = ctrl_c.recv() => break,
                 line = input.recv(), if input_open => match line.transpose()? {
                     Some(line) if line.trim().is_empty() => {}
+                    Some(line) if line.trim_start().starts_with("/approve") || line.trim_start().starts_with("/deny") => {
+                        match crate::approve::typed_answer(&line) {
+                            Some(Ok(answer)) => client.send(&answer).await?,
+                            Some(Err(usage)) => writeln!(err, "{usage}")?,
+                            None => writeln!(err, "usage: /approve ID [--remember], /deny ID [REASON]")?,
+                        }
+                    }
                     Some(line) => {
                         let busy = matches!(client.status, PodStatus::Running);
                         let method = if busy {

@@ -184,7 +184,7 @@ impl PodClient {
         }
     }
 
-    async fn next_timed(&mut self) -> Result<Event, ClientError> {
+    pub(crate) async fn next_timed(&mut self) -> Result<Event, ClientError> {
         let events = &mut self.events;
         timed(&events.socket, events.reader.next::<Event>())
             .await?

@@ -9,9 +9,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod approve;
 pub mod cli;
 pub mod client;
+pub mod exchange;
 pub mod names;
+pub mod parent;
 pub mod pods;
 pub mod render;
 pub mod snapshot;

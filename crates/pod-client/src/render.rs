@@ -116,6 +116,12 @@ impl Renderer {
                 }
                 writeln!(err, "{level}: {}", alert.message)?;
             }
+            Event::ApprovalRequest(r) => {
+                self.line(out, &crate::transcript::approval_request_line(r))?;
+            }
+            Event::ApprovalResolved(r) => {
+                self.line(out, &crate::transcript::approval_resolved_line(r))?;
+            }
             Event::Error { message, .. } => {
                 if !self.at_line_start {
                     writeln!(out)?;

@@ -125,6 +125,34 @@ pub fn hook_line(run: &protocol::HookRun) -> String {
     line
 }
 
+/// One line for an approval request: `[approval root.c/1 asked: Bash git push
+/// (rule …); /approve root.c/1 or /deny root.c/1 REASON]`.
+pub fn approval_request_line(r: &protocol::ApprovalRequest) -> String {
+    let what = match r.input.get("command").and_then(|c| c.as_str()) {
+        Some(command) => command.to_owned(),
+        None => r.input.to_string(),
+    };
+    format!(
+        "[approval {} asked by {}: {} {} — {}; /approve {} or /deny {} REASON]",
+        r.id, r.pod, r.tool, what, r.rule, r.id, r.id
+    )
+}
+
+/// One line for how an approval request ended.
+pub fn approval_resolved_line(r: &protocol::ApprovalResolved) -> String {
+    let verdict = if r.approved { "approved" } else { "denied" };
+    let remembered = if r.remember { " (remembered)" } else { "" };
+    let reason = r
+        .reason
+        .as_deref()
+        .map(|why| format!(": {why}"))
+        .unwrap_or_default();
+    format!(
+        "[approval {} {verdict} by {}{remembered}{reason}]",
+        r.id, r.by
+    )
+}
+
 /// As [`write_entry`]; `full` shows tool outputs whole instead of their last lines.
 pub(crate) fn write_entry_full(
     out: &mut dyn Write,
@@ -183,6 +211,12 @@ pub(crate) fn write_entry_full(
             "── context compacted: ≈ {tokens_before} → {tokens_after} tokens; a new segment goes on from a summary ──"
         )?,
         LogEntry::Hook { run, .. } => writeln!(out, "{}", hook_line(run))?,
+        LogEntry::ApprovalRequest { request, .. } => {
+            writeln!(out, "{}", approval_request_line(request))?;
+        }
+        LogEntry::ApprovalAnswer { resolved, .. } => {
+            writeln!(out, "{}", approval_resolved_line(resolved))?;
+        }
         // Shown where they arrived; when the model took them in is bookkeeping.
         LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
         LogEntry::Unknown { kind, .. } => writeln!(

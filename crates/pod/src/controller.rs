@@ -321,10 +321,18 @@ impl Controller {
                     Err(e) => internal(&e),
                 }
             }
+            Method::WatchApprovals
+            | Method::Approvals
+            | Method::Approve { .. }
+            | Method::Deny { .. }
+            | Method::ApprovalUpdate(_) => error(
+                ErrorCode::Internal,
+                "approval methods are answered on the connection, not by the controller",
+            ),
             Method::Unknown { method } => error(
                 ErrorCode::InvalidRequest,
                 format!(
-                    "unknown method `{method}`; known: run, notify, pod_event, resume, cancel, pause, shutdown, compact"
+                    "unknown method `{method}`; known: run, notify, pod_event, resume, cancel, pause, shutdown, compact, watch_approvals, approvals, approve, deny, approval_update"
                 ),
             ),
         }

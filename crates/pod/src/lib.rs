@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub(crate) mod approvals;
 pub(crate) mod checks;
 pub mod cli;
 pub mod client;
@@ -15,7 +16,8 @@ pub mod launch;
 pub(crate) mod logging;
 pub mod model;
 pub mod names;
-pub(crate) mod parent;
+/// A child's way back to its parent: `pod_client::parent`.
+pub(crate) use pod_client::parent;
 pub mod render;
 pub mod runtime;
 pub(crate) mod server;

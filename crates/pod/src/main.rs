@@ -257,6 +257,34 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// List the tool calls waiting for a person's approval (an `ask` rule paused
+    /// them): of NAME and the pods below it, or of every running pod.
+    #[command(
+        after_help = "Examples:\n  pod approvals\n  pod approvals api --wait   # print requests from api's tree as they come\n  pod approve api.worker/3\n  pod deny api.worker/4 use the staging remote"
+    )]
+    Approvals {
+        /// A pod: its own requests and those of the pods below it.
+        name: Option<String>,
+        /// Keep watching NAME and print requests (and how they end) as they come.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Approve a pending request (`pod approvals` lists their ids): the call runs.
+    Approve {
+        /// The request's id, e.g. `api.worker/3`.
+        id: String,
+        /// Also allow later calls the same rule matches, for the rest of that pod's session.
+        #[arg(long)]
+        remember: bool,
+    },
+    /// Deny a pending request: the call does not run, and the model reads REASON.
+    Deny {
+        /// The request's id, e.g. `api.worker/3`.
+        id: String,
+        /// Why (the model reads it).
+        #[arg(trailing_var_arg = true)]
+        reason: Vec<String>,
+    },
     /// Compact a pod's context now: its conversation so far becomes a summary a new
     /// session segment goes on from (the log keeps everything); prints the tokens
     /// before and after. A running pod compacts at its next step.
@@ -413,6 +441,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .map(|n| resolve(n, Want::Any))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             cli::rm(&names, stopped, yes, json)
+        }
+        Command::Approvals { name, wait } => {
+            let name = name.map(|n| resolve(&n, Want::Running)).transpose()?;
+            pod_client::approve::approvals(name.as_deref(), wait, json)
+        }
+        Command::Approve { id, remember } => {
+            pod_client::approve::answer(&protocol::Method::Approve { id, remember }, json)
+        }
+        Command::Deny { id, reason } => {
+            let reason = Some(reason.join(" ")).filter(|r| !r.trim().is_empty());
+            pod_client::approve::answer(&protocol::Method::Deny { id, reason }, json)
         }
         Command::Attach { name } => cli::attach(&resolve(&name, Want::Running)?, json),
         Command::Logs { name, full } => cli::logs(&resolve(&name, Want::Any)?, json, full),

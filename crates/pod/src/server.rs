@@ -178,31 +178,39 @@ fn scan(entries: &[LogEntry]) -> Restored {
 
 /// Answers (in the log) every tool call of `history` that has none, and ends
 /// the cut invocation as paused, so `resume` continues from a valid history.
+/// Calls in `kept` (waiting for a person's approval) stay open instead, and
+/// the turn goes on (`true`): it runs them, which asks again.
 fn repair_cut_invocation(
     state: &mut PodState,
     history: &mut Vec<Item>,
     turn: u64,
-) -> Result<(), crate::state::StateError> {
+    kept: &[String],
+) -> Result<bool, crate::state::StateError> {
     let open = llm_worker::worker::open_calls(history);
-    for id in open {
-        let item = interrupted_result(&id);
+    let goes_on = open.iter().any(|id| kept.contains(id));
+    for id in open.iter().filter(|id| !kept.contains(id)) {
+        let item = interrupted_result(id);
         state.commit(EntryBody::ToolResult {
             item: LoggedItem(item.clone()),
         })?;
         history.push(item);
     }
-    state.commit(EntryBody::TurnEnd {
-        turn,
-        result: TurnResult::Paused,
-    })?;
-    state.sync()?;
-    state.alert(
-        AlertLevel::Warn,
-        AlertSource::Pod,
+    let message = if goes_on {
+        format!(
+            "turn {turn} was cut short while a call waited for approval; it goes on and asks again"
+        )
+    } else {
+        state.commit(EntryBody::TurnEnd {
+            turn,
+            result: TurnResult::Paused,
+        })?;
         format!(
             "turn {turn} was cut short when the pod stopped; its history is repaired and `resume` continues it"
-        ),
-    )
+        )
+    };
+    state.sync()?;
+    state.alert(AlertLevel::Warn, AlertSource::Pod, message)?;
+    Ok(goes_on)
 }
 
 /// The system prompt: a short default, the manifest's instruction, then the
@@ -499,11 +507,17 @@ async fn assemble(
     let compact = m.model.context_window < COMPACT_TOOLS_BELOW;
     tools.set_compact(compact);
     let rules = hooks::Rules::new(&m.permissions).map_err(ServeError::Checks)?;
+    let timeout = std::time::Duration::from_secs(m.approvals.timeout_s);
+    let approvals = crate::approvals::Approvals::new(&spec.name, timeout, &state, &children);
+    approvals.replay(&entries);
+    let approver: Arc<dyn hooks::Approver> = approvals.broker.clone();
     tools.intercept(Arc::new(hooks::HookInterceptor::new(
         Arc::clone(&hooks),
         rules,
+        Some(approver),
     )));
     lock(&state).set_hooks(Arc::clone(&hooks));
+    lock(&state).set_approvals(Arc::clone(&approvals));
     let tools = Arc::new(tools);
     let mut config = WorkerConfig::new(m.model.model.clone());
     config.system = system_prompt(spec, &scope);
@@ -534,6 +548,11 @@ async fn assemble(
         summary_tokens: m.context.summary_tokens,
     });
 
+    // Requests whose call is no longer open end; the others' calls stay open.
+    approvals
+        .broker
+        .drop_unless_open(&llm_worker::worker::open_calls(&history));
+    let kept = approvals.broker.restored_calls();
     let pending_turn = {
         let mut st = lock(&state);
         let context_tokens = st.greeting().context_tokens;
@@ -566,8 +585,7 @@ async fn assemble(
         match restored.cut_turn {
             Some(turn) if spec.continue_pending && restored.llm_calls == 0 => Some(turn),
             Some(turn) => {
-                repair_cut_invocation(&mut st, &mut history, turn)?;
-                None
+                repair_cut_invocation(&mut st, &mut history, turn, &kept)?.then_some(turn)
             }
             None => None,
         }
@@ -622,8 +640,14 @@ async fn assemble(
         Controller::new(state.clone(), worker, restored.turns, spec.grounder.clone())
             .with_children(Arc::clone(&children));
     if let Some(link) = parent_link(spec) {
-        controller = controller.with_parent(Reporter::spawn(link, state.clone()));
+        let warn_state = state.clone();
+        let reporter = Reporter::spawn(link, move |message| {
+            let _ = lock(&warn_state).alert(AlertLevel::Warn, AlertSource::Pod, message);
+        });
+        approvals.set_parent(reporter.clone());
+        controller = controller.with_parent(reporter);
     }
+    approvals.adopt_children();
     let start = if spec.launch_record.is_some() {
         "fresh"
     } else if spec.continue_pending {

@@ -96,6 +96,8 @@ pub(crate) struct PodState {
     status_written: std::time::Instant,
     /// The user's hooks (connections check `run` inputs with them).
     hooks: Option<Arc<hooks::Hooks>>,
+    /// Approvals (connections answer their methods).
+    approvals: Option<Arc<crate::approvals::Approvals>>,
 }
 
 impl PodState {
@@ -122,6 +124,7 @@ impl PodState {
             writers: 0,
             status_written: std::time::Instant::now(),
             hooks: None,
+            approvals: None,
         })
     }
 
@@ -206,6 +209,37 @@ impl PodState {
     /// The user's hooks, once the pod is assembled.
     pub(crate) fn hooks(&self) -> Option<Arc<hooks::Hooks>> {
         self.hooks.clone()
+    }
+
+    /// Sets the pod's approvals (before the socket accepts anyone).
+    pub(crate) fn set_approvals(&mut self, approvals: Arc<crate::approvals::Approvals>) {
+        self.approvals = Some(approvals);
+    }
+
+    /// The pod's approvals, once the pod is assembled.
+    pub(crate) fn approvals(&self) -> Option<Arc<crate::approvals::Approvals>> {
+        self.approvals.clone()
+    }
+
+    /// Makes connection `id` one that answers approvals; `pending` is queued
+    /// for it now.
+    pub(crate) fn watch_approvals(
+        &mut self,
+        id: u64,
+        pending: Vec<protocol::ApprovalRequest>,
+    ) -> Result<(), StateError> {
+        let lines = pending
+            .into_iter()
+            .map(|r| event_line(&Event::ApprovalRequest(r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.hub.watch(id, &lines);
+        Ok(())
+    }
+
+    /// Sends `event` to the connections that answer approvals; whether one
+    /// took it.
+    pub(crate) fn show_watchers(&mut self, event: &Event) -> bool {
+        event_line(event).is_ok_and(|line| self.hub.show_watchers(&line))
     }
 
     /// Changes the status: broadcast, and written to `status.json`.

@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::Segment;
 use crate::adjacent::{self, AdjacentlyTagged};
+use crate::{ApprovalRequest, ApprovalResolved, Segment};
 
 /// Version of this protocol, sent in [`Event::Hello`]; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -30,6 +30,17 @@ pub enum Event {
     Alert(Alert),
     /// One of the user's hooks ran (also in the log, as a `hook` entry).
     Hook(HookRun),
+    /// A tool call waits for a person's answer (sent to connections that
+    /// sent `watch_approvals`).
+    ApprovalRequest(ApprovalRequest),
+    /// A request ended (sent to connections that sent `watch_approvals`).
+    ApprovalResolved(ApprovalResolved),
+    /// The answer to `approvals`: the pending requests of the pod and its
+    /// subtree, oldest first.
+    Approvals {
+        /// The requests.
+        requests: Vec<ApprovalRequest>,
+    },
     /// The committed state on connect: everything since the current segment started.
     Snapshot {
         /// Log entries of the current session segment, each exactly as its log line.
@@ -176,7 +187,9 @@ pub enum Event {
         /// Sequence number of the first replayed entry.
         from_seq: u64,
     },
-    /// The sender's `run`, `notify` or `pod_event` is in the log.
+    /// The sender's `run`, `notify` or `pod_event` is in the log; for
+    /// `approve`/`deny`, the answer is in the asking pod's log (`seq` there);
+    /// `watch_approvals` and `approval_update` log nothing (`seq` 0).
     Ack {
         /// Sequence number of the logged entry.
         seq: u64,
@@ -207,6 +220,9 @@ impl Event {
             Event::Hello { .. } => "hello",
             Event::Alert(_) => "alert",
             Event::Hook(_) => "hook",
+            Event::ApprovalRequest(_) => "approval_request",
+            Event::ApprovalResolved(_) => "approval_resolved",
+            Event::Approvals { .. } => "approvals",
             Event::Snapshot { .. } => "snapshot",
             Event::Status { .. } => "status",
             Event::InvokeStart { .. } => "invoke_start",
@@ -251,6 +267,11 @@ enum EventDef {
     },
     Alert(Alert),
     Hook(HookRun),
+    ApprovalRequest(ApprovalRequest),
+    ApprovalResolved(ApprovalResolved),
+    Approvals {
+        requests: Vec<ApprovalRequest>,
+    },
     Snapshot {
         entries: Vec<serde_json::Value>,
         greeting: Greeting,

@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod adjacent;
+mod approval;
 mod event;
 mod method;
 mod pod_event;
@@ -27,6 +28,7 @@ mod schema;
 mod segment;
 pub mod stream;
 
+pub use approval::{ApprovalRequest, ApprovalResolved, ApprovalUpdate};
 pub use event::{
     Alert, AlertLevel, AlertSource, ErrorCode, Event, Greeting, HookRun, InvokeKind,
     PROTOCOL_VERSION, PodStatus, TurnResult,

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::adjacent::{self, AdjacentlyTagged};
-use crate::{PodEvent, Segment};
+use crate::{ApprovalUpdate, PodEvent, Segment};
 
 /// A request from a client to a pod, one per line.
 ///
@@ -38,6 +38,34 @@ pub enum Method {
     /// Compact the context now: when idle as an invocation of kind `compact`,
     /// while running at the next step boundary (as `pause` stops).
     Compact,
+    /// Makes this connection one that answers approvals: it gets every
+    /// pending `approval_request` of this pod and its subtree now and as they
+    /// come, and `approval_resolved` when they end. Answered `ack`.
+    WatchApprovals,
+    /// Lists the pending approval requests of this pod and its subtree;
+    /// answered with an `approvals` event.
+    Approvals,
+    /// Approves a pending request (of this pod or one below it).
+    Approve {
+        /// The request's id.
+        id: String,
+        /// Also allow later calls matching the same rule, for the rest of the
+        /// asking pod's session.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remember: bool,
+    },
+    /// Denies a pending request (of this pod or one below it); the model
+    /// reads the reason.
+    Deny {
+        /// The request's id.
+        id: String,
+        /// Why (the model reads it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A child's news about approval requests in its subtree; accepted only
+    /// from this pod's own children.
+    ApprovalUpdate(ApprovalUpdate),
     /// A method this version does not know; a server answers it with `invalid_request`.
     ///
     /// Encodes as `{"method":"<name>"}`, without params.
@@ -60,6 +88,11 @@ impl Method {
             Method::Pause => "pause",
             Method::Shutdown => "shutdown",
             Method::Compact => "compact",
+            Method::WatchApprovals => "watch_approvals",
+            Method::Approvals => "approvals",
+            Method::Approve { .. } => "approve",
+            Method::Deny { .. } => "deny",
+            Method::ApprovalUpdate(_) => "approval_update",
             Method::Unknown { method } => method,
         }
     }
@@ -71,14 +104,31 @@ impl Method {
 #[serde(remote = "Method", rename_all = "snake_case")]
 #[allow(dead_code)] // Only the generated `deserialize` is used.
 enum MethodDef {
-    Run { input: Vec<Segment> },
-    Notify { message: String },
+    Run {
+        input: Vec<Segment>,
+    },
+    Notify {
+        message: String,
+    },
     PodEvent(PodEvent),
     Resume,
     Cancel,
     Pause,
     Shutdown,
     Compact,
+    WatchApprovals,
+    Approvals,
+    Approve {
+        id: String,
+        #[serde(default)]
+        remember: bool,
+    },
+    Deny {
+        id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    ApprovalUpdate(ApprovalUpdate),
 }
 
 impl AdjacentlyTagged for Method {

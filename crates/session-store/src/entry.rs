@@ -29,7 +29,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use protocol::{HookRun, InvokeKind, Segment, TurnResult};
+use protocol::{ApprovalRequest, ApprovalResolved, HookRun, InvokeKind, Segment, TurnResult};
 
 /// A conversation item as stored in the log.
 ///
@@ -416,6 +416,20 @@ log_entries! {
         Hook = "hook" {
             /// The run.
             run: HookRun,
+        }
+        /// A tool call of this pod waits for a person's answer (an `ask`
+        /// permission rule): until its `approval_answer`, a restored pod keeps
+        /// the call open and asks again.
+        ApprovalRequest = "approval_request" {
+            /// The request.
+            request: ApprovalRequest,
+            /// The tool call it holds.
+            call_id: String,
+        }
+        /// How a request of this pod ended.
+        ApprovalAnswer = "approval_answer" {
+            /// The answer.
+            resolved: ApprovalResolved,
         }
         /// How far this pod has read a child's output (`ReadPodOutput`).
         ChildCursor = "child_cursor" {

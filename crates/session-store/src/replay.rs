@@ -64,6 +64,8 @@ impl Replay {
             | LogEntry::ChildRemoved { .. }
             | LogEntry::ChildCursor { .. }
             | LogEntry::Hook { .. }
+            | LogEntry::ApprovalRequest { .. }
+            | LogEntry::ApprovalAnswer { .. }
             | LogEntry::CompactionStart { .. }
             | LogEntry::CompactionEnd { .. }
             | LogEntry::Unknown { .. } => {}

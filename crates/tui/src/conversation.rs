@@ -247,6 +247,14 @@ impl Conversation {
                 let line = pod_client::transcript::hook_line(run);
                 self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
             }
+            LogEntry::ApprovalRequest { request, .. } => {
+                let line = pod_client::transcript::approval_request_line(request);
+                self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
+            }
+            LogEntry::ApprovalAnswer { resolved, .. } => {
+                let line = pod_client::transcript::approval_resolved_line(resolved);
+                self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
+            }
             LogEntry::ChildCursor { .. } | LogEntry::QueueJoined { .. } => {}
             LogEntry::Unknown { kind, .. } => {
                 self.push(BlockKind::Marker(format!(
@@ -305,6 +313,11 @@ impl Conversation {
             | Event::CompactionEnd { .. }
             // Shown from its `hook` log entry, which comes with it.
             | Event::Hook(_)
+            // The UI does not watch approvals yet: its pods' own requests
+            // show as their log entries.
+            | Event::ApprovalRequest(_)
+            | Event::ApprovalResolved(_)
+            | Event::Approvals { .. }
             | Event::Hello { .. }
             | Event::InvokeStart { .. }
             | Event::UserMessage { .. }

@@ -68,7 +68,7 @@ pub(crate) async fn serve<R, W>(
         write_loop(write, subscription, reply_rx, writer_state.clone()).await;
         lock(&writer_state).writer_done();
     });
-    read_loop(read, reply_tx, inbox, peer, budget, &state).await;
+    read_loop(read, reply_tx, inbox, (id, peer), budget, &state).await;
     // The client sent its last method: give the writer a moment to deliver the
     // answers, then close.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
@@ -79,7 +79,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     read: R,
     replies: mpsc::Sender<Line>,
     inbox: mpsc::Sender<Input>,
-    peer: Peer,
+    (conn, peer): (u64, Peer),
     budget: Arc<LineBudget>,
     state: &SharedState,
 ) {
@@ -91,6 +91,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(None) => break,
             Ok(Some(line)) => match decode_method(line) {
                 Ok(method) => {
+                    // Approvals are answered here: a person's answer never
+                    // waits for the controller (the turn waits for it).
+                    if let Some(answer) =
+                        crate::approvals::answer(state, &method, conn, &peer).await
+                    {
+                        send_answer(&replies, answer).await;
+                        continue;
+                    }
                     // The user's `user_prompt` hooks see a `run` first (only
                     // this connection waits for them).
                     let checked = crate::checks::check_prompt(hooks.as_deref(), method).await;

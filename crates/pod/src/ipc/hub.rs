@@ -64,6 +64,8 @@ struct Client {
     id: u64,
     queue: mpsc::Sender<Line>,
     lag: Arc<Lag>,
+    /// It sent `watch_approvals`.
+    watching: bool,
 }
 
 /// The set of connected clients.
@@ -111,6 +113,7 @@ impl Hub {
             id: self.next_id,
             queue: tx,
             lag: Arc::clone(&lag),
+            watching: false,
         });
         Subscription {
             id: self.next_id,
@@ -122,6 +125,27 @@ impl Hub {
     /// Removes a client (its writer ended).
     pub(crate) fn unsubscribe(&mut self, id: u64) {
         self.clients.retain(|c| c.id != id);
+    }
+
+    /// Makes client `id` one that answers approvals, with `lines` (the
+    /// pending requests) queued for it now.
+    pub(crate) fn watch(&mut self, id: u64, lines: &[Line]) {
+        if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
+            c.watching = true;
+            for line in lines {
+                let _ = c.queue.try_send(Arc::clone(line));
+            }
+        }
+    }
+
+    /// Offers a line to the clients that answer approvals only; whether one
+    /// took it.
+    pub(crate) fn show_watchers(&mut self, line: &Line) -> bool {
+        let mut taken = false;
+        for c in self.clients.iter().filter(|c| c.watching) {
+            taken |= c.queue.try_send(Arc::clone(line)).is_ok();
+        }
+        taken
     }
 
     /// Offers the `entry` line of committed entry `seq` to every client in step.

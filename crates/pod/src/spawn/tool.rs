@@ -271,17 +271,16 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput, cwd: &Path) -> Result<Stri
     top.insert("model".into(), toml::Value::Table(model));
     top.insert("worker".into(), toml::Value::Table(worker));
     top.insert("sandbox".into(), toml::Value::Table(sandbox));
+    let mut approvals = toml::Table::new();
+    let timeout = i64::try_from(m.approvals.timeout_s).unwrap_or(i64::MAX);
+    approvals.insert("timeout_s".into(), toml::Value::Integer(timeout));
+    top.insert("approvals".into(), toml::Value::Table(approvals));
     // The child's checks are exactly the parent's (those of its user manifest
     // it reads itself, the rest come from here), plus the request's rules.
     let mut rules = m.permissions.clone();
     for layer in &input.permissions {
         let rule = manifest::hooks::resolve_permission(layer.clone(), cwd, None)
             .map_err(|e| ToolError::InvalidArgument(format!("permissions: {e}")))?;
-        if rule.decision == manifest::PermissionDecision::Ask {
-            return Err(ToolError::InvalidArgument(
-                "permissions: decision \"ask\" is not supported yet; use \"deny\"".into(),
-            ));
-        }
         rules.push(manifest::SourcedPermission {
             rule,
             origin: manifest::Origin::Overlay,

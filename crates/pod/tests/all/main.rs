@@ -6,9 +6,11 @@
 mod common;
 mod registry_support;
 
+mod approvals;
 mod chaos;
 mod cli;
 mod context;
+mod doctor;
 mod hardening;
 mod hooks;
 mod launch;

@@ -74,6 +74,11 @@ fn method_schema_lists_every_name_and_an_open_fallback() {
         "pause",
         "shutdown",
         "compact",
+        "watch_approvals",
+        "approvals",
+        "approve",
+        "deny",
+        "approval_update",
     ]
     .into_iter()
     .map(String::from)
@@ -85,7 +90,7 @@ fn method_schema_lists_every_name_and_an_open_fallback() {
 #[test]
 fn event_schema_lists_every_name_and_an_open_fallback() {
     let (names, open) = tag_names(&schema_for!(Event), "event");
-    assert_eq!(names.len(), 30, "{names:?}");
+    assert_eq!(names.len(), 33, "{names:?}");
     for name in [
         "hello",
         "snapshot",

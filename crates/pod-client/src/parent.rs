@@ -7,20 +7,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::stream::{JsonLineReader, JsonLineWriter};
-use protocol::{AlertLevel, AlertSource, Event, Method, PodEvent};
-use tokio::net::UnixStream;
+use pod_runtime::liveness::is_alive;
+use protocol::{Event, Method, PodEvent};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::runtime::liveness::is_alive;
-use crate::state::{SharedState, lock};
+use crate::exchange::{ExchangeError, exchange};
 
 /// Bounds each step of one delivery attempt (connect, write, the answer).
 const STEP: Duration = Duration::from_secs(5);
 
 /// Who this pod's parent is.
 #[derive(Debug, Clone)]
-pub(crate) struct ParentIdentity {
+pub struct ParentIdentity {
     /// The parent's process id when it spawned this pod.
     pub pid: u32,
     /// The parent's instance id: a restored parent runs as another process,
@@ -33,16 +31,14 @@ pub(crate) struct ParentIdentity {
 impl ParentIdentity {
     /// Whether process `pid` is the parent (as spawned, or restored since).
     /// May read the registry file: call it off the controller.
-    pub(crate) fn is_parent(&self, pid: u32) -> bool {
+    pub fn is_parent(&self, pid: u32) -> bool {
         if pid == self.pid {
             return true;
         }
         // Reading the file without the lock is safe: it is replaced atomically.
         std::fs::read(&self.registry)
             .ok()
-            .and_then(|b| {
-                crate::runtime::pod_registry::Registry::from_json(&b, &self.registry).ok()
-            })
+            .and_then(|b| pod_runtime::pod_registry::Registry::from_json(&b, &self.registry).ok())
             .and_then(|r| r.get(&self.instance).map(|e| e.pid == pid))
             .unwrap_or(false)
     }
@@ -50,7 +46,7 @@ impl ParentIdentity {
 
 /// Where this pod's reports go.
 #[derive(Debug, Clone)]
-pub(crate) struct ParentLink {
+pub struct ParentLink {
     /// This pod's short name (as the parent knows it).
     pub short_name: String,
     /// The parent's socket.
@@ -63,7 +59,7 @@ pub(crate) struct ParentLink {
 
 /// One report for the reporter task.
 struct Report {
-    event: PodEvent,
+    method: Method,
     attempts: u32,
     /// What to say in this pod's alert if it cannot be delivered.
     on_failure: String,
@@ -73,7 +69,7 @@ struct Report {
 
 /// The controller's handle on the reporter task; dropping every handle ends it.
 #[derive(Debug, Clone)]
-pub(crate) struct Reporter {
+pub struct Reporter {
     short_name: String,
     reports: mpsc::UnboundedSender<Report>,
 }
@@ -81,27 +77,22 @@ pub(crate) struct Reporter {
 impl std::fmt::Debug for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Report")
-            .field("event", &self.event)
+            .field("method", &self.method.name())
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
 }
 
 impl Reporter {
-    /// Starts the reporter task for `link`; undeliverable reports become
-    /// warnings in `state`.
-    pub(crate) fn spawn(link: ParentLink, state: SharedState) -> Reporter {
+    /// Starts the reporter task for `link`; `warn` gets what could not be
+    /// delivered (the pod raises it as an alert).
+    pub fn spawn(link: ParentLink, warn: impl Fn(String) + Send + 'static) -> Reporter {
         let (reports, mut queue) = mpsc::unbounded_channel::<Report>();
         let short_name = link.short_name.clone();
         tokio::spawn(async move {
             while let Some(report) = queue.recv().await {
-                let method = Method::PodEvent(report.event);
-                if let Err(e) = deliver(&link, &method, report.attempts).await {
-                    let _ = lock(&state).alert(
-                        AlertLevel::Warn,
-                        AlertSource::Pod,
-                        format!("{}: {e}", report.on_failure),
-                    );
+                if let Err(e) = deliver(&link, &report.method, report.attempts).await {
+                    warn(format!("{}: {e}", report.on_failure));
                 }
                 if let Some(done) = report.done {
                     let _ = done.send(());
@@ -115,15 +106,20 @@ impl Reporter {
     }
 
     /// This pod's short name, as its parent knows it.
-    pub(crate) fn short_name(&self) -> &str {
+    pub fn short_name(&self) -> &str {
         &self.short_name
     }
 
     /// Queues `event` (retried up to `attempts` times while the parent lives);
     /// if it cannot be delivered, `on_failure` and the reason become an alert.
-    pub(crate) fn report(&self, event: PodEvent, attempts: u32, on_failure: String) {
+    pub fn report(&self, event: PodEvent, attempts: u32, on_failure: String) {
+        self.send(Method::PodEvent(event), attempts, on_failure);
+    }
+
+    /// Queues any method for the parent, like [`Reporter::report`].
+    pub fn send(&self, method: Method, attempts: u32, on_failure: String) {
         let _ = self.reports.send(Report {
-            event,
+            method,
             attempts,
             on_failure,
             done: None,
@@ -132,10 +128,10 @@ impl Reporter {
 
     /// Queues `event` (one attempt) and waits until it was delivered or failed,
     /// at most `within`: the last report of a pod on its way out.
-    pub(crate) async fn report_last(&self, event: PodEvent, within: Duration) {
+    pub async fn report_last(&self, event: PodEvent, within: Duration) {
         let (done, delivered) = oneshot::channel();
         let queued = self.reports.send(Report {
-            event,
+            method: Method::PodEvent(event),
             attempts: 1,
             on_failure: "cannot tell the parent pod that this pod shut down".into(),
             done: Some(done),
@@ -149,20 +145,8 @@ impl Reporter {
 /// Why a report did not reach the parent.
 #[derive(Debug, thiserror::Error)]
 enum DeliveryError {
-    #[error("connecting timed out")]
-    ConnectTimedOut,
-    #[error("cannot connect: {0}")]
-    Connect(std::io::Error),
-    #[error("writing timed out")]
-    WriteTimedOut,
-    #[error("cannot write: {0}")]
-    Write(std::io::Error),
-    #[error("no answer in time")]
-    NoAnswer,
-    #[error("cannot read the answer: {0}")]
-    Read(std::io::Error),
-    #[error("the parent closed the connection")]
-    Closed,
+    #[error("{0}")]
+    Exchange(#[from] ExchangeError),
     #[error("the parent refused it: {0}")]
     Refused(String),
     #[error("the parent is gone ({0})")]
@@ -178,43 +162,16 @@ async fn deliver(parent: &ParentLink, method: &Method, attempts: u32) -> Result<
         if attempt > 0 {
             if !is_alive(&parent.dir) {
                 return Err(DeliveryError::Gone(Box::new(
-                    last.unwrap_or(DeliveryError::Closed),
+                    last.unwrap_or(DeliveryError::Exchange(ExchangeError::Closed)),
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        match once(parent, method).await {
-            Ok(()) => return Ok(()),
-            Err(e @ DeliveryError::Refused(_)) => return Err(e),
-            Err(e) => last = Some(e),
+        match exchange(&parent.socket, method, STEP).await {
+            Ok(Event::Error { message, .. }) => return Err(DeliveryError::Refused(message)),
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(DeliveryError::Exchange(e)),
         }
     }
-    Err(last.unwrap_or(DeliveryError::Closed))
-}
-
-/// One attempt.
-async fn once(parent: &ParentLink, method: &Method) -> Result<(), DeliveryError> {
-    let stream = tokio::time::timeout(STEP, UnixStream::connect(&parent.socket))
-        .await
-        .map_err(|_| DeliveryError::ConnectTimedOut)?
-        .map_err(DeliveryError::Connect)?;
-    let (r, w) = stream.into_split();
-    let mut reader = JsonLineReader::new(r);
-    let mut writer = JsonLineWriter::new(w);
-    tokio::time::timeout(STEP, writer.write(method))
-        .await
-        .map_err(|_| DeliveryError::WriteTimedOut)?
-        .map_err(DeliveryError::Write)?;
-    loop {
-        let event = tokio::time::timeout(STEP, reader.next::<Event>())
-            .await
-            .map_err(|_| DeliveryError::NoAnswer)?
-            .map_err(DeliveryError::Read)?;
-        match event {
-            Some(Event::Ack { .. }) => return Ok(()),
-            Some(Event::Error { message, .. }) => return Err(DeliveryError::Refused(message)),
-            Some(_) => {}
-            None => return Err(DeliveryError::Closed),
-        }
-    }
+    Err(last.unwrap_or(DeliveryError::Exchange(ExchangeError::Closed)))
 }

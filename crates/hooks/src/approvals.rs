@@ -1,0 +1,428 @@
+//! Approvals: a tool call an `ask` rule matched waits for a person's answer.
+//!
+//! A pod's [`Broker`] holds its own pending requests (ids `<pod>/<n>`) and the
+//! ones its children passed up from their subtrees. What a request does on the
+//! way is the pod's business, behind [`Outlet`]: it is logged in the asking
+//! pod's session (so a restored pod asks again), shown to the connections
+//! that answer approvals, and passed to the parent when none does. An answer
+//! is logged before the call runs; an unanswered request is denied after
+//! `[approvals] timeout_s`. Lock order: the broker never holds its lock while
+//! it calls the outlet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use protocol::{ApprovalRequest, ApprovalResolved, ApprovalUpdate, Event};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::Ruling;
+
+/// The answer a paused call gets: run it, or the reason it may not run.
+pub type Verdict = Result<(), String>;
+
+/// Who waits for a person's answer on calls an `ask` rule matched.
+#[async_trait]
+pub trait Approver: Send + Sync {
+    /// Waits for the answer on call `call_id` of `tool` with `input`, which
+    /// `ruling` (an `ask`) paused.
+    async fn ask(&self, call_id: &str, tool: &str, input: &Value, ruling: &Ruling) -> Verdict;
+}
+
+/// Where a pod's broker sends what happens to requests.
+pub trait Outlet: Send + Sync {
+    /// Logs a new request of this pod (before anyone sees it).
+    fn record_request(&self, request: &ApprovalRequest, call_id: &str) -> Result<(), String>;
+    /// Logs how a request of this pod ended; the entry's sequence number.
+    fn record_answer(&self, resolved: &ApprovalResolved) -> Result<u64, String>;
+    /// Sends an event to the connections that answer approvals; whether any did.
+    fn show(&self, event: &Event) -> bool;
+    /// Passes news about requests up to the parent pod (nothing for a top pod).
+    fn forward(&self, update: ApprovalUpdate);
+}
+
+/// Why an answer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// No pending request of this pod has that id.
+    NotPending(String),
+    /// The answer could not be logged (the call stays paused).
+    Log(String),
+}
+
+impl std::fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerError::NotPending(id) => write!(
+                f,
+                "no pending approval request `{id}` (answered already, timed out, or never asked); \
+                 `pod approvals` lists the pending ones"
+            ),
+            AnswerError::Log(e) => write!(f, "cannot log the answer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AnswerError {}
+
+/// One of this pod's own pending requests.
+#[derive(Debug)]
+struct Own {
+    request: ApprovalRequest,
+    call_id: String,
+    /// The paused call's waiter; `None` for a request restored from the log
+    /// whose call has not been run again yet.
+    waiter: Option<oneshot::Sender<Verdict>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    own: BTreeMap<String, Own>,
+    /// Answers that came for restored requests before their call ran again,
+    /// by call id.
+    early: HashMap<String, Verdict>,
+    /// Requests of pods below this one, by id.
+    subtree: BTreeMap<String, ApprovalRequest>,
+    /// `ask` rules a `remember` approval turned into allows (as described).
+    remembered: HashSet<String>,
+}
+
+/// A pod's approvals: its own pending requests and its subtree's.
+pub struct Broker {
+    pod: String,
+    timeout: Duration,
+    outlet: Arc<dyn Outlet>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("pod", &self.pod)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pod part of a request id (`root.child/3` → `root.child`).
+pub fn owner_of(id: &str) -> &str {
+    id.rsplit_once('/').map_or(id, |(pod, _)| pod)
+}
+
+/// Whether `full_name` is pod `pod` or one of its descendants.
+pub fn within(full_name: &str, pod: &str) -> bool {
+    full_name == pod
+        || full_name
+            .strip_prefix(pod)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Broker {
+    /// The broker of pod `pod` (its full name); unanswered requests are denied
+    /// after `timeout`.
+    pub fn new(pod: impl Into<String>, timeout: Duration, outlet: Arc<dyn Outlet>) -> Self {
+        Broker {
+            pod: pod.into(),
+            timeout,
+            outlet,
+            inner: Mutex::new(Inner {
+                next: 1,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pod's full name.
+    pub fn pod(&self) -> &str {
+        &self.pod
+    }
+
+    /// Whether request `id` is this pod's own (not one of its subtree's).
+    pub fn is_own(&self, id: &str) -> bool {
+        owner_of(id) == self.pod
+    }
+
+    /// Replays a logged request of this pod (a restored pod): pending until
+    /// its answer is replayed or its call runs again.
+    pub fn replay_request(&self, request: ApprovalRequest, call_id: String) {
+        let mut inner = self.inner();
+        if let Some(n) = request
+            .id
+            .rsplit_once('/')
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+        {
+            inner.next = inner.next.max(n.saturating_add(1));
+        }
+        inner.own.insert(
+            request.id.clone(),
+            Own {
+                request,
+                call_id,
+                waiter: None,
+            },
+        );
+    }
+
+    /// Replays a logged answer: its request is no longer pending, and a
+    /// remembered approval allows its rule again.
+    pub fn replay_answer(&self, resolved: &ApprovalResolved) {
+        let mut inner = self.inner();
+        if let Some(own) = inner.own.remove(&resolved.id)
+            && resolved.approved
+            && resolved.remember
+        {
+            inner.remembered.insert(own.request.rule);
+        }
+    }
+
+    /// The calls whose requests are still pending after a replay: a restored
+    /// pod keeps them open and runs them again (which asks again).
+    pub fn restored_calls(&self) -> Vec<String> {
+        self.inner()
+            .own
+            .values()
+            .filter(|o| o.waiter.is_none())
+            .map(|o| o.call_id.clone())
+            .collect()
+    }
+
+    /// Ends the restored requests whose call is not among `open` (it was
+    /// answered while the pod stopped): denied, logged, passed on.
+    pub fn drop_unless_open(&self, open: &[String]) {
+        let stale: Vec<String> = self
+            .inner()
+            .own
+            .iter()
+            .filter(|(_, o)| o.waiter.is_none() && !open.contains(&o.call_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            let reason = "the call ended without an answer when the pod stopped".to_owned();
+            let _ = self.answer(&id, false, "pod", Some(reason), false);
+        }
+    }
+
+    /// Every pending request of this pod and its subtree, oldest first.
+    pub fn list(&self) -> Vec<ApprovalRequest> {
+        let inner = self.inner();
+        let mut all: Vec<ApprovalRequest> = inner
+            .own
+            .values()
+            .map(|o| o.request.clone())
+            .chain(inner.subtree.values().cloned())
+            .collect();
+        all.sort_by(|a, b| (a.requested_ms, &a.id).cmp(&(b.requested_ms, &b.id)));
+        all
+    }
+
+    /// News from a child about its subtree: shown here, and passed further up
+    /// when nobody here answers approvals.
+    pub fn child_update(&self, update: ApprovalUpdate) {
+        match update {
+            ApprovalUpdate::Requested { request } => {
+                self.inner()
+                    .subtree
+                    .insert(request.id.clone(), request.clone());
+                if !self.outlet.show(&Event::ApprovalRequest(request.clone())) {
+                    self.outlet.forward(ApprovalUpdate::Requested { request });
+                }
+            }
+            ApprovalUpdate::Resolved { resolved } => {
+                let known = self.inner().subtree.remove(&resolved.id).is_some();
+                if known {
+                    self.outlet.show(&Event::ApprovalResolved(resolved.clone()));
+                    self.outlet.forward(ApprovalUpdate::Resolved { resolved });
+                }
+            }
+        }
+    }
+
+    /// Forgets the subtree requests of pod `child` (and below), e.g. before
+    /// taking its current list again.
+    pub fn forget_subtree(&self, child: &str) {
+        self.inner()
+            .subtree
+            .retain(|id, _| !within(owner_of(id), child));
+    }
+
+    /// Answers one of this pod's own requests (`by`: who decided): logged,
+    /// shown, passed on, then the call told; the sequence number of the
+    /// logged answer.
+    pub fn answer(
+        &self,
+        id: &str,
+        approved: bool,
+        by: &str,
+        reason: Option<String>,
+        remember: bool,
+    ) -> Result<u64, AnswerError> {
+        let Some(own) = self.inner().own.remove(id) else {
+            return Err(AnswerError::NotPending(id.to_owned()));
+        };
+        let reason = if approved {
+            None
+        } else {
+            Some(reason.unwrap_or_else(|| "denied without a reason".into()))
+        };
+        let resolved = ApprovalResolved {
+            id: id.to_owned(),
+            approved,
+            by: by.to_owned(),
+            reason: reason.clone(),
+            remember: approved && remember,
+        };
+        let seq = match self.outlet.record_answer(&resolved) {
+            Ok(seq) => seq,
+            Err(e) => {
+                // Nothing happened: the request stays pending.
+                self.inner().own.insert(id.to_owned(), own);
+                return Err(AnswerError::Log(e));
+            }
+        };
+        let verdict = match reason {
+            None => Ok(()),
+            Some(reason) => Err(reason),
+        };
+        {
+            let mut inner = self.inner();
+            if resolved.remember {
+                inner.remembered.insert(own.request.rule.clone());
+            }
+            if own.waiter.is_none() {
+                inner.early.insert(own.call_id.clone(), verdict.clone());
+            }
+        }
+        self.outlet.show(&Event::ApprovalResolved(resolved.clone()));
+        self.outlet.forward(ApprovalUpdate::Resolved { resolved });
+        if let Some(waiter) = own.waiter {
+            let _ = waiter.send(verdict);
+        }
+        Ok(seq)
+    }
+
+    /// Registers a request for the call (or takes back the restored one) and
+    /// the receiver its answer comes on; `Err` when it is already decided.
+    fn register(
+        &self,
+        call_id: &str,
+        tool: &str,
+        input: &Value,
+        ruling: &Ruling,
+    ) -> Result<(ApprovalRequest, bool, oneshot::Receiver<Verdict>), Verdict> {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.inner();
+        if let Some(verdict) = inner.early.remove(call_id) {
+            return Err(verdict);
+        }
+        if let Some(own) = inner
+            .own
+            .values_mut()
+            .find(|o| o.call_id == call_id && o.waiter.is_none())
+        {
+            own.waiter = Some(tx);
+            return Ok((own.request.clone(), false, rx));
+        }
+        let id = format!("{}/{}", self.pod, inner.next);
+        inner.next += 1;
+        let now = now_ms();
+        let timeout = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let request = ApprovalRequest {
+            id: id.clone(),
+            pod: self.pod.clone(),
+            tool: tool.to_owned(),
+            input: input.clone(),
+            rule: ruling.describe(),
+            requested_ms: now,
+            expires_ms: now.saturating_add(timeout),
+        };
+        inner.own.insert(
+            id,
+            Own {
+                request: request.clone(),
+                call_id: call_id.to_owned(),
+                waiter: Some(tx),
+            },
+        );
+        Ok((request, true, rx))
+    }
+}
+
+/// Ends a request whose call stopped waiting (the turn was cancelled or the
+/// pod stopped) unless it was answered.
+struct Abandoned<'a> {
+    broker: &'a Broker,
+    id: Option<String>,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let reason = "the call was cancelled before anyone answered".to_owned();
+            let _ = self.broker.answer(&id, false, "pod", Some(reason), false);
+        }
+    }
+}
+
+#[async_trait]
+impl Approver for Broker {
+    async fn ask(&self, call_id: &str, tool: &str, input: &Value, ruling: &Ruling) -> Verdict {
+        if self.inner().remembered.contains(&ruling.describe()) {
+            return Ok(());
+        }
+        let (request, new, rx) = match self.register(call_id, tool, input, ruling) {
+            Ok(registered) => registered,
+            Err(verdict) => return verdict,
+        };
+        if new && let Err(e) = self.outlet.record_request(&request, call_id) {
+            self.inner().own.remove(&request.id);
+            return Err(format!(
+                "the rule {} asks for a person's approval, but the request could not be logged: {e}",
+                ruling.describe()
+            ));
+        }
+        // Sent again after a restore: whoever lost it sees it anew.
+        if !self.outlet.show(&Event::ApprovalRequest(request.clone())) {
+            self.outlet.forward(ApprovalUpdate::Requested {
+                request: request.clone(),
+            });
+        }
+        let mut guard = Abandoned {
+            broker: self,
+            id: Some(request.id.clone()),
+        };
+        let left = request.expires_ms.saturating_sub(now_ms());
+        let mut rx = rx;
+        let verdict = tokio::select! {
+            answer = &mut rx => answer.unwrap_or_else(|_| Err("the approval request was dropped".into())),
+            () = tokio::time::sleep(Duration::from_millis(left)) => {
+                let secs = self.timeout.as_secs();
+                let reason = format!(
+                    "nobody answered the approval request {} within {secs} s ([approvals] timeout_s)",
+                    request.id
+                );
+                match self.answer(&request.id, false, "timeout", Some(reason.clone()), false) {
+                    Ok(_) => Err(reason),
+                    // Answered in the meantime: that answer stands.
+                    Err(AnswerError::NotPending(_)) => rx.await.unwrap_or(Err(reason)),
+                    Err(AnswerError::Log(e)) => Err(format!("{reason} (not logged: {e})")),
+                }
+            }
+        };
+        guard.id = None;
+        verdict
+    }
+}

@@ -1,0 +1,331 @@
+//! Approvals end to end: the real binary, the scripted fake provider, an
+//! `ask` rule on `git push`, and a person answering from the root of a tree.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::common;
+
+use common::{Home, TestPod, events_until, log_of, run, wait_for};
+use pod::client::PodClient;
+use protocol::{ApprovalRequest, Event, Method};
+use session_store::LogEntry;
+use test_support::Family;
+use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::script::Turn;
+
+fn sse(turn: Turn) -> Scripted {
+    Scripted::sse(turn.sse(Family::OpenaiChat))
+}
+
+fn key(name: &str) -> String {
+    format!("You are `{name}`")
+}
+
+/// The push the rule asks about; the `echo` shows whether (and how often) it ran.
+const PUSH: &str = "git push origin main 2>/dev/null; echo pushed >> pushed.txt";
+
+fn push(id: &str) -> Turn {
+    Turn::new().call(
+        id,
+        "Bash",
+        serde_json::json!({ "command": PUSH }).to_string(),
+    )
+}
+
+fn spawn(id: &str, name: &str, target: &std::path::Path) -> Turn {
+    Turn::new().call(
+        id,
+        "SpawnPod",
+        serde_json::json!({
+            "name": name,
+            "task": "push the branch",
+            "scope": [{"target": target, "permission": "write"}],
+        })
+        .to_string(),
+    )
+}
+
+fn overlay(timeout_s: u64) -> String {
+    format!(
+        "[[permissions]]\ntool = \"Bash\"\ncommand = \"git push*\"\ndecision = \"ask\"\n\n[approvals]\ntimeout_s = {timeout_s}\n"
+    )
+}
+
+/// The bodies of the requests pod `name` made.
+fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
+    let key = key(name);
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains(&key))
+        .collect()
+}
+
+/// Waits for pod `name`'s second request (the one with its call's result).
+async fn second_request(server: &FakeProvider, name: &str) -> String {
+    wait_for(&format!("{name}'s second request"), || {
+        requests_of(server, name).len() >= 2
+    })
+    .await;
+    requests_of(server, name).swap_remove(1)
+}
+
+/// Reads events until an approval request arrives.
+async fn next_request(client: &mut PodClient) -> ApprovalRequest {
+    let events = events_until(client, |e| matches!(e, Event::ApprovalRequest(_))).await;
+    match events.into_iter().last() {
+        Some(Event::ApprovalRequest(r)) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The pending requests the pod lists (`approvals`).
+async fn list(client: &mut PodClient) -> Vec<ApprovalRequest> {
+    client.send(&Method::Approvals).await.unwrap();
+    let events = events_until(client, |e| matches!(e, Event::Approvals { .. })).await;
+    match events.into_iter().last() {
+        Some(Event::Approvals { requests }) => requests,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// How many times the push ran in `dir`.
+fn pushes(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("pushed.txt")).map_or(0, |t| t.lines().count())
+}
+
+/// A root `main` whose child `c` spawns `g`, which runs the push; a client
+/// watching approvals on the root only. Returns the pod, the client and
+/// `g`'s directory.
+async fn tree(home: &Home, server: &FakeProvider) -> (TestPod, PodClient, std::path::PathBuf) {
+    let c_dir = home.path("work/c");
+    let g_dir = c_dir.join("g");
+    std::fs::create_dir_all(&g_dir).unwrap();
+    server.push_for(&key("main"), sse(spawn("s1", "c", &c_dir)));
+    server.push_for(&key("main.c"), sse(spawn("s2", "g", &g_dir)));
+    server.push_for(&key("main.c.g"), sse(push("p1")));
+    server.push_for(&key("main.c.g"), sse(Turn::new().text("done")));
+    for _ in 0..3 {
+        server.push_for(&key("main"), sse(Turn::new().text("ok")));
+        server.push_for(&key("main.c"), sse(Turn::new().text("ok")));
+    }
+    let pod = TestPod::start(home, server, "main", &["--overlay", &overlay(600)]);
+    let mut client = pod.connect().await;
+    let (seq, _) = client.request(&Method::WatchApprovals).await.unwrap();
+    assert_eq!(seq, 0);
+    client.request(&run("have your child push")).await.unwrap();
+    (pod, client, g_dir)
+}
+
+/// A pod `solo` whose push waits for approval (`timeout_s`), watched by
+/// the client returned with the request.
+async fn solo(
+    home: &Home,
+    server: &FakeProvider,
+    timeout_s: u64,
+) -> (TestPod, PodClient, ApprovalRequest) {
+    server.push(sse(push("p1")));
+    server.push(sse(Turn::new().text("understood")));
+    let pod = TestPod::start(home, server, "solo", &["--overlay", &overlay(timeout_s)]);
+    let mut client = pod.connect().await;
+    client.request(&Method::WatchApprovals).await.unwrap();
+    client.request(&run("push")).await.unwrap();
+    let request = next_request(&mut client).await;
+    (pod, client, request)
+}
+
+/// Stops the tree (the root stops its children first).
+async fn stop(pod: &mut TestPod) {
+    let mut client = pod.connect().await;
+    client.send(&Method::Shutdown).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
+    assert!(pod.wait_exit().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchilds_push_is_approved_from_the_root_and_runs_once() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, mut client, g_dir) = tree(&home, &server).await;
+    let request = next_request(&mut client).await;
+    assert!(request.id.starts_with("main.c.g/"), "{request:?}");
+    assert_eq!(request.pod, "main.c.g");
+    assert_eq!(request.tool, "Bash");
+    assert_eq!(request.input["command"], PUSH);
+    assert!(request.rule.contains("git push*"), "{}", request.rule);
+    assert_eq!(pushes(&g_dir), 0, "nothing runs before the answer");
+    // Listed at the root, answered at the root: it travels down to `g`.
+    let before = list(&mut client).await;
+    assert_eq!(before, vec![request.clone()]);
+    let (seq, _) = client
+        .request(&Method::Approve {
+            id: request.id.clone(),
+            remember: false,
+        })
+        .await
+        .unwrap();
+    assert!(seq > 0);
+    let events = events_until(&mut client, |e| matches!(e, Event::ApprovalResolved(_))).await;
+    let Some(Event::ApprovalResolved(resolved)) = events.last() else {
+        unreachable!()
+    };
+    assert!(resolved.approved && resolved.by == "client", "{resolved:?}");
+    let second = second_request(&server, "main.c.g").await;
+    assert!(!second.contains("not approved"), "{second}");
+    assert_eq!(pushes(&g_dir), 1);
+    // A second answer finds nothing pending.
+    let again = client
+        .request(&Method::Approve {
+            id: request.id.clone(),
+            remember: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("no pending approval request"),
+        "{again}"
+    );
+    let log = log_of(&home, "main.c.g");
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, LogEntry::ApprovalRequest { .. }))
+    );
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, LogEntry::ApprovalAnswer { resolved, .. } if resolved.approved))
+    );
+    assert_eq!(pushes(&g_dir), 1, "ran once");
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchilds_push_denied_from_the_root_does_not_run_and_the_model_sees_why() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, mut client, g_dir) = tree(&home, &server).await;
+    let request = next_request(&mut client).await;
+    client
+        .request(&Method::Deny {
+            id: request.id.clone(),
+            reason: Some("not on a Friday".into()),
+        })
+        .await
+        .unwrap();
+    let second = second_request(&server, "main.c.g").await;
+    assert!(second.contains("not approved: not on a Friday"), "{second}");
+    assert_eq!(pushes(&g_dir), 0);
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_is_denied_after_the_timeout() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, mut client, request) = solo(&home, &server, 1).await;
+    let events = events_until(&mut client, |e| matches!(e, Event::ApprovalResolved(_))).await;
+    let Some(Event::ApprovalResolved(resolved)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(resolved.id, request.id);
+    assert!(!resolved.approved);
+    assert_eq!(resolved.by, "timeout");
+    let second = second_request(&server, "solo").await;
+    assert!(
+        second.contains("nobody answered the approval request solo/1 within 1 s"),
+        "{second}"
+    );
+    assert_eq!(pushes(&home.path("work")), 0);
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_request_survives_a_restart_of_the_pod_and_can_be_answered() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, client, request) = solo(&home, &server, 600).await;
+    drop(client);
+    pod.kill9();
+    let mut pod = TestPod::restore(&home, &server, "solo");
+    let mut client = pod.connect().await;
+    // Still pending, with the same id; the call was not answered `[interrupted]`.
+    let listed = list(&mut client).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, request.id);
+    client
+        .request(&Method::Approve {
+            id: request.id.clone(),
+            remember: false,
+        })
+        .await
+        .unwrap();
+    let second = second_request(&server, "solo").await;
+    assert!(!second.contains("[interrupted]"), "{second}");
+    assert_eq!(pushes(&home.path("work")), 1);
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grandchilds_request_is_listed_again_at_a_restored_root() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, mut client, g_dir) = tree(&home, &server).await;
+    let request = next_request(&mut client).await;
+    drop(client);
+    // The root dies; its children live on, `g` still waiting.
+    pod.kill9();
+    let mut pod = TestPod::restore(&home, &server, "main");
+    let mut client = pod.connect().await;
+    client.request(&Method::WatchApprovals).await.unwrap();
+    let again = next_request(&mut client).await;
+    assert_eq!(again.id, request.id);
+    client
+        .request(&Method::Approve {
+            id: request.id.clone(),
+            remember: false,
+        })
+        .await
+        .unwrap();
+    wait_for("the push", || pushes(&g_dir) == 1).await;
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_requests_and_answers_them() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, _client, request) = solo(&home, &server, 600).await;
+    let listed = common::pod(&home, &server, &["approvals"]).await;
+    let out = common::text(&listed);
+    assert!(listed.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "[approval {} asked by solo: Bash {PUSH}",
+            request.id
+        )),
+        "{out}"
+    );
+    let json = common::pod(&home, &server, &["approvals", "solo", "--json"]).await;
+    let stdout = String::from_utf8_lossy(&json.stdout);
+    let line: ApprovalRequest = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(line, request);
+    let unknown = common::pod(&home, &server, &["approve", "solo/99"]).await;
+    assert!(!unknown.status.success());
+    assert!(
+        common::text(&unknown).contains("no pending approval request `solo/99`"),
+        "{}",
+        common::text(&unknown)
+    );
+    let denied = common::pod(&home, &server, &["deny", &request.id, "not", "now"]).await;
+    assert!(denied.status.success(), "{}", common::text(&denied));
+    assert_eq!(
+        String::from_utf8_lossy(&denied.stdout).trim(),
+        format!("denied {}", request.id)
+    );
+    let second = second_request(&server, "solo").await;
+    assert!(second.contains("not approved: not now"), "{second}");
+    assert_eq!(pushes(&home.path("work")), 0);
+    let none = common::pod(&home, &server, &["approvals", "solo"]).await;
+    assert!(common::text(&none).contains("no pending approval requests"));
+    stop(&mut pod).await;
+}
