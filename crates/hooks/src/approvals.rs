@@ -10,6 +10,7 @@
 //! it calls the outlet.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -96,6 +97,9 @@ pub struct Broker {
     timeout: Duration,
     outlet: Arc<dyn Outlet>,
     inner: Mutex<Inner>,
+    /// The pod is stopping with calls still waiting: they stay pending in
+    /// the log (asked again after `pod restore`), not cancelled.
+    held: AtomicBool,
 }
 
 impl std::fmt::Debug for Broker {
@@ -139,6 +143,7 @@ impl Broker {
                 next: 1,
                 ..Inner::default()
             }),
+            held: AtomicBool::new(false),
         }
     }
 
@@ -214,6 +219,17 @@ impl Broker {
             let reason = "the call ended without an answer when the pod stopped".to_owned();
             let _ = self.answer(&id, false, "pod", Some(reason), false);
         }
+    }
+
+    /// The pod is stopping: if calls wait for an answer, they are held as they
+    /// are (pending in the log, their calls open) for `pod restore` to ask
+    /// again, and `true` says so: the turn must not be cancelled.
+    pub fn hold_for_restore(&self) -> bool {
+        let waiting = self.inner().own.values().any(|o| o.waiter.is_some());
+        if waiting {
+            self.held.store(true, Ordering::SeqCst);
+        }
+        waiting
     }
 
     /// Every pending request of this pod and its subtree, oldest first.
@@ -370,6 +386,9 @@ struct Abandoned<'a> {
 
 impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
+        if self.broker.held.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(id) = self.id.take() {
             let reason = "the call was cancelled before anyone answered".to_owned();
             let _ = self.broker.answer(&id, false, "pod", Some(reason), false);
@@ -424,5 +443,250 @@ impl Approver for Broker {
         };
         guard.id = None;
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use manifest::{Origin, PermissionDecision, PermissionRule, SourcedPermission};
+
+    /// An outlet that records what the broker did; `watched` says whether a
+    /// connection answers approvals.
+    #[derive(Default)]
+    struct Record {
+        watched: bool,
+        logged: Mutex<Vec<String>>,
+        shown: Mutex<Vec<Event>>,
+        forwarded: Mutex<Vec<ApprovalUpdate>>,
+    }
+
+    impl Outlet for Record {
+        fn record_request(&self, request: &ApprovalRequest, call_id: &str) -> Result<(), String> {
+            self.logged
+                .lock()
+                .unwrap()
+                .push(format!("request {} {call_id}", request.id));
+            Ok(())
+        }
+        fn record_answer(&self, resolved: &ApprovalResolved) -> Result<u64, String> {
+            let mut logged = self.logged.lock().unwrap();
+            logged.push(format!("answer {} {}", resolved.id, resolved.approved));
+            Ok(logged.len() as u64)
+        }
+        fn show(&self, event: &Event) -> bool {
+            self.shown.lock().unwrap().push(event.clone());
+            self.watched
+        }
+        fn forward(&self, update: ApprovalUpdate) {
+            self.forwarded.lock().unwrap().push(update);
+        }
+    }
+
+    fn ask_rule() -> Ruling {
+        Ruling {
+            decision: PermissionDecision::Ask,
+            rule: SourcedPermission {
+                rule: PermissionRule {
+                    tool: "Bash".into(),
+                    command: Some("git push*".into()),
+                    path: None,
+                    decision: PermissionDecision::Ask,
+                },
+                origin: Origin::Overlay,
+            },
+        }
+    }
+
+    fn broker(watched: bool, timeout: Duration) -> (Arc<Broker>, Arc<Record>) {
+        let record = Arc::new(Record {
+            watched,
+            ..Record::default()
+        });
+        let broker = Arc::new(Broker::new("main.c", timeout, record.clone()));
+        (broker, record)
+    }
+
+    async fn pending(broker: &Broker) -> ApprovalRequest {
+        for _ in 0..500 {
+            if let Some(r) = broker.list().into_iter().next() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("no request came");
+    }
+
+    #[tokio::test]
+    async fn an_unwatched_request_goes_up_and_a_remembered_rule_asks_no_more() {
+        let (broker, record) = broker(false, Duration::from_secs(60));
+        let input = serde_json::json!({"command": "git push"});
+        let asking = {
+            let broker = Arc::clone(&broker);
+            let input = input.clone();
+            tokio::spawn(async move { broker.ask("c1", "Bash", &input, &ask_rule()).await })
+        };
+        let request = pending(&broker).await;
+        assert_eq!(request.id, "main.c/1");
+        assert!(broker.is_own("main.c/1") && !broker.is_own("main.c.g/1"));
+        assert!(matches!(
+            &record.forwarded.lock().unwrap()[..],
+            [ApprovalUpdate::Requested { request: r }] if r.id == "main.c/1"
+        ));
+        assert_eq!(
+            broker.answer("main.c/9", true, "client", None, false),
+            Err(AnswerError::NotPending("main.c/9".into()))
+        );
+        broker
+            .answer("main.c/1", true, "client", None, true)
+            .unwrap();
+        assert_eq!(asking.await.unwrap(), Ok(()));
+        // Remembered: the same rule allows the next call without a request.
+        assert_eq!(broker.ask("c2", "Bash", &input, &ask_rule()).await, Ok(()));
+        assert_eq!(
+            *record.logged.lock().unwrap(),
+            ["request main.c/1 c1", "answer main.c/1 true"]
+        );
+        assert!(broker.list().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_watched_request_stays_here_and_times_out_denied() {
+        let (broker, record) = broker(true, Duration::from_millis(50));
+        let input = serde_json::json!({"command": "git push"});
+        let verdict = broker.ask("c1", "Bash", &input, &ask_rule()).await;
+        let reason = verdict.unwrap_err();
+        assert!(
+            reason.contains("nobody answered the approval request main.c/1 within 0 s"),
+            "{reason}"
+        );
+        assert!(
+            record
+                .forwarded
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|u| matches!(u, ApprovalUpdate::Resolved { .. }))
+        );
+        assert!(matches!(
+            record.shown.lock().unwrap().last(),
+            Some(Event::ApprovalResolved(r)) if r.by == "timeout" && !r.approved
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_request_is_asked_again_with_its_id_and_an_early_answer_waits_for_it() {
+        let (broker, record) = broker(true, Duration::from_secs(60));
+        let input = serde_json::json!({"command": "git push"});
+        let old = ApprovalRequest {
+            id: "main.c/4".into(),
+            pod: "main.c".into(),
+            tool: "Bash".into(),
+            input: input.clone(),
+            rule: ask_rule().describe(),
+            requested_ms: 1,
+            expires_ms: u64::MAX,
+        };
+        broker.replay_request(old.clone(), "c4".into());
+        broker.replay_request(
+            ApprovalRequest {
+                id: "main.c/5".into(),
+                ..old.clone()
+            },
+            "c5".into(),
+        );
+        broker.replay_answer(&ApprovalResolved {
+            id: "main.c/5".into(),
+            approved: true,
+            by: "client".into(),
+            reason: None,
+            remember: true,
+        });
+        assert_eq!(broker.restored_calls(), ["c4"]);
+        // Answered before the call ran again: the answer waits for it.
+        broker
+            .answer("main.c/4", false, "client", Some("no".into()), false)
+            .unwrap();
+        let other_rule = Ruling {
+            rule: SourcedPermission {
+                origin: Origin::BuiltIn,
+                ..ask_rule().rule
+            },
+            ..ask_rule()
+        };
+        assert_eq!(
+            broker.ask("c4", "Bash", &input, &other_rule).await,
+            Err("no".into())
+        );
+        // The remembered answer of the replayed log still allows its rule.
+        assert_eq!(broker.ask("c6", "Bash", &input, &ask_rule()).await, Ok(()));
+        // New requests number on from the log.
+        let asking = {
+            let broker = Arc::clone(&broker);
+            let input = input.clone();
+            tokio::spawn(async move { broker.ask("c7", "Bash", &input, &other_rule).await })
+        };
+        assert_eq!(pending(&broker).await.id, "main.c/6");
+        asking.abort();
+        let _ = asking.await;
+        assert!(
+            broker.list().is_empty(),
+            "an abandoned call ends its request"
+        );
+        assert!(
+            record
+                .logged
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l == "answer main.c/6 false")
+        );
+    }
+
+    #[tokio::test]
+    async fn restored_requests_whose_call_was_answered_end_and_subtrees_are_kept_apart() {
+        let (broker, _record) = broker(false, Duration::from_secs(60));
+        let request = |id: &str, pod: &str| ApprovalRequest {
+            id: id.into(),
+            pod: pod.into(),
+            tool: "Bash".into(),
+            input: serde_json::Value::Null,
+            rule: String::new(),
+            requested_ms: 1,
+            expires_ms: 2,
+        };
+        broker.replay_request(request("main.c/1", "main.c"), "c1".into());
+        broker.drop_unless_open(&["other".into()]);
+        assert!(broker.list().is_empty());
+        for (id, pod) in [("main.c.g/1", "main.c.g"), ("main.c.gx/1", "main.c.gx")] {
+            broker.child_update(ApprovalUpdate::Requested {
+                request: request(id, pod),
+            });
+        }
+        assert_eq!(broker.list().len(), 2);
+        broker.forget_subtree("main.c.g");
+        let left: Vec<String> = broker.list().into_iter().map(|r| r.id).collect();
+        assert_eq!(left, ["main.c.gx/1"]);
+        assert_eq!(owner_of("main.c.gx/1"), "main.c.gx");
+        assert!(within("main.c.g.h", "main.c.g") && !within("main.c.gx", "main.c.g"));
+    }
+
+    #[tokio::test]
+    async fn a_held_broker_leaves_an_abandoned_request_pending() {
+        let (broker, record) = broker(true, Duration::from_secs(60));
+        let asking = {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                broker
+                    .ask("c1", "Bash", &serde_json::Value::Null, &ask_rule())
+                    .await
+            })
+        };
+        pending(&broker).await;
+        assert!(broker.hold_for_restore());
+        asking.abort();
+        let _ = asking.await;
+        assert_eq!(broker.list().len(), 1);
+        assert_eq!(*record.logged.lock().unwrap(), ["request main.c/1 c1"]);
     }
 }

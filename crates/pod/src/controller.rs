@@ -205,7 +205,12 @@ impl Controller {
     async fn shut_down(&mut self, mut inbox: mpsc::Receiver<Input>) {
         tracing::info!(children = self.children.len(), "shutting down");
         self.stopping = true;
-        if let Some(running) = &self.running {
+        // A turn waiting for a person's approval is left as a crash would
+        // leave it (request pending, call open): `pod restore` asks again.
+        let held = lock(&self.state)
+            .approvals()
+            .is_some_and(|a| a.broker.hold_for_restore());
+        if let Some(running) = self.running.as_ref().filter(|_| !held) {
             running.control.cancel.cancel();
         }
         let children = Arc::clone(&self.children);
@@ -230,6 +235,7 @@ impl Controller {
             self.alert_error(format!("cannot stop a child pod: {failure}"));
         }
         if self.running.is_some()
+            && !held
             && let Some((worker, outcome)) = self.done_rx.recv().await
         {
             self.finished(worker, outcome);

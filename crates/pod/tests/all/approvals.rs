@@ -266,6 +266,38 @@ async fn a_pending_request_survives_a_restart_of_the_pod_and_can_be_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_request_survives_a_stop_and_restore_of_the_pod() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, client, request) = solo(&home, &server, 600).await;
+    drop(client);
+    stop(&mut pod).await;
+    let log = log_of(&home, "solo");
+    assert!(
+        !log.iter().any(|e| matches!(
+            e,
+            LogEntry::ApprovalAnswer { .. } | LogEntry::TurnEnd { .. }
+        )),
+        "a stop leaves the request pending and the turn open: {log:#?}"
+    );
+    let mut pod = TestPod::restore(&home, &server, "solo");
+    let mut client = pod.connect().await;
+    let listed = list(&mut client).await;
+    assert_eq!(listed, vec![request.clone()]);
+    client
+        .request(&Method::Approve {
+            id: request.id.clone(),
+            remember: false,
+        })
+        .await
+        .unwrap();
+    let second = second_request(&server, "solo").await;
+    assert!(!second.contains("[interrupted]"), "{second}");
+    assert_eq!(pushes(&home.path("work")), 1);
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grandchilds_request_is_listed_again_at_a_restored_root() {
     let home = Home::new();
     let server = FakeProvider::start().await;
@@ -327,5 +359,24 @@ async fn the_cli_lists_requests_and_answers_them() {
     assert_eq!(pushes(&home.path("work")), 0);
     let none = common::pod(&home, &server, &["approvals", "solo"]).await;
     assert!(common::text(&none).contains("no pending approval requests"));
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_turn_ends_its_request_and_the_call_does_not_run() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let (mut pod, mut client, request) = solo(&home, &server, 600).await;
+    client.send(&Method::Cancel).await.unwrap();
+    let events = events_until(&mut client, |e| matches!(e, Event::ApprovalResolved(_))).await;
+    let Some(Event::ApprovalResolved(resolved)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(resolved.id, request.id);
+    assert!(!resolved.approved);
+    assert_eq!(resolved.by, "pod");
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(list(&mut client).await.is_empty());
+    assert_eq!(pushes(&home.path("work")), 0);
     stop(&mut pod).await;
 }
