@@ -388,6 +388,19 @@ impl App {
             );
             return Vec::new();
         };
+        // `/approve ID` and `/deny ID REASON` answer a request (of this pod
+        // or one below it: the pod passes the answer down).
+        match pod_client::approve::typed_answer(&text) {
+            Some(Ok(answer)) => {
+                self.composer = fresh_composer(&self.composer);
+                return vec![Action::Send(name, answer)];
+            }
+            Some(Err(usage)) => {
+                self.note(usage, now);
+                return Vec::new();
+            }
+            None => {}
+        }
         self.composer = fresh_composer(&self.composer);
         let pane = self.panes.entry(name.clone()).or_default();
         pane.view.scroll = 0;

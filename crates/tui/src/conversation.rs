@@ -131,6 +131,10 @@ pub(crate) struct Conversation {
     pub(crate) status: Option<PodStatus>,
     /// How its last invocation ended.
     pub(crate) last_result: Option<TurnResult>,
+    /// Approval requests shown (from the log or as events), by id.
+    asked: std::collections::HashSet<String>,
+    /// Approval answers shown, by id.
+    answered: std::collections::HashSet<String>,
 }
 
 impl Conversation {
@@ -248,10 +252,12 @@ impl Conversation {
                 self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
             }
             LogEntry::ApprovalRequest { request, .. } => {
+                self.asked.insert(request.id.clone());
                 let line = pod_client::transcript::approval_request_line(request);
                 self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
             }
             LogEntry::ApprovalAnswer { resolved, .. } => {
+                self.answered.insert(resolved.id.clone());
                 let line = pod_client::transcript::approval_resolved_line(resolved);
                 self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
             }
@@ -297,6 +303,21 @@ impl Conversation {
                 self.clear_streaming();
             }
             Event::Alert(alert) => self.push(BlockKind::Alert(alert.level, alert.message)),
+            Event::ApprovalRequest(r) => {
+                // Shown once: a pod's own requests come first as log
+                // entries, and requests are sent again after a restart.
+                if self.asked.insert(r.id.clone()) {
+                    let line = pod_client::transcript::approval_request_line(&r);
+                    let text = line.trim_matches(['[', ']']).to_string();
+                    self.push(BlockKind::Alert(AlertLevel::Warn, text));
+                }
+            }
+            Event::ApprovalResolved(r) => {
+                if self.answered.insert(r.id.clone()) {
+                    let line = pod_client::transcript::approval_resolved_line(&r);
+                    self.push(BlockKind::Marker(line.trim_matches(['[', ']']).to_string()));
+                }
+            }
             Event::Error { message, .. } => {
                 // An invocation's failure is also logged (`run_error`); a
                 // refused method is not: show it either way, once.
@@ -313,10 +334,7 @@ impl Conversation {
             | Event::CompactionEnd { .. }
             // Shown from its `hook` log entry, which comes with it.
             | Event::Hook(_)
-            // The UI does not watch approvals yet: its pods' own requests
-            // show as their log entries.
-            | Event::ApprovalRequest(_)
-            | Event::ApprovalResolved(_)
+            // The answer to `watch_approvals`; requests come as events.
             | Event::Approvals { .. }
             | Event::Hello { .. }
             | Event::InvokeStart { .. }
@@ -490,6 +508,48 @@ mod tests {
             json!({"segments": [{"kind": "text", "content": text}],
                    "item": {"type": "message", "role": "user", "content": [{"type": "text", "text": text}]}}),
         )
+    }
+
+    #[test]
+    fn approval_requests_show_once_whether_logged_here_or_sent_from_below() {
+        let request = protocol::ApprovalRequest {
+            id: "boss.api/1".into(),
+            pod: "boss.api".into(),
+            tool: "Bash".into(),
+            input: json!({"command": "git push"}),
+            rule: "[[permissions]] tool = \"Bash\" (overlay)".into(),
+            requested_ms: 1,
+            expires_ms: 2,
+        };
+        let mut c = Conversation::new();
+        // From a pod below: an alert that says how to answer, once.
+        c.apply_event(Event::ApprovalRequest(request.clone()));
+        c.apply_event(Event::ApprovalRequest(request.clone()));
+        assert_eq!(c.blocks.len(), 1);
+        let BlockKind::Alert(AlertLevel::Warn, text) = &c.blocks[0].kind else {
+            panic!("{:?}", c.blocks)
+        };
+        assert!(text.contains("/approve boss.api/1"), "{text}");
+        let resolved = protocol::ApprovalResolved {
+            id: "boss.api/1".into(),
+            approved: true,
+            by: "client".into(),
+            reason: None,
+            remember: false,
+        };
+        c.apply_event(Event::ApprovalResolved(resolved.clone()));
+        assert_eq!(c.blocks.len(), 2);
+        // This pod's own: its log entries come first; the events add nothing.
+        let mut own = Conversation::new();
+        own.apply_json(entry(
+            1,
+            "approval_request",
+            json!({"request": request, "call_id": "c1"}),
+        ));
+        own.apply_event(Event::ApprovalRequest(request));
+        own.apply_json(entry(2, "approval_answer", json!({"resolved": resolved})));
+        own.apply_event(Event::ApprovalResolved(resolved));
+        assert_eq!(own.blocks.len(), 2, "{:?}", own.blocks);
     }
 
     #[test]

@@ -227,6 +227,13 @@ async fn connection(
     {
         return;
     }
+    // A person is looking: requests for approval from this pod's subtree come
+    // here (and no longer go up past it).
+    if let Err(e) = sender.send(&Method::WatchApprovals).await {
+        let _sent = tx
+            .send(Msg::Failed(format!("cannot send to {name}: {e}")))
+            .await;
+    }
     let writer_tx = tx.clone();
     let writer_name = name.clone();
     let writer = tokio::task::spawn_local(async move {

@@ -227,6 +227,44 @@ fn enter_sends_a_run_to_an_idle_pod_and_a_notification_to_a_busy_one() {
 }
 
 #[test]
+fn approve_and_deny_typed_in_the_composer_answer_requests() {
+    let mut app = team();
+    let mut typed = |text: &str| {
+        for c in text.chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter)
+    };
+    assert_eq!(
+        typed("/approve boss.api/1"),
+        vec![Action::Send(
+            "boss".into(),
+            protocol::Method::Approve {
+                id: "boss.api/1".into(),
+                remember: false
+            }
+        )]
+    );
+    assert_eq!(
+        typed("/deny boss.api/2 use staging"),
+        vec![Action::Send(
+            "boss".into(),
+            protocol::Method::Deny {
+                id: "boss.api/2".into(),
+                reason: Some("use staging".into())
+            }
+        )]
+    );
+    assert!(typed("/approve").is_empty(), "a bad answer is not sent");
+    let note = app
+        .current_note(Instant::now())
+        .unwrap_or_default()
+        .to_string();
+    assert!(note.contains("usage: /approve ID"), "{note}");
+    assert_eq!(app.composer.lines().join(""), "/approve", "kept to fix");
+}
+
+#[test]
 fn esc_esc_cancels_but_one_esc_does_not() {
     let mut app = team();
     let t0 = Instant::now();

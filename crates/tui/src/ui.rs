@@ -38,6 +38,11 @@ pub(crate) const HELP: &[(&str, &str)] = &[
         "new line (Shift-Enter too where the terminal reports it)",
     ),
     ("Esc Esc", "cancel the running invocation (within 1 s)"),
+    (
+        "/approve ID",
+        "approve a call waiting for you (--remember: its rule too)",
+    ),
+    ("/deny ID REASON", "deny it; the model reads REASON"),
     ("Tree", ""),
     ("↑ ↓", "select a pod"),
     ("Enter", "write to the selected pod"),
