@@ -140,6 +140,10 @@ impl ToolInterceptor for HookInterceptor {
         decision
     }
 
+    fn cancelled(&self, call_id: &str) {
+        self.notes().remove(call_id);
+    }
+
     async fn after(&self, call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
         let mut notes = self.notes().remove(&call.id).unwrap_or_default();
         if self.hooks.any_for(HookEvent::PostTool, Some(&call.name)) {

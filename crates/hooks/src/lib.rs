@@ -134,7 +134,15 @@ impl Hooks {
         input.extend(fields);
         let mut input = Value::Object(input);
         for hook in self.matching(event, tool) {
+            let mut cut = CutShort {
+                observer: Some(self.observer.as_ref()),
+                event,
+                hook,
+                tool,
+                started: std::time::Instant::now(),
+            };
             let ran = runner::run(&self.env, hook, &input).await;
+            cut.observer = None;
             let (decision, message) = match ran.answer {
                 Answer::Continue { input: new, note } => {
                     let rewrote = new.is_some() && event == HookEvent::PreTool;
@@ -183,6 +191,32 @@ impl Hooks {
             }
         }
         verdict
+    }
+}
+
+/// Records a hook run that was cut short (its work was cancelled, so the
+/// future running it was dropped): every run is in the log, this one too.
+struct CutShort<'a> {
+    observer: Option<&'a dyn HookObserver>,
+    event: HookEvent,
+    hook: &'a Hook,
+    tool: Option<&'a str>,
+    started: std::time::Instant,
+}
+
+impl Drop for CutShort<'_> {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observer.take() {
+            observer.ran(HookRun {
+                event: self.event.as_str().to_owned(),
+                command: self.hook.command.to_string(),
+                tool: self.tool.map(str::to_owned),
+                exit_code: None,
+                duration_ms: millis(self.started.elapsed()),
+                decision: "cancelled".to_owned(),
+                message: Some("cut short: the work it guarded was cancelled".to_owned()),
+            });
+        }
     }
 }
 

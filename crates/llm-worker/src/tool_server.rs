@@ -48,6 +48,12 @@ pub trait ToolInterceptor: Send + Sync {
     async fn after(&self, call: &CallInfo, result: &mut Result<ToolOutput, ToolError>) {
         let _ = (call, result);
     }
+
+    /// The call was cut short by a cancel (between `before` and `after`, or
+    /// during either): forget what was kept for it.
+    fn cancelled(&self, call_id: &str) {
+        let _ = call_id;
+    }
 }
 
 /// Why a tool server could not be built.
@@ -162,70 +168,53 @@ impl ToolServer {
         cancel: &CancellationToken,
     ) -> Vec<Item> {
         let mut results: Vec<Option<Item>> = vec![None; calls.len()];
-        // The calls as they will run (interceptors may rewrite arguments).
-        let mut effective: Vec<CallInfo> = Vec::with_capacity(calls.len());
         let mut set = tokio::task::JoinSet::new();
         let mut task_index = HashMap::new();
         for (index, call) in calls.iter().enumerate() {
-            let mut call = call.clone();
-            let mut denied = None;
-            for interceptor in &self.interceptors {
-                // A hook may take a while: a cancel answers this call and the
-                // ones after it as interrupted.
-                let decision = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => break,
-                    d = interceptor.before(&call) => d,
-                };
-                match decision {
-                    Decision::Allow => {}
-                    Decision::Deny(reason) => {
-                        denied = Some(reason);
-                        break;
-                    }
-                    Decision::Rewrite(args) => call.arguments = args,
-                }
-            }
-            if cancel.is_cancelled() {
-                effective.push(call);
-                continue;
-            }
-            if let Some(reason) = denied {
-                let err = ToolError::ExecutionFailed(format!("refused by policy: {reason}"));
-                results[index] = Some(self.finish(&call, Err(err)));
-            } else if let Some((_, tool)) = self.tools.get(&call.name) {
-                let tool = Arc::clone(tool);
-                let interceptors = self.interceptors.clone();
-                let info = call.clone();
-                // A task per call: calls overlap, and a panic stays inside its task
-                // (the `after` checks run there too, so they overlap as well).
-                let span = tracing::info_span!("tool", name = %call.name, id = %call.id);
-                let handle = set.spawn(tracing::Instrument::instrument(
-                    async move {
-                        let started = std::time::Instant::now();
-                        let mut out = tool.execute(&info.arguments).await;
-                        tracing::info!(
-                            ms = started.elapsed().as_millis() as u64,
-                            ok = out.is_ok(),
-                            "tool call done"
-                        );
-                        for interceptor in &interceptors {
-                            interceptor.after(&info, &mut out).await;
-                        }
-                        out
-                    },
-                    span,
-                ));
-                task_index.insert(handle.id(), index);
-            } else {
+            let Some((_, tool)) = self.tools.get(&call.name) else {
                 let err = ToolError::InvalidArgument(format!(
                     "there is no tool named `{}`; available tools: {}",
                     call.name,
                     self.order.join(", ")
                 ));
-                results[index] = Some(self.finish(&call, Err(err)));
-            }
-            effective.push(call);
+                results[index] = Some(self.finish(call, Err(err)));
+                continue;
+            };
+            let tool = Arc::clone(tool);
+            let interceptors = self.interceptors.clone();
+            let mut info = call.clone();
+            // A task per call: calls overlap, their checks too (a call waiting
+            // for a person's approval holds up no other), and a panic stays
+            // inside its task. A cancel aborts the task, checks included.
+            let span = tracing::info_span!("tool", name = %call.name, id = %call.id);
+            let handle = set.spawn(tracing::Instrument::instrument(
+                async move {
+                    for interceptor in &interceptors {
+                        match interceptor.before(&info).await {
+                            Decision::Allow => {}
+                            Decision::Deny(reason) => {
+                                return Err(ToolError::ExecutionFailed(format!(
+                                    "refused by policy: {reason}"
+                                )));
+                            }
+                            Decision::Rewrite(args) => info.arguments = args,
+                        }
+                    }
+                    let started = std::time::Instant::now();
+                    let mut out = tool.execute(&info.arguments).await;
+                    tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        ok = out.is_ok(),
+                        "tool call done"
+                    );
+                    for interceptor in &interceptors {
+                        interceptor.after(&info, &mut out).await;
+                    }
+                    out
+                },
+                span,
+            ));
+            task_index.insert(handle.id(), index);
         }
         loop {
             let joined = tokio::select! {
@@ -251,15 +240,20 @@ impl ToolServer {
                 }
             };
             if let Some(&index) = task_index.get(&id) {
-                results[index] = Some(self.finish(&effective[index], out));
+                results[index] = Some(self.finish(&calls[index], out));
             }
         }
         results
             .into_iter()
-            .zip(&effective)
+            .zip(calls)
             .map(|(r, call)| match r {
                 Some(item) => item,
-                None if cancel.is_cancelled() => interrupted_result(&call.id),
+                None if cancel.is_cancelled() => {
+                    for interceptor in &self.interceptors {
+                        interceptor.cancelled(&call.id);
+                    }
+                    interrupted_result(&call.id)
+                }
                 None => {
                     let err = ToolError::ExecutionFailed("the tool produced no result".into());
                     self.finish(call, Err(err))
@@ -526,6 +520,52 @@ mod tests {
         for item in &out {
             assert_eq!(summary(item), (INTERRUPTED, true));
         }
+    }
+
+    /// Holds call `a` forever (a request nobody answers); records the rest.
+    #[derive(Default)]
+    struct HoldA {
+        done: std::sync::Mutex<Vec<String>>,
+        cancelled: std::sync::Mutex<Vec<String>>,
+    }
+    #[async_trait::async_trait]
+    impl ToolInterceptor for HoldA {
+        async fn before(&self, call: &CallInfo) -> Decision {
+            if call.id == "a" {
+                std::future::pending().await
+            }
+            Decision::Allow
+        }
+        async fn after(&self, call: &CallInfo, _result: &mut Result<ToolOutput, ToolError>) {
+            self.done.lock().unwrap().push(call.id.clone());
+        }
+        fn cancelled(&self, call_id: &str) {
+            self.cancelled.lock().unwrap().push(call_id.to_owned());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_held_by_its_check_holds_up_no_other_and_a_cancel_is_told() {
+        let mut server = ToolServer::new(&[def("T", 0, "t")], 1000).unwrap();
+        let hold = Arc::new(HoldA::default());
+        server.intercept(hold.clone());
+        let cancel = CancellationToken::new();
+        let calls = [call("a", "T", "x"), call("b", "T", "y")];
+        let run = server.run_all_until(&calls, &cancel);
+        let cancel_after_b = async {
+            while hold.done.lock().unwrap().is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            cancel.cancel();
+        };
+        let (out, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            tokio::join!(run, cancel_after_b)
+        })
+        .await
+        .expect("b runs while a waits");
+        assert_eq!(summary(&out[0]), (INTERRUPTED, true));
+        assert_eq!(summary(&out[1]), ("t got y", false));
+        assert_eq!(*hold.cancelled.lock().unwrap(), ["a"]);
     }
 
     #[test]

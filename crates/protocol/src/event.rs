@@ -459,8 +459,9 @@ pub struct HookRun {
     pub exit_code: Option<i32>,
     /// How long it ran, in milliseconds.
     pub duration_ms: u64,
-    /// What came of it: `continue`, `note`, `rewrite`, `block`, or `error` (it
-    /// failed and the work went on).
+    /// What came of it: `continue`, `note`, `rewrite`, `block`, `error` (it
+    /// failed and the work went on), or `cancelled` (the work it guarded was
+    /// cancelled while it ran, and it was killed).
     pub decision: String,
     /// Its reason, note or error.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -380,3 +380,40 @@ async fn cancelling_the_turn_ends_its_request_and_the_call_does_not_run() {
     assert_eq!(pushes(&home.path("work")), 0);
     stop(&mut pod).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_calls_go_on_and_remember_allows_the_rule_for_the_session() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let echo = serde_json::json!({"command": "echo ok > ok.txt"}).to_string();
+    server.push(sse(push("p1").call("c2", "Bash", echo)));
+    server.push(sse(push("p2")));
+    server.push(sse(Turn::new().text("pushed twice")));
+    let mut pod = TestPod::start(&home, &server, "solo", &["--overlay", &overlay(600)]);
+    let mut client = pod.connect().await;
+    client.request(&Method::WatchApprovals).await.unwrap();
+    client.request(&run("push twice")).await.unwrap();
+    let request = next_request(&mut client).await;
+    // The other call of the step runs while the push waits.
+    wait_for("the other call", || home.path("work/ok.txt").exists()).await;
+    assert_eq!(pushes(&home.path("work")), 0);
+    client
+        .request(&Method::Approve {
+            id: request.id.clone(),
+            remember: true,
+        })
+        .await
+        .unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert_eq!(
+        pushes(&home.path("work")),
+        2,
+        "the second push was not asked"
+    );
+    let asked = log_of(&home, "solo")
+        .into_iter()
+        .filter(|e| matches!(e, LogEntry::ApprovalRequest { .. }))
+        .count();
+    assert_eq!(asked, 1);
+    stop(&mut pod).await;
+}

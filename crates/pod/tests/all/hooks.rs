@@ -537,3 +537,30 @@ async fn session_start_says_whether_the_pod_was_restored() {
     assert_eq!(hook_runs(&home, "rs").len(), 2);
     drop(restored);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_cut_short_by_a_cancel_is_logged_as_cancelled() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(bash("c1", "echo ran > ran.txt")));
+    let overlay = "[[hooks]]\nevent = \"pre_tool\"\ncommand = \"touch started.txt; sleep 30\"\ntimeout_ms = 60000\n";
+    let pod = TestPod::start(&home, &server, "hk", &["--overlay", overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("go")).await.unwrap();
+    wait_for("the hook to start", || {
+        home.path("work/started.txt").exists()
+    })
+    .await;
+    client.send(&Method::Cancel).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    wait_for("the hook's log entry", || {
+        !hook_runs(&home, "hk").is_empty()
+    })
+    .await;
+    let runs = hook_runs(&home, "hk");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].decision, "cancelled");
+    assert_eq!(runs[0].exit_code, None);
+    assert!(!home.path("work/ran.txt").exists());
+    drop(client);
+}
