@@ -96,7 +96,30 @@ pub enum HelperRequest {
         /// The `bash -c` script.
         command: String,
     },
+    /// Run a long-lived program (a stdio server) confined by `policy` at `level`, on
+    /// the helper's own stdin and stdout: see [`SERVING`].
+    Serve {
+        /// The level to enforce.
+        level: Level,
+        /// What the program may touch.
+        policy: Box<SandboxPolicy>,
+        /// The program (found on `PATH` when it has no `/`) and its arguments.
+        argv: Vec<String>,
+        /// Variables set on top of what commands get.
+        #[serde(default)]
+        env: Vec<(String, String)>,
+    },
 }
+
+/// In `serve` mode the helper's stdin and stdout become the program's once it
+/// runs, so the helper speaks on stderr instead, each line starting with
+/// [`SERVING`]: `ready` when the program was started (the pod writes nothing
+/// to stdin before it: the helper has read exactly its request), `failed:
+/// <message>` when the sandbox could not be set up, `exited <report JSON>` at
+/// the end. Everything else on stderr is the program's. The pod stops it by
+/// closing stdin (a stdio server exits on end of file) and, after a grace
+/// period, killing the helper, whose pid namespace dies with it.
+pub(crate) const SERVING: &str = "pod-sandbox: ";
 
 impl HelperRequest {
     /// A probe request.
@@ -184,9 +207,35 @@ pub fn helper_main(args: &[OsString]) -> i32 {
             level,
             policy,
             command,
-        }) => run(level, &policy, &command).unwrap_or_else(|e| HelperReport::SetupFailed {
-            message: e.to_string(),
+        }) => run(level, &policy, &Program::Command(command)).unwrap_or_else(|e| {
+            HelperReport::SetupFailed {
+                message: e.to_string(),
+            }
         }),
+        Ok(HelperRequest::Serve {
+            level,
+            policy,
+            argv,
+            env,
+        }) => {
+            let report = run(level, &policy, &Program::Serve { argv, env }).unwrap_or_else(|e| {
+                HelperReport::SetupFailed {
+                    message: e.to_string(),
+                }
+            });
+            let mut err = io::stderr().lock();
+            let _ = match &report {
+                HelperReport::SetupFailed { message } => {
+                    writeln!(err, "{SERVING}failed: {message}")
+                }
+                other => writeln!(
+                    err,
+                    "{SERVING}exited {}",
+                    serde_json::to_string(other).unwrap_or_default()
+                ),
+            };
+            return report.exit_code();
+        }
     };
     let mut out = io::stdout().lock();
     if let Ok(line) = serde_json::to_string(&report) {
@@ -266,8 +315,23 @@ pub(super) fn c(path: &Path) -> Result<CString, SetupError> {
 // ---------------------------------------------------------------------------------------
 // Runs.
 
-/// Runs one command at `level`.
-fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperReport, HelperError> {
+/// What runs in the sandbox.
+enum Program {
+    /// A `bash -c` script, on `/dev/null` and the output pipe.
+    Command(String),
+    /// A program on the helper's own stdin and stdout (`serve`).
+    Serve {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// Runs one command (or serves one program) at `level`.
+fn run(
+    level: Level,
+    policy: &SandboxPolicy,
+    program: &Program,
+) -> Result<HelperReport, HelperError> {
     if let Some(rel) = policy.relative_path() {
         return Err(HelperError::Other(format!(
             "sandbox: policy path {} is relative; the pod must pass absolute paths",
@@ -279,7 +343,8 @@ fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperRepo
     } else {
         policy.tmp_dir.clone()
     };
-    let exec = Exec::prepare(policy, command, &tmp_in_sandbox)?;
+    let exec = Exec::prepare(policy, program, &tmp_in_sandbox)?;
+    let serving = matches!(program, Program::Serve { .. });
     let abi = sys::landlock_abi().ok().filter(|v| *v >= 1);
     match level {
         Level::None => {
@@ -322,7 +387,13 @@ fn run(level: Level, policy: &SandboxPolicy, command: &str) -> Result<HelperRepo
         _ => None,
     };
     let child = fork_child(&ChildTask::Exec(&exec), ruleset, level)?;
-    let report = wait_for(child, true)?;
+    if serving {
+        // The program runs (its exec succeeded): the pod may talk to it now.
+        let _ = writeln!(io::stderr().lock(), "{SERVING}ready");
+    }
+    // A served program owns stdin: the pod stops it by closing stdin or
+    // killing the helper.
+    let report = wait_for(child, !serving)?;
     if level == Level::Landlock {
         reap_descendants();
     }
@@ -368,31 +439,79 @@ struct Exec {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: CString,
-    devnull: OwnedFd,
+    /// The command's stdin; `None` keeps the helper's stdin and stdout (`serve`).
+    devnull: Option<OwnedFd>,
+}
+
+/// A string as a C string, or an error naming what it is.
+fn c_text(text: &str, what: &str) -> Result<CString, HelperError> {
+    CString::new(text)
+        .map_err(|_| HelperError::Other(format!("sandbox: the {what} contains a NUL byte")))
 }
 
 impl Exec {
-    /// Resolves bash, builds argv and the scrubbed environment, opens `/dev/null`.
-    fn prepare(policy: &SandboxPolicy, command: &str, tmp: &Path) -> Result<Exec, HelperError> {
-        let bash = find_bash().ok_or_else(|| {
-            HelperError::Other(
-                "sandbox: cannot find bash in PATH or /bin/bash; install bash".to_owned(),
-            )
-        })?;
-        let command = CString::new(command).map_err(|_| {
-            HelperError::Other("sandbox: the command contains a NUL byte".to_owned())
-        })?;
-        let envp = child_env(std::env::vars_os(), policy, tmp);
-        let devnull = File::open("/dev/null")
-            .map_err(step("open /dev/null for the command's stdin", "open"))?;
+    /// Resolves the program, builds argv and the scrubbed environment, opens
+    /// `/dev/null` for a command.
+    fn prepare(policy: &SandboxPolicy, program: &Program, tmp: &Path) -> Result<Exec, HelperError> {
+        let mut envp = child_env(std::env::vars_os(), policy, tmp);
+        let (path, argv, devnull) = match program {
+            Program::Command(command) => {
+                let bash = find_bash().ok_or_else(|| {
+                    HelperError::Other(
+                        "sandbox: cannot find bash in PATH or /bin/bash; install bash".to_owned(),
+                    )
+                })?;
+                let devnull = File::open("/dev/null")
+                    .map_err(step("open /dev/null for the command's stdin", "open"))?;
+                let argv = vec![
+                    c"bash".to_owned(),
+                    c"-c".to_owned(),
+                    c_text(command, "command")?,
+                ];
+                (bash, argv, Some(devnull.into()))
+            }
+            Program::Serve { argv, env } => {
+                let Some(first) = argv.first() else {
+                    return Err(HelperError::Other(
+                        "sandbox: no program to serve".to_owned(),
+                    ));
+                };
+                let path = find_program(first).ok_or_else(|| {
+                    HelperError::Other(format!(
+                        "sandbox: cannot find `{first}` (not an executable file, nor one on PATH)"
+                    ))
+                })?;
+                for (k, v) in env {
+                    envp.retain(|e| !e.as_bytes().starts_with(format!("{k}=").as_bytes()));
+                    envp.push(c_text(&format!("{k}={v}"), "environment")?);
+                }
+                let argv = argv
+                    .iter()
+                    .map(|a| c_text(a, "program's arguments"))
+                    .collect::<Result<_, _>>()?;
+                (path, argv, None)
+            }
+        };
         Ok(Exec {
-            program: c(&bash)?,
-            argv: vec![c"bash".to_owned(), c"-c".to_owned(), command],
+            program: c(&path)?,
+            argv,
             envp,
             cwd: c(&policy.cwd)?,
-            devnull: devnull.into(),
+            devnull,
         })
     }
+}
+
+/// `name` itself when it has a `/`, else the first executable `name` on `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return is_executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_absolute() && is_executable(p))
 }
 
 /// The command's environment: ours without what the policy removes, with `TMPDIR`.
@@ -896,13 +1015,18 @@ fn child_main(
     Ok(127)
 }
 
-/// Points stdin at /dev/null and stdout at the output pipe (our stderr), restores default
-/// signal handling, and execs bash. Returns only on failure.
+/// Points stdin at /dev/null and stdout at the output pipe (our stderr) for a command
+/// (a served program keeps ours), restores default signal handling, and execs. Returns
+/// only on failure.
 fn exec_command(exec: &Exec) -> Result<Infallible, SetupError> {
     // SAFETY: dup2 on fds we hold; signal/sigprocmask with valid arguments; execve with
     // NULL-terminated arrays of valid C strings that outlive the call.
     unsafe {
-        if libc::dup2(exec.devnull.as_raw_fd(), 0) < 0 || libc::dup2(2, 1) < 0 {
+        let redirect = match &exec.devnull {
+            Some(devnull) => libc::dup2(devnull.as_raw_fd(), 0) < 0 || libc::dup2(2, 1) < 0,
+            None => false,
+        };
+        if redirect {
             return Err(SetupError::new(
                 "connect the command's stdin and stdout",
                 "dup2",

@@ -31,6 +31,7 @@ mod helper;
 mod output;
 mod policy;
 mod run;
+mod serve;
 mod sys;
 
 use std::ffi::OsString;
@@ -44,6 +45,7 @@ pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, Unreadable, WriteRoot};
 pub use run::{
     CommandOutput, CommandStatus, RunOptions, detect_async, run, run_at, run_unconfined,
 };
+pub use serve::{Served, serve};
 
 /// The hidden `pod` subcommand that runs [`helper_main`].
 pub const HELPER_SUBCOMMAND: &str = "__sandbox-exec";

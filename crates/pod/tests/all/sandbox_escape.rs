@@ -1333,3 +1333,101 @@ async fn landlock_level_kills_leftover_descendants_and_times_out() {
         "a process of the timed-out command survived"
     );
 }
+
+/// Reads one line the served program wrote (bounded).
+async fn line_from(
+    out: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(20), out.next_line())
+        .await
+        .expect("the served program answers")
+        .unwrap()
+        .expect("a line")
+}
+
+#[tokio::test]
+async fn a_served_program_talks_on_stdio_and_writes_only_in_its_scope() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let script = "echo \"$GREETING\"; while read -r p; do if echo x > \"$p\" 2>/dev/null; then echo ok; else echo refused; fi; done";
+    let argv = ["bash".to_owned(), "-c".to_owned(), script.to_owned()];
+    let env = [("GREETING".to_owned(), "hello from the sandbox".to_owned())];
+    let mut served = sandbox::serve(&helper(), &fx.policy(), &argv, &env)
+        .await
+        .unwrap();
+    assert_eq!(served.level(), Level::Full);
+    let (stdout, mut stdin) = served.take_io().unwrap();
+    let mut out = tokio::io::BufReader::new(stdout).lines();
+    assert_eq!(line_from(&mut out).await, "hello from the sandbox");
+    let inside = fx.scope.join("in.txt");
+    stdin
+        .write_all(format!("{}\n{}\n", inside.display(), fx.out("evil").display()).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(line_from(&mut out).await, "ok");
+    assert_eq!(line_from(&mut out).await, "refused");
+    assert_eq!(std::fs::read_to_string(&inside).unwrap(), "x\n");
+    fx.assert_outside_untouched();
+    drop(stdin);
+    served.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_served_program_and_what_it_started_die_when_it_is_dropped() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let token = sleep_token(31);
+    let argv = [
+        "bash".to_owned(),
+        "-c".to_owned(),
+        format!("sleep {token} & cat"),
+    ];
+    let mut served = sandbox::serve(&helper(), &fx.policy(), &argv, &[])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !process_with(&token) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "sleep never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!served.has_exited());
+    drop(served);
+    assert!(
+        gone_within(&token, Duration::from_secs(10)),
+        "a background process of the served program outlived it"
+    );
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_be_served_is_a_clear_error_and_stop_ends_one_that_can() {
+    if !sandbox_ready() {
+        return;
+    }
+    let fx = Fx::new();
+    let missing = ["no-such-server-of-pods".to_owned()];
+    let err = sandbox::serve(&helper(), &fx.policy(), &missing, &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::Setup { message } if message.contains("cannot find `no-such-server-of-pods`")),
+        "{err}"
+    );
+    let cat = ["cat".to_owned()];
+    let mut served = sandbox::serve(&helper(), &fx.policy(), &cat, &[])
+        .await
+        .unwrap();
+    let (_out, input) = served.take_io().unwrap();
+    drop(input);
+    // cat ends on end of file; stop waits for it.
+    let started = Instant::now();
+    served.stop(Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
