@@ -481,6 +481,7 @@ pub fn merge_layers(
 
     let mut hooks: Vec<SourcedHook> = Vec::new();
     let mut permissions: Vec<SourcedPermission> = Vec::new();
+    let mut mcp: Vec<crate::mcp::SourcedMcp> = Vec::new();
     let mut scope = ScopeConfig::default();
     let built_in = Origin::BuiltIn;
     push_unique(
@@ -569,6 +570,27 @@ pub fn merge_layers(
                     hook,
                     origin: origin.clone(),
                 });
+            }
+        }
+        for (i, server) in layer.mcp.into_iter().enumerate() {
+            let name = server.name.clone();
+            let server = crate::mcp::resolve_mcp(server, &base_dir, home).map_err(|reason| {
+                ManifestError::BadMcp {
+                    index: i + 1,
+                    origin: origin.clone(),
+                    reason,
+                }
+            })?;
+            match server {
+                Some(server) => {
+                    mcp.retain(|s: &crate::mcp::SourcedMcp| s.server.name != server.name);
+                    mcp.push(crate::mcp::SourcedMcp {
+                        server,
+                        origin: origin.clone(),
+                    });
+                }
+                // `enabled = false`: a lower layer's server of that name is gone.
+                None => mcp.retain(|s: &crate::mcp::SourcedMcp| s.server.name != name),
             }
         }
         for (i, rule) in layer.permissions.into_iter().enumerate() {
@@ -731,6 +753,7 @@ pub fn merge_layers(
         approvals,
         hooks,
         permissions,
+        mcp,
         project_root,
         layers: origins,
         provenance,

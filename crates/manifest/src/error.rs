@@ -93,6 +93,16 @@ pub enum ManifestError {
         /// What is wrong, and how to fix it.
         reason: String,
     },
+    /// An `[[mcp]]` entry is not valid.
+    #[error("[[mcp]] entry {index} of the {origin}: {reason}")]
+    BadMcp {
+        /// 1-based position among that layer's servers.
+        index: usize,
+        /// The layer it came from.
+        origin: Origin,
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
     /// A `[[permissions]]` entry is not valid.
     #[error("[[permissions]] entry {index} of the {origin}: {reason}")]
     BadPermission {

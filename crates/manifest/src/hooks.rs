@@ -418,7 +418,7 @@ fn absolute_glob(pattern: &str, base: &Path, home: Option<&Path>) -> Result<Stri
 }
 
 /// Why a `~` path could not be expanded.
-fn tilde_reason(e: &TildeError) -> String {
+pub(crate) fn tilde_reason(e: &TildeError) -> String {
     match e {
         TildeError::NoHome => "`~` needs HOME, which is not set".into(),
         TildeError::OtherUser => "`~user` paths are not supported; write the path out".into(),

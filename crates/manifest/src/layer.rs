@@ -35,6 +35,9 @@ pub struct ManifestLayer {
     pub hooks: Vec<HookLayer>,
     /// `[[permissions]]`: allow/ask/deny rules on tool calls (added to lower layers').
     pub permissions: Vec<PermissionLayer>,
+    /// `[[mcp]]`: MCP servers whose tools the pod offers (a name given by a
+    /// lower layer is replaced).
+    pub mcp: Vec<crate::mcp::McpLayer>,
 }
 
 /// `[pod]` as written.

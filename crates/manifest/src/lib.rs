@@ -14,6 +14,7 @@ pub mod error;
 pub mod hooks;
 pub mod layer;
 pub mod manifest;
+pub mod mcp;
 pub mod path;
 pub mod rule;
 pub mod scope;

@@ -333,6 +333,8 @@ pub struct Manifest {
     pub hooks: Vec<SourcedHook>,
     /// `[[permissions]]` of every layer, lowest first (exact duplicates dropped).
     pub permissions: Vec<SourcedPermission>,
+    /// `[[mcp]]` servers, by name (a higher layer's replaces a lower one's).
+    pub mcp: Vec<crate::mcp::SourcedMcp>,
     /// The directory holding `.pods/`, if one was found above the working directory.
     pub(crate) project_root: Option<PathBuf>,
     /// The layers that were read, lowest first (built-in defaults always first).

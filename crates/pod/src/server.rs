@@ -336,7 +336,7 @@ other files), make them now; when everything is done, reply to the user in one s
 /// `SpawnPod` and the four tools to talk to children.
 fn spawn_tools(
     spec: &PodSpec,
-    hooks: &Arc<hooks::Hooks>,
+    (hooks, mcp): (&Arc<hooks::Hooks>, Arc<mcp::McpServers>),
     instance_id: &str,
     socket: &std::path::Path,
     children: &Arc<SpawnedPodRegistry>,
@@ -361,6 +361,7 @@ fn spawn_tools(
             uid: spec.uid,
             exits: exits.clone(),
             hooks: Arc::clone(hooks),
+            mcp,
         }),
         send_to_pod_tool(Arc::clone(children)),
         read_pod_output_tool(Arc::clone(children)),
@@ -492,9 +493,11 @@ async fn assemble(
     hook_env.session = spec.places.session_dir(&spec.name).display().to_string();
     let hooks = crate::checks::build(m, hook_env, &state).map_err(ServeError::Checks)?;
     let mut tool_defs = spec.tools.clone();
+    let (mcp, mcp_defs) = mcp_tools(spec, &state).await;
+    tool_defs.extend(mcp_defs);
     tool_defs.extend(spawn_tools(
         spec,
-        &hooks,
+        (&hooks, mcp),
         &instance_id,
         &socket,
         &children,
@@ -670,6 +673,33 @@ async fn assemble(
         state,
         controller,
     })
+}
+
+/// The tools of the pod's `[[mcp]]` servers, started now in its sandbox; a
+/// server that cannot start is an alert and offers none.
+async fn mcp_tools(
+    spec: &PodSpec,
+    state: &SharedState,
+) -> (Arc<mcp::McpServers>, Vec<ToolDefinition>) {
+    let servers: Vec<_> = spec.manifest.mcp.iter().map(|s| s.server.clone()).collect();
+    if servers.is_empty() {
+        return (Arc::default(), Vec::new());
+    }
+    let policy = Arc::clone(&spec.hook_env.policy);
+    let alert_state = state.clone();
+    let env = mcp::ServerEnv {
+        confinement: match spec.hook_env.mode {
+            manifest::SandboxMode::Off => mcp::Confinement::Unconfined,
+            _ => mcp::Confinement::Sandbox(spec.hook_env.helper.clone()),
+        },
+        policy: Arc::new(move || policy.current_policy()),
+        alert: Arc::new(move |message| {
+            let _ = lock(&alert_state).alert(AlertLevel::Warn, AlertSource::Tool, message);
+        }),
+        lookup: Arc::new(|key| std::env::var(key).ok()),
+    };
+    let (servers, defs) = mcp::start_all(&servers, &env).await;
+    (Arc::new(servers), defs)
 }
 
 /// A child pod's link to its parent.

@@ -130,7 +130,7 @@ impl SandboxPolicy {
 
     /// Whether `name` must not reach the command: a provider key, any `*_API_KEY`, or a
     /// variable the policy lists.
-    pub(crate) fn removes_env(&self, name: &OsStr) -> bool {
+    pub fn removes_env(&self, name: &OsStr) -> bool {
         let Some(name) = name.to_str() else {
             return false;
         };

@@ -31,6 +31,7 @@ pub struct Served {
     stdout: Option<ChildStdout>,
     stderr: Arc<Mutex<String>>,
     level: Level,
+    exited: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Served {
@@ -52,9 +53,16 @@ impl Served {
         self.level
     }
 
-    /// Whether the program has exited (its helper is gone).
+    /// Whether the program has exited (its helper is gone, or about to be:
+    /// nothing holds its stderr any more).
     pub fn has_exited(&mut self) -> bool {
-        !matches!(self.helper.try_wait(), Ok(None))
+        *self.exited.borrow() || !matches!(self.helper.try_wait(), Ok(None))
+    }
+
+    /// Turns true when the program has exited (for a watcher that must not
+    /// hold the [`Served`]).
+    pub fn exit_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.exited.clone()
     }
 
     /// Stops the program: closes its stdin (a stdio server exits on end of
@@ -179,8 +187,11 @@ pub async fn serve(
         }
     }
     let kept = Arc::clone(&tail);
+    let (exited_tx, exited) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         drain(lines, &kept).await;
+        // End of stderr: the helper and everything of the program are gone.
+        let _ = exited_tx.send(true);
     });
     Ok(Served {
         helper: child,
@@ -188,6 +199,7 @@ pub async fn serve(
         stdout: Some(stdout),
         stderr: tail,
         level,
+        exited,
     })
 }
 

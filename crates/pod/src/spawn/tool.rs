@@ -95,6 +95,8 @@ pub(crate) struct SpawnSetup {
     pub exits: ChildExits,
     /// This pod's hooks (`user_prompt` checks a child's task).
     pub hooks: Arc<hooks::Hooks>,
+    /// This pod's MCP servers (restarted when scope moves to a child).
+    pub mcp: Arc<mcp::McpServers>,
 }
 
 /// Tells this pod when a child's process ends with an error before it reported
@@ -183,6 +185,11 @@ pub(crate) struct SpawnPodInput {
     #[serde(default)]
     #[schemars(extend("x-pods-advanced" = true))]
     pub permissions: Vec<manifest::hooks::PermissionLayer>,
+    /// Which of your MCP servers the child gets, by name (default: all of
+    /// them); each runs in the child's own sandbox with the child's scope.
+    #[serde(default)]
+    #[schemars(extend("x-pods-advanced" = true))]
+    pub mcp: Option<Vec<String>>,
 }
 
 const DESCRIPTION: &str = "Start a child pod (an agent in its own process) on a sub-task, \
@@ -287,6 +294,25 @@ fn child_overlay(m: &Manifest, input: &SpawnPodInput, cwd: &Path) -> Result<Stri
         });
     }
     top.extend(manifest::hooks::inherited_checks(&m.hooks, &rules));
+    if let Some(names) = &input.mcp
+        && let Some(unknown) = names
+            .iter()
+            .find(|n| !m.mcp.iter().any(|s| &s.server.name == *n))
+    {
+        let have: Vec<&str> = m.mcp.iter().map(|s| s.server.name.as_str()).collect();
+        return Err(ToolError::InvalidArgument(format!(
+            "mcp: you have no MCP server `{unknown}` (yours: {})",
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.join(", ")
+            }
+        )));
+    }
+    let servers = manifest::mcp::inherited_servers(&m.mcp, input.mcp.as_deref());
+    if !servers.is_empty() {
+        top.insert("mcp".into(), toml::Value::Array(servers));
+    }
     toml::to_string(&top).map_err(|e| failed(format!("cannot write the child's settings: {e}")))
 }
 
@@ -509,6 +535,8 @@ impl SpawnPod {
                     target.display()
                 ))
             })?;
+        // A server keeps the scope it started with: none may write the child's.
+        s.mcp.refresh().await;
 
         // The child's scope: exactly the grant, our reads, our denies and shared paths.
         let (allow, deny, shared) = {

@@ -14,6 +14,7 @@ mod doctor;
 mod hardening;
 mod hooks;
 mod launch;
+mod mcp;
 mod multi_pod;
 mod pod_process;
 mod pod_streaming;

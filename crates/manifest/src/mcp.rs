@@ -1,0 +1,239 @@
+//! `[[mcp]]`: MCP servers whose tools a pod offers its model, as written in a
+//! layer and as resolved. Starting them (in the pod's command sandbox) is the
+//! `mcp` crate's job.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Origin;
+use crate::path::resolve_target;
+
+/// The longest server name (tool names are `mcp__<server>__<tool>`, at most
+/// 64 characters in all).
+pub const MAX_MCP_NAME: usize = 24;
+
+/// `[[mcp]]` as written: a local MCP server, started over stdio.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpLayer {
+    /// The server's name: its tools are offered as `mcp__<name>__<tool>`
+    /// (letters, digits, `_` and `-`; at most 24).
+    pub name: String,
+    /// The program: a bare name is looked up on `PATH`; a path with a `/` is
+    /// resolved against the layer's base directory. Required unless
+    /// `enabled = false`.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Variables set for the server on top of what commands get (`env_remove`
+    /// still applies to the rest); a value's `${VAR}` is taken from the pod's
+    /// environment when the server starts, so secrets stay out of files.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `false` removes a server of that name a lower layer added (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// An MCP server as the pod starts it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct McpServer {
+    /// Its name.
+    pub name: String,
+    /// The program (absolute when the layer gave a path).
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its extra variables, `${VAR}` not yet expanded.
+    pub env: Vec<(String, String)>,
+}
+
+/// A server together with the layer that contributed it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct SourcedMcp {
+    /// The server.
+    #[serde(flatten)]
+    pub server: McpServer,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// An `[[mcp]]` entry resolved against `base` and `home` (`None`: the entry
+/// removes the server of its name); the reason when it is not valid.
+pub(crate) fn resolve_mcp(
+    layer: McpLayer,
+    base: &Path,
+    home: Option<&Path>,
+) -> Result<Option<McpServer>, String> {
+    let name = &layer.name;
+    if name.is_empty()
+        || name.len() > MAX_MCP_NAME
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "name {name:?}: use 1 to {MAX_MCP_NAME} letters, digits, `_` or `-` (tools are named mcp__<name>__<tool>)"
+        ));
+    }
+    if layer.enabled == Some(false) {
+        return Ok(None);
+    }
+    let command = layer.command.unwrap_or_default();
+    if command.trim().is_empty() {
+        return Err("command is empty; give the server's program (e.g. \"node\")".into());
+    }
+    let command = if command.contains('/') {
+        resolve_target(Path::new(&command), base, home)
+            .map_err(|e| format!("command {command:?}: {}", crate::hooks::tilde_reason(&e)))?
+            .display()
+            .to_string()
+    } else {
+        command
+    };
+    for key in layer.env.keys() {
+        let valid = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("env {key:?} is not a variable name"));
+        }
+    }
+    Ok(Some(McpServer {
+        name: layer.name,
+        command,
+        args: layer.args,
+        env: layer.env.into_iter().collect(),
+    }))
+}
+
+/// `value` with each `${VAR}` replaced by `lookup(VAR)`; the name of a
+/// variable that is not set.
+pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("an unclosed `${{` in {value:?}"));
+        };
+        let name = &after[..end];
+        out.push_str(
+            &lookup(name)
+                .ok_or_else(|| format!("${{{name}}} is not set in the pod's environment"))?,
+        );
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `[[mcp]]` entries of a child pod's overlay, given its parent's
+/// servers and the names it gets (`None`: all): each one it gets that is not
+/// from the user manifest (which the child reads itself), and `enabled =
+/// false` for each one it does not get.
+pub fn inherited_servers(servers: &[SourcedMcp], only: Option<&[String]>) -> Vec<toml::Value> {
+    let gets = |s: &SourcedMcp| only.is_none_or(|names| names.contains(&s.server.name));
+    let removed = servers.iter().filter(|s| !gets(s)).map(|s| {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), s.server.name.clone().into());
+        t.insert("enabled".into(), false.into());
+        toml::Value::Table(t)
+    });
+    servers
+        .iter()
+        .filter(|s| gets(s) && !matches!(s.origin, Origin::User { .. } | Origin::BuiltIn))
+        .map(|s| {
+            let s = &s.server;
+            let mut t = toml::Table::new();
+            t.insert("name".into(), s.name.clone().into());
+            t.insert("command".into(), s.command.clone().into());
+            let args = s.args.iter().cloned().map(toml::Value::from).collect();
+            t.insert("args".into(), toml::Value::Array(args));
+            let env: toml::Table = s
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
+                .collect();
+            t.insert("env".into(), toml::Value::Table(env));
+            toml::Value::Table(t)
+        })
+        .chain(removed)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, command: &str) -> McpLayer {
+        McpLayer {
+            name: name.into(),
+            command: Some(command.into()),
+            enabled: None,
+            args: vec!["serve".into()],
+            env: BTreeMap::from([("TOKEN".into(), "${GH_TOKEN}".into())]),
+        }
+    }
+
+    #[test]
+    fn servers_resolve_and_bad_ones_say_why() {
+        let base = Path::new("/repo");
+        let s = resolve_mcp(layer("github", "node"), base, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.command, "node");
+        assert_eq!(s.env, [("TOKEN".to_string(), "${GH_TOKEN}".to_string())]);
+        let s = resolve_mcp(layer("fs", "./tools/server.js"), base, None)
+            .unwrap()
+            .unwrap();
+        let off = McpLayer {
+            enabled: Some(false),
+            command: None,
+            ..layer("fs", "x")
+        };
+        assert_eq!(resolve_mcp(off, base, None).unwrap(), None);
+        assert_eq!(s.command, "/repo/tools/server.js");
+        for (name, command, want) in [
+            ("", "node", "name \"\""),
+            ("has space", "node", "letters, digits"),
+            ("a-very-long-server-name-indeed", "node", "1 to 24"),
+            ("ok", " ", "command is empty"),
+        ] {
+            let err = resolve_mcp(layer(name, command), base, None).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let mut bad_env = layer("ok", "node");
+        bad_env.env.insert("1BAD".into(), "x".into());
+        assert!(
+            resolve_mcp(bad_env, base, None)
+                .unwrap_err()
+                .contains("\"1BAD\"")
+        );
+    }
+
+    #[test]
+    fn env_values_take_variables_from_the_pods_environment() {
+        let lookup = |k: &str| (k == "GH_TOKEN").then(|| "s3cret".to_string());
+        assert_eq!(
+            expand_env("Bearer ${GH_TOKEN}!", lookup).unwrap(),
+            "Bearer s3cret!"
+        );
+        assert_eq!(expand_env("plain", lookup).unwrap(), "plain");
+        assert_eq!(
+            expand_env("${NOPE}", lookup).unwrap_err(),
+            "${NOPE} is not set in the pod's environment"
+        );
+        assert!(
+            expand_env("${open", lookup)
+                .unwrap_err()
+                .contains("unclosed")
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! One `[[mcp]]` server of a pod: started in the pod's command sandbox with
+//! the pod's scope as it is at that moment, spoken to with the official SDK
+//! (`rmcp`), restarted (a bounded number of times) when it died or when the
+//! pod's scope changed since it started: a Landlock domain cannot shrink, so
+//! a server that could write what the pod gave away must not serve again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use manifest::mcp::{McpServer, expand_env};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject, ProtocolVersion, Tool,
+};
+use rmcp::service::{Peer, RoleClient, RunningService};
+use rmcp::{ServiceError, ServiceExt};
+use sandbox::{HelperCommand, SandboxPolicy, Served};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::Mutex;
+
+/// How long a server may take to answer `initialize`.
+const INIT_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a server gets to exit after its stdin closes.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Starts allowed within [`START_WINDOW`] before the server counts as broken.
+const MAX_STARTS: usize = 3;
+
+/// The window [`MAX_STARTS`] counts in.
+const START_WINDOW: Duration = Duration::from_secs(60);
+
+/// How a pod's servers are confined.
+#[derive(Debug, Clone)]
+pub enum Confinement {
+    /// In the command sandbox, through this helper (the pod's default).
+    Sandbox(HelperCommand),
+    /// Unconfined, as commands are with `[sandbox] mode = "off"`: in the
+    /// policy's working directory, provider keys removed.
+    Unconfined,
+}
+
+/// Looks a variable up in the pod's environment.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What a pod gives its servers.
+#[derive(Clone)]
+pub struct ServerEnv {
+    /// How they are confined.
+    pub confinement: Confinement,
+    /// The sandbox policy of the pod's scope now (its commands' policy).
+    pub policy: Arc<dyn Fn() -> SandboxPolicy + Send + Sync>,
+    /// Told when a server fails or dies (the pod raises an alert).
+    pub alert: Arc<dyn Fn(String) + Send + Sync>,
+    /// The pod's environment, for `${VAR}` in a server's `env`.
+    pub lookup: EnvLookup,
+}
+
+impl std::fmt::Debug for ServerEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEnv")
+            .field("confinement", &self.confinement)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server's process.
+enum Process {
+    Served(Served),
+    Plain(Child),
+}
+
+impl Process {
+    fn has_exited(&mut self) -> bool {
+        match self {
+            Process::Served(s) => s.has_exited(),
+            Process::Plain(c) => !matches!(c.try_wait(), Ok(None)),
+        }
+    }
+
+    /// Turns true when the process exits (a sandboxed server only).
+    fn exit_signal(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            Process::Served(s) => Some(s.exit_signal()),
+            Process::Plain(_) => None,
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        match self {
+            Process::Served(s) => s.stderr_tail(),
+            Process::Plain(_) => String::new(),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Process::Served(s) => s.stop(STOP_GRACE).await,
+            Process::Plain(mut c) => {
+                drop(c.stdin.take());
+                if tokio::time::timeout(STOP_GRACE, c.wait()).await.is_err() {
+                    let _ = c.kill().await;
+                }
+            }
+        }
+    }
+}
+
+/// A started server.
+struct Running {
+    client: RunningService<RoleClient, ClientConfig>,
+    process: Process,
+    /// The policy it was started with.
+    policy: SandboxPolicy,
+    /// Set when the pod stops it (its exit is then no news).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Default)]
+struct State {
+    running: Option<Running>,
+    /// When it was started, within the last [`START_WINDOW`].
+    starts: Vec<Instant>,
+}
+
+/// One MCP server of a pod.
+pub struct Server {
+    config: McpServer,
+    env: ServerEnv,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last lines of a server's stderr, for a message.
+fn said(tail: &str) -> String {
+    let tail = tail.trim();
+    if tail.is_empty() {
+        return String::new();
+    }
+    let lines: Vec<&str> = tail.lines().collect();
+    let last = &lines[lines.len().saturating_sub(5)..];
+    format!("; its stderr ends: {}", last.join(" | "))
+}
+
+impl Server {
+    /// Server `config`, not started yet.
+    pub fn new(config: McpServer, env: ServerEnv) -> Self {
+        Server {
+            config,
+            env,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Starts the server (when it is not running, died, or the scope changed)
+    /// and lists its tools.
+    pub async fn tools(&self) -> Result<Vec<Tool>, String> {
+        let peer = self.peer().await?;
+        peer.list_all_tools()
+            .await
+            .map_err(|e| self.failed("list its tools", &e))
+    }
+
+    /// Calls `tool` with `arguments`, starting the server first when needed.
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, String> {
+        let peer = self.peer().await?;
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        // Dropping this future (a cancel) tells the server the request is cancelled.
+        peer.call_tool(params)
+            .await
+            .map_err(|e| self.failed(&format!("call `{tool}`"), &e))
+    }
+
+    /// Stops the server if it runs with another policy than the pod's scope
+    /// gives now (it starts again, with the new one, on the next call): a
+    /// scope the pod gave a child must not stay writable by its servers.
+    pub async fn refresh(&self) {
+        let policy = (self.env.policy)();
+        let mut state = self.state.lock().await;
+        if state.running.as_ref().is_some_and(|r| r.policy != policy)
+            && let Some(old) = state.running.take()
+        {
+            tracing::info!(server = %self.config.name, "the scope changed: MCP server stopped");
+            stop(old).await;
+        }
+    }
+
+    /// Stops the server if it runs.
+    pub async fn stop(&self) {
+        let running = self.state.lock().await.running.take();
+        if let Some(running) = running {
+            stop(running).await;
+        }
+    }
+
+    /// What went wrong talking to the server.
+    fn failed(&self, what: &str, e: &ServiceError) -> String {
+        let name = &self.config.name;
+        match e {
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => format!(
+                "MCP server `{name}` is gone (it exited or closed its output) while asked to {what}; it is started again on the next call"
+            ),
+            ServiceError::McpError(e) => {
+                format!(
+                    "MCP server `{name}` refused to {what}: {} (code {})",
+                    e.message, e.code.0
+                )
+            }
+            other => format!("MCP server `{name}` could not {what}: {other}"),
+        }
+    }
+
+    /// A client of the running server, started (again) when needed.
+    async fn peer(&self) -> Result<Peer<RoleClient>, String> {
+        let policy = (self.env.policy)();
+        let mut state = self.state.lock().await;
+        if let Some(running) = &mut state.running {
+            let exited = running.process.has_exited() || running.client.is_closed();
+            if !exited && running.policy == policy {
+                return Ok(running.client.peer().clone());
+            }
+            let tail = running.process.stderr_tail();
+            if let Some(old) = state.running.take() {
+                stop(old).await;
+            }
+            if exited {
+                tracing::info!(server = %self.config.name, tail = %said(&tail), "MCP server exited; starting it again");
+            }
+        }
+        let now = Instant::now();
+        state
+            .starts
+            .retain(|t| now.duration_since(*t) < START_WINDOW);
+        if state.starts.len() >= MAX_STARTS {
+            return Err(format!(
+                "MCP server `{}` was started {MAX_STARTS} times in the last minute and keeps failing; it is not started again until a minute has passed",
+                self.config.name
+            ));
+        }
+        state.starts.push(now);
+        match self.start(policy).await {
+            Ok(running) => {
+                let peer = running.client.peer().clone();
+                state.running = Some(running);
+                Ok(peer)
+            }
+            Err(e) => {
+                (self.env.alert)(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the server under `policy` and initializes the session.
+    async fn start(&self, policy: SandboxPolicy) -> Result<Running, String> {
+        let name = &self.config.name;
+        let mut env = Vec::with_capacity(self.config.env.len());
+        for (key, value) in &self.config.env {
+            let value = expand_env(value, |k| (self.env.lookup)(k))
+                .map_err(|e| format!("MCP server `{name}` not started: env {key}: {e}"))?;
+            env.push((key.clone(), value));
+        }
+        let argv: Vec<String> = std::iter::once(self.config.command.clone())
+            .chain(self.config.args.iter().cloned())
+            .collect();
+        let (process, stdout, stdin) = match &self.env.confinement {
+            Confinement::Sandbox(helper) => {
+                let mut served =
+                    sandbox::serve(helper, &policy, &argv, &env)
+                        .await
+                        .map_err(|e| {
+                            format!("MCP server `{name}` could not start in the sandbox: {e}")
+                        })?;
+                let (stdout, stdin) = served
+                    .take_io()
+                    .ok_or_else(|| format!("MCP server `{name}`: no stdio"))?;
+                (Process::Served(served), stdout, stdin)
+            }
+            Confinement::Unconfined => {
+                let (child, stdout, stdin) = spawn_plain(&argv, &env, &policy)
+                    .map_err(|e| format!("MCP server `{name}` could not start: {e}"))?;
+                (Process::Plain(child), stdout, stdin)
+            }
+        };
+        let config = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("pods", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25);
+        let client = match tokio::time::timeout(INIT_WAIT, config.serve((stdout, stdin))).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                let tail = process.stderr_tail();
+                process.stop().await;
+                return Err(format!(
+                    "MCP server `{name}` did not start a session: {e}{}",
+                    said(&tail)
+                ));
+            }
+            Err(_) => {
+                let tail = process.stderr_tail();
+                process.stop().await;
+                return Err(format!(
+                    "MCP server `{name}` did not answer `initialize` within {} s{}",
+                    INIT_WAIT.as_secs(),
+                    said(&tail)
+                ));
+            }
+        };
+        tracing::info!(server = %name, "MCP server started");
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(mut exited) = process.exit_signal() {
+            // The user hears of a server that died when it dies, not at the
+            // next call.
+            let (alert, name, stopping) = (
+                Arc::clone(&self.env.alert),
+                name.clone(),
+                Arc::clone(&stopping),
+            );
+            tokio::spawn(async move {
+                if exited.wait_for(|e| *e).await.is_ok()
+                    && !stopping.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    alert(format!(
+                        "MCP server `{name}` exited; it is started again on the next call to one of its tools"
+                    ));
+                }
+            });
+        }
+        Ok(Running {
+            client,
+            process,
+            policy,
+            stopping,
+        })
+    }
+}
+
+/// Ends a session and its process.
+async fn stop(running: Running) {
+    let Running {
+        client,
+        process,
+        stopping,
+        ..
+    } = running;
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = tokio::time::timeout(STOP_GRACE, client.cancel()).await;
+    process.stop().await;
+}
+
+/// Starts a server without the sandbox (`[sandbox] mode = "off"`).
+fn spawn_plain(
+    argv: &[String],
+    env: &[(String, String)],
+    policy: &SandboxPolicy,
+) -> std::io::Result<(Child, ChildStdout, ChildStdin)> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&policy.cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        if policy.removes_env(&key) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let mut child = cmd.spawn()?;
+    let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+        return Err(std::io::Error::other("no stdio"));
+    };
+    Ok((child, stdout, stdin))
+}

@@ -1,0 +1,248 @@
+//! A server's tools as pod tools: named `mcp__<server>__<tool>` within the
+//! providers' limits, called through the normal tool framework (output caps,
+//! cancel, parallel calls, hooks and permission rules), their results turned
+//! into text the model reads.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResourceContents};
+use sha2::{Digest, Sha256};
+use tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
+
+use crate::server::{Server, ServerEnv};
+
+/// The longest tool name providers take.
+pub const MAX_TOOL_NAME: usize = 64;
+
+/// The name the model calls `tool` of `server` by: `mcp__<server>__<tool>`,
+/// characters providers refuse replaced by `_`; past [`MAX_TOOL_NAME`] cut,
+/// ending in a short hash of the whole name so cut names stay distinct.
+pub fn tool_name(server: &str, tool: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let name = format!("mcp__{}__{}", clean(server), clean(tool));
+    if name.len() <= MAX_TOOL_NAME {
+        return name;
+    }
+    with_hash(&name, &format!("{server}\0{tool}"))
+}
+
+/// `name` cut to fit with `_` and 8 hex digits of the hash of `key`.
+fn with_hash(name: &str, key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hash}", &name[..MAX_TOOL_NAME - 9])
+}
+
+/// One tool of one server.
+struct McpTool {
+    server: Arc<Server>,
+    tool: String,
+}
+
+#[async_trait]
+impl Tool for McpTool {
+    async fn execute(&self, input_json: &str) -> Result<ToolOutput, ToolError> {
+        let arguments = if input_json.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<serde_json::Value>(input_json) {
+                Ok(serde_json::Value::Object(map)) => Some(map),
+                Ok(serde_json::Value::Null) => None,
+                Ok(other) => {
+                    return Err(ToolError::InvalidArgument(format!(
+                        "the arguments must be a JSON object, not {other}"
+                    )));
+                }
+                Err(e) => {
+                    return Err(ToolError::InvalidArgument(format!(
+                        "the arguments are not JSON: {e}"
+                    )));
+                }
+            }
+        };
+        let result = self
+            .server
+            .call(&self.tool, arguments)
+            .await
+            .map_err(ToolError::ExecutionFailed)?;
+        output(result)
+    }
+}
+
+/// One content block as text.
+fn block_text(block: &ContentBlock) -> String {
+    match block {
+        ContentBlock::Text(t) => t.text.clone(),
+        ContentBlock::Image(i) => {
+            format!("[image {}, {} bytes of base64]", i.mime_type, i.data.len())
+        }
+        ContentBlock::Audio(a) => {
+            format!("[audio {}, {} bytes of base64]", a.mime_type, a.data.len())
+        }
+        ContentBlock::Resource(r) => match &r.resource {
+            ResourceContents::TextResourceContents { uri, text, .. } => {
+                format!("[resource {uri}]\n{text}")
+            }
+            ResourceContents::BlobResourceContents { uri, blob, .. } => {
+                format!("[resource {uri}, {} bytes of base64]", blob.len())
+            }
+            _ => "[a resource of a kind this version does not know]".into(),
+        },
+        ContentBlock::ResourceLink(link) => format!("[resource link {} ({})]", link.uri, link.name),
+        _ => "[content of a kind this version does not know]".into(),
+    }
+}
+
+/// A tool's result as the model reads it: its content blocks as text (the
+/// structured content when there are none); an error result is a tool error.
+pub fn output(result: CallToolResult) -> Result<ToolOutput, ToolError> {
+    let mut text: Vec<String> = result.content.iter().map(block_text).collect();
+    if text.is_empty()
+        && let Some(structured) = &result.structured_content
+    {
+        text.push(structured.to_string());
+    }
+    let text = text.join("\n");
+    if result.is_error == Some(true) {
+        let text = if text.is_empty() {
+            "the tool failed (no message)".into()
+        } else {
+            text
+        };
+        return Err(ToolError::ExecutionFailed(text));
+    }
+    let first = text.lines().next().unwrap_or_default();
+    let summary: String = if first.is_empty() {
+        "done (no output)".into()
+    } else if first.chars().count() > 120 {
+        first.chars().take(120).collect::<String>() + "…"
+    } else {
+        first.to_owned()
+    };
+    let content = (text.lines().count() > 1 || text.len() > summary.len()).then_some(text);
+    Ok(ToolOutput { summary, content })
+}
+
+/// A pod's servers.
+#[derive(Debug, Default)]
+pub struct McpServers(Vec<Arc<Server>>);
+
+impl McpServers {
+    /// Stops every server whose scope is no longer the pod's (see
+    /// [`Server::refresh`]); awaited after the pod gave part of its scope away.
+    pub async fn refresh(&self) {
+        for server in &self.0 {
+            server.refresh().await;
+        }
+    }
+}
+
+/// Starts every server (at once, side by side) and returns them with their
+/// tools as tool definitions, in the servers' order. A server that cannot
+/// start is reported through the environment's alert and offers no tools.
+pub async fn start_all(
+    servers: &[manifest::mcp::McpServer],
+    env: &ServerEnv,
+) -> (McpServers, Vec<ToolDefinition>) {
+    let servers: Vec<Arc<Server>> = servers
+        .iter()
+        .map(|s| Arc::new(Server::new(s.clone(), env.clone())))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, server) in servers.iter().enumerate() {
+        let server = Arc::clone(server);
+        set.spawn(async move { (i, server.tools().await) });
+    }
+    let mut listed = vec![Vec::new(); servers.len()];
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, Ok(tools))) => listed[i] = tools,
+            // The server's own start reported why.
+            Ok((_, Err(e))) => tracing::warn!(error = %e, "MCP server offers no tools"),
+            Err(e) => (env.alert)(format!("starting MCP servers failed: {e}")),
+        }
+    }
+    let mut names = HashSet::new();
+    let mut defs: Vec<ToolDefinition> = Vec::new();
+    for (server, tools) in servers.iter().zip(listed) {
+        for t in tools {
+            let mut name = tool_name(server.name(), &t.name);
+            if !names.insert(name.clone()) {
+                name = with_hash(
+                    &format!("{name}{}", "_".repeat(MAX_TOOL_NAME)),
+                    &format!("{}\0{}", server.name(), t.name),
+                );
+                names.insert(name.clone());
+            }
+            let description = format!(
+                "{} (tool `{}` of MCP server `{}`)",
+                t.description.as_deref().unwrap_or("").trim(),
+                t.name,
+                server.name()
+            );
+            let schema = serde_json::Value::Object(JsonObject::clone(&t.input_schema));
+            let meta = ToolMeta::new(name)
+                .description(description.trim_start())
+                .input_schema(schema);
+            let tool: Arc<dyn Tool> = Arc::new(McpTool {
+                server: Arc::clone(server),
+                tool: t.name.to_string(),
+            });
+            defs.push(Arc::new(move || (meta.clone(), Arc::clone(&tool))));
+        }
+    }
+    (McpServers(servers), defs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_the_providers() {
+        assert_eq!(
+            tool_name("everything", "get-sum"),
+            "mcp__everything__get-sum"
+        );
+        assert_eq!(tool_name("fs", "read file.v2"), "mcp__fs__read_file_v2");
+        let long = "a".repeat(80);
+        let a = tool_name("srv", &long);
+        let b = tool_name("srv", &format!("{long}b"));
+        assert_eq!(a.len(), MAX_TOOL_NAME);
+        assert_ne!(a, b, "cut names stay distinct");
+        assert!(a.starts_with("mcp__srv__aaa"));
+    }
+
+    #[test]
+    fn results_become_text_and_error_results_tool_errors() {
+        let text = |s: &str| ContentBlock::text(s);
+        let ok = CallToolResult::success(vec![text("The sum of 2 and 3 is 5.")]);
+        let out = output(ok).unwrap();
+        assert_eq!(out.summary, "The sum of 2 and 3 is 5.");
+        assert_eq!(out.content, None);
+        let many = CallToolResult::success(vec![text("line one"), text("line two")]);
+        assert_eq!(
+            output(many).unwrap().content.as_deref(),
+            Some("line one\nline two")
+        );
+        let err = CallToolResult::error(vec![text("no such file")]);
+        assert_eq!(
+            output(err),
+            Err(ToolError::ExecutionFailed("no such file".into()))
+        );
+        let empty = CallToolResult::success(vec![]);
+        assert_eq!(output(empty).unwrap().summary, "done (no output)");
+    }
+}

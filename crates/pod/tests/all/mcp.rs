@@ -1,0 +1,376 @@
+//! pods as an MCP client, end to end: the real binary, the scripted fake
+//! provider, and the real reference servers from npm
+//! (`scripts/mcp-test-servers.sh` puts them in target/mcp-servers), each run
+//! in the pod's command sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use crate::common;
+
+use common::{Home, TestPod, events_until, log_of, run, wait_for};
+use protocol::{Event, Method};
+use session_store::LogEntry;
+use test_support::Family;
+use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::script::Turn;
+
+fn sse(turn: Turn) -> Scripted {
+    Scripted::sse(turn.sse(Family::OpenaiChat))
+}
+
+fn key(name: &str) -> String {
+    format!("You are `{name}`")
+}
+
+/// A reference server's entry point, or `None` (said loudly) when the servers
+/// are not installed; with `POD_REQUIRE_MCP_SERVERS=1` (CI) a missing one fails.
+fn server_js(package: &str) -> Option<PathBuf> {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/mcp-servers/node_modules/@modelcontextprotocol")
+        .join(package)
+        .join("dist/index.js");
+    if js.is_file() {
+        return Some(std::fs::canonicalize(js).unwrap());
+    }
+    assert!(
+        std::env::var("POD_REQUIRE_MCP_SERVERS").as_deref() != Ok("1"),
+        "{} is missing and POD_REQUIRE_MCP_SERVERS=1: run scripts/mcp-test-servers.sh",
+        js.display()
+    );
+    test_support::loud(&format!(
+        "!!! SKIPPED an MCP test: {} is not installed; run scripts/mcp-test-servers.sh",
+        js.display()
+    ));
+    None
+}
+
+/// An `[[mcp]]` entry running `node <js> <args...>`.
+fn entry(name: &str, js: &Path, args: &[&str]) -> String {
+    let mut all = vec![format!("{:?}", js.display().to_string())];
+    all.extend(args.iter().map(|a| format!("{a:?}")));
+    format!(
+        "[[mcp]]\nname = \"{name}\"\ncommand = \"node\"\nargs = [{}]\n",
+        all.join(", ")
+    )
+}
+
+fn call(id: &str, tool: &str, args: serde_json::Value) -> Turn {
+    Turn::new().call(id, tool, args.to_string())
+}
+
+/// The bodies of the requests pod `name` made.
+fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
+    let key = key(name);
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains(&key))
+        .collect()
+}
+
+/// Pod `name`'s request number `n` (from 1), once it was made.
+async fn request(server: &FakeProvider, name: &str, n: usize) -> String {
+    wait_for(&format!("{name}'s request {n}"), || {
+        requests_of(server, name).len() >= n
+    })
+    .await;
+    requests_of(server, name).swap_remove(n - 1)
+}
+
+/// A directory outside every pod's scope that the sandbox still shows (not
+/// under /tmp, which it replaces), with nothing in it.
+fn outside_dir() -> tempfile::TempDir {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base).unwrap();
+    tempfile::tempdir_in(base).unwrap()
+}
+
+/// The pid of the `node` process whose command line holds `token` (the pod's
+/// own command line holds it too, in its `--overlay`).
+fn pid_with(token: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let node = args
+            .first()
+            .is_some_and(|a| a == "node" || a.ends_with("/node"));
+        (node && args.iter().any(|a| a == token)).then_some(pid)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_calls_the_everything_servers_echo_and_get_sum() {
+    let Some(js) = server_js("server-everything") else {
+        return;
+    };
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(call(
+        "e1",
+        "mcp__everything__echo",
+        serde_json::json!({"message": "hi there"}),
+    )
+    .call(
+        "s1",
+        "mcp__everything__get-sum",
+        serde_json::json!({"a": 2, "b": 3}).to_string(),
+    )));
+    server.push(sse(Turn::new().text("done")));
+    let overlay = entry("everything", &js, &["stdio"]);
+    let pod = TestPod::start(&home, &server, "mc", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    let tools = &client.greeting.tools;
+    assert!(
+        tools.iter().any(|t| t == "mcp__everything__get-sum"),
+        "{tools:?}"
+    );
+    client.request(&run("use the server")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let second = request(&server, "mc", 2).await;
+    assert!(second.contains("Echo: hi there"), "{second}");
+    assert!(second.contains("The sum of 2 and 3 is 5."), "{second}");
+    // The first request offered the tools with their schemas.
+    let first = request(&server, "mc", 1).await;
+    assert!(first.contains("mcp__everything__echo"), "{first}");
+    drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_refuses_a_filesystem_servers_write_outside_the_scope() {
+    let Some(js) = server_js("server-filesystem") else {
+        return;
+    };
+    let home = Home::new();
+    let outside = outside_dir();
+    let inside = home.path("work/inside.txt");
+    let evil = outside.path().join("evil.txt");
+    let server = FakeProvider::start().await;
+    server.push(sse(call(
+        "w1",
+        "mcp__fs__write_file",
+        serde_json::json!({"path": inside, "content": "written by the server\n"}),
+    )
+    .call(
+        "w2",
+        "mcp__fs__write_file",
+        serde_json::json!({"path": evil, "content": "escaped\n"}).to_string(),
+    )));
+    server.push(sse(Turn::new().text("done")));
+    // The server itself may write anywhere under `/`.
+    let overlay = entry("fs", &js, &["/"]);
+    let pod = TestPod::start(&home, &server, "fsp", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("write both")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert_eq!(
+        std::fs::read_to_string(&inside).unwrap(),
+        "written by the server\n"
+    );
+    assert!(!evil.exists(), "the server wrote outside the pod's scope");
+    let second = request(&server, "fsp", 2).await;
+    assert!(second.contains("Successfully wrote to"), "{second}");
+    assert!(
+        second.contains("EROFS") || second.contains("read-only file system"),
+        "the refusal is the sandbox's: {second}"
+    );
+    drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_session_is_started_again_on_the_next_call() {
+    let Some(js) = server_js("server-everything") else {
+        return;
+    };
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let token = format!("pods-mcp-test-{}", std::process::id());
+    let echo = |id: &str, text: &str| {
+        call(
+            id,
+            "mcp__everything__echo",
+            serde_json::json!({"message": text}),
+        )
+    };
+    server.push(sse(echo("e1", "first")));
+    server.push(sse(Turn::new().text("one")));
+    server.push(sse(echo("e2", "second")));
+    server.push(sse(Turn::new().text("two")));
+    let overlay = entry("everything", &js, &["stdio", &token]);
+    let pod = TestPod::start(&home, &server, "mk", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("echo once")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(request(&server, "mk", 2).await.contains("Echo: first"));
+    let pid = pid_with(&token).expect("the server runs");
+    // SAFETY-free: kill(2) through the command line tool.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The pod tells its clients at once.
+    events_until(
+        &mut client,
+        |e| matches!(e, Event::Alert(a) if a.message.contains("MCP server `everything` exited")),
+    )
+    .await;
+    client.request(&run("echo again")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let fourth = request(&server, "mk", 4).await;
+    assert!(fourth.contains("Echo: second"), "{fourth}");
+    assert_ne!(pid_with(&token), Some(pid), "a new server answered");
+    drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_inherits_a_server_which_it_runs_within_its_own_scope() {
+    let Some(js) = server_js("server-filesystem") else {
+        return;
+    };
+    // Not under /tmp: commands and servers see their pod's private /tmp there,
+    // so a write to the parent's files would land in it instead of failing.
+    let base =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-child-{}", std::process::id()));
+    let home = Home::fixed(&base);
+    let sub = home.path("work/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let parents = home.path("work/parents.txt");
+    let server = FakeProvider::start().await;
+    server.push_for(
+        &key("main"),
+        sse(call(
+            "s1",
+            "SpawnPod",
+            serde_json::json!({
+                "name": "c",
+                "task": "write the files",
+                "scope": [{"target": sub, "permission": "write"}],
+            }),
+        )),
+    );
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    server.push_for(&key("main"), sse(Turn::new().text("Done.")));
+    server.push_for(
+        &key("main.c"),
+        sse(call(
+            "w1",
+            "mcp__fs__write_file",
+            serde_json::json!({"path": sub.join("mine.txt"), "content": "child\n"}),
+        )
+        .call(
+            "w2",
+            "mcp__fs__write_file",
+            serde_json::json!({"path": parents, "content": "child\n"}).to_string(),
+        )),
+    );
+    server.push_for(&key("main.c"), sse(Turn::new().text("done")));
+    let overlay = entry("fs", &js, &["/"]);
+    let mut pod = TestPod::start(&home, &server, "main", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    client.request(&run("delegate")).await.unwrap();
+    let second = request(&server, "main.c", 2).await;
+    assert_eq!(
+        std::fs::read_to_string(sub.join("mine.txt")).unwrap(),
+        "child\n"
+    );
+    assert!(
+        !parents.exists(),
+        "the child's server wrote in its parent's scope"
+    );
+    assert!(
+        second.contains("EROFS") || second.contains("read-only file system"),
+        "{second}"
+    );
+    // The child started the server itself (it is in its tools).
+    assert!(
+        log_of(&home, "main.c")
+            .iter()
+            .any(|e| matches!(e, LogEntry::ToolResult { .. }))
+    );
+    client.send(&Method::Shutdown).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
+    assert!(pod.wait_exit().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_given_to_a_child_is_no_longer_writable_by_the_parents_server() {
+    let Some(js) = server_js("server-filesystem") else {
+        return;
+    };
+    let base =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-refresh-{}", std::process::id()));
+    let home = Home::fixed(&base);
+    let sub = home.path("work/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    // A second allowed directory whose path marks this test's server process.
+    let token_dir = home.path("mcp-token");
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let token = token_dir.display().to_string();
+    let write = |id: &str, file: &str| {
+        call(
+            id,
+            "mcp__fs__write_file",
+            serde_json::json!({"path": sub.join(file), "content": "parent\n"}),
+        )
+    };
+    let server = FakeProvider::start().await;
+    server.push_for(&key("main"), sse(write("w1", "before.txt")));
+    server.push_for(
+        &key("main"),
+        sse(call(
+            "s1",
+            "SpawnPod",
+            serde_json::json!({
+                "name": "c",
+                "task": "wait",
+                "scope": [{"target": sub, "permission": "write"}],
+            }),
+        )),
+    );
+    server.push_for(&key("main"), sse(Turn::new().text("Spawned.")));
+    server.push_for(&key("main.c"), sse(Turn::new().text("waiting")));
+    let overlay = entry("fs", &js, &["/", &token]);
+    let mut pod = TestPod::start(&home, &server, "main", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    let started = pid_with(&token).expect("the server runs");
+    client.request(&run("write, then delegate")).await.unwrap();
+    request(&server, "main", 3).await;
+    assert_eq!(
+        std::fs::read_to_string(sub.join("before.txt")).unwrap(),
+        "parent\n"
+    );
+    // Giving `sub` away stopped the server that could write it, before any
+    // further call.
+    wait_for("the old server to stop", || {
+        pid_with(&token) != Some(started)
+    })
+    .await;
+    server.push_for(&key("main"), sse(write("w2", "after.txt")));
+    server.push_for(&key("main"), sse(Turn::new().text("Done.")));
+    server.push_for(&key("main"), sse(Turn::new().text("Noted.")));
+    wait_for("the first run to end", || {
+        requests_of(&server, "main").len() >= 3
+    })
+    .await;
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    client.request(&run("write again")).await.unwrap();
+    let fourth = request(&server, "main", 5).await;
+    assert!(
+        !sub.join("after.txt").exists(),
+        "the parent's server wrote in the child's scope"
+    );
+    assert!(
+        fourth.contains("EROFS") || fourth.contains("read-only file system"),
+        "{fourth}"
+    );
+    client.send(&Method::Shutdown).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
+    assert!(pod.wait_exit().success());
+}
