@@ -30,6 +30,11 @@ pub trait Approver: Send + Sync {
     /// Waits for the answer on call `call_id` of `tool` with `input`, which
     /// `ruling` (an `ask`) paused.
     async fn ask(&self, call_id: &str, tool: &str, input: &Value, ruling: &Ruling) -> Verdict;
+
+    /// Call `call_id` was decided without asking.
+    fn settle(&self, call_id: &str) {
+        let _ = call_id;
+    }
 }
 
 /// Where a pod's broker sends what happens to requests.
@@ -83,8 +88,8 @@ struct Inner {
     next: u64,
     own: BTreeMap<String, Own>,
     /// Answers that came for restored requests before their call ran again,
-    /// by call id.
-    early: HashMap<String, Verdict>,
+    /// by call id, with the input and rule the person saw.
+    early: HashMap<String, (Value, String, Verdict)>,
     /// Requests of pods below this one, by id.
     subtree: BTreeMap<String, ApprovalRequest>,
     /// `ask` rules a `remember` approval turned into allows (as described).
@@ -268,11 +273,42 @@ impl Broker {
     }
 
     /// Forgets the subtree requests of pod `child` (and below), e.g. before
-    /// taking its current list again.
-    pub fn forget_subtree(&self, child: &str) {
-        self.inner()
+    /// taking its current list again; returns them.
+    pub fn forget_subtree(&self, child: &str) -> Vec<ApprovalRequest> {
+        let mut inner = self.inner();
+        let gone: Vec<String> = inner
             .subtree
-            .retain(|id, _| !within(owner_of(id), child));
+            .keys()
+            .filter(|id| within(owner_of(id), child))
+            .cloned()
+            .collect();
+        gone.iter()
+            .filter_map(|id| inner.subtree.remove(id))
+            .collect()
+    }
+
+    /// Pod `child` (and its subtree) is gone: its requests end here and above
+    /// (`by: "pod"`), for whoever was shown them.
+    pub fn drop_subtree(&self, child: &str) {
+        for request in self.forget_subtree(child) {
+            let resolved = ApprovalResolved {
+                id: request.id,
+                approved: false,
+                by: "pod".into(),
+                reason: Some(format!("`{child}` stopped before anyone answered")),
+                remember: false,
+            };
+            self.outlet.show(&Event::ApprovalResolved(resolved.clone()));
+            self.outlet.forward(ApprovalUpdate::Resolved { resolved });
+        }
+    }
+
+    /// The last connection that answered approvals here left: every pending
+    /// request goes up to the parent again (a person may be attached there).
+    pub fn reforward(&self) {
+        for request in self.list() {
+            self.outlet.forward(ApprovalUpdate::Requested { request });
+        }
     }
 
     /// Answers one of this pod's own requests (`by`: who decided): logged,
@@ -318,8 +354,11 @@ impl Broker {
             if resolved.remember {
                 inner.remembered.insert(own.request.rule.clone());
             }
-            if own.waiter.is_none() {
-                inner.early.insert(own.call_id.clone(), verdict.clone());
+            if own.waiter.is_none() && by == "client" {
+                let seen = (own.request.input.clone(), own.request.rule.clone());
+                inner
+                    .early
+                    .insert(own.call_id.clone(), (seen.0, seen.1, verdict.clone()));
             }
         }
         self.outlet.show(&Event::ApprovalResolved(resolved.clone()));
@@ -331,49 +370,82 @@ impl Broker {
     }
 
     /// Registers a request for the call (or takes back the restored one) and
-    /// the receiver its answer comes on; `Err` when it is already decided.
+    /// the receiver its answer comes on.
     fn register(
         &self,
         call_id: &str,
         tool: &str,
         input: &Value,
         ruling: &Ruling,
-    ) -> Result<(ApprovalRequest, bool, oneshot::Receiver<Verdict>), Verdict> {
+    ) -> (ApprovalRequest, bool, oneshot::Receiver<Verdict>) {
         let (tx, rx) = oneshot::channel();
-        let mut inner = self.inner();
-        if let Some(verdict) = inner.early.remove(call_id) {
-            return Err(verdict);
-        }
-        if let Some(own) = inner
-            .own
-            .values_mut()
-            .find(|o| o.call_id == call_id && o.waiter.is_none())
-        {
-            own.waiter = Some(tx);
-            return Ok((own.request.clone(), false, rx));
-        }
-        let id = format!("{}/{}", self.pod, inner.next);
-        inner.next += 1;
+        let rule = ruling.describe();
         let now = now_ms();
         let timeout = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        let request = ApprovalRequest {
-            id: id.clone(),
-            pod: self.pod.clone(),
-            tool: tool.to_owned(),
-            input: input.clone(),
-            rule: ruling.describe(),
-            requested_ms: now,
-            expires_ms: now.saturating_add(timeout),
+        let mut stale = None;
+        let request = {
+            let mut inner = self.inner();
+            let restored = inner
+                .own
+                .iter()
+                .find(|(_, o)| o.call_id == call_id && o.waiter.is_none())
+                .map(|(id, _)| id.clone());
+            if let Some(id) = restored
+                && let Some(own) = inner.own.get_mut(&id)
+            {
+                if own.request.input == *input && own.request.rule == rule {
+                    // Asked again after a restart: a fresh wait.
+                    own.waiter = Some(tx);
+                    own.request.expires_ms = now.saturating_add(timeout);
+                    return (own.request.clone(), false, rx);
+                }
+                stale = Some(id);
+            }
+            let id = format!("{}/{}", self.pod, inner.next);
+            inner.next += 1;
+            let request = ApprovalRequest {
+                id: id.clone(),
+                pod: self.pod.clone(),
+                tool: tool.to_owned(),
+                input: input.clone(),
+                rule,
+                requested_ms: now,
+                expires_ms: now.saturating_add(timeout),
+            };
+            inner.own.insert(
+                id,
+                Own {
+                    request: request.clone(),
+                    call_id: call_id.to_owned(),
+                    waiter: Some(tx),
+                },
+            );
+            request
         };
-        inner.own.insert(
-            id,
-            Own {
-                request: request.clone(),
-                call_id: call_id.to_owned(),
-                waiter: Some(tx),
-            },
-        );
-        Ok((request, true, rx))
+        if let Some(id) = stale {
+            let reason = "the call changed after the pod restarted; it is asked again".to_owned();
+            let _ = self.answer(&id, false, "pod", Some(reason), false);
+        }
+        (request, true, rx)
+    }
+
+    /// Call `call_id` was decided without asking (a restored pod whose rules
+    /// or hooks changed): its restored request, if any, ends.
+    pub fn settle(&self, call_id: &str) {
+        let restored: Vec<String> = {
+            let mut inner = self.inner();
+            inner.early.remove(call_id);
+            inner
+                .own
+                .iter()
+                .filter(|(_, o)| o.call_id == call_id && o.waiter.is_none())
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in restored {
+            let reason = "after the pod restarted, the call was decided without asking".to_owned();
+            let _ = self.answer(&id, false, "pod", Some(reason), false);
+        }
     }
 }
 
@@ -398,14 +470,29 @@ impl Drop for Abandoned<'_> {
 
 #[async_trait]
 impl Approver for Broker {
+    fn settle(&self, call_id: &str) {
+        Broker::settle(self, call_id);
+    }
+
     async fn ask(&self, call_id: &str, tool: &str, input: &Value, ruling: &Ruling) -> Verdict {
-        if self.inner().remembered.contains(&ruling.describe()) {
+        let rule = ruling.describe();
+        {
+            let mut inner = self.inner();
+            // An answer given after a restart, before the call ran again,
+            // holds (over a remembered rule too) only for the call as the
+            // person saw it.
+            if let Some((seen_input, seen_rule, verdict)) = inner.early.remove(call_id)
+                && seen_input == *input
+                && seen_rule == rule
+            {
+                return verdict;
+            }
+        }
+        if self.inner().remembered.contains(&rule) {
+            self.settle(call_id);
             return Ok(());
         }
-        let (request, new, rx) = match self.register(call_id, tool, input, ruling) {
-            Ok(registered) => registered,
-            Err(verdict) => return verdict,
-        };
+        let (request, new, rx) = self.register(call_id, tool, input, ruling);
         if new && let Err(e) = self.outlet.record_request(&request, call_id) {
             self.inner().own.remove(&request.id);
             return Err(format!(
@@ -436,7 +523,13 @@ impl Approver for Broker {
                 match self.answer(&request.id, false, "timeout", Some(reason.clone()), false) {
                     Ok(_) => Err(reason),
                     // Answered in the meantime: that answer stands.
-                    Err(AnswerError::NotPending(_)) => rx.await.unwrap_or(Err(reason)),
+                    Err(AnswerError::NotPending(_)) => {
+                        tokio::time::timeout(Duration::from_secs(10), rx)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .unwrap_or(Err(reason))
+                    }
                     Err(AnswerError::Log(e)) => Err(format!("{reason} (not logged: {e})")),
                 }
             }
@@ -615,7 +708,7 @@ mod tests {
             ..ask_rule()
         };
         assert_eq!(
-            broker.ask("c4", "Bash", &input, &other_rule).await,
+            broker.ask("c4", "Bash", &input, &ask_rule()).await,
             Err("no".into())
         );
         // The remembered answer of the replayed log still allows its rule.
@@ -688,5 +781,119 @@ mod tests {
         let _ = asking.await;
         assert_eq!(broker.list().len(), 1);
         assert_eq!(*record.logged.lock().unwrap(), ["request main.c/1 c1"]);
+    }
+
+    #[tokio::test]
+    async fn a_restored_request_gets_a_fresh_wait_unless_its_call_changed() {
+        let (broker, record) = broker(true, Duration::from_secs(60));
+        let input = serde_json::json!({"command": "git push"});
+        let old = ApprovalRequest {
+            id: "main.c/1".into(),
+            pod: "main.c".into(),
+            tool: "Bash".into(),
+            input: input.clone(),
+            rule: ask_rule().describe(),
+            requested_ms: 1,
+            // Long past: the pod was down for a while.
+            expires_ms: 2,
+        };
+        broker.replay_request(old.clone(), "c1".into());
+        broker.replay_request(
+            ApprovalRequest {
+                id: "main.c/2".into(),
+                ..old.clone()
+            },
+            "c2".into(),
+        );
+        broker.replay_request(
+            ApprovalRequest {
+                id: "main.c/3".into(),
+                ..old.clone()
+            },
+            "c3".into(),
+        );
+        // Same call: asked again with the same id, and not timed out at once.
+        let asking = {
+            let broker = Arc::clone(&broker);
+            let input = input.clone();
+            tokio::spawn(async move { broker.ask("c1", "Bash", &input, &ask_rule()).await })
+        };
+        for _ in 0..500 {
+            if broker
+                .list()
+                .iter()
+                .any(|r| r.id == "main.c/1" && r.expires_ms > 2)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            broker
+                .list()
+                .iter()
+                .any(|r| r.id == "main.c/1" && r.expires_ms > now_ms())
+        );
+        broker
+            .answer("main.c/1", true, "client", None, false)
+            .unwrap();
+        assert_eq!(asking.await.unwrap(), Ok(()));
+        // Changed call: the old request ends, a new one is asked.
+        let changed = serde_json::json!({"command": "git push --force"});
+        let asking = {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move { broker.ask("c2", "Bash", &changed, &ask_rule()).await })
+        };
+        for _ in 0..500 {
+            if broker.list().iter().any(|r| r.id == "main.c/4") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let ids: Vec<String> = broker.list().into_iter().map(|r| r.id).collect();
+        assert!(
+            ids.contains(&"main.c/4".to_string()) && !ids.contains(&"main.c/2".to_string()),
+            "{ids:?}"
+        );
+        asking.abort();
+        let _ = asking.await;
+        // Decided without asking (the rules changed): the request ends.
+        broker.settle("c3");
+        assert!(broker.list().is_empty(), "{:?}", broker.list());
+        let logged = record.logged.lock().unwrap().clone();
+        for id in ["main.c/2", "main.c/3"] {
+            assert!(logged.contains(&format!("answer {id} false")), "{logged:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stopped_childs_requests_end_above_and_requests_go_up_again_when_nobody_watches() {
+        let (broker, record) = broker(true, Duration::from_secs(60));
+        let request = ApprovalRequest {
+            id: "main.c.g/1".into(),
+            pod: "main.c.g".into(),
+            tool: "Bash".into(),
+            input: serde_json::Value::Null,
+            rule: String::new(),
+            requested_ms: 1,
+            expires_ms: 2,
+        };
+        broker.child_update(ApprovalUpdate::Requested { request });
+        assert!(record.forwarded.lock().unwrap().is_empty(), "watched here");
+        broker.reforward();
+        assert!(matches!(
+            &record.forwarded.lock().unwrap()[..],
+            [ApprovalUpdate::Requested { request: r }] if r.id == "main.c.g/1"
+        ));
+        broker.drop_subtree("main.c");
+        assert!(broker.list().is_empty());
+        assert!(matches!(
+            record.shown.lock().unwrap().last(),
+            Some(Event::ApprovalResolved(r)) if r.id == "main.c.g/1" && r.by == "pod"
+        ));
+        assert!(matches!(
+            record.forwarded.lock().unwrap().last(),
+            Some(ApprovalUpdate::Resolved { resolved }) if resolved.id == "main.c.g/1"
+        ));
     }
 }

@@ -78,32 +78,25 @@ impl HookInterceptor {
     fn notes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
         self.notes.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-/// The arguments as JSON (malformed ones as `null`: the tool reports them).
-fn arguments(call: &CallInfo) -> Value {
-    serde_json::from_str(&call.arguments).unwrap_or(Value::Null)
-}
-
-#[async_trait]
-impl ToolInterceptor for HookInterceptor {
-    async fn before(&self, call: &CallInfo) -> Decision {
+    /// The decision on a call, and whether a person was asked.
+    async fn check(&self, call: &CallInfo) -> (Decision, bool) {
         let hooked = self.hooks.any_for(HookEvent::PreTool, Some(&call.name));
         if self.rules.is_empty() && !hooked {
-            return Decision::Allow;
+            return (Decision::Allow, false);
         }
         let input = arguments(call);
         let ask = match self.ruling(&call.name, &input) {
             Ok(ask) => ask,
-            Err(refusal) => return Decision::Deny(refusal),
+            Err(refusal) => return (Decision::Deny(refusal), false),
         };
         if !hooked {
             return match ask {
                 Some(ruling) => match self.approval(call, &input, &ruling).await {
-                    Some(refusal) => Decision::Deny(refusal),
-                    None => Decision::Allow,
+                    Some(refusal) => (Decision::Deny(refusal), true),
+                    None => (Decision::Allow, true),
                 },
-                None => Decision::Allow,
+                None => (Decision::Allow, false),
             };
         }
         let mut fields = Map::new();
@@ -114,7 +107,8 @@ impl ToolInterceptor for HookInterceptor {
             .run(HookEvent::PreTool, Some(&call.name), fields)
             .await;
         if let Some(reason) = verdict.blocked {
-            return Decision::Deny(format!("a pre_tool hook blocked this call: {reason}"));
+            let refusal = format!("a pre_tool hook blocked this call: {reason}");
+            return (Decision::Deny(refusal), false);
         }
         let (decision, input, ask) = match verdict.input {
             Some(new) => {
@@ -122,20 +116,38 @@ impl ToolInterceptor for HookInterceptor {
                 match self.ruling(&call.name, &new) {
                     Ok(ask) => (Decision::Rewrite(new.to_string()), new, ask),
                     Err(refusal) => {
-                        return Decision::Deny(format!("as a pre_tool hook rewrote it, {refusal}"));
+                        let refusal = format!("as a pre_tool hook rewrote it, {refusal}");
+                        return (Decision::Deny(refusal), false);
                     }
                 }
             }
             None => (Decision::Allow, input, ask),
         };
         // The person approves the input as it will run.
+        let asked = ask.is_some();
         if let Some(ruling) = ask
             && let Some(refusal) = self.approval(call, &input, &ruling).await
         {
-            return Decision::Deny(refusal);
+            return (Decision::Deny(refusal), true);
         }
         if !verdict.notes.is_empty() {
             self.notes().insert(call.id.clone(), verdict.notes);
+        }
+        (decision, asked)
+    }
+}
+
+/// The arguments as JSON (malformed ones as `null`: the tool reports them).
+fn arguments(call: &CallInfo) -> Value {
+    serde_json::from_str(&call.arguments).unwrap_or(Value::Null)
+}
+
+#[async_trait]
+impl ToolInterceptor for HookInterceptor {
+    async fn before(&self, call: &CallInfo) -> Decision {
+        let (decision, asked) = self.check(call).await;
+        if !asked && let Some(approver) = &self.approver {
+            approver.settle(&call.id);
         }
         decision
     }

@@ -24,11 +24,16 @@ const INIT_WAIT: Duration = Duration::from_secs(30);
 /// How long a server gets to exit after its stdin closes.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// Starts allowed within [`START_WINDOW`] before the server counts as broken.
-const MAX_STARTS: usize = 3;
+/// Failures (a start that failed, an exit nobody asked for) allowed within
+/// [`FAILURE_WINDOW`]; past them the server is not started again until the
+/// window has moved on.
+const MAX_FAILURES: usize = 3;
 
-/// The window [`MAX_STARTS`] counts in.
-const START_WINDOW: Duration = Duration::from_secs(60);
+/// The window [`MAX_FAILURES`] counts in.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long `tools/list` may take.
+const LIST_WAIT: Duration = Duration::from_secs(30);
 
 /// How a pod's servers are confined.
 #[derive(Debug, Clone)]
@@ -119,8 +124,8 @@ struct Running {
 #[derive(Default)]
 struct State {
     running: Option<Running>,
-    /// When it was started, within the last [`START_WINDOW`].
-    starts: Vec<Instant>,
+    /// When it failed, within the last [`FAILURE_WINDOW`].
+    failures: Vec<Instant>,
 }
 
 /// One MCP server of a pod.
@@ -168,9 +173,14 @@ impl Server {
     /// and lists its tools.
     pub async fn tools(&self) -> Result<Vec<Tool>, String> {
         let peer = self.peer().await?;
-        peer.list_all_tools()
-            .await
-            .map_err(|e| self.failed("list its tools", &e))
+        match tokio::time::timeout(LIST_WAIT, peer.list_all_tools()).await {
+            Ok(listed) => listed.map_err(|e| self.failed("list its tools", &e)),
+            Err(_) => Err(format!(
+                "MCP server `{}` did not list its tools within {} s",
+                self.config.name,
+                LIST_WAIT.as_secs()
+            )),
+        }
     }
 
     /// Calls `tool` with `arguments`, starting the server first when needed.
@@ -244,19 +254,19 @@ impl Server {
             }
             if exited {
                 tracing::info!(server = %self.config.name, tail = %said(&tail), "MCP server exited; starting it again");
+                state.failures.push(Instant::now());
             }
         }
         let now = Instant::now();
         state
-            .starts
-            .retain(|t| now.duration_since(*t) < START_WINDOW);
-        if state.starts.len() >= MAX_STARTS {
+            .failures
+            .retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+        if state.failures.len() >= MAX_FAILURES {
             return Err(format!(
-                "MCP server `{}` was started {MAX_STARTS} times in the last minute and keeps failing; it is not started again until a minute has passed",
+                "MCP server `{}` failed {MAX_FAILURES} times in the last minute; it is not started again until a minute has passed",
                 self.config.name
             ));
         }
-        state.starts.push(now);
         match self.start(policy).await {
             Ok(running) => {
                 let peer = running.client.peer().clone();
@@ -264,6 +274,7 @@ impl Server {
                 Ok(peer)
             }
             Err(e) => {
+                state.failures.push(Instant::now());
                 (self.env.alert)(e.clone());
                 Err(e)
             }

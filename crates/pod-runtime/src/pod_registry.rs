@@ -487,3 +487,76 @@ mod hint_tests {
         assert!(!other.with_hint().contains("--scope"));
     }
 }
+
+/// The pod (full name) whose process `pid` is or descends from, per the
+/// registry file at `path`: a process a pod started (its commands, its MCP
+/// servers) is the pod's, not a person's. Walks `/proc/<pid>/stat` parent ids
+/// up to init; reads the file without the lock (it is replaced atomically).
+pub fn pod_of_process(pid: u32, path: &Path) -> Option<String> {
+    let registry = std::fs::read(path)
+        .ok()
+        .and_then(|b| Registry::from_json(&b, path).ok())?;
+    let mut current = pid;
+    for _ in 0..64 {
+        if let Some(entry) = registry.pods.iter().find(|p| p.pid == current) {
+            return Some(entry.full_name.clone());
+        }
+        current = parent_pid(current)?;
+        if current <= 1 {
+            return None;
+        }
+    }
+    None
+}
+
+/// The parent process id of `pid`, from `/proc/<pid>/stat`.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields follow the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod process_tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_traced_to_the_pod_that_started_it() {
+        assert_eq!(
+            parent_pid(std::process::id()),
+            Some(std::os::unix::process::parent_id())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pods.json");
+        assert_eq!(
+            pod_of_process(std::process::id(), &path),
+            None,
+            "no registry"
+        );
+        // A child of ours is ours: with this process registered as pod `boss`,
+        // a `sleep` it started is traced to it.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut registry = Registry::default();
+        let me = ProcessIdentity::current().unwrap();
+        registry
+            .pods
+            .push(PodEntry::new("boss", dir.path().join("sock"), me).unwrap());
+        std::fs::write(&path, registry.to_json().unwrap()).unwrap();
+        assert_eq!(pod_of_process(child.id(), &path).as_deref(), Some("boss"));
+        assert_eq!(
+            pod_of_process(std::process::id(), &path).as_deref(),
+            Some("boss")
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        // Our parent (the test runner's) is no pod's.
+        assert_eq!(
+            pod_of_process(std::os::unix::process::parent_id(), &path),
+            None
+        );
+    }
+}

@@ -4,11 +4,13 @@
 //! methods answered on the connection (never by the controller) and passed
 //! down to the child whose subtree asked. See docs/hooks.md.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hooks::approvals::{AnswerError, Broker, Outlet, owner_of, within};
 use pod_client::exchange::exchange;
+use pod_runtime::pod_registry::pod_of_process;
 use protocol::{ApprovalRequest, ApprovalResolved, ApprovalUpdate, ErrorCode, Event, Method};
 use session_store::{EntryBody, LogEntry};
 
@@ -73,6 +75,8 @@ pub(crate) struct Approvals {
     pub broker: Arc<Broker>,
     outlet: Arc<PodOutlet>,
     children: Arc<SpawnedPodRegistry>,
+    /// The per-user registry (who answers: a person, or a pod's process).
+    registry: PathBuf,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -89,6 +93,7 @@ impl Approvals {
         timeout: Duration,
         state: &SharedState,
         children: &Arc<SpawnedPodRegistry>,
+        registry: PathBuf,
     ) -> Arc<Self> {
         let outlet = Arc::new(PodOutlet {
             state: state.clone(),
@@ -99,6 +104,7 @@ impl Approvals {
             broker,
             outlet,
             children: Arc::clone(children),
+            registry,
         })
     }
 
@@ -176,6 +182,19 @@ pub(crate) async fn answer(
         Method::Approvals => Event::Approvals {
             requests: broker.list(),
         },
+        Method::Approve { id, .. } | Method::Deny { id, .. }
+            if !peer.is_parent
+                && let Some(pod) = peer
+                    .pid
+                    .and_then(|pid| pod_of_process(pid, &approvals.registry)) =>
+        {
+            refused(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "`{id}` is answered by a person, not by a process of pod `{pod}` (its commands and MCP servers cannot approve calls)"
+                ),
+            )
+        }
         Method::Approve { id, remember } if broker.is_own(id) => {
             own_answer(broker.answer(id, true, "client", None, *remember))
         }
@@ -190,17 +209,20 @@ pub(crate) async fn answer(
             pass_down(&approvals.children, id, method).await
         }
         Method::ApprovalUpdate(update) => {
-            let from_child = peer
-                .pid
-                .and_then(|pid| approvals.children.name_of_pid(pid))
-                .is_some();
-            if from_child {
+            // A child speaks for its own subtree only.
+            let child = peer.pid.and_then(|pid| approvals.children.name_of_pid(pid));
+            let id = match update {
+                ApprovalUpdate::Requested { request } => &request.id,
+                ApprovalUpdate::Resolved { resolved } => &resolved.id,
+            };
+            let full = child.map(|c| format!("{}.{c}", broker.pod()));
+            if full.is_some_and(|f| within(owner_of(id), &f)) {
                 broker.child_update(update.clone());
                 Event::Ack { seq: 0 }
             } else {
                 refused(
                     ErrorCode::InvalidRequest,
-                    "approval_update is accepted only from this pod's own children",
+                    "approval_update is accepted only from this pod's own children, about their own subtrees",
                 )
             }
         }

@@ -35,6 +35,9 @@ struct Running {
     /// Started by this pod's parent (its `run`, or the task it was spawned
     /// with): the parent is told when it ends.
     from_parent: bool,
+    /// Ends the invocation's task at once (a stop that keeps a call waiting
+    /// for approval leaves the turn as a crash would).
+    task: Option<tokio::task::AbortHandle>,
 }
 
 /// The pod's state machine.
@@ -210,8 +213,11 @@ impl Controller {
         let held = lock(&self.state)
             .approvals()
             .is_some_and(|a| a.broker.hold_for_restore());
-        if let Some(running) = self.running.as_ref().filter(|_| !held) {
-            running.control.cancel.cancel();
+        if let Some(running) = &self.running {
+            match (&running.task, held) {
+                (Some(task), true) => task.abort(),
+                _ => running.control.cancel.cancel(),
+            }
         }
         let children = Arc::clone(&self.children);
         let stop_children = children.stop_all("stopped with its parent");
@@ -457,12 +463,13 @@ impl Controller {
             control: control.clone(),
             turn,
             from_parent,
+            task: None,
         });
         let mut sink = PodSink::new(self.state.clone());
         let done = self.done_tx.clone();
         let hooks = lock(&self.state).hooks();
         let span = tracing::info_span!("invocation", turn, from_parent);
-        tokio::spawn(tracing::Instrument::instrument(
+        let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let started = std::time::Instant::now();
                 tracing::info!("invocation started");
@@ -495,6 +502,9 @@ impl Controller {
             },
             span,
         ));
+        if let Some(running) = &mut self.running {
+            running.task = Some(task.abort_handle());
+        }
     }
 
     /// A child's report: accepted only over a connection from one of this
@@ -514,6 +524,12 @@ impl Controller {
                 !self.children.is_stopping(&child) && self.children.take_report(&child)
             }
             PodEvent::ShutDown { .. } => {
+                // Not under the state lock: the broker shows and logs through it.
+                let approvals = lock(&self.state).approvals();
+                if let Some(approvals) = approvals {
+                    let pod = approvals.broker.pod().to_owned();
+                    approvals.broker.drop_subtree(&format!("{pod}.{child}"));
+                }
                 let stopping = self.children.is_stopping(&child);
                 if !stopping {
                     // It left on its own: take its scope back (once its lock is free).

@@ -11,26 +11,26 @@ pub const LOCAL_MAX_TOKENS: u32 = 2048;
 /// `[model] temperature` for the local model: greedy decoding; at the server's
 /// default (0.8) the 1.5B model often wraps its tool calls in prose, which
 /// llama.cpp cannot parse.
-pub(crate) const LOCAL_TEMPERATURE: f64 = 0.0;
+pub const LOCAL_TEMPERATURE: f64 = 0.0;
 /// `[model] timeout_s` for the local model: a full 8k prompt takes ~100 s on 2 cores.
-pub(crate) const LOCAL_TIMEOUT_S: u64 = 600;
+pub const LOCAL_TIMEOUT_S: u64 = 600;
 /// `[worker] max_llm_calls` for the local model: when the 1.5B model goes wrong it
 /// tends to repeat the same failing call; 30 calls (~2-3 min) bound that.
-pub(crate) const LOCAL_MAX_LLM_CALLS: u32 = 30;
+pub const LOCAL_MAX_LLM_CALLS: u32 = 30;
 /// Tokens the local model may not produce (`logit_bias`): the Markdown fences it
 /// otherwise wraps its JSON tool calls in (llama.cpp then fails to parse the call).
 /// Each is one token of its vocabulary. Side effect: its plain-text answers cannot
 /// use fenced code blocks either (files are written with tools anyway).
-pub(crate) const FENCE_TOKENS: [&str; 6] = ["```", "``", " ```", " ``", "``\n", " ```\n"];
+pub const FENCE_TOKENS: [&str; 6] = ["```", "``", " ```", " ``", "``\n", " ```\n"];
 /// Where the local model's reply is cut (`stop`): asked for one call, it often
 /// writes its whole plan as several JSON objects, one a line, or closes a call
 /// with a fence spelt in single backticks; llama.cpp then fails to parse the
 /// reply (HTTP 500). Cut there, the reply is the first call, which parses. A
 /// newline inside a JSON string is `\n`, so file contents never match.
-pub(crate) const STOP_SEQUENCES: [&str; 2] = ["\n{\"name\"", "\n```"];
+pub const STOP_SEQUENCES: [&str; 2] = ["\n{\"name\"", "\n```"];
 
 /// The `logit_bias` that keeps the local model from fencing its tool calls.
-pub(crate) fn fence_logit_bias() -> serde_json::Value {
+pub fn fence_logit_bias() -> serde_json::Value {
     serde_json::Value::Array(
         FENCE_TOKENS
             .iter()
@@ -115,59 +115,4 @@ pub fn local_overlay(model_lines: &str) -> String {
         bans.join(", "),
         stops.join(", ")
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    #[test]
-    fn local_defaults_fill_only_what_no_layer_chose_and_the_overlay_matches() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = manifest::Env {
-            home: Some(dir.path().to_path_buf()),
-            pod_config_dir: Some(dir.path().join("config")),
-            xdg_config_home: None,
-        };
-        let load = |overlay: Option<String>| {
-            let mut loader = manifest::ManifestLoader::new(dir.path().to_path_buf(), env.clone());
-            if let Some(o) = overlay {
-                loader = loader.overlay(o);
-            }
-            loader.load().unwrap()
-        };
-        let mut m = load(None);
-        apply_local_defaults(&mut m);
-        assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
-        assert_eq!(m.model.max_tokens, LOCAL_MAX_TOKENS);
-        assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
-        assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
-        assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
-        assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
-        assert_eq!(m.model.extra["stop"], serde_json::json!(STOP_SEQUENCES));
-        // A layer's own values win.
-        let mut m = load(Some(
-            "[model]\nmax_tokens = 100\n[model.extra]\nlogit_bias = {}\n".into(),
-        ));
-        apply_local_defaults(&mut m);
-        assert_eq!(m.model.max_tokens, 100);
-        assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
-        assert_eq!(m.model.extra["logit_bias"], serde_json::json!({}));
-        // The overlay sets the same values (plus the caller's lines).
-        let m = load(Some(local_overlay("temperature = 0.0\nseed = 42")));
-        assert_eq!(m.model.context_window, LOCAL_CONTEXT_WINDOW);
-        assert_eq!(m.model.max_tokens, LOCAL_MAX_TOKENS);
-        assert_eq!(m.model.timeout_s, LOCAL_TIMEOUT_S);
-        assert_eq!(m.model.temperature, Some(0.0));
-        assert_eq!(m.model.seed, Some(42));
-        assert_eq!(m.worker.max_llm_calls, LOCAL_MAX_LLM_CALLS);
-        assert_eq!(m.model.extra["logit_bias"], fence_logit_bias());
-        assert_eq!(m.model.extra["stop"], serde_json::json!(STOP_SEQUENCES));
-        assert_eq!(fence_logit_bias()[4], serde_json::json!(["``\n", false]));
-        let m = load(Some(local_overlay("")));
-        assert_eq!(m.model.temperature, Some(LOCAL_TEMPERATURE));
-        assert_eq!(m.model.seed, None);
-    }
 }

@@ -511,7 +511,9 @@ async fn assemble(
     tools.set_compact(compact);
     let rules = hooks::Rules::new(&m.permissions).map_err(ServeError::Checks)?;
     let timeout = std::time::Duration::from_secs(m.approvals.timeout_s);
-    let approvals = crate::approvals::Approvals::new(&spec.name, timeout, &state, &children);
+    let registry = pod_registry::registry_path_in(&spec.places.runtime);
+    let approvals =
+        crate::approvals::Approvals::new(&spec.name, timeout, &state, &children, registry);
     approvals.replay(&entries);
     let approver: Arc<dyn hooks::Approver> = approvals.broker.clone();
     tools.intercept(Arc::new(hooks::HookInterceptor::new(
@@ -551,6 +553,16 @@ async fn assemble(
         summary_tokens: m.context.summary_tokens,
     });
 
+    // The parent hears of requests from now on (those ending just below too).
+    let reporter = parent_link(spec).map(|link| {
+        let warn_state = state.clone();
+        Reporter::spawn(link, move |message| {
+            let _ = lock(&warn_state).alert(AlertLevel::Warn, AlertSource::Pod, message);
+        })
+    });
+    if let Some(reporter) = &reporter {
+        approvals.set_parent(reporter.clone());
+    }
     // Requests whose call is no longer open end; the others' calls stay open.
     approvals
         .broker
@@ -642,12 +654,7 @@ async fn assemble(
     let mut controller =
         Controller::new(state.clone(), worker, restored.turns, spec.grounder.clone())
             .with_children(Arc::clone(&children));
-    if let Some(link) = parent_link(spec) {
-        let warn_state = state.clone();
-        let reporter = Reporter::spawn(link, move |message| {
-            let _ = lock(&warn_state).alert(AlertLevel::Warn, AlertSource::Pod, message);
-        });
-        approvals.set_parent(reporter.clone());
+    if let Some(reporter) = reporter {
         controller = controller.with_parent(reporter);
     }
     approvals.adopt_children();

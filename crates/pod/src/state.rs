@@ -366,8 +366,8 @@ impl PodState {
     }
 
     /// Removes a client.
-    pub(crate) fn unsubscribe(&mut self, id: u64) {
-        self.hub.unsubscribe(id);
+    pub(crate) fn unsubscribe(&mut self, id: u64) -> bool {
+        self.hub.unsubscribe(id)
     }
 
     /// Drops every client's queue: writers send what is queued, then close.

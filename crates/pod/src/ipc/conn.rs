@@ -72,7 +72,12 @@ pub(crate) async fn serve<R, W>(
     // The client sent its last method: give the writer a moment to deliver the
     // answers, then close.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
-    lock(&state).unsubscribe(id);
+    let last_watcher = lock(&state).unsubscribe(id);
+    // Requests that waited for this person go up to whoever is attached above.
+    let approvals = lock(&state).approvals();
+    if last_watcher && let Some(approvals) = approvals {
+        approvals.broker.reforward();
+    }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

@@ -122,9 +122,12 @@ impl Hub {
         }
     }
 
-    /// Removes a client (its writer ended).
-    pub(crate) fn unsubscribe(&mut self, id: u64) {
+    /// Removes a client (its writer ended); whether it was the last one that
+    /// answered approvals.
+    pub(crate) fn unsubscribe(&mut self, id: u64) -> bool {
+        let watched = self.clients.iter().any(|c| c.id == id && c.watching);
         self.clients.retain(|c| c.id != id);
+        watched && !self.clients.iter().any(|c| c.watching)
     }
 
     /// Makes client `id` one that answers approvals, with `lines` (the

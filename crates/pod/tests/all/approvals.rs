@@ -283,7 +283,13 @@ async fn a_pending_request_survives_a_stop_and_restore_of_the_pod() {
     let mut pod = TestPod::restore(&home, &server, "solo");
     let mut client = pod.connect().await;
     let listed = list(&mut client).await;
-    assert_eq!(listed, vec![request.clone()]);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0].id, &listed[0].input),
+        (&request.id, &request.input)
+    );
+    // Asked again: a fresh wait from now.
+    assert!(listed[0].expires_ms >= request.expires_ms);
     client
         .request(&Method::Approve {
             id: request.id.clone(),
@@ -415,5 +421,57 @@ async fn other_calls_go_on_and_remember_allows_the_rule_for_the_session() {
         .filter(|e| matches!(e, LogEntry::ApprovalRequest { .. }))
         .count();
     assert_eq!(asked, 1);
+    stop(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_own_command_cannot_approve_its_request() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // Unconfined commands can reach the pod's socket (the sandbox would hide it).
+    let approve = format!(
+        "{} approve solo/1 2>&1; echo rc=$?; touch tried.txt",
+        env!("CARGO_BIN_EXE_pod")
+    );
+    server.push(sse(push("p1").call(
+        "c2",
+        "Bash",
+        serde_json::json!({ "command": approve }).to_string(),
+    )));
+    server.push(sse(Turn::new().text("understood")));
+    let mut pod = TestPod::start(
+        &home,
+        &server,
+        "solo",
+        &["--no-sandbox", "--overlay", &overlay(600)],
+    );
+    let mut client = pod.connect().await;
+    client.request(&Method::WatchApprovals).await.unwrap();
+    client.request(&run("push")).await.unwrap();
+    let request = next_request(&mut client).await;
+    // The command ran (and was refused) while the push waited.
+    wait_for("the approve command", || {
+        home.path("work/tried.txt").exists()
+    })
+    .await;
+    assert_eq!(
+        list(&mut client).await,
+        vec![request.clone()],
+        "still pending"
+    );
+    client
+        .request(&Method::Deny {
+            id: request.id.clone(),
+            reason: None,
+        })
+        .await
+        .unwrap();
+    let second = second_request(&server, "solo").await;
+    assert!(
+        second.contains("is answered by a person, not by a process of pod `solo`"),
+        "{second}"
+    );
+    assert!(second.contains("rc=1"), "{second}");
+    assert_eq!(pushes(&home.path("work")), 0);
     stop(&mut pod).await;
 }

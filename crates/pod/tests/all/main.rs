@@ -15,6 +15,7 @@ mod hardening;
 mod hooks;
 mod launch;
 mod mcp;
+mod model;
 mod multi_pod;
 mod pod_process;
 mod pod_streaming;
