@@ -38,6 +38,10 @@ pub struct McpLayer {
     /// `false` removes a server of that name a lower layer added (default true).
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Start the server on the first call of one of its tools instead of with
+    /// the pod (its tools are known from an earlier start; default false).
+    #[serde(default)]
+    pub lazy: Option<bool>,
 }
 
 /// An MCP server as the pod starts it.
@@ -51,6 +55,8 @@ pub struct McpServer {
     pub args: Vec<String>,
     /// Its extra variables, `${VAR}` not yet expanded.
     pub env: Vec<(String, String)>,
+    /// Started on first use, not with the pod.
+    pub lazy: bool,
 }
 
 /// A server together with the layer that contributed it.
@@ -109,6 +115,7 @@ pub(crate) fn resolve_mcp(
         command,
         args: layer.args,
         env: layer.env.into_iter().collect(),
+        lazy: layer.lazy.unwrap_or(false),
     }))
 }
 
@@ -162,6 +169,7 @@ pub fn inherited_servers(servers: &[SourcedMcp], only: Option<&[String]>) -> Vec
                 .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
                 .collect();
             t.insert("env".into(), toml::Value::Table(env));
+            t.insert("lazy".into(), s.lazy.into());
             toml::Value::Table(t)
         })
         .chain(removed)
@@ -177,6 +185,7 @@ mod tests {
             name: name.into(),
             command: Some(command.into()),
             enabled: None,
+            lazy: None,
             args: vec!["serve".into()],
             env: BTreeMap::from([("TOKEN".into(), "${GH_TOKEN}".into())]),
         }

@@ -4,6 +4,7 @@
 //! pod's scope changed since it started: a Landlock domain cannot shrink, so
 //! a server that could write what the pod gave away must not serve again.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,9 @@ pub struct ServerEnv {
     pub alert: Arc<dyn Fn(String) + Send + Sync>,
     /// The pod's environment, for `${VAR}` in a server's `env`.
     pub lookup: EnvLookup,
+    /// Where servers' tool lists are kept between starts (a lazy server's
+    /// tools are offered from there without starting it).
+    pub cache: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServerEnv {
@@ -181,6 +185,40 @@ impl Server {
                 LIST_WAIT.as_secs()
             )),
         }
+    }
+
+    /// The tools to offer at pod start: a lazy server's from the cache when
+    /// it has them (the server is not started), else the server's own (a lazy
+    /// one is stopped again after), kept in the cache for next time.
+    pub async fn tools_at_start(&self) -> Result<Vec<Tool>, String> {
+        let file = self
+            .env
+            .cache
+            .as_ref()
+            .map(|dir| dir.join(self.cache_name()));
+        if self.config.lazy
+            && let Some(tools) = file.as_deref().and_then(read_cache)
+        {
+            return Ok(tools);
+        }
+        let tools = self.tools().await?;
+        if let Some(file) = &file {
+            write_cache(file, &tools);
+        }
+        if self.config.lazy {
+            self.stop().await;
+        }
+        Ok(tools)
+    }
+
+    /// The cache file's name: the server's name and a hash of how it starts.
+    fn cache_name(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let c = &self.config;
+        let key = serde_json::json!([c.name, c.command, c.args, c.env]).to_string();
+        let digest = Sha256::digest(key.as_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{hash}.json", c.name)
     }
 
     /// Calls `tool` with `arguments`, starting the server first when needed.
@@ -363,6 +401,30 @@ impl Server {
             policy,
             stopping,
         })
+    }
+}
+
+/// A cached tool list, if there is a readable one.
+fn read_cache(file: &std::path::Path) -> Option<Vec<Tool>> {
+    let bytes = std::fs::read(file).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Keeps a tool list for the next start (best effort: without it a lazy
+/// server is started once more to list its tools).
+fn write_cache(file: &std::path::Path, tools: &[Tool]) {
+    let Some(dir) = file.parent() else { return };
+    let written = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| serde_json::to_vec(tools).map_err(std::io::Error::other))
+        .and_then(|bytes| {
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, file))
+        });
+    if let Err(e) = written {
+        tracing::warn!(file = %file.display(), error = %e, "cannot keep an MCP server's tool list");
     }
 }
 

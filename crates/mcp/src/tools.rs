@@ -163,7 +163,7 @@ pub async fn start_all(
     let mut set = tokio::task::JoinSet::new();
     for (i, server) in servers.iter().enumerate() {
         let server = Arc::clone(server);
-        set.spawn(async move { (i, server.tools().await) });
+        set.spawn(async move { (i, server.tools_at_start().await) });
     }
     let mut listed = vec![Vec::new(); servers.len()];
     while let Some(joined) = set.join_next().await {

@@ -17,8 +17,9 @@ use std::time::Instant;
 
 use bench_support::{Env, median, stop};
 
-/// `[[mcp]]` entries for the reference servers under `dir`.
-fn overlay(dir: &Path) -> String {
+/// `[[mcp]]` entries for the reference servers under `dir` (`lazy`: started
+/// on first use).
+fn overlay(dir: &Path, lazy: bool) -> String {
     let js = |p: &str| {
         dir.join("node_modules/@modelcontextprotocol")
             .join(p)
@@ -27,7 +28,7 @@ fn overlay(dir: &Path) -> String {
             .to_string()
     };
     format!(
-        "[[mcp]]\nname = \"everything\"\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n\n[[mcp]]\nname = \"fs\"\ncommand = \"node\"\nargs = [{:?}, \"/\"]\n",
+        "[[mcp]]\nname = \"everything\"\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\nlazy = {lazy}\n\n[[mcp]]\nname = \"fs\"\ncommand = \"node\"\nargs = [{:?}, \"/\"]\nlazy = {lazy}\n",
         js("server-everything"),
         js("server-filesystem")
     )
@@ -42,14 +43,20 @@ fn main() {
     let runs: usize = args.get(3).and_then(|r| r.parse().ok()).unwrap_or(10);
     let servers = Path::new(servers).canonicalize().expect("the servers dir");
     let env = Env::new(bin, "http://127.0.0.1:9".into());
-    let with = overlay(&servers);
+    let eager = overlay(&servers, false);
+    let lazy = overlay(&servers, true);
+    // The eager runs keep the servers' tool lists, which the lazy runs use.
     for (label, extra) in [
         ("no MCP server", Vec::new()),
-        ("2 stdio MCP servers", vec!["--overlay", with.as_str()]),
+        ("2 stdio MCP servers", vec!["--overlay", eager.as_str()]),
+        (
+            "2 lazy stdio MCP servers, tools kept from an earlier start",
+            vec!["--overlay", lazy.as_str()],
+        ),
     ] {
         let mut times = Vec::new();
         for i in 0..runs {
-            let name = format!("m{}x{i}", extra.len());
+            let name = format!("m{}x{i}", label.len());
             let t0 = Instant::now();
             let mut child = env.spawn(&name, &extra);
             let mut line = String::new();

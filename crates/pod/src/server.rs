@@ -704,6 +704,7 @@ async fn mcp_tools(
             let _ = lock(&alert_state).alert(AlertLevel::Warn, AlertSource::Tool, message);
         }),
         lookup: Arc::new(|key| std::env::var(key).ok()),
+        cache: Some(spec.places.state.join("mcp-tools")),
     };
     let (servers, defs) = mcp::start_all(&servers, &env).await;
     (Arc::new(servers), defs)

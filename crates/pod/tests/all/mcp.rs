@@ -294,9 +294,8 @@ async fn a_child_inherits_a_server_which_it_runs_within_its_own_scope() {
             .iter()
             .any(|e| matches!(e, LogEntry::ToolResult { .. }))
     );
-    client.send(&Method::Shutdown).await.unwrap();
-    events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
-    assert!(pod.wait_exit().success());
+    drop(client);
+    stop_pod(&mut pod).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,6 +369,67 @@ async fn a_scope_given_to_a_child_is_no_longer_writable_by_the_parents_server() 
         fourth.contains("EROFS") || fourth.contains("read-only file system"),
         "{fourth}"
     );
+    drop(client);
+    stop_pod(&mut pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_server_starts_on_first_use_offering_the_tools_it_listed_before() {
+    let Some(js) = server_js("server-everything") else {
+        return;
+    };
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let token = format!("pods-mcp-lazy-{}", std::process::id());
+    let overlay = format!(
+        "{}lazy = true\n",
+        entry("everything", &js, &["stdio", &token])
+    );
+    // The first start ever lists the tools (and keeps them), then stops it.
+    let mut first = TestPod::start(&home, &server, "la", &["--overlay", &overlay]);
+    let client = first.connect().await;
+    assert!(
+        client
+            .greeting
+            .tools
+            .iter()
+            .any(|t| t == "mcp__everything__echo")
+    );
+    wait_for("the listing server to stop", || pid_with(&token).is_none()).await;
+    drop(client);
+    stop_pod(&mut first).await;
+    // Later starts offer the kept tools without starting the server.
+    server.push_for(
+        &key("lb"),
+        sse(call(
+            "e1",
+            "mcp__everything__echo",
+            serde_json::json!({"message": "lazy"}),
+        )),
+    );
+    server.push_for(&key("lb"), sse(Turn::new().text("done")));
+    let mut second = TestPod::start(&home, &server, "lb", &["--overlay", &overlay]);
+    let mut client = second.connect().await;
+    assert!(
+        client
+            .greeting
+            .tools
+            .iter()
+            .any(|t| t == "mcp__everything__echo")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(pid_with(&token), None, "a lazy server started with its pod");
+    client.request(&run("echo")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(request(&server, "lb", 2).await.contains("Echo: lazy"));
+    assert!(pid_with(&token).is_some(), "the first call started it");
+    drop(client);
+    stop_pod(&mut second).await;
+}
+
+/// Stops a pod and waits for it to exit.
+async fn stop_pod(pod: &mut TestPod) {
+    let mut client = pod.connect().await;
     client.send(&Method::Shutdown).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
     assert!(pod.wait_exit().success());
