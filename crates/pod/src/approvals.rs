@@ -172,17 +172,10 @@ pub(crate) async fn answer(
     };
     let broker = &approvals.broker;
     Some(match method {
-        Method::WatchApprovals => {
-            let mut st = lock(state);
-            match st.watch_approvals(conn, broker.list()) {
-                Ok(()) => Event::Ack { seq: 0 },
-                Err(e) => refused(ErrorCode::Internal, e.to_string()),
-            }
-        }
         Method::Approvals => Event::Approvals {
             requests: broker.list(),
         },
-        Method::Approve { id, .. } | Method::Deny { id, .. }
+        Method::Approve { .. } | Method::Deny { .. } | Method::WatchApprovals
             if !peer.is_parent
                 && let Some(pod) = peer
                     .pid
@@ -191,9 +184,16 @@ pub(crate) async fn answer(
             refused(
                 ErrorCode::InvalidRequest,
                 format!(
-                    "`{id}` is answered by a person, not by a process of pod `{pod}` (its commands and MCP servers cannot approve calls)"
+                    "approvals are for a person, not for a process of pod `{pod}` (its commands and MCP servers can neither answer nor watch them)"
                 ),
             )
+        }
+        Method::WatchApprovals => {
+            let mut st = lock(state);
+            match st.watch_approvals(conn, broker.list()) {
+                Ok(()) => Event::Ack { seq: 0 },
+                Err(e) => refused(ErrorCode::Internal, e.to_string()),
+            }
         }
         Method::Approve { id, remember } if broker.is_own(id) => {
             own_answer(broker.answer(id, true, "client", None, *remember))

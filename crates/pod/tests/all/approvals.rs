@@ -430,8 +430,8 @@ async fn a_pods_own_command_cannot_approve_its_request() {
     let server = FakeProvider::start().await;
     // Unconfined commands can reach the pod's socket (the sandbox would hide it).
     let approve = format!(
-        "{} approve solo/1 2>&1; echo rc=$?; touch tried.txt",
-        env!("CARGO_BIN_EXE_pod")
+        "{pod} approve solo/1 2>&1; echo rc=$?; {pod} approvals solo --wait 2>&1; echo rc=$?; touch tried.txt",
+        pod = env!("CARGO_BIN_EXE_pod")
     );
     server.push(sse(push("p1").call(
         "c2",
@@ -468,8 +468,11 @@ async fn a_pods_own_command_cannot_approve_its_request() {
         .unwrap();
     let second = second_request(&server, "solo").await;
     assert!(
-        second.contains("is answered by a person, not by a process of pod `solo`"),
-        "{second}"
+        second
+            .matches("approvals are for a person, not for a process of pod `solo`")
+            .count()
+            == 2,
+        "refused to answer and to watch: {second}"
     );
     assert!(second.contains("rc=1"), "{second}");
     assert_eq!(pushes(&home.path("work")), 0);
