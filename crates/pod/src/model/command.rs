@@ -93,14 +93,15 @@ pub fn status(json: bool) -> anyhow::Result<u8> {
     let spec = ModelSpec::pinned()?;
     let dir = model_dir()?;
     let st = super::status(&spec, &dir);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+    let mut text = if json {
+        serde_json::to_string_pretty(&st)? + "\n"
     } else {
-        println!("{}", st.summary());
-        println!("model dir: {}", st.dir.display());
-        if let Some(log) = &st.log {
-            println!("server log: {}", log.display());
-        }
+        format!("{}\nmodel dir: {}\n", st.summary(), st.dir.display())
+    };
+    if let (false, Some(log)) = (json, &st.log) {
+        text += &format!("server log: {}\n", log.display());
     }
+    // A reader that stops early (`| head -1`) is not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     Ok(0)
 }

@@ -1421,3 +1421,23 @@ async fn rm_asks_on_the_terminal() {
         .await;
     assert!(!home.path("state/sessions/asked").exists());
 }
+
+#[tokio::test]
+async fn model_status_into_a_closed_pipe_is_not_a_crash() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    // A reader that stopped at once (`pod model status | head -0`): every write
+    // meets a closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = home.command(&server.base_url());
+    c.args(["model", "status"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
