@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use protocol::{ApprovalRequest, ApprovalResolved, ApprovalUpdate, Event};
 use serde_json::Value;
+use sys::now_ms;
 use tokio::sync::oneshot;
 
 use crate::Ruling;
@@ -117,9 +118,7 @@ impl std::fmt::Debug for Broker {
 }
 
 /// The pod part of a request id (`root.child/3` → `root.child`).
-pub fn owner_of(id: &str) -> &str {
-    id.rsplit_once('/').map_or(id, |(pod, _)| pod)
-}
+pub use protocol::approval_owner as owner_of;
 
 /// Whether `full_name` is pod `pod` or one of its descendants.
 pub fn within(full_name: &str, pod: &str) -> bool {
@@ -127,13 +126,6 @@ pub fn within(full_name: &str, pod: &str) -> bool {
         || full_name
             .strip_prefix(pod)
             .is_some_and(|rest| rest.starts_with('.'))
-}
-
-fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Broker {

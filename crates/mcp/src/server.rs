@@ -418,11 +418,9 @@ fn write_cache(file: &std::path::Path, tools: &[Tool]) {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .and_then(|()| serde_json::to_vec(tools).map_err(std::io::Error::other))
-        .and_then(|bytes| {
-            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, file))
-        });
+        .map_err(|e| e.to_string())
+        .and_then(|()| serde_json::to_vec(tools).map_err(|e| e.to_string()))
+        .and_then(|bytes| sys::replace_file(file, &bytes).map_err(|e| e.to_string()));
     if let Err(e) = written {
         tracing::warn!(file = %file.display(), error = %e, "cannot keep an MCP server's tool list");
     }

@@ -38,11 +38,11 @@ pub fn tool_name(server: &str, tool: &str) -> String {
     with_hash(&name, &format!("{server}\0{tool}"))
 }
 
-/// `name` cut to fit with `_` and 8 hex digits of the hash of `key`.
+/// `name`, cut to fit, with `_` and 8 hex digits of the hash of `key`.
 fn with_hash(name: &str, key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}_{hash}", &name[..MAX_TOOL_NAME - 9])
+    format!("{}_{hash}", &name[..name.len().min(MAX_TOOL_NAME - 9)])
 }
 
 /// One tool of one server.
@@ -180,10 +180,7 @@ pub async fn start_all(
         for t in tools {
             let mut name = tool_name(server.name(), &t.name);
             if !names.insert(name.clone()) {
-                name = with_hash(
-                    &format!("{name}{}", "_".repeat(MAX_TOOL_NAME)),
-                    &format!("{}\0{}", server.name(), t.name),
-                );
+                name = with_hash(&name, &format!("{}\0{}", server.name(), t.name));
                 names.insert(name.clone());
             }
             let description = format!(

@@ -14,9 +14,7 @@ use crate::pods::list_pods;
 use crate::transcript::{approval_request_line, approval_resolved_line};
 
 /// The pod a request id belongs to (`main.worker/3` → `main.worker`).
-pub fn owner_of(id: &str) -> &str {
-    id.rsplit_once('/').map_or(id, |(pod, _)| pod)
-}
+pub use protocol::approval_owner as owner_of;
 
 /// What a line typed in `pod attach` means: `None` for a message,
 /// `Some(Err)` for a malformed `/approve` or `/deny`.

@@ -5,6 +5,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The pod part of an approval request's id (`root.child/3` → `root.child`).
+pub fn approval_owner(id: &str) -> &str {
+    id.rsplit_once('/').map_or(id, |(pod, _)| pod)
+}
+
 /// A paused tool call waiting for a person's `approve` or `deny`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ApprovalRequest {

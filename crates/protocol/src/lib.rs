@@ -28,7 +28,7 @@ mod schema;
 mod segment;
 pub mod stream;
 
-pub use approval::{ApprovalRequest, ApprovalResolved, ApprovalUpdate};
+pub use approval::{ApprovalRequest, ApprovalResolved, ApprovalUpdate, approval_owner};
 pub use event::{
     Alert, AlertLevel, AlertSource, ErrorCode, Event, Greeting, HookRun, InvokeKind,
     PROTOCOL_VERSION, PodStatus, TurnResult,

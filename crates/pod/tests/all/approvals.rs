@@ -5,21 +5,12 @@
 
 use crate::common;
 
-use common::{Home, TestPod, events_until, log_of, run, wait_for};
+use common::{Home, TestPod, events_until, key, log_of, nth_request, run, sse, wait_for};
 use pod::client::PodClient;
 use protocol::{ApprovalRequest, Event, Method};
 use session_store::LogEntry;
-use test_support::Family;
-use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::fake_provider::FakeProvider;
 use test_support::script::Turn;
-
-fn sse(turn: Turn) -> Scripted {
-    Scripted::sse(turn.sse(Family::OpenaiChat))
-}
-
-fn key(name: &str) -> String {
-    format!("You are `{name}`")
-}
 
 /// The push the rule asks about; the `echo` shows whether (and how often) it ran.
 const PUSH: &str = "git push origin main 2>/dev/null; echo pushed >> pushed.txt";
@@ -51,26 +42,6 @@ fn overlay(timeout_s: u64) -> String {
     )
 }
 
-/// The bodies of the requests pod `name` made.
-fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
-    let key = key(name);
-    server
-        .requests()
-        .iter()
-        .map(|r| r.body.to_string())
-        .filter(|b| b.contains(&key))
-        .collect()
-}
-
-/// Waits for pod `name`'s second request (the one with its call's result).
-async fn second_request(server: &FakeProvider, name: &str) -> String {
-    wait_for(&format!("{name}'s second request"), || {
-        requests_of(server, name).len() >= 2
-    })
-    .await;
-    requests_of(server, name).swap_remove(1)
-}
-
 /// Reads events until an approval request arrives.
 async fn next_request(client: &mut PodClient) -> ApprovalRequest {
     let events = events_until(client, |e| matches!(e, Event::ApprovalRequest(_))).await;
@@ -88,6 +59,15 @@ async fn list(client: &mut PodClient) -> Vec<ApprovalRequest> {
         Some(Event::Approvals { requests }) => requests,
         other => panic!("{other:?}"),
     }
+}
+
+/// Approves request `id` (without `remember`); the answer's seq.
+async fn approve(client: &mut PodClient, id: &str) -> u64 {
+    let method = Method::Approve {
+        id: id.to_owned(),
+        remember: false,
+    };
+    client.request(&method).await.unwrap().0
 }
 
 /// How many times the push ran in `dir`.
@@ -158,20 +138,14 @@ async fn a_grandchilds_push_is_approved_from_the_root_and_runs_once() {
     // Listed at the root, answered at the root: it travels down to `g`.
     let before = list(&mut client).await;
     assert_eq!(before, vec![request.clone()]);
-    let (seq, _) = client
-        .request(&Method::Approve {
-            id: request.id.clone(),
-            remember: false,
-        })
-        .await
-        .unwrap();
+    let seq = approve(&mut client, &request.id).await;
     assert!(seq > 0);
     let events = events_until(&mut client, |e| matches!(e, Event::ApprovalResolved(_))).await;
     let Some(Event::ApprovalResolved(resolved)) = events.last() else {
         unreachable!()
     };
     assert!(resolved.approved && resolved.by == "client", "{resolved:?}");
-    let second = second_request(&server, "main.c.g").await;
+    let second = nth_request(&server, "main.c.g", 2).await;
     assert!(!second.contains("not approved"), "{second}");
     assert_eq!(pushes(&g_dir), 1);
     // A second answer finds nothing pending.
@@ -212,7 +186,7 @@ async fn a_grandchilds_push_denied_from_the_root_does_not_run_and_the_model_sees
         })
         .await
         .unwrap();
-    let second = second_request(&server, "main.c.g").await;
+    let second = nth_request(&server, "main.c.g", 2).await;
     assert!(second.contains("not approved: not on a Friday"), "{second}");
     assert_eq!(pushes(&g_dir), 0);
     stop(&mut pod).await;
@@ -230,7 +204,7 @@ async fn an_unanswered_request_is_denied_after_the_timeout() {
     assert_eq!(resolved.id, request.id);
     assert!(!resolved.approved);
     assert_eq!(resolved.by, "timeout");
-    let second = second_request(&server, "solo").await;
+    let second = nth_request(&server, "solo", 2).await;
     assert!(
         second.contains("nobody answered the approval request solo/1 within 1 s"),
         "{second}"
@@ -252,14 +226,8 @@ async fn a_pending_request_survives_a_restart_of_the_pod_and_can_be_answered() {
     let listed = list(&mut client).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].id, request.id);
-    client
-        .request(&Method::Approve {
-            id: request.id.clone(),
-            remember: false,
-        })
-        .await
-        .unwrap();
-    let second = second_request(&server, "solo").await;
+    approve(&mut client, &request.id).await;
+    let second = nth_request(&server, "solo", 2).await;
     assert!(!second.contains("[interrupted]"), "{second}");
     assert_eq!(pushes(&home.path("work")), 1);
     stop(&mut pod).await;
@@ -290,14 +258,8 @@ async fn a_pending_request_survives_a_stop_and_restore_of_the_pod() {
     );
     // Asked again: a fresh wait from now.
     assert!(listed[0].expires_ms >= request.expires_ms);
-    client
-        .request(&Method::Approve {
-            id: request.id.clone(),
-            remember: false,
-        })
-        .await
-        .unwrap();
-    let second = second_request(&server, "solo").await;
+    approve(&mut client, &request.id).await;
+    let second = nth_request(&server, "solo", 2).await;
     assert!(!second.contains("[interrupted]"), "{second}");
     assert_eq!(pushes(&home.path("work")), 1);
     stop(&mut pod).await;
@@ -317,13 +279,7 @@ async fn a_grandchilds_request_is_listed_again_at_a_restored_root() {
     client.request(&Method::WatchApprovals).await.unwrap();
     let again = next_request(&mut client).await;
     assert_eq!(again.id, request.id);
-    client
-        .request(&Method::Approve {
-            id: request.id.clone(),
-            remember: false,
-        })
-        .await
-        .unwrap();
+    approve(&mut client, &request.id).await;
     wait_for("the push", || pushes(&g_dir) == 1).await;
     stop(&mut pod).await;
 }
@@ -360,7 +316,7 @@ async fn the_cli_lists_requests_and_answers_them() {
         String::from_utf8_lossy(&denied.stdout).trim(),
         format!("denied {}", request.id)
     );
-    let second = second_request(&server, "solo").await;
+    let second = nth_request(&server, "solo", 2).await;
     assert!(second.contains("not approved: not now"), "{second}");
     assert_eq!(pushes(&home.path("work")), 0);
     let none = common::pod(&home, &server, &["approvals", "solo"]).await;
@@ -466,7 +422,7 @@ async fn a_pods_own_command_cannot_approve_its_request() {
         })
         .await
         .unwrap();
-    let second = second_request(&server, "solo").await;
+    let second = nth_request(&server, "solo", 2).await;
     assert!(
         second
             .matches("approvals are for a person, not for a process of pod `solo`")

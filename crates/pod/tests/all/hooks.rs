@@ -5,17 +5,12 @@
 
 use crate::common;
 
-use common::{Home, TestPod, events_until, log_of, pod, run, wait_for};
+use common::{Home, TestPod, events_until, key, log_of, pod, requests_of, run, sse, wait_for};
 use pod::client::ClientError;
 use protocol::{AlertLevel, Event, Method};
 use session_store::LogEntry;
-use test_support::Family;
-use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::fake_provider::FakeProvider;
 use test_support::script::Turn;
-
-fn sse(turn: Turn) -> Scripted {
-    Scripted::sse(turn.sse(Family::OpenaiChat))
-}
 
 fn bash(id: &str, command: &str) -> Turn {
     Turn::new().call(
@@ -38,22 +33,6 @@ fn hook_runs(home: &Home, name: &str) -> Vec<protocol::HookRun> {
             LogEntry::Hook { run, .. } => Some(run),
             _ => None,
         })
-        .collect()
-}
-
-/// What the system prompt of pod `name` says, to script and find its requests.
-fn key(name: &str) -> String {
-    format!("You are `{name}`")
-}
-
-/// The bodies of the requests pod `name` made, in order.
-fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
-    let key = key(name);
-    server
-        .requests()
-        .iter()
-        .map(|r| r.body.to_string())
-        .filter(|b| b.contains(&key))
         .collect()
 }
 

@@ -9,20 +9,13 @@ use std::path::{Path, PathBuf};
 
 use crate::common;
 
-use common::{Home, TestPod, events_until, log_of, run, wait_for};
+use common::{
+    Home, TestPod, events_until, key, log_of, nth_request, requests_of, run, sse, wait_for,
+};
 use protocol::{Event, Method};
 use session_store::LogEntry;
-use test_support::Family;
-use test_support::fake_provider::{FakeProvider, Scripted};
+use test_support::fake_provider::FakeProvider;
 use test_support::script::Turn;
-
-fn sse(turn: Turn) -> Scripted {
-    Scripted::sse(turn.sse(Family::OpenaiChat))
-}
-
-fn key(name: &str) -> String {
-    format!("You are `{name}`")
-}
 
 /// A reference server's entry point, or `None` (said loudly) when the servers
 /// are not installed; with `POD_REQUIRE_MCP_SERVERS=1` (CI) a missing one fails.
@@ -58,26 +51,6 @@ fn entry(name: &str, js: &Path, args: &[&str]) -> String {
 
 fn call(id: &str, tool: &str, args: serde_json::Value) -> Turn {
     Turn::new().call(id, tool, args.to_string())
-}
-
-/// The bodies of the requests pod `name` made.
-fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
-    let key = key(name);
-    server
-        .requests()
-        .iter()
-        .map(|r| r.body.to_string())
-        .filter(|b| b.contains(&key))
-        .collect()
-}
-
-/// Pod `name`'s request number `n` (from 1), once it was made.
-async fn request(server: &FakeProvider, name: &str, n: usize) -> String {
-    wait_for(&format!("{name}'s request {n}"), || {
-        requests_of(server, name).len() >= n
-    })
-    .await;
-    requests_of(server, name).swap_remove(n - 1)
 }
 
 /// A directory outside every pod's scope that the sandbox still shows (not
@@ -133,11 +106,11 @@ async fn a_pod_calls_the_everything_servers_echo_and_get_sum() {
     );
     client.request(&run("use the server")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
-    let second = request(&server, "mc", 2).await;
+    let second = nth_request(&server, "mc", 2).await;
     assert!(second.contains("Echo: hi there"), "{second}");
     assert!(second.contains("The sum of 2 and 3 is 5."), "{second}");
     // The first request offered the tools with their schemas.
-    let first = request(&server, "mc", 1).await;
+    let first = nth_request(&server, "mc", 1).await;
     assert!(first.contains("mcp__everything__echo"), "{first}");
     drop(client);
 }
@@ -174,7 +147,7 @@ async fn the_sandbox_refuses_a_filesystem_servers_write_outside_the_scope() {
         "written by the server\n"
     );
     assert!(!evil.exists(), "the server wrote outside the pod's scope");
-    let second = request(&server, "fsp", 2).await;
+    let second = nth_request(&server, "fsp", 2).await;
     assert!(second.contains("Successfully wrote to"), "{second}");
     assert!(
         second.contains("EROFS") || second.contains("read-only file system"),
@@ -207,7 +180,7 @@ async fn a_server_killed_mid_session_is_started_again_on_the_next_call() {
     let mut client = pod.connect().await;
     client.request(&run("echo once")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
-    assert!(request(&server, "mk", 2).await.contains("Echo: first"));
+    assert!(nth_request(&server, "mk", 2).await.contains("Echo: first"));
     let pid = pid_with(&token).expect("the server runs");
     // SAFETY-free: kill(2) through the command line tool.
     let killed = std::process::Command::new("kill")
@@ -223,7 +196,7 @@ async fn a_server_killed_mid_session_is_started_again_on_the_next_call() {
     .await;
     client.request(&run("echo again")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
-    let fourth = request(&server, "mk", 4).await;
+    let fourth = nth_request(&server, "mk", 4).await;
     assert!(fourth.contains("Echo: second"), "{fourth}");
     assert_ne!(pid_with(&token), Some(pid), "a new server answered");
     drop(client);
@@ -275,7 +248,7 @@ async fn a_child_inherits_a_server_which_it_runs_within_its_own_scope() {
     let mut pod = TestPod::start(&home, &server, "main", &["--overlay", &overlay]);
     let mut client = pod.connect().await;
     client.request(&run("delegate")).await.unwrap();
-    let second = request(&server, "main.c", 2).await;
+    let second = nth_request(&server, "main.c", 2).await;
     assert_eq!(
         std::fs::read_to_string(sub.join("mine.txt")).unwrap(),
         "child\n"
@@ -340,7 +313,7 @@ async fn a_scope_given_to_a_child_is_no_longer_writable_by_the_parents_server() 
     let mut client = pod.connect().await;
     let started = pid_with(&token).expect("the server runs");
     client.request(&run("write, then delegate")).await.unwrap();
-    request(&server, "main", 3).await;
+    nth_request(&server, "main", 3).await;
     assert_eq!(
         std::fs::read_to_string(sub.join("before.txt")).unwrap(),
         "parent\n"
@@ -360,7 +333,7 @@ async fn a_scope_given_to_a_child_is_no_longer_writable_by_the_parents_server() 
     .await;
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
     client.request(&run("write again")).await.unwrap();
-    let fourth = request(&server, "main", 5).await;
+    let fourth = nth_request(&server, "main", 5).await;
     assert!(
         !sub.join("after.txt").exists(),
         "the parent's server wrote in the child's scope"
@@ -421,7 +394,7 @@ async fn a_lazy_server_starts_on_first_use_offering_the_tools_it_listed_before()
     assert_eq!(pid_with(&token), None, "a lazy server started with its pod");
     client.request(&run("echo")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
-    assert!(request(&server, "lb", 2).await.contains("Echo: lazy"));
+    assert!(nth_request(&server, "lb", 2).await.contains("Echo: lazy"));
     assert!(pid_with(&token).is_some(), "the first call started it");
     drop(client);
     stop_pod(&mut second).await;

@@ -301,3 +301,33 @@ pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A scripted turn as an OpenAI Chat stream.
+pub(crate) fn sse(turn: test_support::script::Turn) -> test_support::fake_provider::Scripted {
+    test_support::fake_provider::Scripted::sse(turn.sse(test_support::Family::OpenaiChat))
+}
+
+/// What the system prompt of pod `name` says, to script and find its requests.
+pub(crate) fn key(name: &str) -> String {
+    format!("You are `{name}`")
+}
+
+/// The bodies of the requests pod `name` made, in order.
+pub(crate) fn requests_of(server: &FakeProvider, name: &str) -> Vec<String> {
+    let key = key(name);
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains(&key))
+        .collect()
+}
+
+/// Pod `name`'s request number `n` (from 1), once it was made.
+pub(crate) async fn nth_request(server: &FakeProvider, name: &str, n: usize) -> String {
+    wait_for(&format!("{name}'s request {n}"), || {
+        requests_of(server, name).len() >= n
+    })
+    .await;
+    requests_of(server, name).swap_remove(n - 1)
+}
