@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 mod server;
+pub mod status;
 mod tools;
 
 pub use server::{Confinement, EnvLookup, Server, ServerEnv};
+pub use status::{Board, ServerState, ServerStatus, read_status};
 pub use tools::{MAX_TOOL_NAME, McpServers, output, start_all, tool_name};

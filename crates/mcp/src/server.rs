@@ -16,6 +16,8 @@ use rmcp::model::{
 use rmcp::service::{Peer, RoleClient, RunningService};
 use rmcp::{ServiceError, ServiceExt};
 use sandbox::{HelperCommand, SandboxPolicy, Served};
+
+use crate::status::{Board, ServerState, ServerStatus};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Mutex;
 
@@ -63,6 +65,8 @@ pub struct ServerEnv {
     /// Where servers' tool lists are kept between starts (a lazy server's
     /// tools are offered from there without starting it).
     pub cache: Option<std::path::PathBuf>,
+    /// Where the servers' states are kept for `pod mcp list` and `pod doctor`.
+    pub board: Arc<Board>,
 }
 
 impl std::fmt::Debug for ServerEnv {
@@ -173,12 +177,45 @@ impl Server {
         &self.config.name
     }
 
+    /// The server's first line on the board.
+    fn status_line(&self, state: ServerState) -> ServerStatus {
+        let c = &self.config;
+        ServerStatus {
+            name: c.name.clone(),
+            command: std::iter::once(c.command.clone())
+                .chain(c.args.iter().cloned())
+                .collect(),
+            lazy: c.lazy,
+            state,
+            tools: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Puts the server's state (and what else `change` sets) on the board.
+    pub(crate) fn report(&self, state: ServerState, change: impl FnOnce(&mut ServerStatus)) {
+        self.env.board.update(
+            &self.config.name,
+            || self.status_line(state),
+            |s| {
+                s.state = state;
+                change(s);
+            },
+        );
+    }
+
     /// Starts the server (when it is not running, died, or the scope changed)
     /// and lists its tools.
     pub async fn tools(&self) -> Result<Vec<Tool>, String> {
         let peer = self.peer().await?;
         match tokio::time::timeout(LIST_WAIT, peer.list_all_tools()).await {
-            Ok(listed) => listed.map_err(|e| self.failed("list its tools", &e)),
+            Ok(Ok(tools)) => {
+                self.report(ServerState::Running, |s| {
+                    s.tools = tools.iter().map(|t| t.name.to_string()).collect();
+                });
+                Ok(tools)
+            }
+            Ok(Err(e)) => Err(self.failed("list its tools", &e)),
             Err(_) => Err(format!(
                 "MCP server `{}` did not list its tools within {} s",
                 self.config.name,
@@ -199,6 +236,9 @@ impl Server {
         if self.config.lazy
             && let Some(tools) = file.as_deref().and_then(read_cache)
         {
+            self.report(ServerState::Stopped, |s| {
+                s.tools = tools.iter().map(|t| t.name.to_string()).collect();
+            });
             return Ok(tools);
         }
         let tools = self.tools().await?;
@@ -249,6 +289,7 @@ impl Server {
         {
             tracing::info!(server = %self.config.name, "the scope changed: MCP server stopped");
             stop(old).await;
+            self.report(ServerState::Stopped, |_| {});
         }
     }
 
@@ -257,6 +298,7 @@ impl Server {
         let running = self.state.lock().await.running.take();
         if let Some(running) = running {
             stop(running).await;
+            self.report(ServerState::Stopped, |_| {});
         }
     }
 
@@ -300,19 +342,24 @@ impl Server {
             .failures
             .retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
         if state.failures.len() >= MAX_FAILURES {
-            return Err(format!(
+            let e = format!(
                 "MCP server `{}` failed {MAX_FAILURES} times in the last minute; it is not started again until a minute has passed",
                 self.config.name
-            ));
+            );
+            self.report(ServerState::Failed, |s| s.error = Some(e.clone()));
+            return Err(e);
         }
+        self.report(ServerState::Starting, |_| {});
         match self.start(policy).await {
             Ok(running) => {
                 let peer = running.client.peer().clone();
                 state.running = Some(running);
+                self.report(ServerState::Running, |s| s.error = None);
                 Ok(peer)
             }
             Err(e) => {
                 state.failures.push(Instant::now());
+                self.report(ServerState::Failed, |s| s.error = Some(e.clone()));
                 (self.env.alert)(e.clone());
                 Err(e)
             }
@@ -380,18 +427,29 @@ impl Server {
         if let Some(mut exited) = process.exit_signal() {
             // The user hears of a server that died when it dies, not at the
             // next call.
-            let (alert, name, stopping) = (
+            let (alert, name, stopping, board) = (
                 Arc::clone(&self.env.alert),
                 name.clone(),
                 Arc::clone(&stopping),
+                Arc::clone(&self.env.board),
             );
+            let first = self.status_line(ServerState::Exited);
             tokio::spawn(async move {
                 if exited.wait_for(|e| *e).await.is_ok()
                     && !stopping.load(std::sync::atomic::Ordering::SeqCst)
                 {
-                    alert(format!(
+                    let message = format!(
                         "MCP server `{name}` exited; it is started again on the next call to one of its tools"
-                    ));
+                    );
+                    board.update(
+                        &name,
+                        || first,
+                        |s| {
+                            s.state = ServerState::Exited;
+                            s.error = Some(message.clone());
+                        },
+                    );
+                    alert(message);
                 }
             });
         }

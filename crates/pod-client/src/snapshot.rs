@@ -175,6 +175,39 @@ impl<'de, F: FnMut(LogEntry)> Visitor<'de> for EntriesSeed<'_, F> {
     }
 }
 
+/// The assistant text in snapshot entries (messages, and the history a
+/// compacted segment starts from), blocks separated by a blank line: what
+/// `ReadPodOutput` and `read_pod_output` return.
+pub fn assistant_text(entries: &[serde_json::Value]) -> String {
+    use llm_types::{ContentPart, Item, Role};
+    let mut out = String::new();
+    let mut push = |item: Item| {
+        if let Item::Message {
+            role: Role::Assistant,
+            content,
+            ..
+        } = item
+        {
+            for ContentPart::Text { text } in content {
+                if !out.is_empty() {
+                    out.push_str("\n\n");
+                }
+                out.push_str(&text);
+            }
+        }
+    };
+    for value in entries {
+        match serde_json::from_value::<LogEntry>(value.clone()) {
+            Ok(LogEntry::AssistantItem { item, .. }) => push(item.into()),
+            Ok(LogEntry::SegmentStart { history, .. }) => {
+                history.into_iter().for_each(|i| push(i.into()))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Where to go on reading a child's snapshot whose entries have `seqs`: after
 /// the entry with seq `read_seq` when it is there; from the start when the
 /// snapshot begins after it (the child compacted: a new segment, whose start
@@ -215,5 +248,16 @@ mod resume_tests {
             "from the new segment's start"
         );
         assert_eq!(resume_at(&compacted, Some(32), 30), 2);
+    }
+
+    #[test]
+    fn assistant_text_comes_from_assistant_items_only() {
+        let entries = vec![
+            serde_json::json!({"kind":"user_input","seq":1,"prev":"","ts":0,"segments":[],"item":{"type":"message","role":"user","content":[{"type":"text","text":"hi"}]}}),
+            serde_json::json!({"kind":"assistant_item","seq":2,"prev":"","ts":0,"item":{"type":"message","role":"assistant","content":[{"type":"text","text":"one"}]}}),
+            serde_json::json!({"kind":"assistant_item","seq":3,"prev":"","ts":0,"item":{"type":"message","role":"assistant","content":[{"type":"text","text":"two"}]}}),
+        ];
+        assert_eq!(super::assistant_text(&entries), "one\n\ntwo");
+        assert_eq!(super::assistant_text(&entries[2..]), "two");
     }
 }

@@ -17,10 +17,10 @@ use protocol::{Method, PodStatus, Segment};
 
 use crate::client::{PodClient, PodLocation};
 use crate::launch::{self, LaunchOptions, StoredLaunch, launch_file, process_var};
-use crate::render::Renderer;
 use crate::runtime::dir::{current_uid, ensure_private_dir};
 use crate::server::{self, PodSpec, Ready};
 use crate::state::StatusRecord;
+use pod_client::render::Renderer;
 
 pub use pod_client::cli::{
     EXIT_INVOCATION, TreeWatch, attach, compact, current_thread, error_text, exit_for, follow,

@@ -75,6 +75,10 @@ pub fn run(env: &DirEnv, uid: u32) -> Report {
                 });
             }
             checks.push(model_check(&places.models));
+            for (ok, detail) in mcp_serve::list::running_servers(&places) {
+                let name = "mcp server".into();
+                checks.push(Check { name, ok, detail });
+            }
         }
     }
     Report { checks }

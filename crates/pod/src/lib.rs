@@ -18,12 +18,10 @@ pub mod model;
 pub mod names;
 /// A child's way back to its parent: `pod_client::parent`.
 pub(crate) use pod_client::parent;
-pub mod render;
 pub mod runtime;
 pub(crate) mod server;
 pub(crate) mod sink;
 pub mod spawn;
 pub(crate) mod state;
 pub(crate) mod toolset;
-pub mod transcript;
 pub mod trust;

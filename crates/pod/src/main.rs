@@ -207,6 +207,9 @@ enum Command {
         #[command(subcommand)]
         action: ModelAction,
     },
+    /// Serve pods to an MCP host (`pod mcp serve`); a pod's MCP servers (`pod mcp list`).
+    #[command(subcommand)]
+    Mcp(mcp_serve::McpCommand),
     /// Check where pods keeps its files, the sandbox, the scope registry and the
     /// providers it can use.
     #[command(
@@ -476,6 +479,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ModelAction::Down => pod::model::command::down(json),
             ModelAction::Status => pod::model::command::status(json),
         },
+        Command::Mcp(command) => mcp_serve::main(command, json),
         Command::Doctor {
             repair,
             manifest,

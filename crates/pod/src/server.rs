@@ -705,6 +705,9 @@ async fn mcp_tools(
         }),
         lookup: Arc::new(|key| std::env::var(key).ok()),
         cache: Some(spec.places.state.join("mcp-tools")),
+        board: Arc::new(mcp::Board::new(Some(
+            (spec.places.pod_runtime_dir(&spec.name)).join(mcp::status::STATUS_FILE),
+        ))),
     };
     let (servers, defs) = mcp::start_all(&servers, &env).await;
     (Arc::new(servers), defs)

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llm_worker::llm_client::types::{ContentPart, Item, Role};
 use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
 use protocol::stream::{JsonLineReader, JsonLineWriter};
 use protocol::{ErrorCode, Event, InvokeKind, Method};
 use serde::Deserialize;
-use session_store::LogEntry;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -181,37 +179,6 @@ fn scope_summary(record: &SpawnedPodRecord) -> String {
         .join(", ")
 }
 
-/// The assistant text in snapshot entries (messages, and the history a
-/// compacted segment starts from), blocks separated by a blank line.
-fn assistant_text(entries: &[serde_json::Value]) -> String {
-    let mut out = String::new();
-    let mut push = |item: Item| {
-        if let Item::Message {
-            role: Role::Assistant,
-            content,
-            ..
-        } = item
-        {
-            for ContentPart::Text { text } in content {
-                if !out.is_empty() {
-                    out.push_str("\n\n");
-                }
-                out.push_str(&text);
-            }
-        }
-    };
-    for value in entries {
-        match serde_json::from_value::<LogEntry>(value.clone()) {
-            Ok(LogEntry::AssistantItem { item, .. }) => push(item.into()),
-            Ok(LogEntry::SegmentStart { history, .. }) => {
-                history.into_iter().for_each(|i| push(i.into()))
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct NameInput {
     /// Name of a pod this pod spawned.
@@ -314,7 +281,7 @@ impl Tool for ReadPodOutput {
             .collect();
         let index = self.registry.cursor(&input.name).await;
         let cursor = self.registry.resume_at(&input.name, &seqs, index);
-        let text = assistant_text(&entries[cursor..]);
+        let text = pod_client::snapshot::assistant_text(&entries[cursor..]);
         self.registry.set_cursor(&input.name, entries.len()).await;
         if let Some(last) = seqs.last().copied().flatten() {
             self.registry.set_read_seq(&input.name, last);
@@ -585,16 +552,5 @@ mod tests {
         let out = tools.execute("{}").await.unwrap();
         assert_eq!(out.summary, "no spawned pods");
         assert!(out.content.unwrap().contains("use Glob"));
-    }
-
-    #[test]
-    fn assistant_text_comes_from_assistant_items_only() {
-        let entries = vec![
-            serde_json::json!({"kind":"user_input","seq":1,"prev":"","ts":0,"segments":[],"item":{"type":"message","role":"user","content":[{"type":"text","text":"hi"}]}}),
-            serde_json::json!({"kind":"assistant_item","seq":2,"prev":"","ts":0,"item":{"type":"message","role":"assistant","content":[{"type":"text","text":"one"}]}}),
-            serde_json::json!({"kind":"assistant_item","seq":3,"prev":"","ts":0,"item":{"type":"message","role":"assistant","content":[{"type":"text","text":"two"}]}}),
-        ];
-        assert_eq!(assistant_text(&entries), "one\n\ntwo");
-        assert_eq!(assistant_text(&entries[2..]), "two");
     }
 }

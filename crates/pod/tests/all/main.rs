@@ -15,6 +15,7 @@ mod hardening;
 mod hooks;
 mod launch;
 mod mcp;
+mod mcp_serve;
 mod model;
 mod multi_pod;
 mod pod_process;

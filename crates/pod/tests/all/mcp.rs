@@ -194,6 +194,9 @@ async fn a_server_killed_mid_session_is_started_again_on_the_next_call() {
         |e| matches!(e, Event::Alert(a) if a.message.contains("MCP server `everything` exited")),
     )
     .await;
+    let listed = common::pod(&home, &server, &["mcp", "list", "mk"]).await;
+    let listed = common::text(&listed);
+    assert!(listed.contains("everything: exited"), "{listed}");
     client.request(&run("echo again")).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
     let fourth = nth_request(&server, "mk", 4).await;
@@ -406,4 +409,79 @@ async fn stop_pod(pod: &mut TestPod) {
     client.send(&Method::Shutdown).await.unwrap();
     events_until(&mut client, |e| matches!(e, Event::Shutdown)).await;
     assert!(pod.wait_exit().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_list_and_doctor_show_each_server_its_state_and_tools() {
+    let Some(js) = server_js("server-everything") else {
+        return;
+    };
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let overlay = format!(
+        "{}[[mcp]]\nname = \"broken\"\ncommand = \"no-such-mcp-program\"\n",
+        entry("everything", &js, &["stdio"])
+    );
+    let _pod = TestPod::start(&home, &server, "ml", &["--overlay", &overlay]);
+    let elsewhere = home.path("plain");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let cwd = elsewhere.display().to_string();
+    let _plain = TestPod::start(&home, &server, "plain", &["--cwd", &cwd]);
+
+    let out = common::pod(&home, &server, &["mcp", "list", "ml"]).await;
+    assert!(out.status.success(), "{}", common::text(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("everything: running ("), "{text}");
+    assert!(text.contains("  mcp__everything__get-sum"), "{text}");
+    assert!(text.contains("broken: failed (0 tools): "), "{text}");
+    assert!(text.contains("no-such-mcp-program"), "{text}");
+
+    let out = common::pod(&home, &server, &["mcp", "list", "ml", "--json"]).await;
+    let servers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let everything = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "everything")
+        .unwrap();
+    assert_eq!(everything["state"], "running");
+    assert!(
+        everything["tools"].as_array().unwrap().len() > 3,
+        "{servers}"
+    );
+
+    let out = common::pod(&home, &server, &["mcp", "list", "plain"]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has no MCP servers"),
+        "{}",
+        common::text(&out)
+    );
+    let out = common::pod(&home, &server, &["mcp", "list", "ghost"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+
+    // Doctor: a line per server; the failed one is an error.
+    let out = common::pod(&home, &server, &["doctor", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "mcp server")
+        .collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    assert!(lines.iter().any(|c| {
+        c["ok"] == true
+            && c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("pod ml: everything: running")
+    }));
+    assert!(lines.iter().any(|c| {
+        c["ok"] == false
+            && c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("pod ml: broken: failed")
+    }));
+    assert!(!out.status.success(), "{}", common::text(&out));
 }

@@ -1,1 +1,0 @@
-//! A session log as a transcript: `pod_client::transcript`, re-exported.
