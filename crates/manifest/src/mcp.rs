@@ -15,7 +15,8 @@ use crate::path::resolve_target;
 /// 64 characters in all).
 pub const MAX_MCP_NAME: usize = 24;
 
-/// `[[mcp]]` as written: a local MCP server, started over stdio.
+/// `[[mcp]]` as written: a local MCP server started over stdio (`command`),
+/// or a server reached over Streamable HTTP (`url`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpLayer {
@@ -23,10 +24,20 @@ pub struct McpLayer {
     /// (letters, digits, `_` and `-`; at most 24).
     pub name: String,
     /// The program: a bare name is looked up on `PATH`; a path with a `/` is
-    /// resolved against the layer's base directory. Required unless
-    /// `enabled = false`.
+    /// resolved against the layer's base directory. Either this or `url`
+    /// (unless `enabled = false`).
     #[serde(default)]
     pub command: Option<String>,
+    /// A Streamable HTTP server's endpoint (`http://` or `https://`), instead
+    /// of `command`; it runs elsewhere, outside the pod's sandbox.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Headers sent to a `url` server; a value's `${VAR}` is taken from the
+    /// pod's environment, and a credential header (`Authorization`, or a name
+    /// with `token`, `key`, `secret` or `auth` in it) must take its value from
+    /// one: secrets stay out of files.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Its arguments.
     #[serde(default)]
     pub args: Vec<String>,
@@ -49,8 +60,12 @@ pub struct McpLayer {
 pub struct McpServer {
     /// Its name.
     pub name: String,
-    /// The program (absolute when the layer gave a path).
+    /// The program (absolute when the layer gave a path); empty for a `url` server.
     pub command: String,
+    /// A Streamable HTTP server's endpoint.
+    pub url: Option<String>,
+    /// Headers for a `url` server, `${VAR}` not yet expanded.
+    pub headers: Vec<(String, String)>,
     /// Its arguments.
     pub args: Vec<String>,
     /// Its extra variables, `${VAR}` not yet expanded.
@@ -90,9 +105,17 @@ pub(crate) fn resolve_mcp(
     if layer.enabled == Some(false) {
         return Ok(None);
     }
+    if let Some(url) = layer.url.clone() {
+        return resolve_url(layer, url);
+    }
+    if !layer.headers.is_empty() {
+        return Err("headers are for a `url` server; a `command` server takes `env`".into());
+    }
     let command = layer.command.unwrap_or_default();
     if command.trim().is_empty() {
-        return Err("command is empty; give the server's program (e.g. \"node\")".into());
+        return Err(
+            "give the server's program (`command`, e.g. \"node\") or its endpoint (`url`)".into(),
+        );
     }
     let command = if command.contains('/') {
         resolve_target(Path::new(&command), base, home)
@@ -113,8 +136,76 @@ pub(crate) fn resolve_mcp(
     Ok(Some(McpServer {
         name: layer.name,
         command,
+        url: None,
+        headers: Vec::new(),
         args: layer.args,
         env: layer.env.into_iter().collect(),
+        lazy: layer.lazy.unwrap_or(false),
+    }))
+}
+
+/// Header names whose value is a credential: it must come from `${VAR}`.
+fn is_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "authorization"
+        || ["token", "key", "secret", "auth", "cookie"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// Headers the transport sets itself.
+const RESERVED_HEADERS: [&str; 7] = [
+    "accept",
+    "content-type",
+    "content-length",
+    "host",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+/// A `url` entry resolved; the reason when it is not valid.
+fn resolve_url(layer: McpLayer, url: String) -> Result<Option<McpServer>, String> {
+    if layer.command.is_some() || !layer.args.is_empty() || !layer.env.is_empty() {
+        return Err(
+            "give either `command` (with `args`, `env`) or `url` (with `headers`), not both".into(),
+        );
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || url.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "url {url:?}: give an http:// or https:// endpoint (e.g. \"https://mcp.example.com/mcp\")"
+        ));
+    }
+    for (key, value) in &layer.headers {
+        let valid = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid {
+            return Err(format!("headers {key:?} is not a header name"));
+        }
+        if RESERVED_HEADERS.contains(&key.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "headers {key:?}: the transport sets this header itself"
+            ));
+        }
+        if is_credential(key) && !value.contains("${") {
+            return Err(format!(
+                "headers {key:?} holds a credential written in the file; take it from the environment instead, e.g. \"Bearer ${{MY_TOKEN}}\""
+            ));
+        }
+    }
+    Ok(Some(McpServer {
+        name: layer.name,
+        command: String::new(),
+        url: Some(url),
+        headers: layer.headers.into_iter().collect(),
+        args: Vec::new(),
+        env: Vec::new(),
         lazy: layer.lazy.unwrap_or(false),
     }))
 }
@@ -160,6 +251,17 @@ pub fn inherited_servers(servers: &[SourcedMcp], only: Option<&[String]>) -> Vec
             let s = &s.server;
             let mut t = toml::Table::new();
             t.insert("name".into(), s.name.clone().into());
+            t.insert("lazy".into(), s.lazy.into());
+            if let Some(url) = &s.url {
+                t.insert("url".into(), url.clone().into());
+                let headers: toml::Table = s
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
+                    .collect();
+                t.insert("headers".into(), toml::Value::Table(headers));
+                return toml::Value::Table(t);
+            }
             t.insert("command".into(), s.command.clone().into());
             let args = s.args.iter().cloned().map(toml::Value::from).collect();
             t.insert("args".into(), toml::Value::Array(args));
@@ -169,7 +271,6 @@ pub fn inherited_servers(servers: &[SourcedMcp], only: Option<&[String]>) -> Vec
                 .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
                 .collect();
             t.insert("env".into(), toml::Value::Table(env));
-            t.insert("lazy".into(), s.lazy.into());
             toml::Value::Table(t)
         })
         .chain(removed)
@@ -184,11 +285,74 @@ mod tests {
         McpLayer {
             name: name.into(),
             command: Some(command.into()),
+            url: None,
+            headers: BTreeMap::new(),
             enabled: None,
             lazy: None,
             args: vec!["serve".into()],
             env: BTreeMap::from([("TOKEN".into(), "${GH_TOKEN}".into())]),
         }
+    }
+
+    #[test]
+    fn url_servers_take_credentials_from_the_environment_only() {
+        let base = Path::new("/repo");
+        let url = |url: &str, headers: &[(&str, &str)]| McpLayer {
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            url: Some(url.into()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..layer("remote", "x")
+        };
+        let s = resolve_mcp(
+            url(
+                "https://mcp.example.com/mcp",
+                &[("Authorization", "Bearer ${TOKEN}"), ("X-Team", "core")],
+            ),
+            base,
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.url.as_deref(), Some("https://mcp.example.com/mcp"));
+        assert_eq!(s.headers.len(), 2);
+        for (entry, want) in [
+            (
+                url("https://x/mcp", &[("Authorization", "Bearer abc")]),
+                "credential",
+            ),
+            (url("https://x/mcp", &[("X-Api-Key", "abc")]), "credential"),
+            (
+                url("https://x/mcp", &[("Accept", "x")]),
+                "sets this header itself",
+            ),
+            (
+                url("https://x/mcp", &[("Bad Name", "x")]),
+                "not a header name",
+            ),
+            (url("ftp://x/mcp", &[]), "http:// or https://"),
+            (url("https://", &[]), "http:// or https://"),
+            (
+                McpLayer {
+                    command: Some("node".into()),
+                    ..url("https://x/mcp", &[])
+                },
+                "not both",
+            ),
+        ] {
+            let e = resolve_mcp(entry, base, None).unwrap_err();
+            assert!(e.contains(want), "{e} should say {want}");
+        }
+        let headers_without_url = McpLayer {
+            headers: BTreeMap::from([("X-Team".into(), "core".into())]),
+            ..layer("local", "node")
+        };
+        let e = resolve_mcp(headers_without_url, base, None).unwrap_err();
+        assert!(e.contains("headers are for a `url` server"), "{e}");
     }
 
     #[test]
@@ -213,7 +377,7 @@ mod tests {
             ("", "node", "name \"\""),
             ("has space", "node", "letters, digits"),
             ("a-very-long-server-name-indeed", "node", "1 to 24"),
-            ("ok", " ", "command is empty"),
+            ("ok", " ", "give the server's program"),
         ] {
             let err = resolve_mcp(layer(name, command), base, None).unwrap_err();
             assert!(err.contains(want), "{err}");

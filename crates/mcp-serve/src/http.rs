@@ -4,7 +4,7 @@
 //! refused; rmcp checks the `Host` header (DNS rebinding).
 
 use std::convert::Infallible;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -105,13 +105,16 @@ pub(crate) async fn serve(addr: SocketAddr, fleet: Arc<Fleet>) -> anyhow::Result
         config,
     );
     // The URL (and a generated token) on stdout, for a person or a script to
-    // pick up; the rest of what the server says goes to stderr.
-    println!("url: http://{local}/mcp");
-    if from_env {
-        println!("token: (from {TOKEN_VAR})");
+    // pick up; the rest of what the server says goes to stderr. A reader that
+    // took the URL and closed the pipe must not bring the server down.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "url: http://{local}/mcp");
+    let _ = if from_env {
+        writeln!(out, "token: (from {TOKEN_VAR})")
     } else {
-        println!("token: {token}");
-    }
+        writeln!(out, "token: {token}")
+    };
+    let _ = out.flush();
     eprintln!("pod mcp serve: serving Streamable HTTP on http://{local}/mcp");
     let token = Arc::new(token);
     let port = local.port();

@@ -37,7 +37,10 @@ pub fn list(asked: &str, json: bool) -> anyhow::Result<u8> {
     }
     for s in &servers {
         println!("{}", server_line(s));
-        println!("  command: {}", s.command.join(" "));
+        match &s.url {
+            Some(url) => println!("  url: {url}"),
+            None => println!("  command: {}", s.command.join(" ")),
+        }
         for tool in &s.tools {
             println!("  {}", mcp::tool_name(&s.name, tool));
         }
@@ -78,6 +81,7 @@ mod tests {
         let mut s = ServerStatus {
             name: "everything".into(),
             command: vec!["node".into()],
+            url: None,
             lazy: true,
             state: ServerState::Running,
             tools: vec!["echo".into(), "get-sum".into()],

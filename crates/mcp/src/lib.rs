@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod http;
 mod server;
 pub mod status;
 mod tools;

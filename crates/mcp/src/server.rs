@@ -81,6 +81,8 @@ impl std::fmt::Debug for ServerEnv {
 enum Process {
     Served(Served),
     Plain(Child),
+    /// A `url` server: no process of ours.
+    Remote,
 }
 
 impl Process {
@@ -88,6 +90,7 @@ impl Process {
         match self {
             Process::Served(s) => s.has_exited(),
             Process::Plain(c) => !matches!(c.try_wait(), Ok(None)),
+            Process::Remote => false,
         }
     }
 
@@ -95,14 +98,14 @@ impl Process {
     fn exit_signal(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         match self {
             Process::Served(s) => Some(s.exit_signal()),
-            Process::Plain(_) => None,
+            Process::Plain(_) | Process::Remote => None,
         }
     }
 
     fn stderr_tail(&self) -> String {
         match self {
             Process::Served(s) => s.stderr_tail(),
-            Process::Plain(_) => String::new(),
+            Process::Plain(_) | Process::Remote => String::new(),
         }
     }
 
@@ -115,6 +118,7 @@ impl Process {
                     let _ = c.kill().await;
                 }
             }
+            Process::Remote => {}
         }
     }
 }
@@ -182,9 +186,14 @@ impl Server {
         let c = &self.config;
         ServerStatus {
             name: c.name.clone(),
-            command: std::iter::once(c.command.clone())
-                .chain(c.args.iter().cloned())
-                .collect(),
+            command: if c.url.is_some() {
+                Vec::new()
+            } else {
+                std::iter::once(c.command.clone())
+                    .chain(c.args.iter().cloned())
+                    .collect()
+            },
+            url: c.url.clone(),
             lazy: c.lazy,
             state,
             tools: Vec::new(),
@@ -284,7 +293,9 @@ impl Server {
     pub async fn refresh(&self) {
         let policy = (self.env.policy)();
         let mut state = self.state.lock().await;
-        if state.running.as_ref().is_some_and(|r| r.policy != policy)
+        // A remote server writes nothing here: the scope is not its business.
+        if self.config.url.is_none()
+            && state.running.as_ref().is_some_and(|r| r.policy != policy)
             && let Some(old) = state.running.take()
         {
             tracing::info!(server = %self.config.name, "the scope changed: MCP server stopped");
@@ -325,7 +336,7 @@ impl Server {
         let mut state = self.state.lock().await;
         if let Some(running) = &mut state.running {
             let exited = running.process.has_exited() || running.client.is_closed();
-            if !exited && running.policy == policy {
+            if !exited && (running.policy == policy || self.config.url.is_some()) {
                 return Ok(running.client.peer().clone());
             }
             let tail = running.process.stderr_tail();
@@ -366,8 +377,57 @@ impl Server {
         }
     }
 
+    /// Connects to a `url` server and initializes the session (`policy` is
+    /// kept only to compare, like a local server's).
+    async fn connect(&self, url: &str, policy: SandboxPolicy) -> Result<Running, String> {
+        use rmcp::transport::StreamableHttpClientTransport;
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        let name = &self.config.name;
+        let mut headers = std::collections::HashMap::new();
+        for (key, value) in &self.config.headers {
+            let value = expand_env(value, |k| (self.env.lookup)(k))
+                .map_err(|e| format!("MCP server `{name}` not connected: header {key}: {e}"))?;
+            let header = reqwest::header::HeaderName::from_bytes(key.as_bytes())
+                .map_err(|e| format!("MCP server `{name}`: header {key:?}: {e}"))?;
+            let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                format!("MCP server `{name}`: header {key}: its value is not a valid header value")
+            })?;
+            headers.insert(header, value);
+        }
+        let http = crate::http::HttpClient::new()
+            .map_err(|e| format!("MCP server `{name}`: cannot build an HTTP client: {e}"))?;
+        let config =
+            StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(headers);
+        let transport = StreamableHttpClientTransport::with_client(http, config);
+        let client = match tokio::time::timeout(INIT_WAIT, client_config().serve(transport)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "MCP server `{name}` at {url} did not start a session: {}",
+                    transport_reason(&e.to_string())
+                ));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "MCP server `{name}` at {url} did not answer `initialize` within {} s",
+                    INIT_WAIT.as_secs()
+                ));
+            }
+        };
+        tracing::info!(server = %name, %url, "MCP server connected");
+        Ok(Running {
+            client,
+            process: Process::Remote,
+            policy,
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        })
+    }
+
     /// Starts the server under `policy` and initializes the session.
     async fn start(&self, policy: SandboxPolicy) -> Result<Running, String> {
+        if let Some(url) = &self.config.url {
+            return self.connect(url, policy).await;
+        }
         let name = &self.config.name;
         let mut env = Vec::with_capacity(self.config.env.len());
         for (key, value) in &self.config.env {
@@ -397,31 +457,27 @@ impl Server {
                 (Process::Plain(child), stdout, stdin)
             }
         };
-        let config = ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("pods", env!("CARGO_PKG_VERSION")),
-        )
-        .with_protocol_version(ProtocolVersion::V_2025_11_25);
-        let client = match tokio::time::timeout(INIT_WAIT, config.serve((stdout, stdin))).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => {
-                let tail = process.stderr_tail();
-                process.stop().await;
-                return Err(format!(
-                    "MCP server `{name}` did not start a session: {e}{}",
-                    said(&tail)
-                ));
-            }
-            Err(_) => {
-                let tail = process.stderr_tail();
-                process.stop().await;
-                return Err(format!(
-                    "MCP server `{name}` did not answer `initialize` within {} s{}",
-                    INIT_WAIT.as_secs(),
-                    said(&tail)
-                ));
-            }
-        };
+        let client =
+            match tokio::time::timeout(INIT_WAIT, client_config().serve((stdout, stdin))).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => {
+                    let tail = process.stderr_tail();
+                    process.stop().await;
+                    return Err(format!(
+                        "MCP server `{name}` did not start a session: {e}{}",
+                        said(&tail)
+                    ));
+                }
+                Err(_) => {
+                    let tail = process.stderr_tail();
+                    process.stop().await;
+                    return Err(format!(
+                        "MCP server `{name}` did not answer `initialize` within {} s{}",
+                        INIT_WAIT.as_secs(),
+                        said(&tail)
+                    ));
+                }
+            };
         tracing::info!(server = %name, "MCP server started");
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Some(mut exited) = process.exit_signal() {
@@ -460,6 +516,26 @@ impl Server {
             stopping,
         })
     }
+}
+
+/// What a transport failure says, without the transport's type name that
+/// rmcp puts in front (`Send message error Transport [<type>] error: ...`).
+fn transport_reason(message: &str) -> &str {
+    let reason = message
+        .split_once("] error: ")
+        .map_or(message, |(_, reason)| reason);
+    reason
+        .strip_suffix(", when send initialize request")
+        .unwrap_or(reason)
+}
+
+/// How pods introduces itself to a server.
+fn client_config() -> ClientConfig {
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("pods", env!("CARGO_PKG_VERSION")),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_11_25)
 }
 
 /// A cached tool list, if there is a readable one.
@@ -522,4 +598,21 @@ fn spawn_plain(
         return Err(std::io::Error::other("no stdio"));
     };
     Ok((child, stdout, stdin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transport_reason;
+
+    #[test]
+    fn transport_failures_read_without_type_names() {
+        let raw = "Send message error Transport [rmcp::transport::worker::WorkerTransport<X<Y>>] \
+                   error: unexpected server response: HTTP 401 Unauthorized: wrong bearer token, \
+                   when send initialize request";
+        assert_eq!(
+            transport_reason(raw),
+            "unexpected server response: HTTP 401 Unauthorized: wrong bearer token"
+        );
+        assert_eq!(transport_reason("connection refused"), "connection refused");
+    }
 }

@@ -46,8 +46,11 @@ impl ServerState {
 pub struct ServerStatus {
     /// Its `[[mcp]]` name.
     pub name: String,
-    /// Its program and arguments.
+    /// Its program and arguments (empty for a `url` server).
     pub command: Vec<String>,
+    /// A remote server's endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Started on first use.
     pub lazy: bool,
     /// Where it is.
@@ -153,6 +156,7 @@ mod tests {
         ServerStatus {
             name: name.into(),
             command: vec!["node".into(), "x.js".into()],
+            url: None,
             lazy: false,
             state: ServerState::Starting,
             tools: Vec::new(),

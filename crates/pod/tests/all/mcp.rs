@@ -485,3 +485,108 @@ async fn mcp_list_and_doctor_show_each_server_its_state_and_tools() {
     }));
     assert!(!out.status.success(), "{}", common::text(&out));
 }
+
+/// A port nothing listens on now (bound and released: the reference server
+/// takes its port from `PORT` and cannot be told to pick one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port`.
+async fn listening(port: u16) {
+    wait_for(&format!("a server on port {port}"), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_uses_streamable_http_servers_with_headers_from_its_environment() {
+    let Some(js) = server_js("server-everything") else {
+        return;
+    };
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let token = format!("tok-{}", std::process::id());
+    // Two real Streamable HTTP servers: pods' own (rmcp, behind a token) and the
+    // TypeScript SDK's reference server.
+    let mut serve = home.command(&server.base_url());
+    serve
+        .args(["mcp", "serve", "--http", "127.0.0.1:0"])
+        .env("POD_MCP_TOKEN", &token)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    let mut serve = common::Reaped(serve.spawn().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.0.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    // The pipe closes here, before the server writes its token line: it must
+    // go on serving.
+    let pods_url = first.trim().strip_prefix("url: ").unwrap().to_string();
+    let port = free_port();
+    let everything = std::process::Command::new("node")
+        .arg(&js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _everything = common::Reaped(everything);
+    listening(port).await;
+
+    server.push(sse(call(
+        "l1",
+        "mcp__pods__list_pods",
+        serde_json::json!({}),
+    )
+    .call(
+        "e1",
+        "mcp__everything__echo",
+        serde_json::json!({"message": "over http"}).to_string(),
+    )));
+    server.push(sse(Turn::new().text("done")));
+    let overlay = format!(
+        "[[mcp]]\nname = \"pods\"\nurl = \"{pods_url}\"\n\
+         headers = {{ Authorization = \"Bearer ${{POD_MCP_TOKEN}}\" }}\n\
+         [[mcp]]\nname = \"everything\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n\
+         [[mcp]]\nname = \"denied\"\nurl = \"{pods_url}\"\n\
+         headers = {{ Authorization = \"Bearer ${{WRONG_TOKEN}}\" }}\n"
+    );
+    let pod = TestPod::start_with_env(
+        &home,
+        &server,
+        "mh",
+        &["--overlay", &overlay],
+        &[("POD_MCP_TOKEN", token.as_str()), ("WRONG_TOKEN", "nope")],
+    );
+    let mut client = pod.connect().await;
+    client.request(&run("use both")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let second = nth_request(&server, "mh", 2).await;
+    assert!(
+        second.contains("no pods started by this server"),
+        "{second}"
+    );
+    assert!(second.contains("Echo: over http"), "{second}");
+
+    let out = common::pod(&home, &server, &["mcp", "list", "mh"]).await;
+    let listed = common::text(&out);
+    assert!(listed.contains("pods: running (5 tools)"), "{listed}");
+    assert!(listed.contains(&format!("  url: {pods_url}")), "{listed}");
+    assert!(listed.contains("everything: running"), "{listed}");
+    assert!(listed.contains("denied: failed (0 tools)"), "{listed}");
+    assert!(
+        listed.contains("HTTP 401 Unauthorized: Unauthorized: wrong bearer token"),
+        "the refusal is named: {listed}"
+    );
+    assert!(!listed.contains("WorkerTransport"), "{listed}");
+    drop(client);
+}

@@ -139,8 +139,32 @@ impl TestPod {
         )
     }
 
+    /// As [`TestPod::start`], with variables `env` set for the pod.
+    pub(crate) fn start_with_env(
+        home: &Home,
+        server: &FakeProvider,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestPod {
+        let mut args = vec!["start", "--foreground", "--name", name];
+        args.extend(extra);
+        TestPod::spawn_env(home, server, name, &args, env)
+    }
+
     fn spawn(home: &Home, server: &FakeProvider, name: &str, args: &[&str]) -> TestPod {
+        TestPod::spawn_env(home, server, name, args, &[])
+    }
+
+    fn spawn_env(
+        home: &Home,
+        server: &FakeProvider,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestPod {
         let mut c = home.command(&server.base_url());
+        c.envs(env.iter().copied());
         c.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
