@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::llm_client::compact::compact_spec;
 use crate::llm_client::request::ToolSpec;
-use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
+use crate::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput, ToolSource};
 
 /// What a pre-call interceptor decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,9 @@ pub enum ToolServerError {
 pub struct ToolServer {
     tools: HashMap<String, (ToolMeta, Arc<dyn Tool>)>,
     order: Vec<String>,
+    /// Tools that come and go, after the fixed ones (a name a fixed tool has
+    /// is not offered again).
+    sources: Vec<Arc<dyn ToolSource>>,
     output_limit: usize,
     interceptors: Vec<Arc<dyn ToolInterceptor>>,
     compact: bool,
@@ -110,6 +113,7 @@ impl ToolServer {
         Ok(ToolServer {
             tools,
             order,
+            sources: Vec::new(),
             output_limit,
             interceptors: Vec::new(),
             compact: false,
@@ -121,6 +125,20 @@ impl ToolServer {
         self.interceptors.push(interceptor);
     }
 
+    /// Adds tools whose set can change (asked at each step).
+    pub fn add_source(&mut self, source: Arc<dyn ToolSource>) {
+        self.sources.push(source);
+    }
+
+    /// The changing tools now, without names a fixed tool has.
+    fn changing(&self) -> Vec<(ToolMeta, Arc<dyn Tool>)> {
+        self.sources
+            .iter()
+            .flat_map(|s| s.tools())
+            .filter(|(meta, _)| !self.tools.contains_key(&meta.name))
+            .collect()
+    }
+
     /// Offers the tools in their compact form (see [`compact_spec`]), for
     /// models with a small context window.
     pub fn set_compact(&mut self, compact: bool) {
@@ -129,10 +147,13 @@ impl ToolServer {
 
     /// The tools as offered to the model, in definition order.
     pub(crate) fn specs(&self) -> Vec<ToolSpec> {
+        let changing = self.changing();
         self.order
             .iter()
             .filter_map(|n| self.tools.get(n))
-            .map(|(meta, _)| {
+            .map(|(meta, _)| meta)
+            .chain(changing.iter().map(|(meta, _)| meta))
+            .map(|meta| {
                 let spec = ToolSpec {
                     name: meta.name.clone(),
                     description: meta.description.clone(),
@@ -147,9 +168,12 @@ impl ToolServer {
             .collect()
     }
 
-    /// Tool names, in definition order.
-    pub fn names(&self) -> &[String] {
-        &self.order
+    /// Tool names, in the order offered: the fixed ones, then those of the
+    /// sources now.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = self.order.clone();
+        names.extend(self.changing().into_iter().map(|(meta, _)| meta.name));
+        names
     }
 
     /// Runs every call concurrently and returns one `Item::ToolResult` per call,
@@ -170,12 +194,23 @@ impl ToolServer {
         let mut results: Vec<Option<Item>> = vec![None; calls.len()];
         let mut set = tokio::task::JoinSet::new();
         let mut task_index = HashMap::new();
+        let changing = if self.sources.is_empty() {
+            Vec::new()
+        } else {
+            self.changing()
+        };
         for (index, call) in calls.iter().enumerate() {
-            let Some((_, tool)) = self.tools.get(&call.name) else {
+            let found = self.tools.get(&call.name).map(|(_, t)| t).or_else(|| {
+                changing
+                    .iter()
+                    .find(|(meta, _)| meta.name == call.name)
+                    .map(|(_, t)| t)
+            });
+            let Some(tool) = found else {
                 let err = ToolError::InvalidArgument(format!(
                     "there is no tool named `{}`; available tools: {}",
                     call.name,
-                    self.order.join(", ")
+                    self.names().join(", ")
                 ));
                 results[index] = Some(self.finish(call, Err(err)));
                 continue;
@@ -575,6 +610,30 @@ mod tests {
             err.to_string(),
             "two tools are named `T`; tool names must be unique"
         );
+    }
+
+    #[tokio::test]
+    async fn tools_of_a_source_come_and_go_between_steps() {
+        struct Source(std::sync::Mutex<Vec<ToolDefinition>>);
+        impl ToolSource for Source {
+            fn tools(&self) -> Vec<(ToolMeta, Arc<dyn Tool>)> {
+                self.0.lock().unwrap().iter().map(|d| d()).collect()
+            }
+        }
+        let source = Arc::new(Source(std::sync::Mutex::new(vec![def("late", 0, "ok")])));
+        let mut server = ToolServer::new(&[def("fixed", 0, "ok")], 1000).unwrap();
+        server.add_source(Arc::clone(&source) as Arc<dyn ToolSource>);
+        let names = |s: &ToolServer| s.specs().into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(&server), ["fixed", "late"]);
+        let out = server.run_all(&[call("1", "late", "{}")]).await;
+        assert!(!summary(&out[0]).1, "{out:?}");
+        // The source dropped its tool and offers one named like a fixed tool.
+        *source.0.lock().unwrap() = vec![def("fixed", 0, "ok")];
+        assert_eq!(names(&server), ["fixed"]);
+        assert_eq!(server.names(), ["fixed"]);
+        let out = server.run_all(&[call("2", "late", "{}")]).await;
+        let (text, is_error) = summary(&out[0]);
+        assert!(is_error && text.contains("no tool named `late`"), "{text}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Process {
 
 /// A started server.
 struct Running {
-    client: RunningService<RoleClient, ClientConfig>,
+    client: RunningService<RoleClient, Listener>,
     process: Process,
     /// The policy it was started with.
     policy: SandboxPolicy,
@@ -145,6 +145,70 @@ pub struct Server {
     config: McpServer,
     env: ServerEnv,
     state: Mutex<State>,
+    /// Its tools as last listed (shared with its session's [`Listener`]).
+    listed: Arc<std::sync::Mutex<Vec<Tool>>>,
+}
+
+/// What pods tells a server about itself, and what it does with the
+/// server's notifications: a `tools/list_changed` lists the tools again, so
+/// the model's next request offers the new set.
+struct Listener {
+    config: ClientConfig,
+    name: String,
+    listed: Arc<std::sync::Mutex<Vec<Tool>>>,
+    board: Arc<Board>,
+    cache: Option<std::path::PathBuf>,
+}
+
+impl rmcp::ClientHandler for Listener {
+    fn get_info(&self) -> ClientConfig {
+        self.config.clone()
+    }
+
+    async fn on_tool_list_changed(&self, context: rmcp::service::NotificationContext<RoleClient>) {
+        // Listed from a task of its own: the session must go on reading
+        // while it waits for the answer.
+        let (peer, name, listed, board, cache) = (
+            context.peer,
+            self.name.clone(),
+            Arc::clone(&self.listed),
+            Arc::clone(&self.board),
+            self.cache.clone(),
+        );
+        tokio::spawn(async move {
+            match tokio::time::timeout(LIST_WAIT, peer.list_all_tools()).await {
+                Ok(Ok(tools)) => {
+                    tracing::info!(server = %name, count = tools.len(), "MCP server's tools changed");
+                    let names = tools.iter().map(|t| t.name.to_string()).collect();
+                    if let Some(file) = &cache {
+                        write_cache(file, &tools);
+                    }
+                    *listed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = tools;
+                    board.update(&name, || blank_line(&name), |s| s.tools = names);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(server = %name, error = %e, "listing changed tools failed");
+                }
+                Err(_) => tracing::warn!(server = %name, "listing changed tools timed out"),
+            }
+        });
+    }
+}
+
+/// A board line for a server that has none yet (never the case once it ran:
+/// its start put one there).
+fn blank_line(name: &str) -> ServerStatus {
+    ServerStatus {
+        name: name.to_string(),
+        command: Vec::new(),
+        url: None,
+        lazy: false,
+        state: ServerState::Running,
+        tools: Vec::new(),
+        error: None,
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -173,12 +237,40 @@ impl Server {
             config,
             env,
             state: Mutex::new(State::default()),
+            listed: Arc::default(),
         }
     }
 
     /// The server's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Its tools as last listed (at start, from the cache for a lazy one, or
+    /// after it said they changed).
+    pub fn listed(&self) -> Vec<Tool> {
+        self.listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_listed(&self, tools: &[Tool]) {
+        *self
+            .listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tools.to_vec();
+    }
+
+    /// How the session with this server is set up.
+    fn listener(&self) -> Listener {
+        Listener {
+            config: client_config(),
+            name: self.config.name.clone(),
+            listed: Arc::clone(&self.listed),
+            board: Arc::clone(&self.env.board),
+            cache: self.cache_file(),
+        }
     }
 
     /// The server's first line on the board.
@@ -219,6 +311,7 @@ impl Server {
         let peer = self.peer().await?;
         match tokio::time::timeout(LIST_WAIT, peer.list_all_tools()).await {
             Ok(Ok(tools)) => {
+                self.set_listed(&tools);
                 self.report(ServerState::Running, |s| {
                     s.tools = tools.iter().map(|t| t.name.to_string()).collect();
                 });
@@ -237,14 +330,11 @@ impl Server {
     /// it has them (the server is not started), else the server's own (a lazy
     /// one is stopped again after), kept in the cache for next time.
     pub async fn tools_at_start(&self) -> Result<Vec<Tool>, String> {
-        let file = self
-            .env
-            .cache
-            .as_ref()
-            .map(|dir| dir.join(self.cache_name()));
+        let file = self.cache_file();
         if self.config.lazy
             && let Some(tools) = file.as_deref().and_then(read_cache)
         {
+            self.set_listed(&tools);
             self.report(ServerState::Stopped, |s| {
                 s.tools = tools.iter().map(|t| t.name.to_string()).collect();
             });
@@ -260,11 +350,23 @@ impl Server {
         Ok(tools)
     }
 
+    /// Where its tool list is kept between starts.
+    fn cache_file(&self) -> Option<std::path::PathBuf> {
+        self.env
+            .cache
+            .as_ref()
+            .map(|dir| dir.join(self.cache_name()))
+    }
+
     /// The cache file's name: the server's name and a hash of how it starts.
     fn cache_name(&self) -> String {
         use sha2::{Digest, Sha256};
         let c = &self.config;
-        let key = serde_json::json!([c.name, c.command, c.args, c.env]).to_string();
+        let key = match &c.url {
+            None => serde_json::json!([c.name, c.command, c.args, c.env]),
+            Some(url) => serde_json::json!([c.name, url, c.headers]),
+        }
+        .to_string();
         let digest = Sha256::digest(key.as_bytes());
         let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         format!("{}-{hash}.json", c.name)
@@ -399,7 +501,7 @@ impl Server {
         let config =
             StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(headers);
         let transport = StreamableHttpClientTransport::with_client(http, config);
-        let client = match tokio::time::timeout(INIT_WAIT, client_config().serve(transport)).await {
+        let client = match tokio::time::timeout(INIT_WAIT, self.listener().serve(transport)).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
                 return Err(format!(
@@ -458,7 +560,7 @@ impl Server {
             }
         };
         let client =
-            match tokio::time::timeout(INIT_WAIT, client_config().serve((stdout, stdin))).await {
+            match tokio::time::timeout(INIT_WAIT, self.listener().serve((stdout, stdin))).await {
                 Ok(Ok(client)) => client,
                 Ok(Err(e)) => {
                     let tail = process.stderr_tail();

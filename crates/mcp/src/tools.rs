@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResourceContents};
 use sha2::{Digest, Sha256};
-use tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
+use tool::{Tool, ToolError, ToolMeta, ToolOutput, ToolSource};
 
 use crate::server::{Server, ServerEnv};
 
@@ -147,60 +147,71 @@ impl McpServers {
             server.refresh().await;
         }
     }
+
+    /// Their tools as the model sees them now: each server's last list (a
+    /// server that sends `tools/list_changed` is listed again), named
+    /// `mcp__<server>__<tool>`, a collision given a short hash. Asked at each
+    /// step, so a changed list reaches the model's next request.
+    pub fn catalog(&self) -> Vec<(ToolMeta, Arc<dyn Tool>)> {
+        let mut names = HashSet::new();
+        let mut out: Vec<(ToolMeta, Arc<dyn Tool>)> = Vec::new();
+        for server in &self.0 {
+            for t in server.listed() {
+                let mut name = tool_name(server.name(), &t.name);
+                if !names.insert(name.clone()) {
+                    name = with_hash(&name, &format!("{}\0{}", server.name(), t.name));
+                    names.insert(name.clone());
+                }
+                let description = format!(
+                    "{} (tool `{}` of MCP server `{}`)",
+                    t.description.as_deref().unwrap_or("").trim(),
+                    t.name,
+                    server.name()
+                );
+                let schema = serde_json::Value::Object(JsonObject::clone(&t.input_schema));
+                let meta = ToolMeta::new(name)
+                    .description(description.trim_start())
+                    .input_schema(schema);
+                let tool: Arc<dyn Tool> = Arc::new(McpTool {
+                    server: Arc::clone(server),
+                    tool: t.name.to_string(),
+                });
+                out.push((meta, tool));
+            }
+        }
+        out
+    }
 }
 
-/// Starts every server (at once, side by side) and returns them with their
-/// tools as tool definitions, in the servers' order. A server that cannot
-/// start is reported through the environment's alert and offers no tools.
-pub async fn start_all(
-    servers: &[manifest::mcp::McpServer],
-    env: &ServerEnv,
-) -> (McpServers, Vec<ToolDefinition>) {
+/// The servers' tools, for the worker to ask at each step.
+impl ToolSource for McpServers {
+    fn tools(&self) -> Vec<(ToolMeta, Arc<dyn Tool>)> {
+        self.catalog()
+    }
+}
+
+/// Starts every server (at once, side by side) and lists its tools (the
+/// servers' [`McpServers::catalog`]). A server that cannot start is reported
+/// through the environment's alert and offers no tools.
+pub async fn start_all(servers: &[manifest::mcp::McpServer], env: &ServerEnv) -> McpServers {
     let servers: Vec<Arc<Server>> = servers
         .iter()
         .map(|s| Arc::new(Server::new(s.clone(), env.clone())))
         .collect();
     let mut set = tokio::task::JoinSet::new();
-    for (i, server) in servers.iter().enumerate() {
+    for server in &servers {
         let server = Arc::clone(server);
-        set.spawn(async move { (i, server.tools_at_start().await) });
+        set.spawn(async move { server.tools_at_start().await });
     }
-    let mut listed = vec![Vec::new(); servers.len()];
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((i, Ok(tools))) => listed[i] = tools,
+            Ok(Ok(_)) => {}
             // The server's own start reported why.
-            Ok((_, Err(e))) => tracing::warn!(error = %e, "MCP server offers no tools"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "MCP server offers no tools"),
             Err(e) => (env.alert)(format!("starting MCP servers failed: {e}")),
         }
     }
-    let mut names = HashSet::new();
-    let mut defs: Vec<ToolDefinition> = Vec::new();
-    for (server, tools) in servers.iter().zip(listed) {
-        for t in tools {
-            let mut name = tool_name(server.name(), &t.name);
-            if !names.insert(name.clone()) {
-                name = with_hash(&name, &format!("{}\0{}", server.name(), t.name));
-                names.insert(name.clone());
-            }
-            let description = format!(
-                "{} (tool `{}` of MCP server `{}`)",
-                t.description.as_deref().unwrap_or("").trim(),
-                t.name,
-                server.name()
-            );
-            let schema = serde_json::Value::Object(JsonObject::clone(&t.input_schema));
-            let meta = ToolMeta::new(name)
-                .description(description.trim_start())
-                .input_schema(schema);
-            let tool: Arc<dyn Tool> = Arc::new(McpTool {
-                server: Arc::clone(server),
-                tool: t.name.to_string(),
-            });
-            defs.push(Arc::new(move || (meta.clone(), Arc::clone(&tool))));
-        }
-    }
-    (McpServers(servers), defs)
+    McpServers(servers)
 }
 
 #[cfg(test)]

@@ -493,11 +493,10 @@ async fn assemble(
     hook_env.session = spec.places.session_dir(&spec.name).display().to_string();
     let hooks = crate::checks::build(m, hook_env, &state).map_err(ServeError::Checks)?;
     let mut tool_defs = spec.tools.clone();
-    let (mcp, mcp_defs) = mcp_tools(spec, &state).await;
-    tool_defs.extend(mcp_defs);
+    let mcp = mcp_tools(spec, &state).await;
     tool_defs.extend(spawn_tools(
         spec,
-        (&hooks, mcp),
+        (&hooks, Arc::clone(&mcp)),
         &instance_id,
         &socket,
         &children,
@@ -507,6 +506,8 @@ async fn assemble(
         &tool_defs,
         output_limit(m.worker.tool_output_limit, m.model.context_window),
     )?;
+    // Asked at each step: a server's `tools/list_changed` reaches the next request.
+    tools.add_source(mcp);
     let compact = m.model.context_window < COMPACT_TOOLS_BELOW;
     tools.set_compact(compact);
     let rules = hooks::Rules::new(&m.permissions).map_err(ServeError::Checks)?;
@@ -577,7 +578,7 @@ async fn assemble(
             provider: m.model.scheme.to_string(),
             model: m.model.model.clone(),
             scope_summary: format!("{scope}; sandbox: {}", spec.sandbox_level),
-            tools: tools.names().to_vec(),
+            tools: tools.names(),
             context_window: m.model.context_window,
             context_tokens,
         });
@@ -682,15 +683,13 @@ async fn assemble(
     })
 }
 
-/// The tools of the pod's `[[mcp]]` servers, started now in its sandbox; a
-/// server that cannot start is an alert and offers none.
-async fn mcp_tools(
-    spec: &PodSpec,
-    state: &SharedState,
-) -> (Arc<mcp::McpServers>, Vec<ToolDefinition>) {
+/// The pod's `[[mcp]]` servers, started now in its sandbox (a server that
+/// cannot start is an alert and offers no tools); the worker asks them for
+/// their tools at each step.
+async fn mcp_tools(spec: &PodSpec, state: &SharedState) -> Arc<mcp::McpServers> {
     let servers: Vec<_> = spec.manifest.mcp.iter().map(|s| s.server.clone()).collect();
     if servers.is_empty() {
-        return (Arc::default(), Vec::new());
+        return Arc::default();
     }
     let policy = Arc::clone(&spec.hook_env.policy);
     let alert_state = state.clone();
@@ -709,8 +708,7 @@ async fn mcp_tools(
             (spec.places.pod_runtime_dir(&spec.name)).join(mcp::status::STATUS_FILE),
         ))),
     };
-    let (servers, defs) = mcp::start_all(&servers, &env).await;
-    (Arc::new(servers), defs)
+    Arc::new(mcp::start_all(&servers, &env).await)
 }
 
 /// A child pod's link to its parent.

@@ -113,6 +113,13 @@ pub fn cap(text: &str, limit: usize) -> String {
     )
 }
 
+/// Tools whose set can change while a worker runs (an MCP server's, after its
+/// `tools/list_changed`): asked at each step what they are now.
+pub trait ToolSource: Send + Sync {
+    /// The tools now, in the order they are offered.
+    fn tools(&self) -> Vec<(ToolMeta, std::sync::Arc<dyn Tool>)>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

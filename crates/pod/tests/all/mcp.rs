@@ -590,3 +590,87 @@ async fn a_pod_uses_streamable_http_servers_with_headers_from_its_environment() 
     assert!(!listed.contains("WorkerTransport"), "{listed}");
     drop(client);
 }
+
+/// A stdio server written with the TypeScript SDK (the one the reference
+/// servers use) whose tool `grow` adds a tool `grown`: the SDK then sends
+/// `notifications/tools/list_changed`. Written where the sandbox shows it.
+fn growing_server(dir: &Path) -> Option<PathBuf> {
+    let everything = server_js("server-everything")?;
+    let sdk = everything
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("sdk/dist/esm/server");
+    let script = dir.join("growing.mjs");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import {{ McpServer }} from "{mcp}";
+import {{ StdioServerTransport }} from "{stdio}";
+const server = new McpServer({{ name: "growing", version: "1.0.0" }});
+server.registerTool("grow", {{ description: "Adds the tool `grown`." }}, async () => {{
+  server.registerTool("grown", {{ description: "Appeared after grow." }}, async () => ({{
+    content: [{{ type: "text", text: "grown answers" }}],
+  }}));
+  return {{ content: [{{ type: "text", text: "added a tool" }}] }};
+}});
+await server.connect(new StdioServerTransport());
+"#,
+            mcp = sdk.join("mcp.js").display(),
+            stdio = sdk.join("stdio.js").display(),
+        ),
+    )
+    .unwrap();
+    Some(script)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_changes_its_tools_is_listed_again_and_the_model_gets_them() {
+    let dir = outside_dir();
+    let Some(script) = growing_server(dir.path()) else {
+        return;
+    };
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(call("g1", "mcp__growing__grow", serde_json::json!({}))));
+    server.push(sse(Turn::new().text("grew")));
+    server.push(sse(call(
+        "g2",
+        "mcp__growing__grown",
+        serde_json::json!({}),
+    )));
+    server.push(sse(Turn::new().text("done")));
+    let overlay = entry("growing", &script, &[]);
+    let pod = TestPod::start(&home, &server, "mg", &["--overlay", &overlay]);
+    let mut client = pod.connect().await;
+    let first_tools = client.greeting.tools.clone();
+    assert!(
+        !first_tools.iter().any(|t| t == "mcp__growing__grown"),
+        "{first_tools:?}"
+    );
+    client.request(&run("grow")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert!(nth_request(&server, "mg", 2).await.contains("added a tool"));
+    // The pod lists the tools again on the server's notification.
+    let mut listed = String::new();
+    for _ in 0..200 {
+        let out = common::pod(&home, &server, &["mcp", "list", "mg"]).await;
+        listed = common::text(&out);
+        if listed.contains("mcp__growing__grown") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(listed.contains("growing: running (2 tools)"), "{listed}");
+    // The next request offers the new tool, and a call of it reaches the server.
+    client.request(&run("use it")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    let third = nth_request(&server, "mg", 3).await;
+    assert!(
+        third.contains("\"name\":\"mcp__growing__grown\""),
+        "{third}"
+    );
+    let fourth = nth_request(&server, "mg", 4).await;
+    assert!(fourth.contains("grown answers"), "{fourth}");
+    drop(client);
+}
