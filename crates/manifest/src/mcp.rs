@@ -153,6 +153,30 @@ fn is_credential(name: &str) -> bool {
             .any(|w| name.contains(w))
 }
 
+/// Whether a credential header's value comes from variables: with its
+/// `${VAR}` parts taken out, at most a scheme word (`Bearer`, `Basic`, ...) is
+/// left, never a secret written in the file.
+fn from_variables(value: &str) -> bool {
+    if !value.contains("${") {
+        return false;
+    }
+    let mut left = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        left.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => rest = &rest[start + end + 1..],
+            None => return false,
+        }
+    }
+    left.push_str(rest);
+    let words: Vec<&str> = left.split_whitespace().collect();
+    words.len() <= 1
+        && words
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_alphabetic()) && w.len() <= 12)
+}
+
 /// Headers the transport sets itself.
 const RESERVED_HEADERS: [&str; 7] = [
     "accept",
@@ -171,13 +195,32 @@ fn resolve_url(layer: McpLayer, url: String) -> Result<Option<McpServer>, String
             "give either `command` (with `args`, `env`) or `url` (with `headers`), not both".into(),
         );
     }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) || url.contains(char::is_whitespace)
-    {
+    let plain = url.strip_prefix("http://");
+    let rest = url.strip_prefix("https://").or(plain);
+    let Some(rest) = rest.filter(|r| !r.is_empty() && !r.starts_with('/')) else {
         return Err(format!(
             "url {url:?}: give an http:// or https:// endpoint (e.g. \"https://mcp.example.com/mcp\")"
+        ));
+    };
+    if url.contains(char::is_whitespace) {
+        return Err(format!("url {url:?} holds a space"));
+    }
+    if url.contains("${") {
+        return Err(format!(
+            "url {url:?}: a url takes no ${{VAR}}; send a secret in `headers` (e.g. Authorization = \"Bearer ${{TOKEN}}\")"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "url {url:?}: a user or password in the url would be kept in files and logs; send it in `headers` from a variable"
+        ));
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    if plain.is_some() && !loopback && layer.headers.keys().any(|k| is_credential(k)) {
+        return Err(format!(
+            "url {url:?}: a credential header would cross the network unencrypted; use https://"
         ));
     }
     for (key, value) in &layer.headers {
@@ -193,7 +236,7 @@ fn resolve_url(layer: McpLayer, url: String) -> Result<Option<McpServer>, String
                 "headers {key:?}: the transport sets this header itself"
             ));
         }
-        if is_credential(key) && !value.contains("${") {
+        if is_credential(key) && !from_variables(value) {
             return Err(format!(
                 "headers {key:?} holds a credential written in the file; take it from the environment instead, e.g. \"Bearer ${{MY_TOKEN}}\""
             ));
@@ -320,12 +363,36 @@ mod tests {
         .unwrap();
         assert_eq!(s.url.as_deref(), Some("https://mcp.example.com/mcp"));
         assert_eq!(s.headers.len(), 2);
+        // Plain HTTP with a token is for this machine only.
+        let local = url(
+            "http://127.0.0.1:8765/mcp",
+            &[("Authorization", "Bearer ${T}")],
+        );
+        assert!(resolve_mcp(local, base, None).is_ok());
+        let raw = url("https://x/mcp", &[("X-Api-Key", "${K}")]);
+        assert!(resolve_mcp(raw, base, None).is_ok());
         for (entry, want) in [
             (
                 url("https://x/mcp", &[("Authorization", "Bearer abc")]),
                 "credential",
             ),
             (url("https://x/mcp", &[("X-Api-Key", "abc")]), "credential"),
+            (
+                url(
+                    "https://x/mcp",
+                    &[("Authorization", "Bearer sk-live-1 ${X}")],
+                ),
+                "credential",
+            ),
+            (url("https://u:p@x/mcp", &[]), "a user or password"),
+            (url("https://x/mcp?key=${K}", &[]), "takes no ${VAR}"),
+            (
+                url(
+                    "http://mcp.example.com/mcp",
+                    &[("Authorization", "Bearer ${T}")],
+                ),
+                "use https://",
+            ),
             (
                 url("https://x/mcp", &[("Accept", "x")]),
                 "sets this header itself",

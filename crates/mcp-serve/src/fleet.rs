@@ -124,7 +124,15 @@ pub struct Fleet {
     places: Places,
     /// The pods started, by name.
     pods: Mutex<BTreeMap<String, Owned>>,
+    /// Set when the session ends: no pod is started after it.
+    closing: std::sync::atomic::AtomicBool,
+    /// Held (shared) by each `spawn_pod` while it runs; [`Fleet::stop_all`]
+    /// takes it whole, so a pod still being started is stopped too.
+    starting: tokio::sync::RwLock<()>,
 }
+
+/// The most of a pod's text one `read_pod_output` returns (its end is kept).
+const MAX_READ: usize = 64 * 1024;
 
 /// `path` with `.` and `..` taken out lexically (`..` at the root stays at the root).
 fn lexical(path: &Path) -> PathBuf {
@@ -171,6 +179,8 @@ impl Fleet {
             bounds: canonical,
             places,
             pods: Mutex::new(BTreeMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            starting: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -245,9 +255,7 @@ impl Fleet {
                         target.display()
                     )));
                 }
-                std::fs::create_dir_all(&target).map_err(|e| {
-                    FleetError::Failed(format!("cannot create {}: {e}", target.display()))
-                })?;
+                self.create_within(&target)?;
             }
             let real = std::fs::canonicalize(&target).map_err(|e| {
                 FleetError::Invalid(format!("scope target {}: {e}", target.display()))
@@ -278,8 +286,39 @@ impl Fleet {
         Ok((writes, reads))
     }
 
+    /// Creates directory `target` (lexically within bounds) after checking
+    /// that the deepest part of it that exists is within bounds once symlinks
+    /// are resolved: a symlink must not make it create a directory elsewhere.
+    fn create_within(&self, target: &Path) -> Result<(), FleetError> {
+        let mut existing = target;
+        while !existing.exists() {
+            existing = existing.parent().unwrap_or(Path::new("/"));
+        }
+        let real = std::fs::canonicalize(existing).map_err(|e| {
+            FleetError::Invalid(format!("scope target {}: {e}", existing.display()))
+        })?;
+        if !self.within_bounds(&real) {
+            return Err(FleetError::Invalid(format!(
+                "{} resolves to {}, outside this server's scope ({})",
+                target.display(),
+                real.join(target.strip_prefix(existing).unwrap_or(Path::new("")))
+                    .display(),
+                self.bounds_text()
+            )));
+        }
+        let rest = target.strip_prefix(existing).unwrap_or(Path::new(""));
+        std::fs::create_dir_all(real.join(rest))
+            .map_err(|e| FleetError::Failed(format!("cannot create {}: {e}", target.display())))
+    }
+
     /// `spawn_pod`: starts a pod with the request's scope and sends it its task.
     pub async fn spawn(&self, input: SpawnInput) -> Result<String, FleetError> {
+        let _starting = self.starting.read().await;
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(FleetError::Failed(
+                "this server is closing: it starts no more pods".into(),
+            ));
+        }
         let name = PodName::new(input.name.clone())
             .map_err(|e| FleetError::Invalid(e.to_string()))?
             .to_string();
@@ -301,6 +340,8 @@ impl Fleet {
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new(exe)
                 .args(&args)
+                // The server's token would let the pod's commands drive it.
+                .env_remove(crate::http::TOKEN_VAR)
                 .stdin(std::process::Stdio::null())
                 .output()
         })
@@ -311,11 +352,17 @@ impl Fleet {
             let said = String::from_utf8_lossy(&output.stderr);
             // A scope conflict is found by the pod process, whose log `pod
             // start` quotes: its line is the one the host's model needs.
-            let said = said
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("pod: scope conflict: "))
-                .map(|l| format!("scope conflict: {l}"))
-                .unwrap_or_else(|| said.trim().trim_start_matches("error: ").to_string());
+            let said = if said.contains("has a stopped session") {
+                // `pod restore`/`pod rm` are for the user, not for the host.
+                format!(
+                    "a stopped pod named `{name}` exists (its session is kept for the user); choose another name"
+                )
+            } else {
+                said.lines()
+                    .find_map(|l| l.trim().strip_prefix("pod: scope conflict: "))
+                    .map(|l| format!("scope conflict: {l}"))
+                    .unwrap_or_else(|| said.trim().trim_start_matches("error: ").to_string())
+            };
             return Err(FleetError::Failed(format!(
                 "cannot start pod `{name}`: {said}"
             )));
@@ -325,13 +372,16 @@ impl Fleet {
         rules.extend(reads);
         // A user or trusted project manifest may add write rules of its own:
         // a pod of this server never writes outside the server's scope.
-        if let Some(status) = StatusRecord::read(&location.dir)
-            && let Some(outside) = status
+        let outside = match StatusRecord::read(&location.dir) {
+            None => Some("(its status file cannot be read)".to_string()),
+            Some(status) => status
                 .write_rules
                 .iter()
-                .find(|r| !self.within_bounds(&r.target))
-        {
-            let outside = outside.target.display().to_string();
+                .map(|r| std::fs::canonicalize(&r.target).unwrap_or_else(|_| r.target.clone()))
+                .find(|t| !self.within_bounds(t))
+                .map(|t| t.display().to_string()),
+        };
+        if let Some(outside) = outside {
             self.stop_location(&name).await;
             return Err(FleetError::Failed(format!(
                 "pod `{name}` was stopped: a manifest gave it write access to {outside}, outside this server's scope ({})",
@@ -418,6 +468,19 @@ impl Fleet {
                 input.name
             ));
         }
+        if text.len() > MAX_READ {
+            let mut cut = text.len() - MAX_READ;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            return Ok(format!(
+                "pod `{}` is {state}; the last {} bytes of its assistant text since the last read ({cut} earlier bytes left out; `pod logs {}` has everything):\n\n{}",
+                input.name,
+                text.len() - cut,
+                input.name,
+                &text[cut..]
+            ));
+        }
         Ok(format!(
             "pod `{}` is {state}; its assistant text since the last read:\n\n{text}",
             input.name
@@ -429,10 +492,12 @@ impl Fleet {
     pub async fn stop(&self, input: NameInput) -> Result<String, FleetError> {
         let owned = self.owned(&input.name)?;
         let failure = self.stop_location(&input.name).await;
-        self.pods
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&input.name);
+        if !owned.location.is_alive() {
+            self.pods
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&input.name);
+        }
         let scope = scope_summary(&owned.rules);
         match failure {
             None => Ok(format!(
@@ -462,16 +527,18 @@ impl Fleet {
         let mut lines = Vec::new();
         let mut gone = Vec::new();
         for (name, owned) in &pods {
-            let state = match PodClient::connect(&owned.location.socket).await {
-                Ok(client) => match client.status {
-                    PodStatus::Idle => "alive, idle",
-                    PodStatus::Running => "alive, running",
-                    PodStatus::Paused => "alive, paused",
-                },
-                Err(_) => {
-                    gone.push(name.clone());
-                    "stopped"
+            // The lock, not a connection, says whether it is gone: a pod that
+            // is slow to answer is still there, with its scope.
+            let state = if owned.location.is_alive() {
+                match StatusRecord::read(&owned.location.dir).map(|s| s.status) {
+                    Some(PodStatus::Idle) => "alive, idle",
+                    Some(PodStatus::Running) => "alive, running",
+                    Some(PodStatus::Paused) => "alive, paused",
+                    None => "alive",
                 }
+            } else {
+                gone.push(name.clone());
+                "stopped"
             };
             lines.push(format!(
                 "{name} [{state}] scope={}",
@@ -500,6 +567,10 @@ impl Fleet {
     /// Stops every pod of this server (and their subtrees); called when the
     /// session ends, unless `--keep`.
     pub async fn stop_all(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Waits for spawns under way: their pods are in the list after it.
+        let _no_more = self.starting.write().await;
         for name in self.names() {
             self.stop_location(&name).await;
         }

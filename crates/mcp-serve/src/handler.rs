@@ -106,7 +106,17 @@ impl PodsServer {
         let fleet = &self.fleet;
         match name {
             "spawn_pod" => match input(name, arguments) {
-                Ok(i) => fleet.spawn(i).await,
+                // In a task of its own: a host that gives up on the call (or
+                // a session that ends) must not leave a started pod unknown
+                // to the fleet, which stops its pods when the session ends.
+                Ok(i) => {
+                    let fleet = Arc::clone(fleet);
+                    tokio::spawn(async move { fleet.spawn(i).await })
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(FleetError::Failed(format!("spawn_pod failed: {e}")))
+                        })
+                }
                 Err(e) => Err(e),
             },
             "send_to_pod" => match input(name, arguments) {

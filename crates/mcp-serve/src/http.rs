@@ -23,6 +23,16 @@ use crate::handler::PodsServer;
 /// The environment variable that gives the token instead of a fresh one.
 pub(crate) const TOKEN_VAR: &str = "POD_MCP_TOKEN";
 
+/// The shortest token taken from the environment.
+const MIN_TOKEN: usize = 16;
+
+/// Connections served at once (a local user without the token could
+/// otherwise hold file descriptors until the server has none).
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to send a request's headers.
+const HEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A fresh token: 32 hex digits from the kernel's random source.
 fn fresh_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
@@ -71,8 +81,9 @@ fn gate<B>(request: &Request<B>, token: &str, port: u16) -> Option<Response<Body
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(given) if same(given.as_bytes(), token.as_bytes()) => None,
         Some(_) => Some(refuse(
@@ -92,6 +103,12 @@ pub(crate) async fn serve(addr: SocketAddr, fleet: Arc<Fleet>) -> anyhow::Result
         Ok(t) if !t.trim().is_empty() => (t.trim().to_string(), true),
         _ => (fresh_token()?, false),
     };
+    if token.len() < MIN_TOKEN {
+        anyhow::bail!(
+            "{TOKEN_VAR} is {} characters long; give at least {MIN_TOKEN} (or unset it for a fresh one)",
+            token.len()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -125,12 +142,22 @@ pub(crate) async fn serve(addr: SocketAddr, fleet: Arc<Fleet>) -> anyhow::Result
             cancel.cancel();
         }
     });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = cancel.cancelled() => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -140,6 +167,7 @@ pub(crate) async fn serve(addr: SocketAddr, fleet: Arc<Fleet>) -> anyhow::Result
         let token = Arc::clone(&token);
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let service = service.clone();
                 let token = Arc::clone(&token);
@@ -151,6 +179,8 @@ pub(crate) async fn serve(addr: SocketAddr, fleet: Arc<Fleet>) -> anyhow::Result
                 }
             });
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_WAIT)
                 .serve_connection(TokioIo::new(stream), handler);
             tokio::select! {
                 _ = connection => {}
@@ -180,6 +210,7 @@ mod tests {
     #[test]
     fn the_gate_wants_the_token_and_no_foreign_origin() {
         assert!(gate(&request(None, Some("Bearer t0k")), "t0k", 9).is_none());
+        assert!(gate(&request(None, Some("bearer t0k")), "t0k", 9).is_none());
         assert!(
             gate(
                 &request(Some("http://127.0.0.1:9"), Some("Bearer t0k")),

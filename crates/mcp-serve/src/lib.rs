@@ -66,8 +66,11 @@ pub fn main(command: McpCommand, json: bool) -> anyhow::Result<u8> {
 
 /// `pod mcp serve`.
 fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    // 127.0.0.1 and ::1 only: other loopback addresses are not among the
+    // `Host` values the transport accepts (DNS rebinding protection).
     if let Some(addr) = args.http
-        && !addr.ip().is_loopback()
+        && addr.ip() != std::net::Ipv4Addr::LOCALHOST
+        && addr.ip() != std::net::Ipv6Addr::LOCALHOST
     {
         anyhow::bail!(
             "--http {addr}: only a loopback address (127.0.0.1:PORT or [::1]:PORT) is served; \

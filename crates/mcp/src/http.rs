@@ -26,7 +26,7 @@ const SESSION: &str = "mcp-session-id";
 const ACCEPTS: &str = "application/json, text/event-stream";
 /// How much of an error body is kept for the message.
 const ERROR_BODY: usize = 2048;
-/// The largest JSON answer read (an SSE stream is read event by event).
+/// The largest JSON answer, and the largest event of an SSE stream, read.
 const MAX_JSON: usize = 16 << 20;
 
 /// An HTTP client for rmcp's Streamable HTTP transport.
@@ -88,6 +88,28 @@ async fn body_prefix(mut response: reqwest::Response, max: usize) -> Result<Vec<
     Ok(body)
 }
 
+/// The whole body, refused past `max` bytes (a cut JSON would only fail to
+/// parse, saying nothing of why).
+async fn whole_body(response: reqwest::Response, max: usize) -> Result<Vec<u8>, Error> {
+    let body = body_prefix(response, max + 1).await?;
+    if body.len() > max {
+        return Err(StreamableHttpError::UnexpectedServerResponse(Cow::Owned(
+            format!("the server's answer is larger than {} MiB", max >> 20),
+        )));
+    }
+    Ok(body)
+}
+
+/// Where the last event of `chunk` ends (after its blank line), if one does.
+fn last_event_end(chunk: &[u8]) -> Option<usize> {
+    (1..chunk.len())
+        .rev()
+        .find(|&i| {
+            chunk[i] == b'\n' && (chunk[i - 1] == b'\n' || (i >= 2 && chunk[i - 2..i] == *b"\n\r"))
+        })
+        .map(|i| i + 1)
+}
+
 /// A failed response as an error that says what the server said.
 async fn refused(response: reqwest::Response) -> Error {
     let status = response.status();
@@ -101,9 +123,37 @@ async fn refused(response: reqwest::Response) -> Error {
     }))
 }
 
-/// The response's body as a stream of SSE events.
+/// The response's body as a stream of SSE events; an event larger than
+/// [`MAX_JSON`] ends it with an error (a server must not make the pod hold an
+/// endless event in memory).
 fn events(response: reqwest::Response) -> BoxStream<'static, Result<Sse, SseError>> {
-    SseStream::new(reqwest::Body::from(response)).boxed()
+    let chunks = futures::stream::unfold(
+        (response, 0usize, false),
+        |(mut response, pending, done)| async move {
+            if done {
+                return None;
+            }
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let pending = match last_event_end(&chunk) {
+                        Some(end) => chunk.len() - end,
+                        None => pending + chunk.len(),
+                    };
+                    if pending > MAX_JSON {
+                        let e = std::io::Error::other(format!(
+                            "an event of the server's stream is larger than {} MiB",
+                            MAX_JSON >> 20
+                        ));
+                        return Some((Err(e), (response, pending, true)));
+                    }
+                    Some((Ok(chunk), (response, pending, false)))
+                }
+                Ok(None) => None,
+                Err(e) => Some((Err(std::io::Error::other(e)), (response, pending, true))),
+            }
+        },
+    );
+    SseStream::from_bytes_stream(chunks).boxed()
 }
 
 impl StreamableHttpClient for HttpClient {
@@ -142,7 +192,7 @@ impl StreamableHttpClient for HttpClient {
         if !status.is_success() {
             // A JSON-RPC error in a failed response is the server's answer.
             if media.as_deref() == Some("application/json") {
-                let body = body_prefix(response, MAX_JSON).await?;
+                let body = whole_body(response, MAX_JSON).await?;
                 if let Ok(message) = serde_json::from_slice::<ServerJsonRpcMessage>(&body) {
                     return Ok(StreamableHttpPostResponse::Json(message, session));
                 }
@@ -158,7 +208,7 @@ impl StreamableHttpClient for HttpClient {
                 Ok(StreamableHttpPostResponse::Sse(events(response), session))
             }
             Some("application/json") => {
-                let body = body_prefix(response, MAX_JSON).await?;
+                let body = whole_body(response, MAX_JSON).await?;
                 if body.is_empty() && !matches!(message, ClientJsonRpcMessage::Request(_)) {
                     return Ok(StreamableHttpPostResponse::Accepted);
                 }
@@ -219,5 +269,18 @@ impl StreamableHttpClient for HttpClient {
                 other.map(str::to_string),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_event_end;
+
+    #[test]
+    fn event_ends_are_found_with_either_line_ending() {
+        assert_eq!(last_event_end(b"data: a\n\ndata: b"), Some(9));
+        assert_eq!(last_event_end(b"data: a\r\n\r\nda"), Some(11));
+        assert_eq!(last_event_end(b"data: a\ndata: b\n"), None);
+        assert_eq!(last_event_end(b""), None);
     }
 }

@@ -158,6 +158,10 @@ struct Listener {
     listed: Arc<std::sync::Mutex<Vec<Tool>>>,
     board: Arc<Board>,
     cache: Option<std::path::PathBuf>,
+    /// A listing of changed tools runs.
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    /// The tools changed again since the running listing began.
+    again: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl rmcp::ClientHandler for Listener {
@@ -166,8 +170,12 @@ impl rmcp::ClientHandler for Listener {
     }
 
     async fn on_tool_list_changed(&self, context: rmcp::service::NotificationContext<RoleClient>) {
-        // Listed from a task of its own: the session must go on reading
-        // while it waits for the answer.
+        use std::sync::atomic::Ordering::SeqCst;
+        self.again.store(true, SeqCst);
+        if self.busy.swap(true, SeqCst) {
+            // A listing runs: it lists once more when it is done.
+            return;
+        }
         let (peer, name, listed, board, cache) = (
             context.peer,
             self.name.clone(),
@@ -175,23 +183,38 @@ impl rmcp::ClientHandler for Listener {
             Arc::clone(&self.board),
             self.cache.clone(),
         );
+        let (busy, again) = (Arc::clone(&self.busy), Arc::clone(&self.again));
+        // Listed from a task of its own: the session must go on reading
+        // while it waits for the answer. One listing at a time, however many
+        // notifications come: the last list wins, never an older one.
         tokio::spawn(async move {
-            match tokio::time::timeout(LIST_WAIT, peer.list_all_tools()).await {
-                Ok(Ok(tools)) => {
-                    tracing::info!(server = %name, count = tools.len(), "MCP server's tools changed");
-                    let names = tools.iter().map(|t| t.name.to_string()).collect();
-                    if let Some(file) = &cache {
-                        write_cache(file, &tools);
+            loop {
+                again.store(false, SeqCst);
+                match tokio::time::timeout(LIST_WAIT, peer.list_all_tools()).await {
+                    Ok(Ok(tools)) => {
+                        tracing::info!(server = %name, count = tools.len(), "MCP server's tools changed");
+                        let names = tools.iter().map(|t| t.name.to_string()).collect();
+                        if let Some(file) = &cache {
+                            write_cache(file, &tools);
+                        }
+                        *listed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = tools;
+                        board.update(&name, || blank_line(&name), |s| s.tools = names);
                     }
-                    *listed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = tools;
-                    board.update(&name, || blank_line(&name), |s| s.tools = names);
+                    Ok(Err(e)) => {
+                        tracing::warn!(server = %name, error = %e, "listing changed tools failed");
+                    }
+                    Err(_) => tracing::warn!(server = %name, "listing changed tools timed out"),
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(server = %name, error = %e, "listing changed tools failed");
+                if !again.load(SeqCst) {
+                    busy.store(false, SeqCst);
+                    // A notification that came between the check and the
+                    // store saw `busy` and left the listing to this task.
+                    if !again.load(SeqCst) || busy.swap(true, SeqCst) {
+                        break;
+                    }
                 }
-                Err(_) => tracing::warn!(server = %name, "listing changed tools timed out"),
             }
         });
     }
@@ -270,6 +293,8 @@ impl Server {
             listed: Arc::clone(&self.listed),
             board: Arc::clone(&self.env.board),
             cache: self.cache_file(),
+            busy: Arc::default(),
+            again: Arc::default(),
         }
     }
 
@@ -285,7 +310,7 @@ impl Server {
                     .chain(c.args.iter().cloned())
                     .collect()
             },
-            url: c.url.clone(),
+            url: c.url.as_deref().map(shown_url),
             lazy: c.lazy,
             state,
             tools: Vec::new(),
@@ -481,7 +506,8 @@ impl Server {
 
     /// Connects to a `url` server and initializes the session (`policy` is
     /// kept only to compare, like a local server's).
-    async fn connect(&self, url: &str, policy: SandboxPolicy) -> Result<Running, String> {
+    async fn connect(&self, endpoint: &str, policy: SandboxPolicy) -> Result<Running, String> {
+        let url = shown_url(endpoint);
         use rmcp::transport::StreamableHttpClientTransport;
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
         let name = &self.config.name;
@@ -498,8 +524,8 @@ impl Server {
         }
         let http = crate::http::HttpClient::new()
             .map_err(|e| format!("MCP server `{name}`: cannot build an HTTP client: {e}"))?;
-        let config =
-            StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(headers);
+        let config = StreamableHttpClientTransportConfig::with_uri(endpoint.to_string())
+            .custom_headers(headers);
         let transport = StreamableHttpClientTransport::with_client(http, config);
         let client = match tokio::time::timeout(INIT_WAIT, self.listener().serve(transport)).await {
             Ok(Ok(client)) => client,
@@ -631,6 +657,15 @@ fn transport_reason(message: &str) -> &str {
         .unwrap_or(reason)
 }
 
+/// A server's endpoint as pods shows it (alerts, `pod mcp list`, its log):
+/// without its query, which may hold a key.
+fn shown_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
+}
+
 /// How pods introduces itself to a server.
 fn client_config() -> ClientConfig {
     ClientConfig::new(
@@ -716,5 +751,17 @@ mod tests {
             "unexpected server response: HTTP 401 Unauthorized: wrong bearer token"
         );
         assert_eq!(transport_reason("connection refused"), "connection refused");
+    }
+
+    #[test]
+    fn shown_urls_leave_the_query_out() {
+        assert_eq!(
+            super::shown_url("https://x.example/mcp?api_key=abc"),
+            "https://x.example/mcp?…"
+        );
+        assert_eq!(
+            super::shown_url("https://x.example/mcp"),
+            "https://x.example/mcp"
+        );
     }
 }

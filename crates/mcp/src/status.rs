@@ -86,16 +86,15 @@ impl Board {
         first: impl FnOnce() -> ServerStatus,
         change: impl FnOnce(&mut ServerStatus),
     ) {
-        let bytes = {
-            let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = servers.entry(name.to_string()).or_insert_with(first);
-            change(entry);
-            let list: Vec<&ServerStatus> = servers.values().collect();
-            serde_json::to_vec_pretty(&list)
-        };
-        let (Some(file), Ok(bytes)) = (&self.file, bytes) else {
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = servers.entry(name.to_string()).or_insert_with(first);
+        change(entry);
+        let list: Vec<&ServerStatus> = servers.values().collect();
+        let (Some(file), Ok(bytes)) = (&self.file, serde_json::to_vec_pretty(&list)) else {
             return;
         };
+        // Written under the lock: servers start side by side, and two writers
+        // of the one temp file could leave a damaged or an older file.
         // Best effort: a listing that lags is no reason to fail a tool call.
         if let Err(e) = sys::replace_file(file, &bytes) {
             tracing::warn!(file = %file.display(), error = %e, "cannot write the MCP status file");

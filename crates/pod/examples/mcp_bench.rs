@@ -139,7 +139,6 @@ fn serve_bench(env: &Env, runs: usize) {
             serde_json::json!({"name": format!("s{i}")}),
         ));
     }
-    drop(rpc);
     drop(input);
     let _ = child.wait();
     println!("pod mcp serve: exec to the initialize answer {start:.1} ms");

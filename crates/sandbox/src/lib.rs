@@ -41,7 +41,7 @@ pub use detect::{Level, SandboxReport, detect, probe};
 pub use gate::{CommandGate, CommandPermit, DelegationPermit};
 pub use helper::{HelperReport, HelperRequest, helper_main};
 pub use output::CapturedOutput;
-pub use policy::{PROVIDER_KEY_VARS, SandboxPolicy, Unreadable, WriteRoot};
+pub use policy::{POD_SECRET_VARS, PROVIDER_KEY_VARS, SandboxPolicy, Unreadable, WriteRoot};
 pub use run::{
     CommandOutput, CommandStatus, RunOptions, detect_async, run, run_at, run_unconfined,
 };

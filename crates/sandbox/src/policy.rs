@@ -16,6 +16,10 @@ pub const PROVIDER_KEY_VARS: [&str; 4] = [
     "GOOGLE_API_KEY",
 ];
 
+/// Secrets of pods itself that no command may see: the bearer token of `pod
+/// mcp serve --http` (with it a command could start pods with any scope).
+pub const POD_SECRET_VARS: [&str; 1] = ["POD_MCP_TOKEN"];
+
 /// A directory the command may write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteRoot {
@@ -128,13 +132,14 @@ impl SandboxPolicy {
         self.all_paths().find(|p| !p.is_absolute())
     }
 
-    /// Whether `name` must not reach the command: a provider key, any `*_API_KEY`, or a
-    /// variable the policy lists.
+    /// Whether `name` must not reach the command: a provider key, any `*_API_KEY`, a
+    /// secret of pods itself ([`POD_SECRET_VARS`]), or a variable the policy lists.
     pub fn removes_env(&self, name: &OsStr) -> bool {
         let Some(name) = name.to_str() else {
             return false;
         };
         PROVIDER_KEY_VARS.contains(&name)
+            || POD_SECRET_VARS.contains(&name)
             || name.ends_with("_API_KEY")
             || self.env_remove.iter().any(|v| match v.strip_suffix('*') {
                 Some(prefix) => name.starts_with(prefix),
@@ -194,6 +199,7 @@ mod tests {
             "GEMINI_API_KEY",
             "GOOGLE_API_KEY",
             "MISTRAL_API_KEY",
+            "POD_MCP_TOKEN",
             "MY_TOKEN",
             "AWS_SECRET_ACCESS_KEY",
             "AWS_",

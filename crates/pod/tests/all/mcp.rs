@@ -511,7 +511,7 @@ async fn a_pod_uses_streamable_http_servers_with_headers_from_its_environment() 
     };
     let home = Home::new();
     let server = FakeProvider::start().await;
-    let token = format!("tok-{}", std::process::id());
+    let token = format!("pods-test-token-{}", std::process::id());
     // Two real Streamable HTTP servers: pods' own (rmcp, behind a token) and the
     // TypeScript SDK's reference server.
     let mut serve = home.command(&server.base_url());

@@ -25,7 +25,18 @@ async fn serve(
     server: &FakeProvider,
     args: &[&str],
 ) -> (Client, tokio::process::Child) {
+    serve_env(home, server, args, &[]).await
+}
+
+/// [`serve`] with variables `env` set for the server.
+async fn serve_env(
+    home: &Home,
+    server: &FakeProvider,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Client, tokio::process::Child) {
     let mut command = home.command(&server.base_url());
+    command.envs(env.iter().copied());
     command
         .args(["mcp", "serve"])
         .args(args)
@@ -276,6 +287,75 @@ async fn with_keep_the_pods_outlive_the_session() {
     assert!(out.status.success(), "{}", common::text(&out));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_a_manifest_would_let_write_outside_the_servers_scope_is_stopped() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    let elsewhere = home.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    // The user manifest grants every pod a write outside the server's scope.
+    std::fs::write(
+        home.path("config/manifest.toml"),
+        format!(
+            "[[scope.allow]]\ntarget = {:?}\npermission = \"write\"\n",
+            elsewhere.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (client, mut child) = serve(&home, &server, &[]).await;
+    let (error, text) = spawn(
+        &client,
+        "wide",
+        serde_json::json!([{"target": "w", "permission": "write"}]),
+    )
+    .await;
+    assert!(error, "{text}");
+    assert!(
+        text.contains("was stopped") && text.contains(&elsewhere.display().to_string()),
+        "{text}"
+    );
+    assert!(!alive(&home, "wide"));
+    let (_, list) = call(&client, "list_pods", serde_json::json!({})).await;
+    assert!(list.contains("no pods started by this server"), "{list}");
+    end(client, &mut child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_never_sees_the_servers_token_and_a_taken_name_says_so() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push_for(&key("tok"), sse(Turn::new().text("ok")));
+    let secret = "a-token-of-the-mcp-server-0123";
+    let (client, mut child) = serve_env(&home, &server, &[], &[("POD_MCP_TOKEN", secret)]).await;
+    let (error, text) = spawn(
+        &client,
+        "tok",
+        serde_json::json!([{"target": "t", "permission": "write"}]),
+    )
+    .await;
+    assert!(!error, "{text}");
+    let pid = std::fs::read_to_string(home.path("runtime/tok/pid")).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("POD_BASE_URL="),
+        "the pod's environment was read"
+    );
+    assert!(!environ.contains(secret), "the pod got the server's token");
+    // Stopped, its session stays the user's: the name is taken.
+    let (error, text) = call(&client, "stop_pod", serde_json::json!({"name": "tok"})).await;
+    assert!(!error, "{text}");
+    let (error, text) = spawn(
+        &client,
+        "tok",
+        serde_json::json!([{"target": "t", "permission": "write"}]),
+    )
+    .await;
+    assert!(error && text.contains("choose another name"), "{text}");
+    assert!(!text.contains("pod restore"), "{text}");
+    end(client, &mut child).await;
+}
+
 /// Sends one HTTP request to `port` and returns what came back until `until`
 /// shows up or the connection closes.
 async fn http(port: u16, headers: &[(&str, &str)], body: &str, until: &str) -> String {
@@ -377,10 +457,26 @@ async fn over_http_a_request_needs_the_token_and_no_foreign_origin() {
 async fn a_non_loopback_address_is_refused() {
     let home = Home::new();
     let server = FakeProvider::start().await;
-    let out = common::pod(&home, &server, &["mcp", "serve", "--http", "0.0.0.0:0"]).await;
+    for addr in ["0.0.0.0:0", "127.0.0.2:0"] {
+        let out = common::pod(&home, &server, &["mcp", "serve", "--http", addr]).await;
+        assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only a loopback address"),
+            "{}",
+            common::text(&out)
+        );
+    }
+    // A token from the environment must not be guessable by its length alone.
+    let mut command = home.command(&server.base_url());
+    command
+        .args(["mcp", "serve", "--http", "127.0.0.1:0"])
+        .env("POD_MCP_TOKEN", "short");
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("only a loopback address"),
+        String::from_utf8_lossy(&out.stderr).contains("at least 16"),
         "{}",
         common::text(&out)
     );
