@@ -778,6 +778,12 @@ mod tests {
             .check_rules(&[rule("link", Permission::Write, true)])
             .unwrap_err();
         assert!(e.to_string().contains("resolves to"), "{e}");
+        // Nothing is created through the link either.
+        let e = f
+            .check_rules(&[rule("link/inner", Permission::Write, true)])
+            .unwrap_err();
+        assert!(e.to_string().contains("resolves to"), "{e}");
+        assert!(!dir.path().join("outside/inner").exists());
     }
 
     #[test]
