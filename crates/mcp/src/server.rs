@@ -278,7 +278,7 @@ impl Server {
             .clone()
     }
 
-    fn set_listed(&self, tools: &[Tool]) {
+    pub(crate) fn set_listed(&self, tools: &[Tool]) {
         *self
             .listed
             .lock()

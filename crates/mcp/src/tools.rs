@@ -137,13 +137,18 @@ pub fn output(result: CallToolResult) -> Result<ToolOutput, ToolError> {
 
 /// A pod's servers.
 #[derive(Debug, Default)]
-pub struct McpServers(Vec<Arc<Server>>);
+pub struct McpServers {
+    servers: Vec<Arc<Server>>,
+    /// The name each (server, tool) was offered under: a name, once given,
+    /// stays with its tool while the session lasts, whatever lists change.
+    given: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+}
 
 impl McpServers {
     /// Stops every server whose scope is no longer the pod's (see
     /// [`Server::refresh`]); awaited after the pod gave part of its scope away.
     pub async fn refresh(&self) {
-        for server in &self.0 {
+        for server in &self.servers {
             server.refresh().await;
         }
     }
@@ -153,15 +158,41 @@ impl McpServers {
     /// `mcp__<server>__<tool>`, a collision given a short hash. Asked at each
     /// step, so a changed list reaches the model's next request.
     pub fn catalog(&self) -> Vec<(ToolMeta, Arc<dyn Tool>)> {
-        let mut names = HashSet::new();
+        let mut given = self
+            .given
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lists: Vec<(Arc<Server>, Vec<rmcp::model::Tool>)> = self
+            .servers
+            .iter()
+            .map(|s| (Arc::clone(s), s.listed()))
+            .collect();
+        // Names given before are kept first; new tools take what is free.
+        let mut names: HashSet<String> = lists
+            .iter()
+            .flat_map(|(s, tools)| {
+                tools
+                    .iter()
+                    .filter_map(|t| given.get(&(s.name().to_string(), t.name.to_string())))
+            })
+            .cloned()
+            .collect();
         let mut out: Vec<(ToolMeta, Arc<dyn Tool>)> = Vec::new();
-        for server in &self.0 {
-            for t in server.listed() {
-                let mut name = tool_name(server.name(), &t.name);
-                if !names.insert(name.clone()) {
-                    name = with_hash(&name, &format!("{}\0{}", server.name(), t.name));
-                    names.insert(name.clone());
-                }
+        for (server, tools) in &lists {
+            for t in tools {
+                let key = (server.name().to_string(), t.name.to_string());
+                let name = match given.get(&key) {
+                    Some(name) => name.clone(),
+                    None => {
+                        let mut name = tool_name(server.name(), &t.name);
+                        if !names.insert(name.clone()) {
+                            name = with_hash(&name, &format!("{}\0{}", server.name(), t.name));
+                            names.insert(name.clone());
+                        }
+                        given.insert(key, name.clone());
+                        name
+                    }
+                };
                 let description = format!(
                     "{} (tool `{}` of MCP server `{}`)",
                     t.description.as_deref().unwrap_or("").trim(),
@@ -211,12 +242,64 @@ pub async fn start_all(servers: &[manifest::mcp::McpServer], env: &ServerEnv) ->
             Err(e) => (env.alert)(format!("starting MCP servers failed: {e}")),
         }
     }
-    McpServers(servers)
+    McpServers {
+        servers,
+        given: Default::default(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server(name: &str) -> Arc<Server> {
+        let config = manifest::mcp::McpServer {
+            name: name.into(),
+            command: "true".into(),
+            url: None,
+            headers: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            lazy: false,
+        };
+        let env = ServerEnv {
+            confinement: crate::Confinement::Unconfined,
+            policy: Arc::new(sandbox::SandboxPolicy::default),
+            alert: Arc::new(|_| {}),
+            lookup: Arc::new(|_| None),
+            cache: None,
+            board: Arc::new(crate::Board::new(None)),
+        };
+        Arc::new(Server::new(config, env))
+    }
+
+    fn listed(names: &[&str]) -> Vec<rmcp::model::Tool> {
+        names
+            .iter()
+            .map(|n| rmcp::model::Tool::new(n.to_string(), "d", Arc::new(JsonObject::new())))
+            .collect()
+    }
+
+    #[test]
+    fn a_name_stays_with_its_tool_when_the_list_changes() {
+        let s = server("s");
+        let servers = McpServers {
+            servers: vec![Arc::clone(&s)],
+            given: Default::default(),
+        };
+        let names = |m: &McpServers| -> Vec<String> {
+            m.catalog().into_iter().map(|(meta, _)| meta.name).collect()
+        };
+        s.set_listed(&listed(&["get_x"]));
+        assert_eq!(names(&servers), ["mcp__s__get_x"]);
+        // A new tool that cleans to the same name comes first in the list: the
+        // old name keeps calling the old tool.
+        s.set_listed(&listed(&["get.x", "get_x"]));
+        let now = names(&servers);
+        assert_eq!(now[1], "mcp__s__get_x");
+        assert_ne!(now[0], "mcp__s__get_x");
+        assert!(now[0].starts_with("mcp__s__get_x_"), "{now:?}");
+    }
 
     #[test]
     fn names_fit_the_providers() {
