@@ -122,6 +122,9 @@ pub struct Fleet {
     bounds: Vec<PathBuf>,
     /// Where pods keeps its files.
     places: Places,
+    /// Whether the pods outlive the session (`--keep`); if not, each watches
+    /// this process and stops when it ends, even by `kill -9`.
+    keep: bool,
     /// The pods started, by name.
     pods: Mutex<BTreeMap<String, Owned>>,
     /// Set when the session ends: no pod is started after it.
@@ -152,12 +155,13 @@ fn lexical(path: &Path) -> PathBuf {
 impl Fleet {
     /// A fleet whose pods are started by `exe`, with relative targets from
     /// `cwd` and every target within `bounds` (canonicalised here: a bound
-    /// that does not exist is an error).
+    /// that does not exist is an error); `keep`: its pods outlive it.
     pub fn new(
         exe: PathBuf,
         cwd: PathBuf,
         bounds: &[PathBuf],
         places: Places,
+        keep: bool,
     ) -> anyhow::Result<Fleet> {
         let mut canonical = Vec::new();
         for bound in bounds {
@@ -178,6 +182,7 @@ impl Fleet {
             cwd,
             bounds: canonical,
             places,
+            keep,
             pods: Mutex::new(BTreeMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
             starting: tokio::sync::RwLock::new(()),
@@ -336,18 +341,21 @@ impl Fleet {
         }
         let (writes, reads) = self.check_rules(&input.scope)?;
         let args = start_args(&name, &writes, &reads, &input)?;
-        let exe = self.exe.clone();
-        let output = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(exe)
-                .args(&args)
-                // The server's token would let the pod's commands drive it.
-                .env_remove(crate::http::TOKEN_VAR)
-                .stdin(std::process::Stdio::null())
-                .output()
-        })
-        .await
-        .map_err(|e| FleetError::Failed(format!("the start task failed: {e}")))?
-        .map_err(|e| FleetError::Failed(format!("cannot run the pod binary: {e}")))?;
+        let mut command = std::process::Command::new(&self.exe);
+        command
+            .args(&args)
+            // The server's token would let the pod's commands drive it.
+            .env_remove(crate::http::TOKEN_VAR)
+            .stdin(std::process::Stdio::null());
+        if self.keep {
+            command.env_remove(pod_runtime::OWNER_PID_VAR);
+        } else {
+            command.env(pod_runtime::OWNER_PID_VAR, std::process::id().to_string());
+        }
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .map_err(|e| FleetError::Failed(format!("the start task failed: {e}")))?
+            .map_err(|e| FleetError::Failed(format!("cannot run the pod binary: {e}")))?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
             // A scope conflict is found by the pod process, whose log `pod
@@ -738,6 +746,7 @@ mod tests {
             dir.join("work"),
             &[PathBuf::from(".")],
             places,
+            false,
         )
         .unwrap()
     }
@@ -822,6 +831,7 @@ mod tests {
             dir.path().to_path_buf(),
             &[PathBuf::from("nope")],
             places,
+            false,
         )
         .unwrap_err();
         assert!(e.to_string().contains("--scope"), "{e}");

@@ -80,7 +80,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("cannot find the pod binary")?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let places = pod_client::cli::places()?;
-    let fleet = Arc::new(Fleet::new(exe, cwd, &args.scope, places)?);
+    let fleet = Arc::new(Fleet::new(exe, cwd, &args.scope, places, args.keep)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -15,3 +15,7 @@ pub mod liveness;
 pub mod pod_registry;
 pub mod status;
 pub mod trust;
+
+/// Set for a pod that a `pod mcp serve` session owns: the pid of that
+/// server, whose end (however it ends) stops the pod.
+pub const OWNER_PID_VAR: &str = "POD_OWNER_PID";

@@ -747,6 +747,7 @@ pub(crate) async fn serve(spec: PodSpec, on_ready: impl FnOnce(&Ready)) -> Resul
         spec.uid,
         parent,
     ));
+    shutdown_with_owner(inbox.clone());
     let signals = tokio::spawn(shutdown_on_signal(inbox));
     tracing::info!(
         name = %spec.name,
@@ -796,6 +797,36 @@ async fn release_scope(spec: &PodSpec, instance_id: &str, state: &crate::state::
             AlertSource::Registry,
             format!("cannot release the scope at exit: {e}; `pod ls` reclaims it later"),
         );
+    }
+}
+
+/// Stops a pod a `pod mcp serve` session owns when that server ends, however
+/// it ends (`kill -9` too): a thread waits on a pidfd of it.
+fn shutdown_with_owner(inbox: mpsc::Sender<Input>) {
+    let var = pod_runtime::OWNER_PID_VAR;
+    let Some(pid) = std::env::var(var).ok().and_then(|p| p.parse::<u32>().ok()) else {
+        return;
+    };
+    let fd = match sys::pidfd(pid) {
+        Ok(fd) => Some(fd),
+        // It ended before we looked.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => None,
+        Err(e) => return tracing::warn!(owner = pid, error = %e, "cannot watch the owner"),
+    };
+    let watch = move || {
+        if let Some(fd) = fd
+            && sys::wait_pidfd(&fd).is_err()
+        {
+            return;
+        }
+        tracing::info!(owner = pid, "the server that owns this pod ended: stopping");
+        let _ = inbox.blocking_send(Input::Shutdown);
+    };
+    let thread = std::thread::Builder::new()
+        .name("owner".into())
+        .stack_size(64 << 10);
+    if let Err(e) = thread.spawn(watch) {
+        tracing::warn!(owner = pid, error = %e, "cannot watch the owner");
     }
 }
 

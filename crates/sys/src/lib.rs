@@ -160,6 +160,32 @@ pub fn terminate(pid: u32) -> io::Result<()> {
     signal(pid, Signal::TERM, false)
 }
 
+/// A pidfd of process `pid` (pidfd_open(2)): it turns readable when that
+/// process exits, and never stands for another process that gets the pid later.
+pub fn pidfd(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("not a pid: {pid}")))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Blocks until the process of `pidfd` (from [`pidfd`]) exits.
+pub fn wait_pidfd(pidfd: &std::os::fd::OwnedFd) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    loop {
+        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Sends SIGKILL to the process group led by `pgid` (kill(2) of `-pgid`).
 pub fn kill_group(pgid: u32) -> io::Result<()> {
     signal(pgid, Signal::KILL, true)
@@ -191,10 +217,23 @@ pub fn filesystem_magic(file: &File) -> io::Result<u32> {
 
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
 
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_pidfd_turns_readable_when_its_process_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .unwrap();
+        let fd = pidfd(child.id()).unwrap();
+        wait_pidfd(&fd).unwrap();
+        assert!(child.try_wait().unwrap().is_some(), "it has exited");
+        assert!(pidfd(0).is_err());
+    }
 
     #[test]
     fn hex_is_lowercase_and_two_digits_a_byte() {

@@ -15,7 +15,7 @@ use test_support::fake_provider::FakeProvider;
 use test_support::script::Turn;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{self, Home, WAIT, key, sse};
+use crate::common::{self, Home, WAIT, key, sse, wait_for};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -354,6 +354,30 @@ async fn a_pod_never_sees_the_servers_token_and_a_taken_name_says_so() {
     assert!(error && text.contains("choose another name"), "{text}");
     assert!(!text.contains("pod restore"), "{text}");
     end(client, &mut child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_stop_when_the_server_is_killed() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push_for(&key("orphan"), sse(Turn::new().text("ok")));
+    let (client, mut child) = serve(&home, &server, &[]).await;
+    let (error, text) = spawn(
+        &client,
+        "orphan",
+        serde_json::json!([{"target": "o", "permission": "write"}]),
+    )
+    .await;
+    assert!(!error, "{text}");
+    assert!(alive(&home, "orphan"));
+    // No goodbye: the pod notices the server's end itself.
+    child.start_kill().unwrap();
+    tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for("the pod to stop", || !alive(&home, "orphan")).await;
+    drop(client);
 }
 
 /// Sends one HTTP request to `port` and returns what came back until `until`
