@@ -515,7 +515,20 @@ async fn assemble(
     let registry = pod_registry::registry_path_in(&spec.places.runtime);
     let approvals =
         crate::approvals::Approvals::new(&spec.name, timeout, &state, &children, registry);
-    approvals.replay(&entries);
+    // A `remember` holds for the session: after a compaction its answer is
+    // in an earlier segment.
+    let session = spec.places.session_dir(&spec.name);
+    match session.join(session_store::segment_file_name(2)).exists() {
+        true => approvals.replay(
+            session_store::read_session(&session)
+                .map_err(|e| ServeError::Session {
+                    dir: session.clone(),
+                    source: Box::new(e),
+                })?
+                .entries(),
+        ),
+        false => approvals.replay(&entries),
+    }
     let approver: Arc<dyn hooks::Approver> = approvals.broker.clone();
     tools.intercept(Arc::new(hooks::HookInterceptor::new(
         Arc::clone(&hooks),

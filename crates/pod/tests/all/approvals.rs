@@ -434,3 +434,42 @@ async fn a_pods_own_command_cannot_approve_its_request() {
     assert_eq!(pushes(&home.path("work")), 0);
     stop(&mut pod).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_allow_holds_after_a_compaction_and_a_restore() {
+    let home = Home::new();
+    let server = FakeProvider::start().await;
+    server.push(sse(push("p1")));
+    server.push(sse(Turn::new().text("pushed")));
+    server.push(sse(Turn::new().text("The user asked for a push; it ran.")));
+    server.push(sse(push("p2")));
+    server.push(sse(Turn::new().text("pushed again")));
+    let mut pod = TestPod::start(&home, &server, "solo", &["--overlay", &overlay(600)]);
+    let mut client = pod.connect().await;
+    client.request(&Method::WatchApprovals).await.unwrap();
+    client.request(&run("push")).await.unwrap();
+    let request = next_request(&mut client).await;
+    let remember = Method::Approve {
+        id: request.id.clone(),
+        remember: true,
+    };
+    client.request(&remember).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    // The answer is in the first segment once the session is compacted.
+    client.send(&Method::Compact).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::CompactionEnd { .. })).await;
+    drop(client);
+    stop(&mut pod).await;
+    let mut pod = TestPod::restore(&home, &server, "solo");
+    let mut client = pod.connect().await;
+    client.request(&Method::WatchApprovals).await.unwrap();
+    client.request(&run("push again")).await.unwrap();
+    events_until(&mut client, |e| matches!(e, Event::RunEnd { .. })).await;
+    assert_eq!(pushes(&home.path("work")), 2, "the remembered allow held");
+    let asked = log_of(&home, "solo")
+        .into_iter()
+        .filter(|e| matches!(e, LogEntry::ApprovalRequest { .. }))
+        .count();
+    assert_eq!(asked, 1);
+    stop(&mut pod).await;
+}
