@@ -93,6 +93,22 @@ pub struct NameInput {
     pub name: String,
 }
 
+/// `read_pod_output`'s input.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadInput {
+    /// Name of a pod this server started.
+    pub name: String,
+    /// Wait up to this many seconds (at most 300) for the pod to finish its
+    /// turn before reading, instead of asking again and again (default: read
+    /// now). Keep it under your MCP client's tool timeout.
+    #[serde(default)]
+    pub wait_s: Option<u64>,
+}
+
+/// The longest `wait_s` of `read_pod_output`.
+const MAX_WAIT_S: u64 = 300;
+
 /// `list_pods`'s input (none).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -442,8 +458,26 @@ impl Fleet {
 
     /// `read_pod_output`: the assistant text since the last read, and whether
     /// the pod is still working.
-    pub async fn read(&self, input: NameInput) -> Result<String, FleetError> {
+    pub async fn read(&self, input: ReadInput) -> Result<String, FleetError> {
         let owned = self.owned(&input.name)?;
+        if let Some(wait) = input.wait_s.filter(|w| *w > 0) {
+            let wait = Duration::from_secs(wait.min(MAX_WAIT_S));
+            // A connection's snapshot is taken under the pod's state lock, so
+            // its status is the pod's own (a turn just sent shows running);
+            // the invocation's end is its `run_end` event.
+            if let Ok(mut client) = PodClient::connect(&owned.location.socket).await
+                && client.status != PodStatus::Idle
+            {
+                let _ = tokio::time::timeout(wait, async {
+                    while let Ok(Some(event)) = client.next_event().await {
+                        if matches!(event, Event::RunEnd { .. }) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
         let Ok(client) = PodClient::connect(&owned.location.socket).await else {
             return Ok(format!("pod `{}` is stopped (unreachable)", input.name));
         };

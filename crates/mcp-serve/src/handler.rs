@@ -12,7 +12,7 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use serde::de::DeserializeOwned;
 
-use crate::fleet::{EmptyInput, Fleet, FleetError, NameInput, SendInput, SpawnInput};
+use crate::fleet::{EmptyInput, Fleet, FleetError, NameInput, ReadInput, SendInput, SpawnInput};
 
 /// What the host's model reads about the server as a whole.
 const INSTRUCTIONS: &str = "pods runs coding agents as separate, kernel-confined processes. \
@@ -38,7 +38,8 @@ const TOOLS: [(&str, &str); 5] = [
     (
         "read_pod_output",
         "Read what a pod you started has answered since your last read of it, and whether it \
-         is still running or idle.",
+         is still running or idle. With `wait_s`, first wait (up to that many seconds) for it \
+         to finish its turn.",
     ),
     (
         "stop_pod",
@@ -69,6 +70,7 @@ pub fn tools() -> Vec<Tool> {
             let schema = match *name {
                 "spawn_pod" => schema_of::<SpawnInput>(),
                 "send_to_pod" => schema_of::<SendInput>(),
+                "read_pod_output" => schema_of::<ReadInput>(),
                 "list_pods" => schema_of::<EmptyInput>(),
                 _ => schema_of::<NameInput>(),
             };

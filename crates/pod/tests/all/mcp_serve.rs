@@ -137,10 +137,6 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     let home = Home::new();
     let server = FakeProvider::start().await;
     server.push_for(&key("alpha"), sse(Turn::new().text("alpha did its part")));
-    server.push_for(
-        &key("alpha"),
-        sse(Turn::new().text("alpha's second answer")),
-    );
     server.push_for(&key("beta"), sse(Turn::new().text("beta done")));
     server.push_for(&key("gamma"), sse(Turn::new().text("gamma done")));
     let work = home.path("work");
@@ -217,7 +213,10 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     )
     .await;
     assert!(again.contains("no new assistant text"), "{again}");
-    // More work.
+    // More work, whose answer comes later: the provider holds the request
+    // until it is scripted, and one `read_pod_output` with `wait_s` waits
+    // for the turn to end.
+    server.hold_requests(WAIT);
     let (error, text) = call(
         &client,
         "send_to_pod",
@@ -225,7 +224,20 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     )
     .await;
     assert!(!error, "{text}");
-    let seen = read_until(&client, "alpha", "alpha's second answer").await;
+    let waited = call(
+        &client,
+        "read_pod_output",
+        serde_json::json!({"name": "alpha", "wait_s": 30}),
+    );
+    let answer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let turn = Turn::new().text("alpha's second answer");
+        server.push_for(&key("alpha"), sse(turn));
+    };
+    let ((error, seen), ()) = tokio::join!(waited, answer);
+    assert!(!error, "{seen}");
+    assert!(seen.contains("alpha's second answer"), "{seen}");
+    assert!(seen.contains("idle"), "{seen}");
     assert!(!seen.contains("alpha did its part"), "{seen}");
     read_until(&client, "beta", "beta done").await;
     let (error, text) = call(
