@@ -14,11 +14,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use manifest::{Permission, PodName, ScopeRule};
-use pod_client::client::{ClientError, PodClient, PodLocation};
+use pod_client::client::{ClientError, PodClient, PodLocation, RunAnswer, run_answer};
 use pod_runtime::dir::Places;
 use pod_runtime::pod_registry::{self, LockFileGuard};
 use pod_runtime::status::StatusRecord;
-use protocol::{ErrorCode, Event, InvokeKind, Method, PodStatus, Segment};
+use protocol::{ErrorCode, Event, Method, PodStatus, Segment};
 use serde::Deserialize;
 
 /// How long a pod's answer to `run` is waited for.
@@ -436,7 +436,7 @@ impl Fleet {
         }
         Ok(format!(
             "started pod `{name}` (scope: {}); it is working on its task. read_pod_output `{name}` for its answer, send_to_pod for more work, stop_pod to stop it and free its scope.",
-            scope_summary(&rules)
+            pod_client::pods::rules_summary(&rules)
         ))
     }
 
@@ -540,7 +540,7 @@ impl Fleet {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&input.name);
         }
-        let scope = scope_summary(&owned.rules);
+        let scope = pod_client::pods::rules_summary(&owned.rules);
         match failure {
             None => Ok(format!(
                 "stopped pod `{}`; its scope is free again: {scope}",
@@ -584,7 +584,7 @@ impl Fleet {
             };
             lines.push(format!(
                 "{name} [{state}] scope={}",
-                scope_summary(&owned.rules)
+                pod_client::pods::rules_summary(&owned.rules)
             ));
         }
         if !gone.is_empty() {
@@ -688,22 +688,6 @@ fn start_args(
     Ok(args)
 }
 
-/// `write:/path`, ` [non-recursive]` where not recursive, comma-separated.
-fn scope_summary(rules: &[ScopeRule]) -> String {
-    rules
-        .iter()
-        .map(|rule| {
-            let shape = if rule.recursive {
-                ""
-            } else {
-                " [non-recursive]"
-            };
-            format!("{}:{}{shape}", rule.permission, rule.target.display())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// How a `run` can fail.
 #[derive(Debug, thiserror::Error)]
 enum RunRefused {
@@ -736,24 +720,17 @@ async fn send_run(location: &PodLocation, text: String) -> Result<(), RunRefused
         })
         .await?;
     let answer = tokio::time::timeout(ACCEPT_WAIT, async {
-        loop {
-            match client.next_event().await? {
-                Some(Event::Error {
-                    code: ErrorCode::AlreadyRunning,
-                    ..
-                }) => return Err(RunRefused::Busy),
-                Some(Event::Error { code, message }) => {
+        while let Some(event) = client.next_event().await? {
+            match run_answer(event) {
+                Some(RunAnswer::Accepted) => return Ok(()),
+                Some(RunAnswer::Busy) => return Err(RunRefused::Busy),
+                Some(RunAnswer::Refused { code, message }) => {
                     return Err(RunRefused::Refused { code, message });
                 }
-                Some(Event::UserMessage { .. })
-                | Some(Event::TurnStart { .. })
-                | Some(Event::InvokeStart {
-                    kind: InvokeKind::UserSend,
-                }) => return Ok(()),
-                Some(_) => {}
-                None => return Err(RunRefused::NoAnswer),
+                None => {}
             }
         }
+        Err(RunRefused::NoAnswer)
     })
     .await;
     answer.unwrap_or(Err(RunRefused::NoAnswer))

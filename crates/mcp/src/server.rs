@@ -157,6 +157,8 @@ struct Listener {
     name: String,
     listed: Arc<std::sync::Mutex<Vec<Tool>>>,
     board: Arc<Board>,
+    /// Its line on the board, should it have none.
+    line: ServerStatus,
     cache: Option<std::path::PathBuf>,
     /// A listing of changed tools runs.
     busy: Arc<std::sync::atomic::AtomicBool>,
@@ -176,11 +178,12 @@ impl rmcp::ClientHandler for Listener {
             // A listing runs: it lists once more when it is done.
             return;
         }
-        let (peer, name, listed, board, cache) = (
+        let (peer, name, listed, board, line, cache) = (
             context.peer,
             self.name.clone(),
             Arc::clone(&self.listed),
             Arc::clone(&self.board),
+            self.line.clone(),
             self.cache.clone(),
         );
         let (busy, again) = (Arc::clone(&self.busy), Arc::clone(&self.again));
@@ -200,7 +203,7 @@ impl rmcp::ClientHandler for Listener {
                         *listed
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = tools;
-                        board.update(&name, || blank_line(&name), |s| s.tools = names);
+                        board.update(&name, || line.clone(), |s| s.tools = names);
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(server = %name, error = %e, "listing changed tools failed");
@@ -217,20 +220,6 @@ impl rmcp::ClientHandler for Listener {
                 }
             }
         });
-    }
-}
-
-/// A board line for a server that has none yet (never the case once it ran:
-/// its start put one there).
-fn blank_line(name: &str) -> ServerStatus {
-    ServerStatus {
-        name: name.to_string(),
-        command: Vec::new(),
-        url: None,
-        lazy: false,
-        state: ServerState::Running,
-        tools: Vec::new(),
-        error: None,
     }
 }
 
@@ -292,6 +281,7 @@ impl Server {
             name: self.config.name.clone(),
             listed: Arc::clone(&self.listed),
             board: Arc::clone(&self.env.board),
+            line: self.status_line(ServerState::Running),
             cache: self.cache_file(),
             busy: Arc::default(),
             again: Arc::default(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::stream::{JsonLineReader, JsonLineWriter};
-use protocol::{ErrorCode, Event, Greeting, Method, PodStatus};
+use protocol::{ErrorCode, Event, Greeting, InvokeKind, Method, PodStatus};
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -61,6 +61,41 @@ pub enum ClientError {
         /// Its message.
         message: String,
     },
+}
+
+/// How a pod answered a `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunAnswer {
+    /// It took the input (its `user_message`, `turn_start` or
+    /// `invoke_start{user_send}`).
+    Accepted,
+    /// It is in a turn and takes no new run (`already_running`).
+    Busy,
+    /// It refused for another reason.
+    Refused {
+        /// Its error code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// `event` as the answer to a `run` sent on its connection, if it is one
+/// (other events come before it and are passed over).
+pub fn run_answer(event: Event) -> Option<RunAnswer> {
+    match event {
+        Event::Error {
+            code: ErrorCode::AlreadyRunning,
+            ..
+        } => Some(RunAnswer::Busy),
+        Event::Error { code, message } => Some(RunAnswer::Refused { code, message }),
+        Event::UserMessage { .. }
+        | Event::TurnStart { .. }
+        | Event::InvokeStart {
+            kind: InvokeKind::UserSend,
+        } => Some(RunAnswer::Accepted),
+        _ => None,
+    }
 }
 
 /// Where a pod's files are, by full name.

@@ -66,6 +66,23 @@ impl PodRow {
     }
 }
 
+/// Scope rules as a spawner reports them: `write:/path`, ` [non-recursive]`
+/// where not recursive, comma-separated.
+pub fn rules_summary(rules: &[manifest::ScopeRule]) -> String {
+    rules
+        .iter()
+        .map(|rule| {
+            let shape = if rule.recursive {
+                ""
+            } else {
+                " [non-recursive]"
+            };
+            format!("{}:{}{shape}", rule.permission, rule.target.display())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The write part of a scope summary (`write:` and `delegated:` rules).
 pub fn write_scope(summary: &str) -> String {
     let parts: Vec<&str> = summary

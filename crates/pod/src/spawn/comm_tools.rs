@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llm_worker::tool::{Tool, ToolDefinition, ToolError, ToolMeta, ToolOutput};
+use pod_client::client::RunAnswer;
 use protocol::stream::{JsonLineReader, JsonLineWriter};
-use protocol::{ErrorCode, Event, InvokeKind, Method};
+use protocol::{Event, Method};
 use serde::Deserialize;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -97,27 +98,20 @@ pub(crate) async fn send_run_and_confirm(socket: &Path, input: String) -> Result
     };
     bounded("write", writer.write(&run)).await.map_err(io)?;
     loop {
-        match bounded("read", reader.next::<Event>()).await.map_err(io)? {
-            Some(Event::Error {
-                code: ErrorCode::AlreadyRunning,
-                ..
-            }) => return Err(SendRunError::AlreadyRunning),
-            Some(Event::Error { code, message }) => {
+        let Some(event) = bounded("read", reader.next::<Event>()).await.map_err(io)? else {
+            return Err(SendRunError::Io(
+                "the pod closed the connection before answering".into(),
+            ));
+        };
+        match pod_client::client::run_answer(event) {
+            Some(RunAnswer::Accepted) => return Ok(()),
+            Some(RunAnswer::Busy) => return Err(SendRunError::AlreadyRunning),
+            Some(RunAnswer::Refused { code, message }) => {
                 return Err(SendRunError::Io(format!(
                     "the pod refused ({code:?}): {message}"
                 )));
             }
-            Some(Event::UserMessage { .. })
-            | Some(Event::TurnStart { .. })
-            | Some(Event::InvokeStart {
-                kind: InvokeKind::UserSend,
-            }) => return Ok(()),
-            Some(_) => {}
-            None => {
-                return Err(SendRunError::Io(
-                    "the pod closed the connection before answering".into(),
-                ));
-            }
+            None => {}
         }
     }
 }
@@ -160,23 +154,7 @@ fn scope_summary(record: &SpawnedPodRecord) -> String {
     if record.scope_delegated.is_empty() {
         return "(none)".into();
     }
-    record
-        .scope_delegated
-        .iter()
-        .map(|rule| {
-            let permission = match rule.permission {
-                manifest::Permission::Read => "read",
-                manifest::Permission::Write => "write",
-            };
-            let shape = if rule.recursive {
-                ""
-            } else {
-                " [non-recursive]"
-            };
-            format!("{permission}:{}{shape}", rule.target.display())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    pod_client::pods::rules_summary(&record.scope_delegated)
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -449,7 +427,7 @@ pub(crate) fn list_pods_tool(registry: Arc<SpawnedPodRegistry>) -> ToolDefinitio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{Alert, AlertLevel, AlertSource, Greeting, PodEvent, PodStatus};
+    use protocol::{Alert, AlertLevel, AlertSource, ErrorCode, Greeting, PodEvent, PodStatus};
     use tokio::net::UnixListener;
 
     fn snapshot(entries: Vec<serde_json::Value>) -> Event {

@@ -128,6 +128,12 @@ async fn end(client: Client, child: &mut tokio::process::Child) -> std::process:
         .unwrap()
 }
 
+/// `spawn_pod` of `name` writing `target`, and nothing else.
+async fn spawn_writing(client: &Client, name: &str, target: &str) -> (bool, String) {
+    let scope = serde_json::json!([{"target": target, "permission": "write"}]);
+    spawn(client, name, scope).await
+}
+
 fn alive(home: &Home, name: &str) -> bool {
     pod::ipc::listener::is_alive(&home.path("runtime").join(name))
 }
@@ -158,12 +164,7 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     );
 
     // Two pods with disjoint scopes.
-    let (error, text) = spawn(
-        &client,
-        "alpha",
-        serde_json::json!([{"target": "a", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "alpha", "a").await;
     assert!(!error, "{text}");
     assert!(text.contains("started pod `alpha`"), "{text}");
     let scope = serde_json::json!([{"target": "b", "permission": "write"},
@@ -174,12 +175,7 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     assert!(alive(&home, "alpha") && alive(&home, "beta"));
 
     // An overlapping scope fails and names the pod that holds it.
-    let (error, text) = spawn(
-        &client,
-        "gamma",
-        serde_json::json!([{"target": "a/inner", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "gamma", "a/inner").await;
     assert!(error, "{text}");
     assert!(
         text.contains("scope conflict") && text.contains("alpha"),
@@ -188,12 +184,7 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     assert!(!text.contains("pod.log"), "{text}");
     assert!(!alive(&home, "gamma"));
     // Outside the server's scope: refused before any pod starts.
-    let (error, text) = spawn(
-        &client,
-        "delta",
-        serde_json::json!([{"target": "../elsewhere", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "delta", "../elsewhere").await;
     assert!(
         error && text.contains("outside this server's scope"),
         "{text}"
@@ -266,12 +257,7 @@ async fn an_mcp_host_spawns_messages_reads_lists_and_stops_confined_pods() {
     assert!(!alive(&home, "beta"));
     let (_, list) = call(&client, "list_pods", serde_json::json!({})).await;
     assert!(!list.contains("beta"), "{list}");
-    let (error, text) = spawn(
-        &client,
-        "gamma",
-        serde_json::json!([{"target": "b", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "gamma", "b").await;
     assert!(!error, "{text}");
 
     // The session ends: its pods stop with it.
@@ -286,12 +272,7 @@ async fn with_keep_the_pods_outlive_the_session() {
     let server = FakeProvider::start().await;
     server.push_for(&key("kept"), sse(Turn::new().text("ok")));
     let (client, mut child) = serve(&home, &server, &["--keep", "--scope", "."]).await;
-    let (error, text) = spawn(
-        &client,
-        "kept",
-        serde_json::json!([{"target": "k", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "kept", "k").await;
     assert!(!error, "{text}");
     end(client, &mut child).await;
     assert!(alive(&home, "kept"));
@@ -315,12 +296,7 @@ async fn a_pod_a_manifest_would_let_write_outside_the_servers_scope_is_stopped()
     )
     .unwrap();
     let (client, mut child) = serve(&home, &server, &[]).await;
-    let (error, text) = spawn(
-        &client,
-        "wide",
-        serde_json::json!([{"target": "w", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "wide", "w").await;
     assert!(error, "{text}");
     assert!(
         text.contains("was stopped") && text.contains(&elsewhere.display().to_string()),
@@ -339,12 +315,7 @@ async fn a_pod_never_sees_the_servers_token_and_a_taken_name_says_so() {
     server.push_for(&key("tok"), sse(Turn::new().text("ok")));
     let secret = "a-token-of-the-mcp-server-0123";
     let (client, mut child) = serve_env(&home, &server, &[], &[("POD_MCP_TOKEN", secret)]).await;
-    let (error, text) = spawn(
-        &client,
-        "tok",
-        serde_json::json!([{"target": "t", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "tok", "t").await;
     assert!(!error, "{text}");
     let pid = std::fs::read_to_string(home.path("runtime/tok/pid")).unwrap();
     let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
@@ -357,12 +328,7 @@ async fn a_pod_never_sees_the_servers_token_and_a_taken_name_says_so() {
     // Stopped, its session stays the user's: the name is taken.
     let (error, text) = call(&client, "stop_pod", serde_json::json!({"name": "tok"})).await;
     assert!(!error, "{text}");
-    let (error, text) = spawn(
-        &client,
-        "tok",
-        serde_json::json!([{"target": "t", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "tok", "t").await;
     assert!(error && text.contains("choose another name"), "{text}");
     assert!(!text.contains("pod restore"), "{text}");
     end(client, &mut child).await;
@@ -374,12 +340,7 @@ async fn the_pods_stop_when_the_server_is_killed() {
     let server = FakeProvider::start().await;
     server.push_for(&key("orphan"), sse(Turn::new().text("ok")));
     let (client, mut child) = serve(&home, &server, &[]).await;
-    let (error, text) = spawn(
-        &client,
-        "orphan",
-        serde_json::json!([{"target": "o", "permission": "write"}]),
-    )
-    .await;
+    let (error, text) = spawn_writing(&client, "orphan", "o").await;
     assert!(!error, "{text}");
     assert!(alive(&home, "orphan"));
     // No goodbye: the pod notices the server's end itself.

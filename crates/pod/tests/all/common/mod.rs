@@ -123,9 +123,7 @@ pub(crate) struct TestPod {
 impl TestPod {
     /// Starts `pod start --foreground --name NAME` and waits for its ready line.
     pub(crate) fn start(home: &Home, server: &FakeProvider, name: &str, extra: &[&str]) -> TestPod {
-        let mut args = vec!["start", "--foreground", "--name", name];
-        args.extend(extra);
-        TestPod::spawn(home, server, name, &args)
+        TestPod::start_with_env(home, server, name, extra, &[])
     }
 
     /// Restarts a stopped pod from its session in the foreground (the mode
